@@ -1,0 +1,137 @@
+"""The one contract every sandbox backend fulfils.
+
+A backend (``BubblewrapSandbox``, ``GVisorSandbox``, ``KataSandbox``, ``UnikraftSandbox``) runs
+untrusted code described by a :class:`RunRequest` and reports a :class:`RunResult`.
+
+Contract (checked by ``tests/sandbox/conformance.py`` against every backend):
+
+* Isolation: the code cannot read the host filesystem (only read-only system dirs and the chosen
+  library set are visible), cannot write outside its scratch dir, cannot see the server's
+  environment, and has no network unless ``RunRequest.network`` is ``True``.
+* Limits: ``Limits`` hold for every run. Memory over the cap ends the run with ``reason="oom"``;
+  wall time over the cap kills the whole process tree with ``reason="timeout"``; output past
+  ``output_bytes`` is dropped and flagged ``*_truncated``.
+* Lifecycle: a backend is an async context manager; ``close()`` frees local resources (cgroup
+  pool, temp dirs) and is safe to call twice. ``run`` may be called concurrently.
+* No leftovers: after ``run`` returns, no process, mount, cgroup or temp dir of that run remains.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Protocol, Self, runtime_checkable
+
+__all__ = [
+    "EndReason",
+    "Language",
+    "Limits",
+    "OutputChunk",
+    "RunRequest",
+    "RunResult",
+    "Sandbox",
+]
+
+Language = Literal["python", "typescript"]
+
+
+class EndReason(str, enum.Enum):
+    """Why a run ended."""
+
+    EXIT = "exit"  # the program exited by itself (any exit code)
+    TIMEOUT = "timeout"  # wall-clock limit reached, process tree killed
+    OOM = "oom"  # memory limit reached
+    KILLED = "killed"  # killed by a signal for another reason (pids, cpu rlimit, cancel)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Resource caps for one run. Units are explicit in the names."""
+
+    cpu_seconds: float = 10.0  # CPU time (all cores) before the run is killed
+    cpus: float = 1.0  # share of cores (cgroup cpu quota)
+    memory_mb: int = 256
+    wall_seconds: float = 10.0
+    pids: int = 64
+    disk_mb: int = 64  # scratch dir size (tmpfs size or file-size rlimit)
+    output_bytes: int = 1_000_000  # per stream (stdout, stderr)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """What to run.
+
+    Either ``command`` (argv, run inside the scratch dir) or ``language`` + ``entry`` (a path in
+    ``files``) must be given. ``files`` maps relative paths to contents, written into the scratch dir.
+    """
+
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
+    language: Language | None = None
+    entry: str | None = None
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    stdin: bytes = b""
+    env: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    library_set: str = "base"
+    network: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What happened. ``exit_code`` is negative (-signal) when killed by a signal."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    reason: EndReason = EndReason.EXIT
+    duration_s: float = 0.0
+    peak_memory_mb: float | None = None
+    boot_s: float = 0.0  # backend start-up cost included in duration_s
+    backend: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the program exited by itself with code 0."""
+        return self.reason is EndReason.EXIT and self.exit_code == 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputChunk:
+    """One piece of streamed output; the last item of a stream carries ``result``."""
+
+    stream: Literal["stdout", "stderr", "result"]
+    data: str = ""
+    result: RunResult | None = None
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """A place where untrusted code runs. See the module docstring for the contract."""
+
+    name: str
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run to completion and return the result (never raises for program failures)."""
+        ...
+
+    def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
+        """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
+        ...
+
+    async def close(self) -> None:
+        """Free local resources; idempotent."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,58 @@
+"""Errors raised by version stores.
+
+    WorkspaceError
+    ├── WorkspaceNotFoundError
+    ├── FileNotFoundInWorkspaceError
+    ├── VersionNotFoundError
+    └── InvalidFileError
+        ├── InvalidPathError        absolute, '..', NUL byte, empty, too long
+        ├── FileTooLargeError       content over the configured cap
+        └── BinaryContentError      content is not valid UTF-8 text
+
+Only ``server/`` maps these to HTTP status codes (404 for the *NotFound ones, 400/413/415 for the rest).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BinaryContentError",
+    "FileNotFoundInWorkspaceError",
+    "FileTooLargeError",
+    "InvalidFileError",
+    "InvalidPathError",
+    "VersionNotFoundError",
+    "WorkspaceError",
+    "WorkspaceNotFoundError",
+]
+
+
+class WorkspaceError(Exception):
+    """Base of all workspace errors."""
+
+
+class WorkspaceNotFoundError(WorkspaceError):
+    """No such workspace (for this tenant)."""
+
+
+class FileNotFoundInWorkspaceError(WorkspaceError):
+    """No such file in the workspace."""
+
+
+class VersionNotFoundError(WorkspaceError):
+    """No such version of the file."""
+
+
+class InvalidFileError(WorkspaceError):
+    """The path or content is not acceptable; the message says what to fix."""
+
+
+class InvalidPathError(InvalidFileError):
+    """The path is absolute, escapes the workspace, contains NUL, or is empty."""
+
+
+class FileTooLargeError(InvalidFileError):
+    """The content is over the size cap."""
+
+
+class BinaryContentError(InvalidFileError):
+    """The content is not UTF-8 text."""
