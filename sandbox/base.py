@@ -37,7 +37,7 @@ __all__ = [
 Language = Literal["python", "typescript"]
 
 
-class EndReason(str, enum.Enum):
+class EndReason(enum.StrEnum):
     """Why a run ended."""
 
     EXIT = "exit"  # the program exited by itself (any exit code)

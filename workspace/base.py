@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FileInfo", "Version", "VersionStore", "Workspace"]
+__all__ = ["FileInfo", "SearchHit", "Version", "VersionStore", "Workspace"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +59,21 @@ class FileInfo:
     number: int
     size: int
     updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchHit:
+    """One full-text search result: the latest version of a file, or an indexed run output.
+
+    ``rank`` is higher for better matches and comparable only within one result list.
+    """
+
+    kind: str  # "file" or "run_output"
+    path: str
+    version_id: str | None  # set for files
+    run_id: str | None  # set for run outputs
+    snippet: str  # matched terms wrapped in ** **
+    rank: float
 
 
 @runtime_checkable
@@ -101,6 +116,14 @@ class VersionStore(Protocol):
         self, workspace_id: str, path: str, version: str | int, *, author: str = "user"
     ) -> Version:
         """Write a new version equal to ``version``."""
+        ...
+
+    async def search(self, workspace_id: str, query: str, limit: int = 10) -> list[SearchHit]:
+        """Full-text search over the latest version of each file and the indexed run outputs."""
+        ...
+
+    async def index_run_output(self, workspace_id: str, run_id: str, path: str, text: str) -> None:
+        """Make a run's output (``path`` such as ``stdout``) searchable; replaces an earlier one."""
         ...
 
     async def close(self) -> None:

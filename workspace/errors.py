@@ -4,6 +4,7 @@
     ├── WorkspaceNotFoundError
     ├── FileNotFoundInWorkspaceError
     ├── VersionNotFoundError
+    ├── InvalidWorkspaceError   empty or over-long workspace name / tenant
     └── InvalidFileError
         ├── InvalidPathError        absolute, '..', NUL byte, empty, too long
         ├── FileTooLargeError       content over the configured cap
@@ -20,6 +21,7 @@ __all__ = [
     "FileTooLargeError",
     "InvalidFileError",
     "InvalidPathError",
+    "InvalidWorkspaceError",
     "VersionNotFoundError",
     "WorkspaceError",
     "WorkspaceNotFoundError",
@@ -40,6 +42,10 @@ class FileNotFoundInWorkspaceError(WorkspaceError):
 
 class VersionNotFoundError(WorkspaceError):
     """No such version of the file."""
+
+
+class InvalidWorkspaceError(WorkspaceError):
+    """The workspace name or tenant is not acceptable; the message says what to fix."""
 
 
 class InvalidFileError(WorkspaceError):

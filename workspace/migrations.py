@@ -1,0 +1,139 @@
+"""Schema migrations: one append-only list per dialect; position in the list = version number.
+
+Never edit or reorder an entry that has shipped: append a new one. ``apply_migrations`` records each
+applied version in ``schema_migrations`` and runs only newer ones, inside one transaction. On
+Postgres a transaction-scoped advisory lock makes two processes calling ``setup()`` at once take
+turns (the second finds everything applied); on SQLite ``BEGIN IMMEDIATE`` does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workspace.schema import schema_migrations
+
+__all__ = ["MIGRATIONS", "PG_TSVECTOR_CHARS", "apply_migrations", "current_version", "latest_version"]
+
+logger = logging.getLogger(__name__)
+
+# Postgres refuses a tsvector over 1 MB; only this many leading characters of a document are indexed there.
+PG_TSVECTOR_CHARS = 262_144
+_ADVISORY_LOCK_KEY = 0x61676E74  # "agnt": any constant shared by every process of this app
+
+_SQLITE: list[list[str]] = [
+    # 1: workspaces, versions, file heads, full-text search (FTS5 over an external-content table).
+    [
+        """CREATE TABLE workspaces (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE INDEX ix_workspaces_tenant ON workspaces (tenant, created_at)",
+        """CREATE TABLE versions (
+            id TEXT PRIMARY KEY,
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            path TEXT NOT NULL, number INTEGER NOT NULL, content TEXT NOT NULL, diff TEXT NOT NULL,
+            parent_id TEXT, author TEXT NOT NULL, message TEXT NOT NULL, created_at TEXT NOT NULL,
+            size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+            CONSTRAINT uq_versions_path_number UNIQUE (workspace_id, path, number))""",
+        """CREATE TABLE files (
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            path TEXT NOT NULL, version_id TEXT NOT NULL, number INTEGER NOT NULL,
+            size INTEGER NOT NULL, updated_at TEXT NOT NULL,
+            PRIMARY KEY (workspace_id, path))""",
+        """CREATE TABLE search_documents (
+            id INTEGER PRIMARY KEY,
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL, run_id TEXT NOT NULL, path TEXT NOT NULL, version_id TEXT, body TEXT NOT NULL,
+            CONSTRAINT uq_search_documents UNIQUE (workspace_id, kind, run_id, path))""",
+        """CREATE VIRTUAL TABLE search_fts USING fts5(
+            path, body, content='search_documents', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 0')""",
+        """CREATE TRIGGER search_documents_ai AFTER INSERT ON search_documents BEGIN
+            INSERT INTO search_fts (rowid, path, body) VALUES (new.id, new.path, new.body);
+        END""",
+        """CREATE TRIGGER search_documents_ad AFTER DELETE ON search_documents BEGIN
+            INSERT INTO search_fts (search_fts, rowid, path, body)
+                VALUES ('delete', old.id, old.path, old.body);
+        END""",
+        """CREATE TRIGGER search_documents_au AFTER UPDATE ON search_documents BEGIN
+            INSERT INTO search_fts (search_fts, rowid, path, body)
+                VALUES ('delete', old.id, old.path, old.body);
+            INSERT INTO search_fts (rowid, path, body) VALUES (new.id, new.path, new.body);
+        END""",
+    ],
+]
+
+_POSTGRES: list[list[str]] = [
+    # 1: workspaces, versions, file heads, full-text search (stored tsvector + GIN).
+    [
+        """CREATE TABLE workspaces (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, tenant TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL)""",
+        "CREATE INDEX ix_workspaces_tenant ON workspaces (tenant, created_at)",
+        """CREATE TABLE versions (
+            id TEXT PRIMARY KEY,
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            path TEXT NOT NULL, number INTEGER NOT NULL, content TEXT NOT NULL, diff TEXT NOT NULL,
+            parent_id TEXT, author TEXT NOT NULL, message TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+            size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+            CONSTRAINT uq_versions_path_number UNIQUE (workspace_id, path, number))""",
+        """CREATE TABLE files (
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            path TEXT NOT NULL, version_id TEXT NOT NULL, number INTEGER NOT NULL,
+            size INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (workspace_id, path))""",
+        f"""CREATE TABLE search_documents (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL, run_id TEXT NOT NULL, path TEXT NOT NULL, version_id TEXT, body TEXT NOT NULL,
+            tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, regexp_replace(
+                left(path || ' ' || body, {PG_TSVECTOR_CHARS}), '[[:punct:]]+', ' ', 'g'))) STORED,
+            CONSTRAINT uq_search_documents UNIQUE (workspace_id, kind, run_id, path))""",
+        "CREATE INDEX ix_search_documents_tsv ON search_documents USING GIN (tsv)",
+    ],
+]
+
+MIGRATIONS: dict[str, list[list[str]]] = {"sqlite": _SQLITE, "postgresql": _POSTGRES}
+
+
+def latest_version(dialect: str) -> int:
+    """Return the schema version this code expects for ``dialect``."""
+    return len(MIGRATIONS[dialect])
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    """Return the highest applied version (0 when none)."""
+    result = await conn.execute(select(func.coalesce(func.max(schema_migrations.c.version), 0)))
+    return int(result.scalar_one())
+
+
+async def apply_migrations(conn: AsyncConnection) -> int:
+    """Apply the migrations newer than the recorded version; return the resulting version.
+
+    Must run inside a transaction on ``conn`` (a failure applies nothing).
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+        created_at_type = "TIMESTAMPTZ"
+    else:
+        created_at_type = "TEXT"
+    await conn.exec_driver_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        f"(version INTEGER PRIMARY KEY, applied_at {created_at_type} NOT NULL)"
+    )
+    applied = await current_version(conn)
+    wanted = MIGRATIONS[dialect]
+    if applied > len(wanted):
+        logger.warning("database schema is at version %d, newer than this code (%d)", applied, len(wanted))
+        return applied
+    for version, statements in enumerate(wanted, start=1):
+        if version <= applied:
+            continue
+        logger.info("applying %s schema migration %d", dialect, version)
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+        await conn.execute(insert(schema_migrations).values(version=version, applied_at=datetime.now(UTC)))
+    return len(wanted)
