@@ -1,0 +1,399 @@
+"""The ``local`` backend: bubblewrap + seccomp + cgroup v1 limits, as an unprivileged uid.
+
+How one run is built (cheap parts are cached per instance, so a ``print(1)`` costs a few ms more
+than a bare interpreter start):
+
+1. ``/bin/sh`` (as root) puts itself into the run's pooled cgroups, lowers rlimits (CPU seconds,
+   file size, no core dumps; data size and process count too when cgroups are not writable), then
+   ``setpriv`` drops to a per-run host uid (``host_uid_base + slot``, shown as ``sandbox_uid``
+   inside) with no supplementary groups and ``no_new_privs``.
+2. ``bwrap`` (now unprivileged) creates user, pid, ipc, uts, cgroup and, unless the request wants
+   network, net namespaces; the root is an empty tmpfs with read-only system dirs, a synthesized
+   ``/etc`` (no host passwd / shadow), ``/proc``, a minimal ``/dev`` and a size-capped tmpfs scratch
+   dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` -> ``/sandbox/tmp``) filled from memfds.
+   Paths only root may traverse (library sets under ``/root``) are bind-staged by root into a
+   world-traversable dir first (:mod:`sandbox.bwrap_host`).
+3. The seccomp BPF (see :mod:`sandbox.seccomp`) is passed with ``--seccomp FD`` so it applies to
+   the program only. The launchers run with a fixed minimal env; bwrap ``--clearenv`` / ``--setenv``
+   gives the program exactly :func:`sandbox.commands.build_env` (the request's env never reaches
+   root-side code: think ``LD_PRELOAD``).
+
+``network=True`` keeps the host's network namespace (there is no veth / slirp here): the program
+can reach loopback services and abstract unix sockets of the host, so grant it only to trusted runs.
+
+A run ends by itself, by the wall-clock deadline (the bwrap tree and every pid in the cgroup are
+SIGKILLed; the pid namespace takes double-forked children with it), or by a limit: memory (cgroup
+OOM kill -> ``oom``), pids, CPU seconds (RLIMIT_CPU per process plus a cpuacct watchdog over the
+whole tree -> ``killed``), scratch size (tmpfs ``--size`` and RLIMIT_FSIZE). A program killed by
+a signal reports ``-signal`` (bwrap's ``128 + n`` is mapped back; an exit code above 128 that
+matches a signal number is therefore read as that signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Self
+
+from sandbox import seccomp
+from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
+from sandbox.bwrap_host import (
+    BWRAP_PIDS,
+    SCRATCH_DIR,
+    SETUP_EXIT,
+    SETUP_FAILED,
+    TMP_DIR,
+    WORK_DIR,
+    HostStage,
+    launcher_script,
+    static_args,
+)
+from sandbox.cgroups import Cgroup, CgroupPool, cgroups_writable
+from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
+from sandbox.config import SandboxSettings
+from sandbox.errors import (
+    InvalidRunRequestError,
+    LimitsExceededError,
+    SandboxStartError,
+    SandboxUnavailableError,
+)
+from sandbox.libsets import LibrarySet, deno_binary, get_library_set
+from sandbox.process import StreamName, run_process
+
+__all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
+
+logger = logging.getLogger(__name__)
+
+_LAUNCHER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
+_MAX_FILES = 2000
+_FALLBACK_OOM_MARKERS = ("MemoryError", "JavaScript heap out of memory", "out of memory")
+# bwrap reports a signal death of the program as 128 + signal number.
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+def _cleanup(pool: CgroupPool | None, stage: HostStage) -> None:
+    """Free what a sandbox holds on the host (runs from ``close`` or from the GC / exit finalizer)."""
+    if pool is not None:
+        pool.close()
+    stage.cleanup()
+
+
+async def _cpu_watchdog(
+    cgroup: Cgroup, cpu_seconds: float, spawned: list[int], kill: Callable[[int], Awaitable[None]]
+) -> None:
+    """Kill the run when the whole tree used more than ``cpu_seconds`` (RLIMIT_CPU is per process)."""
+    while True:
+        await asyncio.sleep(0.1)
+        if spawned and cgroup.cpu_seconds() > cpu_seconds:
+            logger.debug("run passed its %.1fs CPU budget; killing the tree", cpu_seconds)
+            await kill(spawned[0])
+            return
+
+
+def _check_limits(limits: Limits, maximums: Limits) -> None:
+    """Refuse non-positive limits and limits above the server maximums (defence in depth)."""
+    for f in dataclasses.fields(Limits):
+        value, maximum = getattr(limits, f.name), getattr(maximums, f.name)
+        if not value > 0:
+            raise InvalidRunRequestError(f"limit {f.name} must be positive, got {value!r}")
+        if value > maximum:
+            raise LimitsExceededError(f"limit {f.name}={value} exceeds the server maximum {maximum}")
+
+
+class BubblewrapSandbox:
+    """Run untrusted code locally with bubblewrap. See :mod:`sandbox.base` for the contract."""
+
+    name = "local"
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        """Check the host tools, prepare the static parts of every run and fill the cgroup pool.
+
+        Raises:
+            SandboxUnavailableError: bubblewrap or setpriv is missing, or we are not root.
+        """
+        self.settings = settings or SandboxSettings()
+        s = self.settings
+        for tool in (s.bwrap_path, s.setpriv_path):
+            if not os.access(tool, os.X_OK):
+                raise SandboxUnavailableError(f"{tool} not found; fix: apt-get install bubblewrap util-linux")
+        if os.geteuid() != 0:
+            raise SandboxUnavailableError("the local sandbox must run as root to drop to an unprivileged uid")
+        self._closed = False
+        self._releases: set[asyncio.Future[None]] = set()
+        self._free_slots: list[int] = []
+        self._slot_count = 0
+        self._libsets: dict[str, LibrarySet] = {}
+        self._deno: Path | None = None
+        self._stage = HostStage(s.sandbox_uid, s.sandbox_gid)
+        self._prefix = {net: static_args(s, self._stage.etc, network=net) for net in (False, True)}
+        self._pool: CgroupPool | None = None
+        if s.use_cgroups and cgroups_writable(s.cgroup_root):
+            pool = CgroupPool(s.cgroup_root, s.cgroup_pool_size)
+            try:
+                pool.fill()
+                self._pool = pool
+            except OSError as exc:
+                logger.warning("cgroups not usable (%s); falling back to rlimits", exc)
+                pool.close()
+        else:
+            logger.warning(
+                "cgroups %s; limits fall back to rlimits",
+                "disabled by settings" if not s.use_cgroups else "(v1 memory, pids, cpu) not writable",
+            )
+        seccomp.bpf_program(False)
+        seccomp.bpf_program(True)
+        # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.
+        self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._stage)
+
+    @property
+    def uses_cgroups(self) -> bool:
+        """True when limits are enforced with cgroups (False: rlimit fallback)."""
+        return self._pool is not None
+
+    def _library_set(self, name: str) -> LibrarySet:
+        libset = self._libsets.get(name)
+        if libset is None:
+            libset = get_library_set(name, self.settings)
+            self._libsets[name] = libset
+        return libset
+
+    def _run_args(self, request: RunRequest, libset: LibrarySet, fds: list[int]) -> list[str]:
+        """Per-run bwrap arguments: scratch tmpfs, request files (memfds), library set, seccomp."""
+        limits = request.limits
+        size = str(max(1, limits.disk_mb) * 1024 * 1024)
+        args = ["--size", size, "--perms", "0755", "--tmpfs", SCRATCH_DIR]
+        args += ["--dir", WORK_DIR, "--dir", TMP_DIR, "--symlink", TMP_DIR, "/tmp"]
+        made: set[str] = set()
+        if len(request.files) > _MAX_FILES:
+            raise InvalidRunRequestError(f"too many files ({len(request.files)} > {_MAX_FILES})")
+        total = sum(len(c.encode() if isinstance(c, str) else c) for c in request.files.values())
+        if total > max(1, limits.disk_mb) * 1024 * 1024:
+            raise InvalidRunRequestError(f"files ({total} bytes) exceed the {limits.disk_mb} MB scratch dir")
+        for raw, content in request.files.items():
+            rel = check_relative_path(raw)
+            parents = list(PurePosixPath(rel).parents)[:-1]
+            for parent in reversed(parents):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    args += ["--dir", f"{WORK_DIR}/{parent}"]
+            data = content.encode() if isinstance(content, str) else bytes(content)
+            fd = os.memfd_create("agentic-file", os.MFD_CLOEXEC)
+            fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+            args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{rel}"]
+        if libset.host_path is not None:
+            args += ["--ro-bind", str(self._stage.reachable(libset.host_path)), libset.mount_point]
+        if request.language == "typescript":
+            if self._deno is None:
+                self._deno = self._stage.reachable(deno_binary())
+            args += ["--ro-bind", str(self._deno), DENO_PATH]
+        bpf = seccomp.bpf_fd(request.network)
+        fds.append(bpf)
+        args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--seccomp", str(bpf), "--"]
+        return args
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run ``request`` to completion (never raises for program failures)."""
+        return await self._execute(request, None)
+
+    async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
+        """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
+        queue: asyncio.Queue[OutputChunk | BaseException | None] = asyncio.Queue()
+
+        async def produce() -> None:
+            try:
+                result = await self._execute(request, queue)
+                await queue.put(OutputChunk(stream="result", result=result))
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                await queue.put(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            finally:
+                await queue.put(None)
+
+        task = asyncio.ensure_future(produce())
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not task.done():
+                task.cancel()  # the consumer left early: process.py kills the tree
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _execute(
+        self, request: RunRequest, queue: asyncio.Queue[OutputChunk | BaseException | None] | None
+    ) -> RunResult:
+        if self._closed:
+            raise SandboxStartError("sandbox is closed")
+        _check_limits(request.limits, self.settings.max_limits)
+        libset = self._library_set(request.library_set)
+        argv = build_argv(request, libset)
+        if self._pool is None and request.language == "typescript":
+            # No memory cgroup: cap V8's heap instead of RLIMIT_DATA (V8 reserves far more than it uses).
+            heap_mb = max(16, request.limits.memory_mb * 3 // 4)
+            argv.insert(2, f"--v8-flags=--max-old-space-size={heap_mb}")
+        env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+        limits = request.limits
+        fds: list[int] = []
+        cgroup: Cgroup | None = None
+        decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
+
+        def on_output(stream: StreamName, data: bytes) -> None:
+            assert queue is not None
+            text = decoders[stream].decode(data)
+            if text:
+                queue.put_nowait(OutputChunk(stream=stream, data=text))
+
+        async def kill(pid: int) -> None:
+            # bwrap first: --die-with-parent takes the pid namespace (and every fork in it) down.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            if cgroup is not None:  # then anything left in the cgroup, off the event loop
+                await asyncio.to_thread(cgroup.kill_all)
+
+        slot = self._take_slot()
+
+        def prepare() -> list[str]:
+            # File I/O (cgroup knobs, memfds): kept off the event loop, so hosts that forbid blocking
+            # calls in the loop (``langgraph dev``) accept it; a thread hop costs ~0.1 ms.
+            nonlocal cgroup
+            if self._pool is not None:
+                # +2 pids: bwrap and the namespace's init.
+                cgroup = self._pool.acquire(limits, extra_pids=BWRAP_PIDS)
+            full = list(self._prefix[request.network])
+            full[2] = launcher_script(limits, cgroup, data_rlimit=request.language != "typescript")
+            uid, gid = self._host_ids(slot)
+            full[5], full[6] = f"--reuid={uid}", f"--regid={gid}"
+            # The request's env must never reach sh / setpriv / bwrap (root or setup code: think
+            # LD_PRELOAD, LOCPATH): they run with _LAUNCHER_ENV and bwrap sets the program's env.
+            full += ["--clearenv"]
+            for key, value in env.items():
+                full += ["--setenv", key, value]
+            full += self._run_args(request, libset, fds)
+            return full + argv
+
+        try:
+            full = await asyncio.to_thread(prepare)
+            spawned: list[int] = []
+            watchdog = None
+            if cgroup is not None and cgroup.tracks_cpu:
+                watchdog = asyncio.ensure_future(_cpu_watchdog(cgroup, limits.cpu_seconds, spawned, kill))
+            try:
+                outcome = await run_process(
+                    full,
+                    timeout_s=limits.wall_seconds,
+                    output_limit=limits.output_bytes,
+                    stdin=request.stdin,
+                    env=_LAUNCHER_ENV,
+                    cwd="/",
+                    pass_fds=sorted(set(fds)),
+                    kill=kill,
+                    on_output=on_output if queue is not None else None,
+                    on_spawn=spawned.append,
+                )
+            except OSError as exc:
+                raise SandboxStartError(f"could not start bwrap: {exc}") from exc
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+            usage = await asyncio.to_thread(cgroup.usage) if cgroup is not None else None
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if cgroup is not None and self._pool is not None:
+                await asyncio.to_thread(cgroup.kill_all)  # nothing of this run survives its return
+                self._release_later(cgroup)
+            self._free_slots.append(slot)  # bwrap exited: its pid namespace is empty
+        stderr = outcome.stderr.decode("utf-8", "replace")
+        code = outcome.exit_code
+        if code == SETUP_EXIT and SETUP_FAILED in stderr:
+            raise SandboxStartError(f"sandbox setup failed: {stderr.strip()[:500]}")
+        if code == 1 and stderr.startswith("bwrap: ") and "\n" not in stderr.strip():
+            raise SandboxStartError(f"bubblewrap failed: {stderr.strip()}")
+        if code > 128 and (code - 128) in _SIGNALS:
+            code = -(code - 128)
+        if outcome.timed_out:
+            reason = EndReason.TIMEOUT
+        elif usage is not None and usage.oom:
+            reason = EndReason.OOM
+        elif usage is None and code != 0 and any(m in stderr for m in _FALLBACK_OOM_MARKERS):
+            reason = EndReason.OOM  # rlimit fallback: no OOM counter, the runtime says it
+        elif code < 0 or (watchdog is not None and watchdog.done() and not watchdog.cancelled()):
+            reason = EndReason.KILLED
+        else:
+            reason = EndReason.EXIT
+        if queue is not None:
+            for name in ("stdout", "stderr"):
+                tail = decoders[name].decode(b"", final=True)
+                if tail:
+                    queue.put_nowait(OutputChunk(stream=name, data=tail))
+        return RunResult(
+            exit_code=code,
+            stdout=outcome.stdout.decode("utf-8", "replace"),
+            stderr=stderr,
+            stdout_truncated=outcome.stdout_truncated,
+            stderr_truncated=outcome.stderr_truncated,
+            reason=reason,
+            duration_s=outcome.duration_s,
+            peak_memory_mb=usage.peak_memory_mb if usage is not None else None,
+            boot_s=0.0,
+            backend=self.name,
+        )
+
+    def _take_slot(self) -> int:
+        if self._free_slots:
+            return self._free_slots.pop()
+        self._slot_count += 1
+        return self._slot_count - 1
+
+    def _host_ids(self, slot: int) -> tuple[int, int]:
+        """The host uid/gid of the run in ``slot`` (unique among concurrent runs)."""
+        base = self.settings.host_uid_base
+        if base is None:
+            return self.settings.sandbox_uid, self.settings.sandbox_gid
+        return base + slot, base + slot
+
+    def _release_later(self, cgroup: Cgroup) -> None:
+        """Reset and return ``cgroup`` to the pool off the critical path (awaited by :meth:`close`)."""
+        assert self._pool is not None
+        task = asyncio.ensure_future(asyncio.to_thread(self._pool.release, cgroup))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def close(self) -> None:
+        """Kill what is left, remove the cgroup pool and temp files; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
+        await asyncio.to_thread(self._finalizer)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,230 @@
+"""Host-side preparation for the bubblewrap backend (:mod:`sandbox.bubblewrap`).
+
+Why a module of its own: everything here runs on the host as root *before* a sandbox exists:
+the staged ``/etc`` (harmless host pieces plus a synthesized passwd / group / hosts, never the
+host's), read-only bind staging of root-only sources (library sets under ``/root``) so the
+unprivileged bwrap can reach them, the root-side launcher script (cgroups, rlimits), and the
+bwrap arguments that do not depend on one run. Nothing here is per-run heavy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import shlex
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from sandbox.base import Limits
+from sandbox.cgroups import Cgroup
+from sandbox.config import SandboxSettings
+from sandbox.errors import SandboxStartError
+
+__all__ = [
+    "BWRAP_PIDS",
+    "SCRATCH_DIR",
+    "SETUP_EXIT",
+    "SETUP_FAILED",
+    "TMP_DIR",
+    "WORK_DIR",
+    "HostStage",
+    "launcher_script",
+    "static_args",
+]
+
+logger = logging.getLogger(__name__)
+
+SCRATCH_DIR = "/sandbox"
+WORK_DIR = f"{SCRATCH_DIR}/work"
+TMP_DIR = f"{SCRATCH_DIR}/tmp"
+SETUP_FAILED = "agentic-sandbox: setup failed"
+SETUP_EXIT = 125
+BWRAP_PIDS = 2  # bwrap's own processes (outer monitor, pid-namespace init) counted in the pids cap
+# Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
+_ETC_PIECES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types",
+    "protocols", "services", "python3", "python3.11", "ssl/certs", "ssl/openssl.cnf",
+    "ca-certificates.conf", "fonts",
+)  # fmt: skip
+_ETC_SYNTH = {
+    "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+    "sandbox:x:{uid}:{gid}:sandbox:" + WORK_DIR + ":/usr/sbin/nologin\n",
+    "group": "root:x:0:\nsandbox:x:{gid}:\n",
+    "hosts": "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+}
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MNT_DETACH = 1, 32, 4096, 2
+
+
+def _world_reachable(path: Path) -> bool:
+    """True when every ancestor of ``path`` is searchable by "other" (so any uid can reach it)."""
+    for parent in path.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IROTH)
+
+
+def _bind_mount(source: Path, target: Path) -> None:
+    """Bind ``source`` read-only on ``target`` in the host mount namespace."""
+    if _libc.mount(str(source).encode(), str(target).encode(), None, _MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        raise SandboxStartError(f"cannot stage {source} for the sandbox: {os.strerror(err)}")
+    flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY
+    if _libc.mount(None, str(target).encode(), None, flags, None) != 0:
+        logger.warning("could not make %s read-only on the host side", target)
+
+
+def _unmount(target: Path) -> bool:
+    if _libc.umount2(str(target).encode(), _MNT_DETACH) != 0:
+        logger.warning("could not unmount %s: %s", target, os.strerror(ctypes.get_errno()))
+        return False
+    return True
+
+
+def _stage_etc(target: Path, uid: int, gid: int) -> None:
+    """Build the sandbox's ``/etc``: copies of the harmless host pieces plus synthesized files."""
+    target.mkdir(mode=0o755)
+    for piece in _ETC_PIECES:
+        src, dst = Path("/etc", piece), target / piece
+        try:
+            dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if src.is_dir() and not src.is_symlink():
+                shutil.copytree(src, dst, symlinks=True)
+            elif src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            elif src.is_file():
+                shutil.copyfile(src, dst)
+        except OSError as exc:  # unreadable piece: leave it out
+            logger.debug("not staging /etc/%s: %s", piece, exc)
+    for fname, text in _ETC_SYNTH.items():
+        (target / fname).write_text(text.format(uid=uid, gid=gid))
+    (target / "resolv.conf").touch()  # mount point for the host's file when network is on
+    for root, _dirs, files in os.walk(target):
+        os.chmod(root, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+
+
+def _sweep_stale_stages() -> None:
+    """Remove stage dirs (and their bind mounts) left by a server that died without close()."""
+    for root in Path(tempfile.gettempdir()).glob("agentic-bwrap-*-*"):
+        try:
+            owner = int(root.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if owner == os.getpid() or Path(f"/proc/{owner}").exists():
+            continue
+        staged = root / "staged"
+        mounts = sorted(staged.iterdir()) if staged.is_dir() else []
+        if all([not os.path.ismount(target) or _unmount(target) for target in mounts]):
+            logger.info("removing stale sandbox stage %s (owner pid %d is gone)", root, owner)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class HostStage:
+    """A private, world-traversable temp dir holding the staged ``/etc`` and staged bind mounts."""
+
+    def __init__(self, uid: int, gid: int) -> None:
+        _sweep_stale_stages()
+        self.root = Path(tempfile.mkdtemp(prefix=f"agentic-bwrap-{os.getpid()}-"))
+        self.root.chmod(0o755)
+        self.staged: dict[Path, Path] = {}
+        try:
+            _stage_etc(self.etc, uid, gid)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    @property
+    def etc(self) -> Path:
+        """The directory bound read-only at ``/etc`` in every sandbox."""
+        return self.root / "etc"
+
+    def reachable(self, path: Path) -> Path:
+        """Return a path to ``path`` that the unprivileged bwrap can open.
+
+        bwrap runs as the sandbox uid, so a source below a root-only dir (a library set under
+        ``/root``) is bind-mounted once into our world-traversable temp dir (undone by ``close``).
+        """
+        path = path.resolve()
+        if _world_reachable(path):
+            return path
+        staged = self.staged.get(path)
+        if staged is None:
+            staged = self.root / "staged" / str(len(self.staged))
+            staged.parent.mkdir(mode=0o755, exist_ok=True)
+            if path.is_dir():
+                staged.mkdir(mode=0o755)
+            else:
+                staged.touch(mode=0o755)
+            _bind_mount(path, staged)
+            self.staged[path] = staged
+        return staged
+
+    def cleanup(self) -> None:
+        """Unmount staged binds and remove the dir; idempotent (also run by a GC finalizer)."""
+        unmounted = all([_unmount(target) for target in self.staged.values()])
+        self.staged.clear()
+        if unmounted:  # never recurse into a still-mounted library set
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def static_args(settings: SandboxSettings, etc: Path, *, network: bool) -> list[str]:
+    """Return the launcher + bwrap argv prefix shared by every run with this network setting.
+
+    Slots filled per run: ``[2]`` the launcher script, ``[5]`` / ``[6]`` setpriv's uid / gid.
+    """
+    s = settings
+    args = [
+        "/bin/sh", "-c", "", "sh",  # script slot [2] filled per run
+        str(s.setpriv_path), "", "",  # [5], [6]: --reuid / --regid filled per run
+        "--clear-groups", "--no-new-privs",
+        str(s.bwrap_path), "--unshare-user", "--uid", str(s.sandbox_uid), "--gid", str(s.sandbox_gid),
+        "--disable-userns", "--unshare-pid", "--unshare-ipc",
+        "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+    ]  # fmt: skip
+    if not network:
+        args.append("--unshare-net")
+    for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{top}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{top}"]
+    args += ["--ro-bind", str(etc), "/etc"]  # one mount instead of one per file
+    if network:
+        args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    return args
+
+
+def launcher_script(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True) -> str:
+    """The root-side prelude: join the cgroups, lower rlimits, then exec setpriv.
+
+    ``data_rlimit=False`` skips RLIMIT_DATA in the fallback (V8 reserves more than it uses).
+    """
+    # ``echo 0 > tasks``: join as the current thread (fast path, see Cgroup.tasks_files).
+    steps = [f"echo 0 >{shlex.quote(str(p))}" for p in (cgroup.tasks_files if cgroup else [])]
+    ulimits = [
+        "-c 0",
+        f"-t {max(1, math.ceil(limits.cpu_seconds))}",
+        f"-f {max(1, limits.disk_mb) * 2048}",  # 512-byte blocks
+    ]
+    if cgroup is None:  # rlimit fallback (root may lower, never raise)
+        ulimits += [f"-p {max(limits.pids, 1) + BWRAP_PIDS}"]
+        if data_rlimit:
+            ulimits += [f"-d {limits.memory_mb * 1024}"]
+    steps += [f"ulimit {u}" for u in ulimits]
+    on_error = f"{{ echo '{SETUP_FAILED}' >&2; exit {SETUP_EXIT}; }}"
+    return "{ " + " && ".join(steps) + "; } || " + on_error + '\nexec "$@"'

@@ -1,0 +1,134 @@
+"""Turn a :class:`RunRequest` into the argv and environment used *inside* a sandbox.
+
+Shared by every local-host backend so ``python`` / ``typescript`` mean the same thing everywhere:
+Debian's ``/usr/bin/python3`` with the library set on ``PYTHONPATH``, and the Deno binary (from the
+``deno`` PyPI package) bound read-only at :data:`DENO_PATH`, run offline with access to the scratch
+dir only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from sandbox.base import RunRequest
+from sandbox.errors import InvalidRunRequestError
+
+__all__ = [
+    "DENO_PATH",
+    "PYTHON_PATH",
+    "SANDBOX_PATH",
+    "LibrarySetLike",
+    "build_argv",
+    "build_env",
+    "check_relative_path",
+]
+
+PYTHON_PATH = "/usr/bin/python3"
+DENO_PATH = "/opt/deno/deno"
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class LibrarySetLike(Protocol):
+    """What we need of ``sandbox.libsets.LibrarySet`` (kept structural to avoid an import cycle)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def mount_point(self) -> str: ...
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+
+def check_relative_path(path: str) -> str:
+    """Return ``path`` normalised, refusing absolute paths and ``..`` (files live in scratch only).
+
+    Raises:
+        InvalidRunRequestError: the path would escape the scratch dir.
+    """
+    if not path or "\x00" in path:
+        raise InvalidRunRequestError(f"invalid file path {path!r}")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or any(part == ".." for part in pure.parts):
+        raise InvalidRunRequestError(f"file path {path!r} must be relative and stay inside the scratch dir")
+    norm = str(pure)
+    if norm in ("", "."):
+        raise InvalidRunRequestError(f"invalid file path {path!r}")
+    return norm
+
+
+def build_argv(request: RunRequest, libset: LibrarySetLike | None = None) -> list[str]:
+    """Return the argv run inside the sandbox (cwd = scratch dir).
+
+    Raises:
+        InvalidRunRequestError: neither a command nor language + entry, unknown language, bad entry.
+    """
+    if request.command is not None:
+        if request.language is not None:
+            raise InvalidRunRequestError("give either command or language + entry, not both")
+        if not request.command or not request.command[0]:
+            raise InvalidRunRequestError("command must not be empty")
+        return [*request.command, *request.args]
+    if request.language is None or request.entry is None:
+        raise InvalidRunRequestError("a run needs either command or language + entry")
+    entry = check_relative_path(request.entry)
+    if entry not in {str(PurePosixPath(p)) for p in request.files}:
+        raise InvalidRunRequestError(f"entry {request.entry!r} is not among the request's files")
+    if entry.startswith("-"):  # never let a file name read as an interpreter option
+        entry = f"./{entry}"
+    if request.language == "python":
+        # -s: no user site; -B: no .pyc in scratch. Not -I/-E: PYTHONPATH carries the library set.
+        return [PYTHON_PATH, "-s", "-B", entry, *request.args]
+    if request.language == "typescript":
+        return [
+            DENO_PATH,
+            "run",
+            "--no-remote",
+            "--no-prompt",
+            "--no-config",
+            "--no-lock",
+            "--allow-read=.",
+            "--allow-write=.",
+            entry,
+            *request.args,
+        ]
+    raise InvalidRunRequestError(f"unknown language {request.language!r} (use 'python' or 'typescript')")
+
+
+def build_env(
+    request: RunRequest,
+    libset: LibrarySetLike | None,
+    *,
+    home: str,
+    tmp: str = "/tmp",
+) -> dict[str, str]:
+    """Return the complete environment of the sandboxed program (nothing of the server's leaks).
+
+    Order of precedence: our minimal base < library set < request (the request cannot unset ``PATH``
+    usefully; it is the program's own sandbox).
+    """
+    env = {
+        "PATH": SANDBOX_PATH,
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "MPLBACKEND": "Agg",
+        "DENO_DIR": f"{tmp}/.deno",
+        "DENO_NO_UPDATE_CHECK": "1",
+        "DENO_NO_PROMPT": "1",
+        "NO_COLOR": "1",
+    }
+    if libset is not None:
+        env.update(libset.env)
+    for key, value in request.env.items():
+        if not key or "=" in key or "\x00" in key or "\x00" in value:
+            raise InvalidRunRequestError(f"invalid environment variable {key!r}")
+        env[key] = value
+    return env

@@ -1,0 +1,73 @@
+"""Settings of the sandbox package (env prefix ``AGENTIC_SANDBOX_``).
+
+Only this module reads the environment for ``sandbox``; backends receive a :class:`SandboxSettings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.base import Limits
+
+__all__ = ["SandboxSettings", "default_cache_dir", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Return the default data dir (``~/.local/share/agentic``)."""
+    return Path.home() / ".local" / "share" / "agentic"
+
+
+def default_cache_dir() -> Path:
+    """Return the default cache dir (``~/.cache/agentic``)."""
+    return Path.home() / ".cache" / "agentic"
+
+
+class SandboxSettings(BaseSettings):
+    """How sandboxes are created on this host.
+
+    ``data_dir`` and ``cache_dir`` also honour the project-wide ``AGENTIC_DATA_DIR`` /
+    ``AGENTIC_CACHE_DIR`` so one variable moves every package.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_SANDBOX_", extra="ignore")
+
+    backend: str = "local"
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("AGENTIC_SANDBOX_DATA_DIR", "AGENTIC_DATA_DIR", "data_dir"),
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        validation_alias=AliasChoices("AGENTIC_SANDBOX_CACHE_DIR", "AGENTIC_CACHE_DIR", "cache_dir"),
+    )
+    # Server maximums: a request asking for more is refused (LimitsExceededError).
+    max_limits: Limits = Field(
+        default_factory=lambda: Limits(
+            cpu_seconds=120.0,
+            cpus=2.0,
+            memory_mb=4096,
+            wall_seconds=600.0,
+            pids=512,
+            disk_mb=2048,
+            output_bytes=16_000_000,
+        )
+    )
+    # Local backend (bubblewrap).
+    bwrap_path: Path = Path("/usr/bin/bwrap")
+    setpriv_path: Path = Path("/usr/bin/setpriv")
+    python_path: str = "/usr/bin/python3"  # interpreter *inside* the sandbox (Debian's)
+    sandbox_uid: int = 65534  # unprivileged uid the sandboxed code runs as (as seen inside)
+    sandbox_gid: int = 65534
+    # Local backend: each concurrent run gets its own host uid/gid (base + slot, mapped to sandbox_uid
+    # inside) so runs cannot signal each other and RLIMIT_NPROC counts one run only. None: sandbox_uid.
+    host_uid_base: int | None = 1_100_000
+    scratch_root: Path | None = None  # where per-run scratch tmpfs mounts live; default: a private temp dir
+    use_cgroups: bool = True  # cgroup v1 limits when writable; rlimits otherwise
+    cgroup_root: Path = Path("/sys/fs/cgroup")
+    cgroup_pool_size: int = 4  # pre-created cgroups kept ready (creating one costs ~40 ms)
+    # gVisor backend.
+    runsc_path: Path | None = None  # default: `runsc` on PATH
+    gvisor_platform: str = "ptrace"  # the only platform that works on this kind of host (no /dev/kvm)

@@ -1,0 +1,214 @@
+"""gVisor-specific checks (the shared containment suite runs against gVisor via conftest.BACKENDS)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.base import EndReason, Limits, RunRequest, RunResult
+from sandbox.config import SandboxSettings
+from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
+from sandbox.gvisor import MEMORY_HEADROOM_MB, GVisorSandbox
+from sandbox.oci import BindMount, RunSpec, build_config, build_rootfs, seccomp_profile
+
+pytestmark = [
+    pytest.mark.gvisor,
+    pytest.mark.skipif(
+        shutil.which("runsc") is None, reason="runsc not installed; fix: apt-get install runsc"
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="runsc needs root here"),
+]
+
+
+@pytest.fixture(scope="module")
+async def gvisor() -> AsyncIterator[GVisorSandbox]:
+    async with GVisorSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
+        yield box
+
+
+async def run_py(box: GVisorSandbox, code: str, **kwargs: object) -> RunResult:
+    request = RunRequest(files={"main.py": code}, language="python", entry="main.py", **kwargs)  # type: ignore[arg-type]
+    return await box.run(request)
+
+
+# --- the bundle -----------------------------------------------------------------------------------
+
+
+def test_bundle_shows_only_chosen_host_paths(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    static = build_rootfs(rootfs, uid=65534, gid=65534, mount_points=("/opt/libset",))
+    spec = RunSpec(
+        args=["/usr/bin/python3", "main.py"], env={"A": "1"}, limits=Limits(pids=7, memory_mb=100),
+        uid=65534, gid=65534, network=False, extra_mounts=[BindMount(tmp_path, "/sandbox", writable=True)],
+        memory_headroom_mb=10,
+    )  # fmt: skip
+    config = build_config(rootfs, static, spec)
+    assert config["root"] == {"path": str(rootfs), "readonly": True}
+    sources = {m["source"] for m in config["mounts"] if m["type"] == "bind"}
+    assert "/" not in sources and "/root" not in sources and "/etc" not in sources
+    assert not any(s.startswith(("/etc/shadow", "/etc/passwd", "/root", "/home")) for s in sources)
+    writable = [m["destination"] for m in config["mounts"] if "rw" in m.get("options", [])]
+    assert writable == ["/sandbox"]
+    assert {"type": "network"} in config["linux"]["namespaces"]
+    assert config["process"]["user"]["uid"] == 65534
+    assert config["process"]["noNewPrivileges"] is True
+    assert all(not caps for caps in config["process"]["capabilities"].values())
+    rlimits = {r["type"]: r["hard"] for r in config["process"]["rlimits"]}
+    assert rlimits["RLIMIT_NPROC"] == 7
+    assert config["linux"]["resources"]["memory"]["limit"] == 110 * 1024 * 1024
+    assert "root:x:0:0:root:/nonexistent" in (rootfs / "etc" / "passwd").read_text()
+    assert not (rootfs / "etc" / "shadow").exists()
+
+
+def test_network_on_shares_the_host_stack(tmp_path: Path) -> None:
+    spec = RunSpec(args=["x"], env={}, limits=Limits(), uid=1, gid=1, network=True)
+    config = build_config(tmp_path, [], spec)
+    assert {"type": "network"} not in config["linux"]["namespaces"]
+
+
+def test_seccomp_profile_blocks_sockets_without_network() -> None:
+    names = {n for rule in seccomp_profile(network=False)["syscalls"] for n in rule["names"]}
+    assert {"mount", "unshare", "ptrace", "bpf", "socket", "socketpair"} <= names
+    with_net = seccomp_profile(network=True)["syscalls"]
+    assert not any("socketpair" in rule["names"] for rule in with_net)
+
+
+def test_missing_runsc_is_reported_with_a_fix() -> None:
+    with pytest.raises(SandboxUnavailableError, match="apt-get install runsc"):
+        GVisorSandbox(SandboxSettings(runsc_path=Path("/nonexistent/runsc")))
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+
+async def test_code_runs_on_the_gvisor_kernel(gvisor: GVisorSandbox) -> None:
+    code = "import json, os\nprint(json.dumps([os.uname().release, open('/proc/version').read()]))\n"
+    result = await run_py(gvisor, code)
+    assert result.ok, result.stderr
+    release, _version = json.loads(result.stdout)
+    assert release != os.uname().release  # the Sentry's kernel, not the host's
+    assert result.backend == "gvisor"
+    assert 0 < result.boot_s <= result.duration_s
+    assert result.peak_memory_mb is not None and result.peak_memory_mb > 1
+
+
+async def test_memory_below_the_cap_is_usable(gvisor: GVisorSandbox) -> None:
+    code = "x = bytearray(200 * 1024 * 1024)\nprint(len(x))\n"
+    result = await run_py(gvisor, code, limits=Limits(memory_mb=256))
+    assert result.ok, (result.reason, result.stderr)
+    assert result.peak_memory_mb is not None
+    assert 200 <= result.peak_memory_mb <= 256 + MEMORY_HEADROOM_MB
+
+
+async def test_oom_is_reported(gvisor: GVisorSandbox) -> None:
+    result = await run_py(gvisor, "x = bytearray(400 * 1024 * 1024)\n", limits=Limits(memory_mb=128))
+    assert result.reason is EndReason.OOM
+    assert result.exit_code < 0
+
+
+async def test_cpu_cap_kills_with_sigkill(gvisor: GVisorSandbox) -> None:
+    result = await run_py(gvisor, "while True: pass\n", limits=Limits(cpu_seconds=0.5, wall_seconds=10))
+    assert (result.reason, result.exit_code) == (EndReason.KILLED, -9)
+    assert result.duration_s < 5
+
+
+async def test_network_true_reaches_a_host_listener(gvisor: GVisorSandbox) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    code = (
+        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5).sendall(b'hi')\n"
+        "print('sent')\n"
+    )
+    try:
+        result = await run_py(gvisor, code, network=True)
+        assert result.ok and result.stdout == "sent\n", result.stderr
+        conn, _ = await asyncio.to_thread(listener.accept)
+        assert conn.recv(2) == b"hi"
+        conn.close()
+    finally:
+        listener.close()
+
+
+async def test_timeout_leaves_no_container_state(gvisor: GVisorSandbox) -> None:
+    result = await run_py(gvisor, "import time\ntime.sleep(30)\n", limits=Limits(wall_seconds=1))
+    assert result.reason is EndReason.TIMEOUT
+    state = gvisor._state  # noqa: SLF001 - the runsc root dir is the ground truth here
+    assert list(state.iterdir()) == []
+    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
+
+
+async def test_start_failure_is_an_error() -> None:
+    async with GVisorSandbox(SandboxSettings(cgroup_pool_size=0)) as box:
+        with pytest.raises(SandboxStartError, match="nonexistent"):
+            await box.run(RunRequest(command=("/nonexistent/prog",)))
+
+
+async def test_close_removes_everything_and_is_idempotent() -> None:
+    box = GVisorSandbox(SandboxSettings(cgroup_pool_size=0))
+    tmp = box._tmp  # noqa: SLF001
+    assert (await box.run(RunRequest(command=("/bin/echo", "x")))).stdout == "x\n"
+    prefix = box._pool.base_dirs["memory"].name if box._pool is not None else None  # noqa: SLF001
+    await box.close()
+    await box.close()
+    assert not tmp.exists()
+    if prefix is not None:  # runsc also made groups in freezer, devices, blkio, ... under our prefix
+        assert [p for p in Path("/sys/fs/cgroup").glob(f"*/**/{prefix}") if p.is_dir()] == []
+    with pytest.raises(SandboxStartError):
+        await box.run(RunRequest(command=("/bin/true",)))
+
+
+async def test_files_too_big_for_scratch_are_refused(gvisor: GVisorSandbox) -> None:
+    request = RunRequest(
+        command=("/bin/true",), files={"big.bin": b"x" * (2 * 1024 * 1024)}, limits=Limits(disk_mb=1)
+    )
+    with pytest.raises(InvalidRunRequestError, match="do not fit"):
+        await gvisor.run(request)
+    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
+
+
+async def test_cancelled_run_leaves_nothing(gvisor: GVisorSandbox) -> None:
+    code = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
+    task = asyncio.ensure_future(run_py(gvisor, code))
+    await asyncio.sleep(1.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert list(gvisor._state.iterdir()) == []  # noqa: SLF001
+    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
+    assert str(gvisor._runs) not in Path("/proc/self/mountinfo").read_text()  # noqa: SLF001
+
+
+async def test_daemon_dies_with_the_run(gvisor: GVisorSandbox) -> None:
+    """Guest processes are not host processes, so prove the daemon is gone by what it would do."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(3.0)
+    port = listener.getsockname()[1]
+    daemon = "import socket, time\ntime.sleep(1.0)\n"
+    daemon += f"socket.create_connection(('127.0.0.1', {port})).sendall(b'alive')\n"
+    code = f"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv('/usr/bin/python3', ['python3', '-c', {daemon!r}])
+    os._exit(0)
+print('parent leaving')
+"""
+    try:
+        result = await run_py(gvisor, code, network=True)
+        assert result.ok and "parent leaving" in result.stdout, result.stderr
+        with pytest.raises(TimeoutError):
+            await asyncio.to_thread(listener.accept)
+    finally:
+        listener.close()
