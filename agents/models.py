@@ -1,0 +1,96 @@
+"""The model factory: one ``ChatOpenAI`` for any OpenAI-compatible endpoint, or the embedded model.
+
+Every agent gets its chat model from :func:`chat_model`, so switching from the embedded
+Qwen2.5-Coder-1.5B to a hosted model is a matter of ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` /
+``AGENTIC_MODEL``. The embedded model answers tool calls as JSON in its text; the graph's parsers read
+them, so nothing here depends on native tool calling.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from agents.config import ModelSettings
+
+__all__ = ["DEFAULT_REMOTE_MODEL", "achat_model", "chat_model"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REMOTE_MODEL = "gpt-4o-mini"
+"""Model name sent to an external endpoint when neither the caller nor ``AGENTIC_MODEL`` names one."""
+
+_NO_KEY = "not-needed"
+
+
+def chat_model(
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    model: str | None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    settings: ModelSettings | None = None,
+) -> BaseChatModel:
+    """Return a chat model for an OpenAI-compatible endpoint, or for the embedded server.
+
+    Args:
+        base_url: Endpoint root (``.../v1``); None starts (once per process) the embedded llama.cpp
+            server and points at it. The first call then blocks while the model loads (seconds);
+            async code may warm it up with :func:`achat_model`.
+        api_key: Key for the endpoint; None is fine for servers that do not check it.
+        model: Model name; ignored by the embedded server.
+        temperature: Sampling temperature (0 = greedy).
+        seed: Sampling seed, forwarded to the server (llama.cpp honours it).
+        settings: Model settings; read from the environment when omitted.
+
+    Raises:
+        agents.embedded.EmbeddedServerError: The embedded model could not be started.
+    """
+    settings = settings or ModelSettings()
+    if base_url is None:
+        from agents.embedded import EMBEDDED_MODEL_NAME, embedded_base_url
+
+        return ChatOpenAI(
+            base_url=embedded_base_url(settings),
+            api_key=SecretStr(_NO_KEY),
+            model=EMBEDDED_MODEL_NAME,
+            temperature=temperature,
+            seed=seed,
+            max_tokens=settings.max_tokens,  # type: ignore[call-arg]
+            timeout=settings.request_timeout,
+            max_retries=0,
+        )
+    return ChatOpenAI(
+        base_url=base_url,
+        api_key=SecretStr(api_key or settings.openai_api_key or _NO_KEY),
+        model=model or settings.model or DEFAULT_REMOTE_MODEL,
+        temperature=temperature,
+        seed=seed,
+        timeout=settings.request_timeout,
+        max_retries=2,
+    )
+
+
+async def achat_model(
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    model: str | None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    settings: ModelSettings | None = None,
+) -> BaseChatModel:
+    """Async twin of :func:`chat_model`: starts the embedded server in a worker thread, not on the loop."""
+    import asyncio
+
+    if base_url is None:
+        from agents.embedded import get_embedded_server
+
+        await asyncio.to_thread(get_embedded_server, settings or ModelSettings())
+    return chat_model(
+        base_url=base_url, api_key=api_key, model=model, temperature=temperature, seed=seed, settings=settings
+    )

@@ -1,0 +1,198 @@
+"""The Task Agent: reads the conversation and picks the next step until the request is done.
+
+Small local models are unreliable at JSON, so the decision is requested with a JSON schema where the
+endpoint supports it, read with a tolerant parser, asked for once more when unreadable, then guessed
+from keywords of the user's request; if even that fails the turn ends with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from agents.chat import ask_model, text_of
+from agents.context import Context
+from agents.parsing import parse_json_object
+from agents.prompts import RESPOND_SYSTEM, ROUTER_RETRY, ROUTER_SYSTEM
+from agents.state import Route, State
+
+__all__ = ["ROUTE_SCHEMA", "Decision", "decide", "guess_route", "respond", "route_after_task", "task_agent"]
+
+logger = logging.getLogger(__name__)
+
+ROUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "next": {"type": "string", "enum": ["code", "search", "summarize", "answer"]},
+        "task": {"type": "string", "maxLength": 400},
+        "answer": {"type": "string", "maxLength": 1200},
+    },
+    "required": ["next"],
+}
+
+_ALIASES: dict[str, Route] = {
+    "code": "code",
+    "coder": "code",
+    "code_agent": "code",
+    "write_code": "code",
+    "program": "code",
+    "search": "search",
+    "web": "search",
+    "research": "search",
+    "search_agent": "search",
+    "lookup": "search",
+    "summarize": "summarize",
+    "summarise": "summarize",
+    "summary": "summarize",
+    "summarize_agent": "summarize",
+    "answer": "answer",
+    "respond": "answer",
+    "reply": "answer",
+    "final": "answer",
+    "done": "done",
+    "finish": "done",
+    "end": "done",
+    "stop": "done",
+}
+_CODE_WORDS = re.compile(
+    r"\b(write|code|program|script|function|python|typescript|implement|fix|bug|run|compute|calculate)\b",
+    re.I,
+)
+_SEARCH_WORDS = re.compile(r"\b(search|look up|find|latest|news|who is|what is|docs?|documentation)\b", re.I)
+_SUMMARY_WORDS = re.compile(r"\b(summari[sz]e|summary|tl;?dr|condense)\b", re.I)
+
+Decision = tuple[Route, str, str]
+_MAX_CHARS = 2500
+
+
+def _normalise(value: dict[str, Any] | None, raw: str) -> Decision | None:
+    if value is None:
+        found = re.search(r"""["']?next["']?\s*[:=]\s*["']?([A-Za-z_]+)""", raw)
+        value = {"next": found.group(1)} if found else None
+    if value is None:
+        return None
+    route = _ALIASES.get(str(value.get("next", value.get("route", ""))).strip().lower())
+    if route is None:
+        return None
+    return route, str(value.get("task") or ""), str(value.get("answer") or "")
+
+
+def guess_route(text: str) -> Route | None:
+    """Last-resort routing from keywords of the user's request (None when nothing fits)."""
+    if _SUMMARY_WORDS.search(text):
+        return "summarize"
+    if _CODE_WORDS.search(text):
+        return "code"
+    if _SEARCH_WORDS.search(text):
+        return "search"
+    return None
+
+
+def _conversation(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The recent conversation, long texts cut, so a small context window suffices."""
+    recent = messages[-12:]
+    trimmed: list[BaseMessage] = []
+    for message in recent:
+        text = text_of(message)
+        if len(text) > _MAX_CHARS:
+            text = text[:_MAX_CHARS] + "\n[... cut ...]"
+        if isinstance(message, HumanMessage):
+            trimmed.append(HumanMessage(text))
+        else:
+            name = getattr(message, "name", None)
+            trimmed.append(AIMessage(f"[{name}] {text}" if name else text))
+    return trimmed
+
+
+async def decide(context: Context, messages: Sequence[BaseMessage]) -> Decision | None:
+    """Ask the model for the next step; one retry on an unreadable reply; None if both fail."""
+    prompt: list[BaseMessage] = [SystemMessage(ROUTER_SYSTEM), *_conversation(messages)]
+    bind: dict[str, Any] = {}
+    if context.structured_output:
+        bind["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "route", "schema": ROUTE_SCHEMA},
+        }
+    for attempt in (1, 2):
+        try:
+            raw = await ask_model(context, prompt, **bind)
+        except Exception as exc:  # endpoint refusing response_format, or a transient error
+            logger.warning("router request failed (attempt %d): %s", attempt, exc)
+            if bind:
+                bind = {}
+                continue
+            raise
+        decision = _normalise(parse_json_object(raw), raw)
+        if decision is not None:
+            return decision
+        logger.info("unreadable router reply (attempt %d): %.200s", attempt, raw)
+        prompt = [*prompt, AIMessage(raw), HumanMessage(ROUTER_RETRY)]
+    return None
+
+
+def _last_request(messages: Sequence[BaseMessage]) -> str:
+    human = [m for m in messages if isinstance(m, HumanMessage)]
+    return text_of(human[-1]) if human else ""
+
+
+async def task_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Decide the next step of the current user turn."""
+    messages = list(state.messages)
+    new_turn = bool(messages) and isinstance(messages[-1], HumanMessage)
+    steps = 0 if new_turn else state.steps
+    if steps >= runtime.context.max_steps:
+        note = f"Stopped after {steps} steps (the limit for one request); the results so far are above."
+        return {"route": "done", "steps": steps, "messages": [AIMessage(note, name="task_agent")]}
+    request = _last_request(messages)
+    try:
+        decision = await decide(runtime.context, messages)
+    except Exception as exc:
+        logger.warning("model unreachable for routing: %s", exc)
+        failure = f"The model could not be reached ({type(exc).__name__}: {exc}). Please try again."
+        return {"route": "done", "steps": steps + 1, "messages": [AIMessage(failure, name="task_agent")]}
+    if decision is None:
+        guessed = guess_route(request) if new_turn else None
+        if guessed is None:
+            failure = (
+                "I could not understand the model's routing reply twice, so I stopped. "
+                "Please rephrase the request (for example: 'write a Python program that ...')."
+            )
+            return {"route": "done", "steps": steps + 1, "messages": [AIMessage(failure, name="task_agent")]}
+        logger.info("routing by keywords: %s", guessed)
+        decision = (guessed, request, "")
+    route, task, answer = decision
+    update: dict[str, Any] = {"route": route, "task": task or request, "steps": steps + 1}
+    if route == "answer" and answer.strip():
+        update["messages"] = [AIMessage(answer.strip(), name="task_agent")]
+        update["route"] = "done"
+    return update
+
+
+async def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write the final reply when the Task Agent chose to answer without giving the text."""
+    prompt: list[BaseMessage] = [SystemMessage(RESPOND_SYSTEM), *_conversation(list(state.messages))]
+    try:
+        text = await ask_model(runtime.context, prompt)
+    except Exception as exc:
+        text = f"The model could not be reached ({type(exc).__name__}: {exc})."
+    return {"messages": [AIMessage(text.strip() or "(no answer)", name="task_agent")], "route": "done"}
+
+
+def route_after_task(
+    state: State,
+) -> Literal["code_agent", "search_agent", "summarize_agent", "respond", "__end__"]:
+    """Map the Task Agent's decision to the next node."""
+    if state.route == "code":
+        return "code_agent"
+    if state.route == "search":
+        return "search_agent"
+    if state.route == "summarize":
+        return "summarize_agent"
+    if state.route == "answer":
+        return "respond"
+    return "__end__"

@@ -1,0 +1,115 @@
+"""Per-step overhead of the agent graph with no checkpointer, SQLite and Postgres.
+
+The model is the scripted OpenAI-compatible server (answers instantly), web search a local corpus, so
+the time measured is the graph's own: state handling, routing, checkpoint writes. Each turn runs
+``task_agent -> search_agent -> task_agent`` (3 node steps). Postgres is used when DATABASE_URL is set,
+else a throw-away cluster is started when PostgreSQL is installed. The last line gives the ratios to
+no checkpointer, measured in the same run.
+
+Usage: python bench/graph_overhead.py [--turns 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from langchain_core.messages import HumanMessage  # noqa: E402
+from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
+
+from agents.checkpoint import open_postgres_checkpointer, open_sqlite_checkpointer  # noqa: E402
+from agents.context import Context  # noqa: E402
+from agents.graph import build_graph  # noqa: E402
+from tests.support.scripted_openai import ScriptedOpenAI  # noqa: E402
+from tools.search_backends import LocalCorpusSearch, WebResult  # noqa: E402
+
+STEPS_PER_TURN = 3
+CORPUS = [WebResult(title="Doc", url="https://example/doc", snippet="graph checkpoint overhead")]
+
+
+class _Router:
+    """Alternates search / answer so each turn is exactly three node steps."""
+
+    def __init__(self, server: ScriptedOpenAI) -> None:
+        self.server = server
+
+    def arm(self, turns: int) -> None:
+        self.server.reset()
+        for _ in range(turns):
+            self.server.add('{"next": "search", "task": "graph overhead"}')
+            self.server.add('{"next": "answer", "answer": "done"}')
+
+
+@contextlib.contextmanager
+def _postgres_url() -> Iterator[str | None]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    from tests.support.postgres import find_pg_bin, postgres_cluster
+
+    if find_pg_bin() is None:
+        yield None
+        return
+    with postgres_cluster() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def _none() -> AsyncIterator[None]:
+    yield None
+
+
+async def _measure(
+    saver: BaseCheckpointSaver[str] | None, ctx: Context, router: _Router, turns: int
+) -> float:
+    graph = build_graph().compile(checkpointer=saver)
+    config: dict[str, Any] = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    router.arm(turns + 2)
+    for _ in range(2):  # warm-up
+        await graph.ainvoke({"messages": [HumanMessage("warm up")]}, config, context=ctx)
+    started = time.perf_counter()
+    for i in range(turns):
+        await graph.ainvoke({"messages": [HumanMessage(f"turn {i}")]}, config, context=ctx)
+    return (time.perf_counter() - started) * 1000 / (turns * STEPS_PER_TURN)
+
+
+async def main(turns: int) -> None:
+    with ScriptedOpenAI() as server, _postgres_url() as pg_url, tempfile.TemporaryDirectory() as tmp:
+        router = _Router(server)
+        ctx = Context(
+            model_base_url=server.url,
+            model_api_key="bench",
+            model_name="scripted",
+            structured_output=False,
+            web_search=LocalCorpusSearch(CORPUS),
+        )
+        results: dict[str, float] = {}
+        async with _none() as nothing:
+            results["none"] = await _measure(nothing, ctx, router, turns)
+        async with open_sqlite_checkpointer(Path(tmp) / "checkpoints.db") as saver:
+            results["sqlite"] = await _measure(saver, ctx, router, turns)
+        if pg_url:
+            async with open_postgres_checkpointer(pg_url) as saver:
+                results["postgres"] = await _measure(saver, ctx, router, turns)
+        for name, ms in results.items():
+            print(f"{name:9s} {ms:7.2f} ms per step")
+        base = results["none"]
+        ratios = "  ".join(f"{name}/none={ms / base:.2f}" for name, ms in results.items() if name != "none")
+        print(f"ratio to no checkpointer: {ratios}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=30)
+    asyncio.run(main(parser.parse_args().turns))

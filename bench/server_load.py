@@ -1,0 +1,143 @@
+"""N concurrent streamed Agent Protocol runs against one server process, with the scripted model.
+
+The server is ``server.app:create_app`` under uvicorn in its own process, serving the real agent
+graph with the model pointed at the scripted OpenAI-compatible server (the Task Agent answers
+directly, so the load is the serving path: HTTP, run manager, graph, checkpointer, model
+streaming; no sandbox). Each run creates a thread and streams ``values`` + ``messages-tuple`` +
+``custom`` through ``langgraph-sdk``.
+
+Baseline, measured in the same process first: the same run done alone, a few times in a row.
+Prints p50 / p99 of the time to the first event and to completion for both, the failure count
+(a failure: an exception, an ``error`` event, or a run whose status is not ``success``), and last
+the figures on one line. Run from the repo root: ``python bench/server_load.py [-n 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from langgraph_sdk.client import LangGraphClient  # noqa: E402
+
+from tests.server.agent_protocol.support import ServerProcess  # noqa: E402
+from tests.support.scripted_openai import ROUTER, ScriptedOpenAI  # noqa: E402
+
+ANSWER = "The answer is 42. " * 8
+MODES = ["values", "messages-tuple", "custom"]
+BASELINE_RUNS = 5
+
+
+@dataclass
+class Sample:
+    """Timings of one run (seconds from the request), or the failure."""
+
+    first_event: float = 0.0
+    done: float = 0.0
+    error: str | None = None
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (0 for an empty list)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def one_run(client: LangGraphClient) -> Sample:
+    """Create a thread, stream one run to its end, check its status."""
+    sample = Sample()
+    start = time.perf_counter()
+    try:
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        run_id = None
+        async for part in client.runs.stream(
+            tid,
+            "agent",
+            input={"messages": [{"role": "user", "content": "what is the answer?"}]},
+            stream_mode=MODES,
+        ):
+            if not sample.first_event:
+                sample.first_event = time.perf_counter() - start
+            if part.event == "metadata":
+                run_id = part.data["run_id"]
+            elif part.event == "error":
+                sample.error = f"error event: {part.data}"
+        sample.done = time.perf_counter() - start
+        if run_id is None:
+            sample.error = sample.error or "no metadata event"
+        elif sample.error is None:
+            status = (await client.runs.get(tid, run_id))["status"]
+            if status != "success":
+                sample.error = f"run ended {status}"
+    except Exception as exc:  # a bench counts failures instead of stopping at the first
+        sample.error = f"{type(exc).__name__}: {exc}"
+    return sample
+
+
+def summary(label: str, samples: list[Sample]) -> str:
+    """One line of p50 / p99 for first event and completion."""
+    ok = [s for s in samples if s.error is None]
+    first = [s.first_event * 1000 for s in ok]
+    done = [s.done * 1000 for s in ok]
+    return (
+        f"{label:<28} runs={len(samples):4d} failed={len(samples) - len(ok):3d}  "
+        f"first event p50={percentile(first, 50):7.1f} ms p99={percentile(first, 99):7.1f} ms  "
+        f"done p50={percentile(done, 50):7.1f} ms p99={percentile(done, 99):7.1f} ms"
+    )
+
+
+async def main(n: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, ScriptedOpenAI() as llm:
+        llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
+        env = {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
+        with ServerProcess(Path(tmp), env) as server:
+            limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
+            timeout = httpx.Timeout(connect=30, read=300, write=60, pool=120)
+            async with httpx.AsyncClient(
+                base_url=server.url, headers=server.headers, limits=limits, timeout=timeout
+            ) as http:
+                client = LangGraphClient(http)
+                await one_run(client)  # warm-up: imports, first model connection, first checkpoint
+                baseline = [await one_run(client) for _ in range(BASELINE_RUNS)]
+                wall = time.perf_counter()
+                loaded = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
+                wall = time.perf_counter() - wall
+            errors = sorted({s.error for s in loaded + baseline if s.error})
+    print(summary("baseline (1 run at a time)", baseline))
+    print(summary(f"{n} concurrent runs", loaded))
+    for err in errors[:5]:
+        print(f"  failure: {err[:200]}")
+    ok = [s for s in loaded if s.error is None]
+    failed = len(loaded) - len(ok)
+    base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
+    print(
+        f"N={n} wall={wall:.2f}s first_event_p50={percentile([s.first_event for s in ok], 50) * 1000:.1f}ms "
+        f"first_event_p99={percentile([s.first_event for s in ok], 99) * 1000:.1f}ms "
+        f"done_p50={percentile([s.done for s in ok], 50) * 1000:.1f}ms "
+        f"done_p99={percentile([s.done for s in ok], 99) * 1000:.1f}ms "
+        f"done_p50_vs_baseline={percentile([s.done for s in ok], 50) / base_done:.1f}x "
+        f"failures={failed}"
+    )
+    return 0 if failed == 0 and not any(s.error for s in baseline) else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-n", "--runs", type=int, default=200, help="concurrent runs (default 200)")
+    args = parser.parse_args()
+    raise SystemExit(asyncio.run(main(args.runs)))

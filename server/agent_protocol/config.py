@@ -1,0 +1,72 @@
+"""Settings of the Agent Protocol layer (env prefix ``AGENTIC_``).
+
+``server.config`` composes this model into the server's one ``Settings``; nothing else in this
+package reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AgentProtocolSettings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Return the default data dir (``~/.local/share/agentic``)."""
+    return Path.home() / ".local" / "share" / "agentic"
+
+
+class AgentProtocolSettings(BaseSettings):
+    """Where runs and threads are stored, which graph is served, and the streaming limits."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_", extra="ignore", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTIC_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="Postgres URL; None means an embedded SQLite file in the data dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("AGENTIC_DATA_DIR", "data_dir"),
+        description="Holds the SQLite file of threads and runs when no database URL is set.",
+    )
+    graph_ref: str = Field(
+        default="agents.graph:graph",
+        validation_alias=AliasChoices("AGENTIC_GRAPH_REF", "graph_ref"),
+        description="``module:attribute`` of the compiled graph served as assistant ``agent``.",
+    )
+    graph_id: str = Field(default="agent", description="Graph id (and assistant name) clients ask for.")
+    subscriber_queue_size: int = Field(
+        default=1024,
+        ge=2,
+        description="Events buffered per subscriber before a slow client is resynced to the latest state.",
+    )
+    replay_buffer_size: int = Field(
+        default=4096, ge=0, description="Events kept per run so a rejoin with Last-Event-ID can replay them."
+    )
+    finished_run_linger_s: float = Field(
+        default=120.0, ge=0, description="How long a finished run's stream stays joinable in memory."
+    )
+    default_on_disconnect: Literal["cancel", "continue"] = Field(
+        default="continue",
+        description="What a stream / wait run does when its client leaves and the request did not say "
+        "(``continue`` like the LangGraph server, so the SDK can reconnect).",
+    )
+    heartbeat_s: float = Field(default=10.0, gt=0, description="SSE keep-alive comment interval.")
+    run_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A process renews the lease of its active runs every third of this; a run whose lease "
+        "ran out (its process died) is taken over and resumed by a live process.",
+    )
+    run_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Executions a run may start (1 + resumes after restarts) before it is marked failed, "
+        "so a run that crashes the server cannot crash it forever.",
+    )

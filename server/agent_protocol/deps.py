@@ -1,0 +1,32 @@
+"""Dependencies of the Agent Protocol routes, each paired with an ``Annotated`` alias."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from server.agent_protocol.errors import AgentProtocolError
+from server.agent_protocol.service import AgentProtocolService
+
+__all__ = ["ServiceDep", "get_service", "http_error"]
+
+
+def get_service(request: Request) -> AgentProtocolService:
+    """The service opened by the Agent Protocol router's lifespan."""
+    service: AgentProtocolService | None = getattr(request.app.state, "agent_protocol", None)
+    if service is None:
+        reason = getattr(request.app.state, "agent_protocol_error", None) or "not started"
+        raise HTTPException(
+            status_code=503,
+            detail={"type": "agent_unavailable", "message": f"the agent graph is unavailable: {reason}"},
+        )
+    return service
+
+
+ServiceDep = Annotated[AgentProtocolService, Depends(get_service)]
+
+
+def http_error(exc: AgentProtocolError) -> HTTPException:
+    """Map a package error to the server's JSON error envelope."""
+    return HTTPException(status_code=exc.status, detail={"type": exc.kind, "message": str(exc)})

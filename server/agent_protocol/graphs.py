@@ -1,0 +1,171 @@
+"""The served graph as an Agent Protocol assistant, and its state in the protocol's shapes.
+
+One assistant per graph: its id is ``uuid5(NAMESPACE_GRAPH, graph_id)`` (the same derivation the
+LangGraph server uses, so clients that hard-code it keep working), and the graph id itself is
+accepted wherever an assistant id is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.pregel import Pregel
+from langgraph.types import StateSnapshot
+
+from server.agent_protocol.serde import dumps_to_obj
+
+__all__ = ["NAMESPACE_GRAPH", "GraphHost", "load_graph", "snapshot_to_state"]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+_CREATED_AT = datetime(2025, 1, 1, tzinfo=UTC).isoformat()
+
+
+def load_graph(ref: str) -> Pregel[Any, Any, Any, Any]:
+    """Import ``module:attribute`` and check it is a compiled graph."""
+    module_name, _, attr = ref.partition(":")
+    graph = getattr(importlib.import_module(module_name), attr or "graph")
+    if not isinstance(graph, Pregel):
+        raise TypeError(f"{ref} is a {type(graph).__name__}, not a compiled LangGraph graph")
+    return graph
+
+
+def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    conf = config.get("configurable", {})
+    return {
+        "thread_id": conf.get("thread_id"),
+        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        "checkpoint_id": conf.get("checkpoint_id"),
+        "checkpoint_map": conf.get("checkpoint_map"),
+    }
+
+
+def _interrupt(item: Any) -> dict[str, Any]:
+    return {"value": getattr(item, "value", item), "id": getattr(item, "id", "")}
+
+
+def snapshot_to_state(snapshot: StateSnapshot) -> dict[str, Any]:
+    """Convert a LangGraph ``StateSnapshot`` to the protocol's ``ThreadState`` (plain JSON values)."""
+    tasks = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "path": list(t.path),
+            "error": repr(t.error) if t.error else None,
+            "interrupts": [_interrupt(i) for i in t.interrupts],
+            "checkpoint": _checkpoint(t.state) if isinstance(t.state, dict) else None,
+            "state": snapshot_to_state(t.state) if isinstance(t.state, StateSnapshot) else None,
+            "result": t.result,
+        }
+        for t in snapshot.tasks
+    ]
+    return dumps_to_obj(  # type: ignore[no-any-return]
+        {
+            "values": snapshot.values,
+            "next": list(snapshot.next),
+            "tasks": tasks,
+            "metadata": snapshot.metadata,
+            "created_at": snapshot.created_at,
+            "checkpoint": _checkpoint(snapshot.config),
+            "parent_checkpoint": _checkpoint(snapshot.parent_config),
+            "interrupts": [_interrupt(i) for i in snapshot.interrupts],
+        }
+    )
+
+
+def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[dict[str, Any]]]:
+    """Pending interrupts keyed by task id, as ``Thread.interrupts`` wants them."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for task in snapshot.tasks:
+        if task.interrupts:
+            found[task.id] = dumps_to_obj([_interrupt(i) for i in task.interrupts])
+    return found
+
+
+class GraphHost:
+    """The compiled graph bound to the checkpointer, described as the protocol's one assistant."""
+
+    def __init__(self, graph: Pregel[Any, Any, Any, Any], graph_id: str) -> None:
+        self.graph = graph
+        self.graph_id = graph_id
+        self.assistant_id = str(uuid5(NAMESPACE_GRAPH, graph_id))
+
+    def matches(self, assistant_id: str) -> bool:
+        """True for the assistant's uuid or its graph id."""
+        return assistant_id in (self.assistant_id, self.graph_id)
+
+    def context_fields(self) -> set[str] | None:
+        """Field names of the graph's context schema (None when it has none or they cannot be known)."""
+        schema = getattr(self.graph, "context_schema", None)
+        if schema is None:
+            return None
+        if dataclasses.is_dataclass(schema):
+            return {f.name for f in dataclasses.fields(schema)}
+        model_fields = getattr(schema, "model_fields", None)
+        if isinstance(model_fields, dict):
+            return set(model_fields)
+        hints = getattr(schema, "__annotations__", None)
+        return set(hints) if isinstance(hints, dict) else None
+
+    def context_for(self, requested: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any] | None:
+        """The run's context: the client's plain values plus the server's live objects (store, sandbox).
+
+        Keys the graph's context does not declare are dropped (a client sending an option this graph
+        lacks should not fail the run); the server's objects never override what the client sent.
+        """
+        fields = self.context_fields()
+        merged = {**extras, **(requested or {})}
+        if fields is not None:
+            dropped = set(merged) - fields
+            if dropped:
+                logger.debug("context keys not in the graph's schema dropped: %s", sorted(dropped))
+            merged = {k: v for k, v in merged.items() if k in fields}
+        return merged or None
+
+    def assistant(self) -> dict[str, Any]:
+        """The protocol's ``Assistant`` object."""
+        return {
+            "assistant_id": self.assistant_id,
+            "graph_id": self.graph_id,
+            "config": {},
+            "context": {},
+            "created_at": _CREATED_AT,
+            "updated_at": _CREATED_AT,
+            "metadata": {"created_by": "system"},
+            "version": 1,
+            "name": self.graph_id,
+            "description": None,
+        }
+
+    def drawable(self, xray: bool | int = False) -> dict[str, Any]:
+        """The graph's nodes and edges (``Graph.to_json``)."""
+        return dumps_to_obj(self.graph.get_graph(xray=xray).to_json())  # type: ignore[no-any-return]
+
+    def schemas(self) -> dict[str, Any]:
+        """Input / output / state / config / context JSON schemas; a failing one becomes None."""
+
+        def safe(fn: Any) -> Any:
+            try:
+                return dumps_to_obj(fn())
+            except Exception as exc:  # schema generation of user types may fail; the rest still helps
+                logger.warning("schema generation failed: %s", exc)
+                return None
+
+        graph = self.graph
+        return {
+            "graph_id": self.graph_id,
+            "input_schema": safe(lambda: graph.get_input_jsonschema()),
+            "output_schema": safe(lambda: graph.get_output_jsonschema()),
+            "state_schema": safe(lambda: graph.get_input_jsonschema() | {"title": "State"}),
+            "config_schema": safe(lambda: graph.config_schema().model_json_schema()),
+            "context_schema": safe(lambda: graph.get_context_jsonschema()),
+        }

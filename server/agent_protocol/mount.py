@@ -1,0 +1,69 @@
+"""Mount the Agent Protocol on the server's app: routers, their lifespan, the API-key guard, errors.
+
+``install_agent_protocol(app)`` is called once from ``server.app.create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.errors import AgentProtocolError
+from server.agent_protocol.routes import assistants, meta, runs, threads
+from server.agent_protocol.service import AgentProtocolService
+from server.deps import require_api_key
+from server.errors import error_response
+
+__all__ = ["agent_protocol_router", "install_agent_protocol"]
+
+logger = logging.getLogger(__name__)
+
+
+def _settings_of(app: FastAPI, settings: AgentProtocolSettings | None) -> AgentProtocolSettings:
+    if settings is not None:
+        return settings
+    composed = getattr(getattr(app.state, "settings", None), "agent_protocol", None)
+    return composed if isinstance(composed, AgentProtocolSettings) else AgentProtocolSettings()
+
+
+def agent_protocol_router(settings: AgentProtocolSettings | None = None) -> APIRouter:
+    """All Agent Protocol routes under one router whose lifespan opens and closes the service."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        extras = {"store": getattr(app.state, "store", None), "sandbox": getattr(app.state, "sandbox", None)}
+        app.state.agent_protocol = None
+        try:
+            async with AgentProtocolService.open(_settings_of(app, settings), extras) as service:
+                app.state.agent_protocol = service
+                app.state.agent_protocol_error = None
+                yield
+                return
+        except Exception as exc:
+            if app.state.agent_protocol is not None:
+                raise
+            # The REST API stays useful without the graph; the protocol routes answer 503 with the reason.
+            logger.error("agent protocol unavailable: %s: %s", type(exc).__name__, exc)
+            app.state.agent_protocol_error = f"{type(exc).__name__}: {exc}"
+        yield
+
+    router = APIRouter(lifespan=lifespan, dependencies=[Depends(require_api_key)])
+    for module in (meta, assistants, threads, runs):
+        router.include_router(module.router)
+    return router
+
+
+async def _handle_protocol_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentProtocolError)
+    return error_response(exc.status, exc.kind, str(exc) or exc.kind)
+
+
+def install_agent_protocol(app: FastAPI, settings: AgentProtocolSettings | None = None) -> None:
+    """Mount the Agent Protocol on ``app`` (call once, from ``create_app``)."""
+    app.include_router(agent_protocol_router(settings))
+    app.add_exception_handler(AgentProtocolError, _handle_protocol_error)

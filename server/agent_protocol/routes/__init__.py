@@ -1,0 +1,1 @@
+"""One router per Agent Protocol resource: meta (``/info``), assistants, threads, runs."""

@@ -1,0 +1,203 @@
+"""Threads: create / get / patch / delete / search / count, and their state and history.
+
+The thread row keeps metadata, status and the last values a run left; the state and its history
+are read from the graph's checkpointer, so time travel sees exactly what the graph saw.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from langchain_core.runnables import RunnableConfig
+
+from server.agent_protocol.deps import ServiceDep
+from server.agent_protocol.errors import ThreadExistsError, ThreadNotFoundError
+from server.agent_protocol.graphs import interrupts_by_task, snapshot_to_state
+from server.agent_protocol.schemas import (
+    CheckpointRef,
+    HistoryRequest,
+    StateCheckpointRequest,
+    StateUpdate,
+    ThreadCount,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+)
+from server.agent_protocol.serde import dumps_to_obj
+from server.deps import TenantDep
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/threads", tags=["agent-protocol"])
+
+
+async def _require(service: ServiceDep, thread_id: str, tenant: str) -> None:
+    """404 unless the thread exists and belongs to ``tenant`` (another tenant's is "not found")."""
+    if await service.store.get_thread(thread_id, tenant) is None:
+        raise ThreadNotFoundError(f"thread {thread_id} not found")
+
+
+def _config(
+    thread_id: str, checkpoint: CheckpointRef | None = None, checkpoint_id: str | None = None
+) -> RunnableConfig:
+    configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint is not None:
+        configurable["checkpoint_ns"] = checkpoint.checkpoint_ns
+        if checkpoint.checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint.checkpoint_id
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+@router.post("")
+async def create_thread(body: ThreadCreate, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
+    """Create a thread (``if_exists="do_nothing"`` returns the existing one)."""
+    thread_id = body.thread_id or str(uuid.uuid4())
+    existing = await service.store.get_thread(thread_id)
+    if existing is not None:
+        if existing.tenant != tenant:  # ids are global (the checkpointer keys on them): never share one
+            raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
+        if body.if_exists == "do_nothing":
+            return existing.public()
+        raise ThreadExistsError(f"thread {thread_id} already exists")
+    metadata = {"graph_id": service.host.graph_id, **body.metadata}
+    return (await service.store.create_thread(thread_id, metadata, tenant)).public()
+
+
+@router.post("/search")
+async def search_threads(body: ThreadSearch, service: ServiceDep, tenant: TenantDep) -> list[dict[str, Any]]:
+    """Filter by metadata, status, ids (and values, by equality of top-level keys)."""
+    found = await service.store.search_threads(
+        metadata=body.metadata, status=body.status, ids=body.ids,
+        limit=body.limit if not body.values else 10_000, offset=body.offset if not body.values else 0,
+        sort_by=body.sort_by, sort_order=body.sort_order, tenant=tenant,
+    )  # fmt: skip
+    if body.values:
+        wanted = body.values
+        found = [
+            t
+            for t in found
+            if isinstance(t.values, dict) and all(t.values.get(k) == v for k, v in wanted.items())
+        ]
+        found = found[body.offset : body.offset + body.limit]
+    return [t.public() for t in found]
+
+
+@router.post("/count")
+async def count_threads(body: ThreadCount, service: ServiceDep, tenant: TenantDep) -> int:
+    """How many threads match."""
+    found = await service.store.search_threads(
+        metadata=body.metadata, status=body.status, ids=None, limit=1_000_000, offset=0,
+        sort_by="created_at", sort_order="desc", tenant=tenant,
+    )  # fmt: skip
+    return len(found)
+
+
+@router.get("/{thread_id}")
+async def get_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
+    """The thread with its status and last values."""
+    thread = await service.store.get_thread(thread_id, tenant)
+    if thread is None:
+        raise ThreadNotFoundError(f"thread {thread_id} not found")
+    return thread.public()
+
+
+@router.patch("/{thread_id}")
+async def patch_thread(
+    thread_id: str, body: ThreadPatch, service: ServiceDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """Merge metadata."""
+    thread = await service.store.get_thread(thread_id, tenant)
+    if thread is None:
+        raise ThreadNotFoundError(f"thread {thread_id} not found")
+    await service.store.update_thread(thread_id, metadata={**thread.metadata, **body.metadata})
+    return await get_thread(thread_id, service, tenant)
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> Response:
+    """Cancel its runs, delete it, its runs and its checkpoints."""
+    await _require(service, thread_id, tenant)
+    await service.manager.cancel_thread_runs(thread_id)
+    await service.store.delete_thread(thread_id)
+    await service.checkpointer.adelete_thread(thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/{thread_id}/state")
+async def get_thread_state(
+    thread_id: str, service: ServiceDep, tenant: TenantDep, subgraphs: bool = Query(default=False)
+) -> Any:
+    """The latest checkpoint of the thread."""
+    await _require(service, thread_id, tenant)
+    snapshot = await service.host.graph.aget_state(_config(thread_id), subgraphs=subgraphs)
+    return snapshot_to_state(snapshot)
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def get_thread_state_at(
+    thread_id: str,
+    checkpoint_id: str,
+    service: ServiceDep,
+    tenant: TenantDep,
+    subgraphs: bool = Query(default=False),
+) -> Any:
+    """The state at one checkpoint."""
+    await _require(service, thread_id, tenant)
+    snapshot = await service.host.graph.aget_state(
+        _config(thread_id, checkpoint_id=checkpoint_id), subgraphs=subgraphs
+    )
+    return snapshot_to_state(snapshot)
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def post_thread_state_at(
+    thread_id: str, body: StateCheckpointRequest, service: ServiceDep, tenant: TenantDep
+) -> Any:
+    """The state at the checkpoint given in the body."""
+    await _require(service, thread_id, tenant)
+    snapshot = await service.host.graph.aget_state(
+        _config(thread_id, body.checkpoint), subgraphs=body.subgraphs
+    )
+    return snapshot_to_state(snapshot)
+
+
+@router.post("/{thread_id}/state")
+async def update_thread_state(
+    thread_id: str, body: StateUpdate, service: ServiceDep, tenant: TenantDep
+) -> dict[str, Any]:
+    """Write values as if ``as_node`` produced them (a new checkpoint; forks when a checkpoint is given)."""
+    await _require(service, thread_id, tenant)
+    graph = service.host.graph
+    config = await graph.aupdate_state(
+        _config(thread_id, body.checkpoint, body.checkpoint_id), body.values, as_node=body.as_node
+    )
+    snapshot = await graph.aget_state(_config(thread_id))
+    interrupts = interrupts_by_task(snapshot)
+    await service.store.update_thread(
+        thread_id, values=dumps_to_obj(snapshot.values), interrupts=interrupts, set_values=True,
+        status="interrupted" if interrupts else "idle",
+    )  # fmt: skip
+    return {"checkpoint": dumps_to_obj(config.get("configurable", {}))}
+
+
+@router.post("/{thread_id}/history")
+async def get_thread_history(
+    thread_id: str, body: HistoryRequest, service: ServiceDep, tenant: TenantDep
+) -> list[Any]:
+    """Past states, newest first (``before`` pages back, ``metadata`` filters)."""
+    await _require(service, thread_id, tenant)
+    before: RunnableConfig | None = None
+    if isinstance(body.before, str):
+        before = _config(thread_id, checkpoint_id=body.before)
+    elif body.before is not None:
+        before = _config(thread_id, body.before)
+    states = []
+    async for snapshot in service.host.graph.aget_state_history(
+        _config(thread_id, body.checkpoint), filter=body.metadata, before=before, limit=body.limit
+    ):
+        states.append(snapshot_to_state(snapshot))
+    return states

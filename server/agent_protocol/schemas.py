@@ -1,0 +1,145 @@
+"""Request bodies of the Agent Protocol subset, as ``langgraph-sdk`` 0.4 sends them.
+
+Unknown fields are ignored (``extra="ignore"``) so newer clients keep working; fields we accept
+but do not act on are listed in the module's README section of the report (webhook, feedback_keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AssistantSearch",
+    "CheckpointRef",
+    "CommandIn",
+    "HistoryRequest",
+    "RunCreate",
+    "StateCheckpointRequest",
+    "StateUpdate",
+    "ThreadCount",
+    "ThreadCreate",
+    "ThreadPatch",
+    "ThreadSearch",
+]
+
+StreamModeName = Literal[
+    "values", "messages", "messages-tuple", "updates", "custom", "debug", "checkpoints", "tasks", "events"
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CheckpointRef(_Body):
+    """Points at one checkpoint of a thread (time travel)."""
+
+    thread_id: str | None = None
+    checkpoint_ns: str = ""
+    checkpoint_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class CommandIn(_Body):
+    """``Command`` of LangGraph: resume an interrupt, update state, or jump to a node."""
+
+    resume: Any = None
+    update: Any = None
+    goto: Any = None
+
+
+class RunCreate(_Body):
+    """``POST /threads/{id}/runs[/stream|/wait]``."""
+
+    assistant_id: str
+    input: Any = None
+    command: CommandIn | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream_mode: StreamModeName | list[StreamModeName] = "values"
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] = "enqueue"
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_disconnect: Literal["cancel", "continue"] | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def modes(self) -> list[str]:
+        """The requested stream modes as a list."""
+        return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+
+
+class ThreadCreate(_Body):
+    """``POST /threads``."""
+
+    thread_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadPatch(_Body):
+    """``PATCH /threads/{id}``: metadata is merged into the existing one."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadSearch(_Body):
+    """``POST /threads/search``."""
+
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    ids: list[str] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+
+
+class ThreadCount(_Body):
+    """``POST /threads/count``."""
+
+    metadata: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+
+
+class HistoryRequest(_Body):
+    """``POST /threads/{id}/history``."""
+
+    limit: int = Field(default=10, ge=1, le=1000)
+    before: str | CheckpointRef | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None
+
+
+class StateCheckpointRequest(_Body):
+    """``POST /threads/{id}/state/checkpoint``."""
+
+    checkpoint: CheckpointRef
+    subgraphs: bool = False
+
+
+class StateUpdate(_Body):
+    """``POST /threads/{id}/state``."""
+
+    values: Any = None
+    as_node: str | None = None
+    checkpoint: CheckpointRef | None = None
+    checkpoint_id: str | None = None
+
+
+class AssistantSearch(_Body):
+    """``POST /assistants/search``."""
+
+    graph_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)

@@ -1,0 +1,73 @@
+"""Everything the Agent Protocol routes need, opened and closed together by the router's lifespan.
+
+``AgentProtocolService.open(settings)`` loads the graph, binds it to the checkpointer from
+``agents.checkpoint``, migrates the threads / runs tables and starts the run manager; leaving the
+context cancels the runs still going (they are marked ``interrupted``) and closes the rest. Runs
+left ``running`` by a process that was killed are resumed by :meth:`RunManager.recover`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from agents.checkpoint import open_checkpointer
+from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.graphs import GraphHost, load_graph
+from server.agent_protocol.manager import RunManager
+from server.agent_protocol.storage import ProtocolStore, async_url
+
+__all__ = ["AgentProtocolService"]
+
+logger = logging.getLogger(__name__)
+
+
+def _checkpointer(settings: AgentProtocolSettings) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
+    """The graph's checkpointer from ``agents.checkpoint`` (the graph owns how checkpoints are stored).
+
+    Same database as the threads and runs: Postgres with a URL, SQLite in the data dir otherwise.
+    """
+    return open_checkpointer(settings.database_url or None, data_dir=settings.data_dir)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentProtocolService:
+    """The store of threads and runs, the served graph, and the run manager."""
+
+    settings: AgentProtocolSettings
+    store: ProtocolStore
+    host: GraphHost
+    manager: RunManager
+    checkpointer: BaseCheckpointSaver[Any]
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: AgentProtocolSettings, context_extras: dict[str, Any] | None = None
+    ) -> AsyncIterator[AgentProtocolService]:
+        """Open every part; yield the service; cancel runs and close on exit.
+
+        Args:
+            settings: Where to store threads and runs, which graph to serve.
+            context_extras: Live objects handed to every run's context when the graph declares them
+                (the server's workspace store and sandbox), so runs share the server's.
+        """
+        async with AsyncExitStack() as stack:
+            store = ProtocolStore.from_url(async_url(settings.database_url, settings.data_dir))
+            stack.push_async_callback(store.close)
+            await store.setup()
+            saver = await stack.enter_async_context(_checkpointer(settings))
+            graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
+            host = GraphHost(graph, settings.graph_id)
+            manager = RunManager(store, host, settings, context_extras)
+            stack.push_async_callback(manager.close)
+            manager.start()  # leases, and recovery of runs a stopped process left behind
+            logger.info(
+                "agent protocol ready: graph %s as assistant %s", settings.graph_ref, host.assistant_id
+            )
+            yield cls(settings=settings, store=store, host=host, manager=manager, checkpointer=saver)

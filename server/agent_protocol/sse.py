@@ -1,0 +1,99 @@
+"""SSE responses for run streams (sse-starlette), and the long-poll body of ``/wait`` and ``/join``.
+
+The response only *reads* a subscription: when the client goes away, sse-starlette cancels the
+body generator, whose ``finally`` asks the run manager to cancel the run if the client said
+``on_disconnect="cancel"``; otherwise the run goes on (it runs in its own task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from server.agent_protocol.serde import dumpb
+from server.agent_protocol.streams import RunEvent, Subscription
+
+__all__ = ["encode_event", "event_stream_response", "run_headers", "wait_response"]
+
+
+def encode_event(ev: RunEvent, *, with_id: bool = True) -> bytes:
+    """One SSE frame; the JSON never holds raw newlines, so one ``data:`` line suffices."""
+    frame = b"event: " + ev.event.encode() + b"\r\ndata: " + ev.data + b"\r\n"
+    if with_id:
+        frame += b"id: " + str(ev.id).encode() + b"\r\n"
+    return frame + b"\r\n"
+
+
+def run_headers(thread_id: str, run_id: str, tail: str) -> dict[str, str]:
+    """``Location`` lets the SDK reconnect; ``Content-Location`` tells it the run id."""
+    return {
+        "Location": f"/threads/{thread_id}/runs/{run_id}/{tail}",
+        "Content-Location": f"/threads/{thread_id}/runs/{run_id}",
+    }
+
+
+def event_stream_response(
+    sub: Subscription | None,
+    *,
+    headers: dict[str, str],
+    on_disconnect: Callable[[], None] | None,
+    heartbeat_s: float,
+    wait_external: Callable[[], Awaitable[None]] | None = None,
+) -> EventSourceResponse:
+    """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end."""
+
+    async def body() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            if sub is not None:
+                async for ev in sub:
+                    yield encode_event(ev)
+            elif wait_external is not None:
+                await wait_external()
+            finished = True
+        finally:
+            if not finished and on_disconnect is not None:
+                on_disconnect()
+
+    return EventSourceResponse(
+        body(),
+        headers=headers,
+        ping=heartbeat_s,
+        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+    )
+
+
+def wait_response(
+    result: Callable[[], Awaitable[Any]],
+    *,
+    headers: dict[str, str],
+    on_disconnect: Callable[[], None] | None,
+    heartbeat_s: float,
+) -> StreamingResponse:
+    """A JSON body sent when the run ends; blank lines keep idle proxies from cutting the wait.
+
+    JSON parsers skip leading whitespace, so the heartbeats do not change the document.
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        finished = False
+        task = asyncio.ensure_future(result())
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=heartbeat_s)
+                if done:
+                    break
+                yield b"\n"
+            finished = True
+            yield dumpb(task.result())
+        finally:
+            if not task.done():
+                task.cancel()
+            if not finished and on_disconnect is not None:
+                on_disconnect()
+
+    return StreamingResponse(body(), media_type="application/json", headers=headers)

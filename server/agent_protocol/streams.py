@@ -1,0 +1,167 @@
+"""Fan-out of one run's events to its stream subscribers.
+
+The run task publishes without ever waiting: each subscriber has a bounded buffer. When a slow
+client lets its buffer fill, the buffer is dropped and replaced by a ``notice`` event and the
+latest ``values`` event, so the client resyncs to the current state while the run goes on at full
+speed. A short replay buffer lets a client that reconnects with ``Last-Event-ID`` catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+
+from server.agent_protocol.serde import dumpb
+
+__all__ = ["RunEvent", "RunStream", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One SSE event: ``id`` counts from 1 per run; ``data`` is JSON bytes shared by all subscribers."""
+
+    id: int
+    event: str
+    data: bytes
+
+    @property
+    def mode(self) -> str:
+        """The stream mode the event belongs to (``messages|ns`` -> ``messages``)."""
+        return self.event.split("|", 1)[0]
+
+
+def _wanted(event: RunEvent, modes: Collection[str] | None) -> bool:
+    if modes is None or event.event in ("metadata", "error", "notice"):
+        return True
+    mode = event.mode
+    if mode == "messages":
+        return "messages" in modes or "messages-tuple" in modes
+    return mode in modes
+
+
+class Subscription:
+    """One reader of a run's events; iterate it to get events until the run ends."""
+
+    def __init__(self, stream: RunStream, maxsize: int, modes: Collection[str] | None) -> None:
+        self._stream = stream
+        self._maxsize = maxsize
+        self._modes = set(modes) if modes else None
+        self._items: deque[RunEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.dropped = 0
+        self._notice_dropped = 0
+
+    def _push(self, event: RunEvent) -> None:
+        if not _wanted(event, self._modes):
+            return
+        if len(self._items) >= self._maxsize:
+            self._resync(event)
+        else:
+            self._items.append(event)
+        self._wakeup.set()
+
+    def _resync(self, event: RunEvent) -> None:
+        """Drop the backlog; keep a notice and the latest state so the client can still render it."""
+        dropped = len(self._items) + 1
+        if self._items and self._items[0].event == "notice":  # still behind: one notice counts it all
+            dropped += self._notice_dropped - 1
+        first = self.dropped == 0
+        self.dropped += len(self._items) + 1
+        self._notice_dropped = dropped
+        self._items.clear()
+        latest = self._stream.latest_values
+        notice = {
+            "type": "overflow",
+            "dropped": dropped,
+            "message": "client too slow: events dropped, resynced to the latest state",
+        }
+        self._items.append(RunEvent(event.id, "notice", dumpb(notice)))
+        if latest is not None and _wanted(latest, self._modes):
+            self._items.append(latest)
+        log = logger.warning if first else logger.debug
+        log("run %s: slow subscriber, dropped %d events", self._stream.run_id, dropped)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    def __aiter__(self) -> AsyncIterator[RunEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[RunEvent]:
+        try:
+            while True:
+                if self._items:
+                    yield self._items.popleft()
+                    continue
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        finally:
+            self._stream.unsubscribe(self)
+
+
+class RunStream:
+    """The event hub of one run: publish from the run task, subscribe from HTTP handlers."""
+
+    def __init__(self, run_id: str, *, queue_size: int, replay_size: int) -> None:
+        self.run_id = run_id
+        self._queue_size = queue_size
+        self._replay: deque[RunEvent] = deque(maxlen=replay_size)
+        self._subscribers: set[Subscription] = set()
+        self._next_id = 1
+        self.latest_values: RunEvent | None = None
+        self.closed = False
+
+    def publish(self, event: str, data: object) -> RunEvent:
+        """Send an event to every subscriber; never blocks."""
+        item = RunEvent(self._next_id, event, data if isinstance(data, bytes) else dumpb(data))
+        self._next_id += 1
+        if item.mode == "values":
+            self.latest_values = item
+        self._replay.append(item)
+        for sub in list(self._subscribers):
+            sub._push(item)
+        return item
+
+    def subscribe(
+        self, *, modes: Collection[str] | None = None, last_event_id: str | None = None
+    ) -> Subscription:
+        """Start reading new events; with ``last_event_id``, first replay the buffered ones after it."""
+        sub = Subscription(self, self._queue_size, modes)
+        if last_event_id is not None:
+            try:
+                after = int(last_event_id)
+            except ValueError:
+                after = 0
+            for item in self._replay:
+                if item.id > after:
+                    sub._push(item)
+        if self.closed:
+            sub._close()
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget a subscriber (called when its reader goes away)."""
+        self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many readers are attached."""
+        return len(self._subscribers)
+
+    def close(self) -> None:
+        """End every subscription after its buffered events; idempotent."""
+        self.closed = True
+        for sub in list(self._subscribers):
+            sub._close()
+        self._subscribers.clear()

@@ -1,0 +1,86 @@
+"""Schema of the Agent Protocol tables: the append-only migration list and the Core table objects.
+
+Position + 1 in :data:`MIGRATIONS` is the schema version; never edit or reorder an entry, append.
+JSON columns are text, timestamps ISO-8601 text, so one DDL serves SQLite and Postgres.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["MIGRATIONS", "migrations_t", "runs_t", "threads_t"]
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS ap_threads (
+            thread_id VARCHAR(64) PRIMARY KEY,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL,
+            metadata TEXT NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            state_values TEXT,
+            interrupts TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS ap_runs (
+            run_id VARCHAR(64) PRIMARY KEY,
+            thread_id VARCHAR(64) NOT NULL,
+            assistant_id VARCHAR(64) NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            metadata TEXT NOT NULL,
+            multitask_strategy VARCHAR(16) NOT NULL,
+            kwargs TEXT NOT NULL,
+            error TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS ap_runs_thread ON ap_runs (thread_id, created_at)",
+        "CREATE INDEX IF NOT EXISTS ap_runs_status ON ap_runs (thread_id, status)",
+    ],
+    [  # 2: tenants; leases so a run whose process died is found and resumed by another (or the next)
+        "ALTER TABLE ap_threads ADD COLUMN tenant VARCHAR(64) NOT NULL DEFAULT 'default'",
+        "ALTER TABLE ap_runs ADD COLUMN tenant VARCHAR(64) NOT NULL DEFAULT 'default'",
+        "ALTER TABLE ap_runs ADD COLUMN worker_id VARCHAR(64)",
+        "ALTER TABLE ap_runs ADD COLUMN lease_until DOUBLE PRECISION",
+        "ALTER TABLE ap_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS ap_threads_tenant ON ap_threads (tenant, created_at)",
+        "CREATE INDEX IF NOT EXISTS ap_runs_lease ON ap_runs (status, lease_until)",
+    ],
+]
+
+_meta = sa.MetaData()
+migrations_t = sa.Table(
+    "agent_protocol_migrations",
+    _meta,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+)
+threads_t = sa.Table(
+    "ap_threads",
+    _meta,
+    sa.Column("thread_id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(40)),
+    sa.Column("updated_at", sa.String(40)),
+    sa.Column("metadata", sa.Text),
+    sa.Column("status", sa.String(16)),
+    sa.Column("state_values", sa.Text),
+    sa.Column("interrupts", sa.Text),
+    sa.Column("tenant", sa.String(64)),
+)
+runs_t = sa.Table(
+    "ap_runs",
+    _meta,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("thread_id", sa.String(64)),
+    sa.Column("assistant_id", sa.String(64)),
+    sa.Column("created_at", sa.String(40)),
+    sa.Column("updated_at", sa.String(40)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("metadata", sa.Text),
+    sa.Column("multitask_strategy", sa.String(16)),
+    sa.Column("kwargs", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("attempts", sa.Integer),
+)

@@ -1,0 +1,118 @@
+"""Build the FastAPI app: lifespan (store + sandbox), middleware, error handlers, routers, docs.
+
+``create_app(settings)`` is the only entry point; ``agentic serve`` and the tests both call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from sandbox.factory import create_sandbox
+from server import __version__
+from server.agent_protocol.storage import async_url
+from server.config import Settings
+from server.deps import require_api_key
+from server.errors import install_error_handlers
+from server.keys import KeyRing, KeyStore
+from server.metrics import InstrumentedSandbox
+from server.metrics import router as metrics_router
+from server.middleware import BodySizeLimitMiddleware
+from server.routes import docs, files, health, runs, versions, workspaces
+from server.schemas import ErrorPublic
+from workspace.config import open_store
+
+__all__ = ["API_PREFIX", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+
+_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorPublic, "description": text}
+    for code, text in {
+        400: "Bad input", 401: "Missing or wrong API key",
+        404: "Unknown workspace, file or version (or one of another tenant)",
+        413: "File or request body too large", 415: "Not JSON, or binary content",
+        422: "Malformed JSON or invalid field", 429: "Rate limit of the API key reached (see Retry-After)",
+        500: "Internal error",
+    }.items()
+}  # fmt: skip
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Return the app; the store and the sandbox are opened by its lifespan and closed after."""
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # open_store runs the store's migrations (setup()) and closes it on exit.
+            store = await stack.enter_async_context(open_store(settings.workspace))
+            sandbox = InstrumentedSandbox(await stack.enter_async_context(create_sandbox(settings.sandbox)))
+            app.state.store = store
+            app.state.sandbox = sandbox
+            # Keys created with `agentic keys create` live beside threads and runs.
+            ap = settings.agent_protocol
+            keys = KeyStore.from_url(async_url(ap.database_url, ap.data_dir))
+            stack.push_async_callback(keys.close)
+            await keys.setup()
+            app.state.keyring = KeyRing(settings.tenant_keys, keys)
+            if not await app.state.keyring.enabled():
+                logger.warning("no API key (AGENTIC_API_KEYS is empty, none created with `agentic keys "
+                               "create`): authentication is OFF, anyone reaching %s:%s can use the API",
+                               settings.host, settings.port)  # fmt: skip
+            logger.info(
+                "server ready (sandbox backend %s)", getattr(sandbox, "name", settings.sandbox.backend)
+            )
+            yield
+        logger.info("server stopped; store and sandbox closed")
+
+    app = FastAPI(
+        title="Agentic Platform",
+        version=__version__,
+        description=(
+            "Versioned workspaces and sandboxed runs. Authenticate with `Authorization: Bearer <key>` "
+            "or `X-API-Key: <key>` when the server has API keys configured."
+        ),
+        lifespan=lifespan,
+        docs_url=None,  # served by server.routes.docs from local assets
+        redoc_url=None,  # ReDoc needs a CDN; not offered
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    # Added last = outermost: oversize bodies are refused before anything reads them.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+
+    app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_PREFIX, docs.swagger_assets(), name="docs-assets")
+    for module in (workspaces, files, versions, runs):
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            dependencies=[Depends(require_api_key)],
+            responses=_ERROR_RESPONSES,
+        )
+    # Agent Protocol (threads, streamed runs) and the web UI at "/"
+    # (owned by server/agent_protocol and server/ui).
+    from server.agent_protocol.mount import install_agent_protocol
+    from server.ui import install_ui
+
+    install_agent_protocol(app)
+    install_ui(app)
+    return app

@@ -1,0 +1,120 @@
+"""Prometheus metrics (``/metrics``): runs by status and duration, sandbox runs, queue depth.
+
+The metrics are process-wide (prometheus-client's default registry), like any exporter. They hold
+no tenant data, so ``/metrics`` needs no key. Sandbox figures come from :class:`InstrumentedSandbox`,
+the wrapper the server puts around its backend, so REST runs and the agents' runs count alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from sandbox.base import OutputChunk, RunRequest, RunResult, Sandbox
+
+__all__ = [
+    "ACTIVE_SANDBOXES",
+    "RATE_LIMITED",
+    "RECOVERED_RUNS",
+    "RUNS",
+    "RUN_DURATION",
+    "RUN_QUEUE_DEPTH",
+    "SANDBOX_DURATION",
+    "SANDBOX_RUNS",
+    "InstrumentedSandbox",
+    "router",
+]
+
+_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+RUNS = Counter("agentic_runs", "Agent runs finished, by status", ["status"])
+RUN_DURATION = Histogram(
+    "agentic_run_duration_seconds", "Agent run wall time, by status", ["status"], buckets=_DURATION_BUCKETS
+)
+RUN_QUEUE_DEPTH = Gauge("agentic_run_queue_depth", "Agent runs accepted by this process and not yet running")
+RECOVERED_RUNS = Counter(
+    "agentic_recovered_runs", "Runs found orphaned after a restart, by what was done", ["action"]
+)
+SANDBOX_RUNS = Counter(
+    "agentic_sandbox_runs", "Sandbox runs, by backend and end reason", ["backend", "reason"]
+)
+SANDBOX_DURATION = Histogram(
+    "agentic_sandbox_run_duration_seconds", "Sandbox run wall time, by backend", ["backend"],
+    buckets=_DURATION_BUCKETS,
+)  # fmt: skip
+ACTIVE_SANDBOXES = Gauge("agentic_active_sandboxes", "Sandbox runs in progress, by backend", ["backend"])
+RATE_LIMITED = Counter("agentic_rate_limited_requests", "Requests refused with 429 by the rate limit")
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def get_metrics() -> Response:
+    """Prometheus text exposition of this process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class InstrumentedSandbox:
+    """A :class:`~sandbox.base.Sandbox` that counts and times the runs of the one it wraps."""
+
+    def __init__(self, inner: Sandbox) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "unknown")
+
+    def _record(self, result: RunResult | None, elapsed: float) -> None:
+        backend = result.backend if result is not None and result.backend else self.name
+        reason = result.reason.value if result is not None else "error"
+        SANDBOX_RUNS.labels(backend=backend, reason=reason).inc()
+        SANDBOX_DURATION.labels(backend=backend).observe(elapsed)
+
+    async def run(self, request: RunRequest) -> RunResult:
+        """Run and record the outcome."""
+        gauge = ACTIVE_SANDBOXES.labels(backend=self.name)
+        gauge.inc()
+        start, result = time.monotonic(), None
+        try:
+            result = await self.inner.run(request)
+            return result
+        finally:
+            gauge.dec()
+            self._record(result, time.monotonic() - start)
+
+    async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
+        """Stream and record the outcome (also when the consumer stops early)."""
+        gauge = ACTIVE_SANDBOXES.labels(backend=self.name)
+        gauge.inc()
+        start, result = time.monotonic(), None
+        inner = self.inner.stream(request)
+        try:
+            async for chunk in inner:
+                if chunk.result is not None:
+                    result = chunk.result
+                yield chunk
+        finally:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            gauge.dec()
+            self._record(result, time.monotonic() - start)
+
+    def __getattr__(self, name: str) -> Any:
+        # start_service and anything a backend adds later pass straight through.
+        return getattr(self.inner, name)
+
+    async def close(self) -> None:
+        """Close the wrapped backend."""
+        await self.inner.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

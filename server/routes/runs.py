@@ -1,0 +1,237 @@
+"""Runs: execute a workspace file or a snippet in the sandbox, as one JSON result or as SSE.
+
+The server picks the tier (:func:`sandbox.resources.choose_tier`) and the limits
+(:func:`sandbox.resources.resolve_limits`, capped by the server maximums) and reports both.
+Every file of the workspace is copied into the run's scratch dir so the entry can import its
+siblings; the entry itself is taken at the requested version.
+
+Streaming (``Accept: text/event-stream`` or ``POST .../runs/stream``) sends ``stdout`` / ``stderr``
+events (``{"data": "<text>"}``) as the program writes, then one ``result`` event (the same JSON
+as the non-streamed answer), or an ``error`` event (the error envelope). The sandbox stream runs in
+its own task, so a client that disconnects cancels it and the sandbox kills the program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import Response
+from sse_starlette import EventSourceResponse
+
+from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.errors import InvalidRunRequestError
+from sandbox.libsets import get_library_set
+from sandbox.resources import Tier, choose_tier, resolve_limits
+from server.config import Settings
+from server.deps import SandboxDep, SettingsDep, StoreDep, require_json
+from server.errors import error_body, status_for
+from server.routes.files import parse_version
+from server.schemas import LanguageName, RunCreate, RunPublic, run_public
+from workspace.base import VersionStore
+
+__all__ = ["infer_language", "router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/workspaces/{workspace_id}/runs", tags=["runs"])
+
+_EXTENSIONS: dict[str, LanguageName] = {".py": "python", ".ts": "typescript", ".mts": "typescript"}
+_SNIPPET_NAMES: dict[LanguageName, str] = {"python": "_snippet.py", "typescript": "_snippet.ts"}
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The run's result; with `Accept: text/event-stream`, SSE events "
+        "`stdout` / `stderr` then `result` (or `error`).",
+        "content": {"text/event-stream": {}},
+    }
+}
+
+
+def infer_language(path: str, declared: LanguageName | None) -> LanguageName:
+    """Use the declared language, else the file extension.
+
+    Raises:
+        InvalidRunRequestError: neither says which language it is.
+    """
+    if declared is not None:
+        return declared
+    for ext, language in _EXTENSIONS.items():
+        if path.endswith(ext):
+            return language
+    known = ", ".join(sorted(_EXTENSIONS))
+    raise InvalidRunRequestError(
+        f"cannot infer the language of {path!r} (known extensions: {known}); set 'language'"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PreparedRun:
+    run_id: str
+    workspace_id: str
+    path: str | None
+    version: int | None
+    language: LanguageName
+    tier: Tier
+    limits: Limits
+    request: RunRequest
+
+    def public(self, result: RunResult) -> RunPublic:
+        """The API's view of the sandbox's result, with what the server decided."""
+        return run_public(
+            result, run_id=self.run_id, workspace_id=self.workspace_id, path=self.path,
+            version=self.version, language=self.language, tier=self.tier, limits=self.limits,
+            library_set=self.request.library_set,
+        )  # fmt: skip
+
+
+async def _prepare(
+    workspace_id: str, body: RunCreate, store: VersionStore, settings: Settings
+) -> _PreparedRun:
+    """Validate everything before the run starts, so errors get a status code, not an SSE event."""
+    if body.network and not settings.allow_network:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail={"type": "network_not_allowed",
+                    "message": "this server does not allow runs with network access (AGENTIC_ALLOW_NETWORK)"},
+        )  # fmt: skip
+    await store.get_workspace(workspace_id)
+    files: dict[str, str | bytes] = {}
+    for info in await store.list_files(workspace_id):
+        files[info.path] = (await store.read(workspace_id, info.path)).content
+    version_number: int | None = None
+    if body.path is not None:
+        entry_version = await store.read(workspace_id, body.path, parse_version(body.version))
+        entry, version_number = entry_version.path, entry_version.number
+        files[entry] = entry_version.content
+        language = infer_language(entry, body.language)
+    else:
+        language = body.language or "python"
+        entry = _SNIPPET_NAMES[language]
+        files[entry] = body.code or ""
+    get_library_set(body.library_set, settings.sandbox)  # unknown / unbuilt set: fail now
+    code_size = sum(len(c.encode() if isinstance(c, str) else c) for c in files.values())
+    tier = choose_tier(code_size=code_size, library_set=body.library_set, declared=body.tier)
+    overrides = body.limits.as_mapping() if body.limits is not None else None
+    limits = resolve_limits(tier, overrides, settings.sandbox.max_limits)
+    request = RunRequest(
+        files=files, language=language, entry=entry, args=tuple(body.args), stdin=body.stdin.encode(),
+        limits=limits, library_set=body.library_set, network=body.network,
+    )  # fmt: skip
+    return _PreparedRun(
+        run_id=uuid.uuid4().hex, workspace_id=workspace_id, path=body.path and entry,
+        version=version_number, language=language, tier=tier, limits=limits, request=request,
+    )  # fmt: skip
+
+
+def _wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "").lower()
+
+
+@router.post("", response_model=RunPublic, responses=_STREAM_RESPONSES, dependencies=[Depends(require_json)])
+async def create_run(
+    workspace_id: str,
+    body: RunCreate,
+    request: Request,
+    store: StoreDep,
+    sandbox: SandboxDep,
+    settings: SettingsDep,
+) -> RunPublic | Response:
+    """Run a file or snippet and return its result (or stream it, see ``Accept``)."""
+    prepared = await _prepare(workspace_id, body, store, settings)
+    if _wants_stream(request):
+        return EventSourceResponse(_sse_events(sandbox, store, prepared), ping=15)
+    logger.info(
+        "run %s in %s: %s tier=%s", prepared.run_id, workspace_id, prepared.request.entry, prepared.tier
+    )
+    result = await sandbox.run(prepared.request)
+    public = prepared.public(result)
+    await _index_output(store, public)
+    return public
+
+
+@router.post("/stream", responses=_STREAM_RESPONSES, dependencies=[Depends(require_json)])
+async def stream_run(
+    workspace_id: str,
+    body: RunCreate,
+    store: StoreDep,
+    sandbox: SandboxDep,
+    settings: SettingsDep,
+) -> EventSourceResponse:
+    """Run a file or snippet, streaming its output as server-sent events."""
+    prepared = await _prepare(workspace_id, body, store, settings)
+    return EventSourceResponse(_sse_events(sandbox, store, prepared), ping=15)
+
+
+_DONE = object()
+
+
+async def _index_output(store: VersionStore, run: RunPublic) -> None:
+    """Make the run's output searchable when the store supports it; never fails the run."""
+    index = getattr(store, "index_run_output", None)
+    if index is None or not (run.stdout or run.stderr):
+        return
+    text = run.stdout + ("\n" + run.stderr if run.stderr else "")
+    try:
+        await index(run.workspace_id, run.id, run.path or "_snippet", text)
+    except Exception as exc:  # search is a convenience: the run's answer matters more
+        logger.warning("could not index the output of run %s: %s", run.id, exc)
+
+
+async def _pump(sandbox: Sandbox, request: RunRequest, queue: asyncio.Queue[object]) -> None:
+    """Copy the sandbox stream into ``queue``; cancelling this task stops the run."""
+    stream = sandbox.stream(request)
+    try:
+        async for chunk in stream:
+            await queue.put(chunk)
+    except Exception as exc:  # handed to the consumer, which reports it as an SSE error event
+        await queue.put(exc)
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+        queue.put_nowait(_DONE)
+
+
+async def _sse_events(
+    sandbox: Sandbox, store: VersionStore, prepared: _PreparedRun
+) -> AsyncIterator[dict[str, str]]:
+    """Yield SSE events for one run; closing this generator (client gone) cancels the run."""
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    logger.info("streamed run %s: %s tier=%s", prepared.run_id, prepared.request.entry, prepared.tier)
+    task = asyncio.create_task(_pump(sandbox, prepared.request, queue), name=f"run-{prepared.run_id}")
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                status_code, kind = status_for(item)
+                if status_code >= 500:
+                    logger.error("streamed run %s failed: %s: %s", prepared.run_id, type(item).__name__, item)
+                message = (
+                    str(item) if status_code < 500 or kind != "internal_error" else "internal server error"
+                )
+                yield {"event": "error", "data": json.dumps(error_body(kind, message))}
+                return
+            assert isinstance(item, OutputChunk)
+            if item.stream == "result":
+                assert item.result is not None
+                public = prepared.public(item.result)
+                yield {"event": "result", "data": public.model_dump_json()}
+                await _index_output(store, public)
+            else:
+                yield {"event": item.stream, "data": json.dumps({"data": item.data})}
+    finally:
+        if not task.done():
+            logger.info("streamed run %s: client went away, cancelling", prepared.run_id)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

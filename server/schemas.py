@@ -1,0 +1,270 @@
+"""Request and response bodies of the REST API (``XCreate`` in, ``XPublic`` out).
+
+Converters from the data layer's dataclasses live beside the models so routes stay thin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sandbox.base import Limits, RunResult
+from workspace.base import FileInfo, Version, Workspace
+
+__all__ = [
+    "DiffPublic",
+    "ErrorPublic",
+    "FileInfoPublic",
+    "FileWrite",
+    "HealthPublic",
+    "LimitsOverride",
+    "LimitsPublic",
+    "RollbackCreate",
+    "RunCreate",
+    "RunPublic",
+    "VersionPublic",
+    "VersionSummary",
+    "WorkspaceCreate",
+    "WorkspacePublic",
+    "run_public",
+]
+
+Tier = Literal["light", "medium", "heavy"]
+LanguageName = Literal["python", "typescript"]
+
+
+class _Strict(BaseModel):
+    """Request bodies refuse unknown fields so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    detail: Any = None
+
+
+class ErrorPublic(BaseModel):
+    """Every non-2xx response has this shape."""
+
+    error: ErrorDetail
+
+
+# --- workspaces ---------------------------------------------------------------------------------
+
+
+class WorkspaceCreate(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class WorkspacePublic(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> WorkspacePublic:
+        return cls(id=ws.id, name=ws.name, created_at=ws.created_at)
+
+
+# --- files and versions ---------------------------------------------------------------------------
+
+
+class FileWrite(_Strict):
+    """A new version of a text file."""
+
+    content: str
+    author: str = Field(default="user", min_length=1, max_length=200)
+    message: str = Field(default="", max_length=2000)
+
+
+class VersionSummary(BaseModel):
+    """A version without its content (history listings)."""
+
+    id: str
+    workspace_id: str
+    path: str
+    number: int
+    parent_id: str | None
+    author: str
+    message: str
+    created_at: datetime
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_version(cls, v: Version) -> VersionSummary:
+        data = asdict(v)
+        data.pop("content")
+        data.pop("diff")
+        return cls(**data)
+
+
+class VersionPublic(VersionSummary):
+    """A version with its content and the unified diff to its parent."""
+
+    content: str
+    diff: str
+
+    @classmethod
+    def from_version(cls, v: Version) -> VersionPublic:
+        return cls(**asdict(v))
+
+
+class FileInfoPublic(BaseModel):
+    path: str
+    version_id: str
+    number: int
+    size: int
+    updated_at: datetime
+
+    @classmethod
+    def from_info(cls, info: FileInfo) -> FileInfoPublic:
+        return cls(**asdict(info))
+
+
+class DiffPublic(BaseModel):
+    path: str
+    from_version: str
+    to_version: str
+    diff: str
+
+
+class RollbackCreate(_Strict):
+    """Restore ``version`` (id or number) as a new version."""
+
+    version: str | int
+    author: str = Field(default="user", min_length=1, max_length=200)
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+
+class LimitsOverride(_Strict):
+    """Per-run overrides of the tier's limits (each capped by the server's maximums)."""
+
+    cpu_seconds: float | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+    wall_seconds: float | None = Field(default=None, gt=0)
+    pids: int | None = Field(default=None, gt=0)
+    disk_mb: int | None = Field(default=None, gt=0)
+    output_bytes: int | None = Field(default=None, gt=0)
+
+    def as_mapping(self) -> dict[str, float | int]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class LimitsPublic(BaseModel):
+    cpu_seconds: float
+    cpus: float
+    memory_mb: int
+    wall_seconds: float
+    pids: int
+    disk_mb: int
+    output_bytes: int
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> LimitsPublic:
+        return cls(**asdict(limits))
+
+
+class RunCreate(_Strict):
+    """Run a workspace file (``path``, optionally at ``version``) or a snippet (``code``)."""
+
+    path: str | None = Field(default=None, min_length=1)
+    version: str | int | None = None
+    code: str | None = None
+    language: LanguageName | None = None
+    tier: Tier | None = None
+    limits: LimitsOverride | None = None
+    library_set: str = Field(default="base", min_length=1, max_length=100)
+    args: list[str] = Field(default_factory=list, max_length=256)
+    stdin: str = ""
+    network: bool = False
+
+    @model_validator(mode="after")
+    def _path_xor_code(self) -> RunCreate:
+        if (self.path is None) == (self.code is None):
+            raise ValueError("give exactly one of 'path' (a workspace file) or 'code' (a snippet)")
+        if self.version is not None and self.path is None:
+            raise ValueError("'version' only applies to 'path'")
+        return self
+
+
+class RunPublic(BaseModel):
+    """The outcome of a run, with the tier and limits it ran under."""
+
+    id: str
+    workspace_id: str
+    path: str | None
+    version: int | None
+    language: LanguageName
+    tier: Tier
+    limits: LimitsPublic
+    library_set: str
+    backend: str
+    exit_code: int
+    ok: bool
+    reason: str
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_s: float
+    peak_memory_mb: float | None
+    boot_s: float
+
+
+def run_public(
+    result: RunResult,
+    *,
+    run_id: str,
+    workspace_id: str,
+    path: str | None,
+    version: int | None,
+    language: LanguageName,
+    tier: Tier,
+    limits: Limits,
+    library_set: str,
+) -> RunPublic:
+    """Combine a sandbox result with what the server decided about the run."""
+    return RunPublic(
+        id=run_id,
+        workspace_id=workspace_id,
+        path=path,
+        version=version,
+        language=language,
+        tier=tier,
+        limits=LimitsPublic.from_limits(limits),
+        library_set=library_set,
+        backend=result.backend,
+        exit_code=result.exit_code,
+        ok=result.ok,
+        reason=result.reason.value,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        stdout_truncated=result.stdout_truncated,
+        stderr_truncated=result.stderr_truncated,
+        duration_s=result.duration_s,
+        peak_memory_mb=result.peak_memory_mb,
+        boot_s=result.boot_s,
+    )
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+    version: str
+    sandbox_backend: str
+    backends: dict[str, str | None] = Field(
+        description="Each known sandbox backend: null when usable, else why not and how to fix it."
+    )
+    store: str
+    auth: bool

@@ -1,0 +1,103 @@
+"""A real server process for the Agent Protocol tests: ``uvicorn --factory server.app:create_app``.
+
+A separate process (not a thread) so the graph's environment (model endpoint, graph ref, queue
+sizes) is exactly what a user would set, and so a client disconnect is a real socket close.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = ["API_KEY", "ServerProcess", "free_port"]
+
+API_KEY = "ap-test-" + uuid.uuid4().hex
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """Start the server with ``env`` added to the environment; ``url`` once it answers /healthz."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, *, api_key: str | None = API_KEY
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "server.log"
+        self.api_key = api_key
+        self._env = {
+            **os.environ,
+            "AGENTIC_DATA_DIR": str(data_dir),
+            "AGENTIC_DATABASE_URL": "",
+            "DATABASE_URL": "",
+            "PYTHONPATH": str(ROOT),
+            **({"AGENTIC_API_KEYS": api_key} if api_key else {}),
+            **(env or {}),
+        }
+        for key in ("AGENTIC_DATABASE_URL", "DATABASE_URL"):
+            if not self._env[key]:
+                del self._env[key]
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")  # a restarted server appends to the same log
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code < 500:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"server did not start in 90 s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """``kill -9`` the server: no shutdown code runs (as after a crash or a lost machine)."""
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait()
+
+    def log(self) -> str:
+        """The server's output so far (for failure messages)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Auth headers for raw HTTP clients."""
+        return {"X-API-Key": self.api_key} if self.api_key else {}
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()

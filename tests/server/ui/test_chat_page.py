@@ -1,0 +1,91 @@
+"""The web UI in Debian's Chromium (Playwright): submit a task, watch it stream, open a file's diff.
+
+The server is the real one (agent graph on the scripted model, local sandbox, SQLite store); the
+screenshot lands in ``test-artifacts/ui_chat.png`` for a human to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.server.agent_protocol.support import ServerProcess
+from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOpenAI
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Chromium is not installed (apt)")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless (Playwright cannot download browsers here)."""
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def _script_turn(llm: ScriptedOpenAI, code: str, answer: str) -> None:
+    llm.reset()
+    llm.add(Reply('{"next": "code", "task": "write the program"}', match=ROUTER))
+    llm.when(ROUTER, json.dumps({"next": "answer", "answer": answer}))
+    llm.when(CODE, f"Here is the program:\n```python\n{code}\n```\n")
+    llm.when(TESTS, "```python\nassert True\n```\n")
+
+
+async def _submit(page: Page, task: str) -> None:
+    await page.fill("#task", task)
+    await page.click("#send")
+    await expect(page.locator("#send")).to_be_enabled(timeout=60_000)
+
+
+async def test_chat_streams_answer_attempts_and_diff(
+    browser: Browser, agent_server: ServerProcess, scripted_llm: ScriptedOpenAI
+) -> None:
+    context = await browser.new_context(viewport={"width": 1360, "height": 860})
+    await context.add_init_script(f"localStorage.setItem('agentic.apiKey', {agent_server.api_key!r});")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(agent_server.url + "/")
+    await expect(page.locator("#workspace-select option")).not_to_have_count(0)
+
+    _script_turn(scripted_llm, "print('hello')", "Done: the program prints hello.")
+    await _submit(page, "Write a program that prints hello")
+    await expect(page.locator(".msg.ai").last).to_contain_text("Done: the program prints hello.")
+    await expect(page.locator(".event.attempt .badge.pass").first).to_be_visible()
+    await expect(page.locator(".msg.user")).to_have_count(1)
+
+    _script_turn(scripted_llm, "name = 'world'\nprint('hello,', name)", "Done: it now greets the world.")
+    await _submit(page, "Make it greet the world")
+    await expect(page.locator(".msg.ai").last).to_contain_text("greets the world")
+
+    file_item = page.locator("#files li[data-path]").first
+    await expect(file_item).to_be_visible()
+    await file_item.click()
+    await expect(page.locator("#file-view")).to_be_visible()
+    await expect(page.locator("#diff .add").first).to_be_visible()
+    await expect(page.locator("#diff .del").first).to_be_visible()
+    assert await page.locator("#versions button").count() >= 2
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "ui_chat.png"), full_page=False)
+    assert not errors, errors
+    await context.close()

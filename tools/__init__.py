@@ -1,0 +1,37 @@
+"""LangChain tools the agents call: thin, typed wrappers over ``workspace`` and ``sandbox``.
+
+Each tool is an async function whose docstring is what the model reads; errors come back as text.
+"""
+
+from __future__ import annotations
+
+from langchain_core.tools import BaseTool
+
+from tools.files import diff, file_history, list_files, read_file, rollback, write_file
+from tools.run import run_code
+from tools.search import search_workspace, web_search
+
+__all__ = [
+    "TOOLS",
+    "diff",
+    "file_history",
+    "list_files",
+    "read_file",
+    "rollback",
+    "run_code",
+    "search_workspace",
+    "web_search",
+    "write_file",
+]
+
+TOOLS: list[BaseTool] = [
+    write_file,
+    read_file,
+    list_files,
+    file_history,
+    diff,
+    rollback,
+    run_code,
+    web_search,
+    search_workspace,
+]

@@ -1,0 +1,106 @@
+"""How tools (and the agents) reach the version store, the sandbox and web search.
+
+A runtime context may carry ready objects (``store``, ``sandbox``, ``web_search`` attributes, as
+``agents.context.Context`` does when the server or a test injects them). When it does not, the
+process-wide ones are opened lazily from the packages' own settings, so ``langgraph dev`` runs the
+graph with no server around it. Objects opened here are cached per event loop (async connections are
+bound to the loop that made them) and closed by :func:`close_services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sandbox.base import Sandbox
+from tools.search_backends import DdgsSearch, WebSearchBackend
+from workspace.base import VersionStore
+
+__all__ = ["close_services", "get_sandbox", "get_store", "get_web_search"]
+
+logger = logging.getLogger(__name__)
+
+_stores: dict[int, VersionStore] = {}
+_sandboxes: dict[tuple[int, str], Sandbox] = {}
+_lock: asyncio.Lock | None = None
+_lock_loop: int | None = None
+
+
+def _attr(context: object | None, name: str) -> Any:
+    """Read ``name`` from a dataclass-like or dict context; None when absent."""
+    if context is None:
+        return None
+    if isinstance(context, dict):
+        return context.get(name)
+    return getattr(context, name, None)
+
+
+def _guard() -> asyncio.Lock:
+    global _lock, _lock_loop
+    loop_id = id(asyncio.get_running_loop())
+    if _lock is None or _lock_loop != loop_id:
+        _lock, _lock_loop = asyncio.Lock(), loop_id
+    return _lock
+
+
+async def get_store(context: object | None = None) -> VersionStore:
+    """Return the injected store, or the process-wide one opened from ``WorkspaceSettings``."""
+    injected = _attr(context, "store")
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    key = id(asyncio.get_running_loop())
+    async with _guard():
+        if key not in _stores:
+            from workspace.config import WorkspaceSettings
+            from workspace.sql import SqlVersionStore
+
+            def build() -> SqlVersionStore:  # touches the filesystem: keep it off the event loop
+                settings = WorkspaceSettings()
+                return SqlVersionStore.from_url(
+                    settings.resolved_url(), max_file_bytes=settings.max_file_bytes
+                )
+
+            opened = await asyncio.to_thread(build)
+            await opened.setup()
+            _stores[key] = opened
+            logger.info("opened the process-wide version store")
+        return _stores[key]
+
+
+async def get_sandbox(context: object | None = None) -> Sandbox:
+    """Return the injected sandbox, or a process-wide one of the context's backend (settings default)."""
+    injected = _attr(context, "sandbox")
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    from sandbox.config import SandboxSettings
+    from sandbox.factory import create_sandbox
+
+    settings = await asyncio.to_thread(SandboxSettings)
+    backend = str(_attr(context, "sandbox_backend") or settings.backend)
+    key = (id(asyncio.get_running_loop()), backend)
+    async with _guard():
+        if key not in _sandboxes:
+            # Backends probe the host (binaries, cgroups) when built: keep that off the event loop.
+            _sandboxes[key] = await asyncio.to_thread(create_sandbox, settings, backend)
+            logger.info("opened the process-wide %s sandbox", backend)
+        return _sandboxes[key]
+
+
+def get_web_search(context: object | None = None) -> WebSearchBackend:
+    """Return the injected web search backend, or DuckDuckGo through ``ddgs``."""
+    injected = _attr(context, "web_search")
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    timeout = _attr(context, "search_timeout_s")
+    return DdgsSearch(timeout_s=float(timeout) if timeout else 4.0)
+
+
+async def close_services() -> None:
+    """Close the process-wide store and sandboxes opened on the running loop (idempotent)."""
+    loop_id = id(asyncio.get_running_loop())
+    store = _stores.pop(loop_id, None)
+    if store is not None:
+        await store.close()
+    for key in [k for k in _sandboxes if k[0] == loop_id]:
+        await _sandboxes.pop(key).close()
