@@ -69,6 +69,13 @@ class CodeState(CodeOutput):
 
 
 _TS_WORDS = ("typescript", " ts ", ".ts", "deno")
+MAX_RESAMPLES = 2
+"""Extra samples per attempt when a reply has no code or repeats tried code (not counted as attempts)."""
+
+
+def _normalized(code: str) -> str:
+    """Code without trailing spaces and blank-line noise, to recognise a reply that changed nothing."""
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
 
 
 def _task_of(state: CodeState) -> str:
@@ -106,12 +113,16 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
 
 
 async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Ask the model for a first draft or a patch, and for assert checks once (Python)."""
+    """Ask the model for a first draft or a patch, and for assert checks once (Python).
+
+    A reply without code, or with code already tried (the current file or an earlier attempt), is
+    resampled at once with a new seed and temperature, up to ``MAX_RESAMPLES`` times, without spending
+    an attempt: running it again would only repeat a known failure.
+    """
     ctx = runtime.context
     attempt = state.attempts + 1
-    temperature, seed = sampling_for(attempt)
+    current: str | None = None
     if attempt == 1:
-        current: str | None = None
         if state.code_path in state.files:
             store = await get_store(ctx)
             pinned = state.files[state.code_path]
@@ -122,8 +133,19 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
         messages = repair_messages(
             state.task, state.language, state.code_path, state.code, diagnosis, note=state.error
         )
-    reply = await ask_model(ctx, messages, temperature=temperature, seed=seed)
-    code = pick_code(reply, state.language)
+    seen = {_normalized(c) for c in (state.code, current, *(r.get("code") for r in state.history)) if c}
+    reply, code = "", None
+    for resample in range(MAX_RESAMPLES + 1):
+        temperature, seed = sampling_for(attempt, resample)
+        sample = await ask_model(ctx, messages, temperature=temperature, seed=seed)
+        picked = pick_code(sample, state.language)
+        if picked is not None or code is None:
+            reply, code = sample, picked
+        if code is not None and _normalized(code) not in seen:
+            break
+        if resample < MAX_RESAMPLES:
+            why = "had no code block" if picked is None else "repeated code already tried"
+            logger.info("attempt %d sample %d %s: resampling", attempt, resample + 1, why)
     update: dict[str, Any] = {"cause": extract_cause(reply) or ""}
     if code is None:
         logger.info("attempt %d: the model's reply had no code block", attempt)

@@ -17,11 +17,17 @@ FENCES = {"python": "python", "typescript": "typescript"}
 _NAMES = {"python": "Python 3", "typescript": "TypeScript (Deno)"}
 
 
-def sampling_for(attempt: int) -> tuple[float, int | None]:
-    """Temperature and seed of an attempt: greedy first, then warmer and with a new seed each retry."""
-    if attempt <= 1:
+def sampling_for(attempt: int, resample: int = 0) -> tuple[float, int | None]:
+    """Temperature and seed of an attempt's ``resample``-th sample.
+
+    The first draft is greedy (reproducible); repairs and resamples (after a reply without code or
+    with unchanged code) sample between 0.3 and 0.6, warmer and with a new seed each time, so a
+    resample is a different draw rather than the same answer again.
+    """
+    if attempt <= 1 and resample == 0:
         return 0.0, None
-    return min(0.2 + 0.3 * (attempt - 2), 1.0), 1000 + attempt
+    step = max(attempt - 2, 0) + resample
+    return min(0.3 + 0.15 * step, 0.6), 1000 + 10 * attempt + resample
 
 
 def _system(language: str) -> SystemMessage:

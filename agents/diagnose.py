@@ -2,7 +2,9 @@
 
 From stdout / stderr and the sources it extracts the error class and message, the failing line
 number *and the text of that line*, a short traceback excerpt, the local values the runner printed,
-and the failed assert checks. Handles Python tracebacks and Deno (TypeScript) errors.
+the values of both sides of a failing ``assert``, the end of the program's printed output (often the
+clearest sign of what is wrong), and the failed assert checks. Handles Python tracebacks and Deno
+(TypeScript) errors.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agents.harness import CHECKS_MARKER
+from agents.harness import ASSERT_MARKER, CHECKS_MARKER
 from sandbox.base import EndReason, RunResult
 
 __all__ = ["Diagnosis", "diagnose", "render_diagnosis"]
@@ -25,6 +27,7 @@ _TS_PLACE = re.compile(r"([\w./-]+\.(?:ts|mts|tsx|js)):(\d+):(\d+)")
 _LOCAL = re.compile(r"^\s{4}(\w+) = (.*)$")
 _CHECK = re.compile(r"^CHECK (\d+) (PASS|FAIL): (.*)$")
 _CHECKS_SUMMARY = re.compile(r"^CHECKS: (\d+)/(\d+) passed")
+_OUTPUT_LINES, _OUTPUT_CHARS = 12, 1200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +45,8 @@ class Diagnosis:
     failed_checks: list[str] = field(default_factory=list)
     checks_total: int = 0
     checks_failed: int = 0
+    assert_values: str = ""
+    output: str = ""
 
 
 def _python(stderr: str, sources: Mapping[str, str]) -> tuple[str | None, str, str | None, int | None, str]:
@@ -60,7 +65,9 @@ def _python(stderr: str, sources: Mapping[str, str]) -> tuple[str | None, str, s
         if found:
             error_class, message = found.group(1).split(".")[-1], (found.group(2) or "").strip()
             break
-    end = next((i for i, t in enumerate(lines) if t.startswith("Local values in")), len(lines))
+    end = next(
+        (i for i, t in enumerate(lines) if t.startswith(("Local values in", ASSERT_MARKER))), len(lines)
+    )
     excerpt_lines = lines[start:end] if start is not None else lines[-8:]
     return error_class, message, path, line, "\n".join(excerpt_lines[-12:])
 
@@ -122,10 +129,15 @@ def diagnose(result: RunResult, sources: Mapping[str, str], language: str) -> Di
         if 0 < line <= len(source_lines):
             line_text = source_lines[line - 1].strip()
     local_values: dict[str, str] = {}
+    assert_values = ""
     for row in result.stderr.splitlines():
         found = _LOCAL.match(row)
         if found:
             local_values[found.group(1)] = found.group(2)
+        elif row.startswith(ASSERT_MARKER):
+            assert_values = row[len(ASSERT_MARKER) :].strip()
+    if error_class == "AssertionError" and assert_values and not message:
+        message = assert_values
     return Diagnosis(
         passed=False,
         error_class=error_class or ("ExitCode" if result.exit_code else None),
@@ -138,7 +150,16 @@ def diagnose(result: RunResult, sources: Mapping[str, str], language: str) -> Di
         failed_checks=failed_checks,
         checks_total=total,
         checks_failed=failed,
+        assert_values=assert_values,
+        output=_printed(stdout.split(CHECKS_MARKER, 1)[0]),
     )
+
+
+def _printed(stdout: str) -> str:
+    """The end of what the program printed, bounded so a chatty program cannot flood the prompt."""
+    rows = stdout.rstrip().splitlines()[-_OUTPUT_LINES:]
+    text = "\n".join(rows)
+    return text if len(text) <= _OUTPUT_CHARS else "..." + text[-_OUTPUT_CHARS:]
 
 
 def render_diagnosis(diagnosis: Diagnosis) -> str:
@@ -147,6 +168,8 @@ def render_diagnosis(diagnosis: Diagnosis) -> str:
     if diagnosis.line is not None:
         where = f"Failing line {diagnosis.line} of {diagnosis.path}"
         parts.append(f"{where}: {diagnosis.line_text}" if diagnosis.line_text else where)
+    if diagnosis.assert_values and diagnosis.assert_values != diagnosis.message:
+        parts.append(f"Assert values: {diagnosis.assert_values}")
     if diagnosis.local_values:
         values = ", ".join(f"{k} = {v}" for k, v in diagnosis.local_values.items())
         parts.append(f"Values at that moment: {values}")
@@ -154,4 +177,7 @@ def render_diagnosis(diagnosis: Diagnosis) -> str:
         parts.append("Failed checks:\n" + "\n".join(f"- {c}" for c in diagnosis.failed_checks[:6]))
     if diagnosis.traceback_excerpt:
         parts.append("Traceback (end):\n" + diagnosis.traceback_excerpt)
+    parts.append(
+        "The program printed:\n" + diagnosis.output if diagnosis.output else "The program printed nothing."
+    )
     return "\n".join(parts)

@@ -1,17 +1,20 @@
 """The runner script that executes a Python attempt and its assert checks in one sandbox run.
 
 It runs ``main.py`` as ``__main__`` (so a traceback names ``main.py`` and its real line numbers),
-prints the local values of the failing frame, then runs each assert of ``test_main.py`` on its own
-in the program's namespace and reports ``CHECK n PASS|FAIL`` lines with the compared values. One run
-per attempt keeps the sandbox start cost single.
+prints the local values of the failing frame and, for a failing ``assert``, the values of both sides
+the way pytest does (``fib(10) returned 89, expected 55``: a bare ``AssertionError`` tells a small model
+nothing), then runs each assert of ``test_main.py`` on its own in the program's namespace and reports
+``CHECK n PASS|FAIL`` lines with the compared values. One run per attempt keeps the sandbox start cost
+single.
 """
 
 from __future__ import annotations
 
-__all__ = ["CHECKS_MARKER", "RUNNER_NAME", "RUNNER_SOURCE", "build_files"]
+__all__ = ["ASSERT_MARKER", "CHECKS_MARKER", "RUNNER_NAME", "RUNNER_SOURCE", "build_files"]
 
 RUNNER_NAME = "_agentic_runner.py"
 CHECKS_MARKER = "--- checks ---"
+ASSERT_MARKER = "Assert values: "
 
 RUNNER_SOURCE = r"""
 import ast, sys, traceback, types
@@ -27,12 +30,61 @@ def short(value):
     return text if len(text) <= 160 else text[:160] + "..."
 
 
-def show_locals(tb):
-    frame = None
+def failing_frame(tb):
+    frame, line = None, 0
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == SRC:
             frame, line = tb.tb_frame, tb.tb_lineno
         tb = tb.tb_next
+    return frame, line
+
+
+def explain(test, scope, local=None):
+    def value(node):
+        return eval(compile(ast.Expression(node), SRC, "eval"), scope, local)
+
+    def said(node, v):
+        verb = "returned" if isinstance(node, ast.Call) else "is"
+        return "%s %s %s" % (ast.unparse(node), verb, short(v))
+
+    try:
+        if isinstance(test, ast.Compare) and len(test.comparators) == 1:
+            left, right = test.left, test.comparators[0]
+            lv, rv = value(left), value(right)
+            if isinstance(left, ast.Constant):
+                return "%s, expected %s" % (said(right, rv), short(lv))
+            if isinstance(test.ops[0], ast.Eq):
+                shown = short(rv) if isinstance(right, ast.Constant) else said(right, rv)
+                return "%s, expected %s" % (said(left, lv), shown)
+            return "%s, %s; so `%s` is False" % (said(left, lv), said(right, rv), ast.unparse(test))
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            return "%s, expected a false value" % said(test.operand, value(test.operand))
+        if not isinstance(test, ast.Constant):
+            return "%s, expected a true value" % said(test, value(test))
+    except BaseException as exc:
+        return "evaluating it raised %s: %s" % (type(exc).__name__, exc)
+    return ""
+
+
+def show_assert(tb):
+    frame, line = failing_frame(tb)
+    if frame is None:
+        return
+    try:
+        with open(SRC, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), SRC)
+    except SyntaxError:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            detail = explain(node.test, frame.f_globals, frame.f_locals)
+            if detail:
+                print(__ASSERT__ + detail, file=sys.stderr)
+            return
+
+
+def show_locals(tb):
+    frame, line = failing_frame(tb)
     if frame is None:
         return
     names = {
@@ -58,6 +110,8 @@ except SystemExit as exc:
 except BaseException as exc:
     program_ok = False
     traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+    if isinstance(exc, AssertionError):
+        show_assert(exc.__traceback__)
     show_locals(exc.__traceback__)
 sys.stdout.flush()
 sys.stderr.flush()
@@ -87,16 +141,8 @@ if TESTS:
             print("CHECK %d PASS: %s" % (total, text))
         except AssertionError:
             failed += 1
-            detail = ""
-            test = stmt.test
-            if isinstance(test, ast.Compare) and len(test.comparators) == 1:
-                try:
-                    left = eval(compile(ast.Expression(test.left), TESTS, "eval"), ns)
-                    right = eval(compile(ast.Expression(test.comparators[0]), TESTS, "eval"), ns)
-                    detail = " (got %s, expected %s)" % (short(left), short(right))
-                except BaseException:
-                    pass
-            print("CHECK %d FAIL: %s%s" % (total, text, detail))
+            detail = explain(stmt.test, ns)
+            print("CHECK %d FAIL: %s%s" % (total, text, " (%s)" % detail if detail else ""))
         except BaseException as exc:
             failed += 1
             print("CHECK %d FAIL: %s -> %s: %s" % (total, text, type(exc).__name__, exc))
@@ -113,6 +159,7 @@ def build_files(
         RUNNER_SOURCE.replace("__SRC__", repr(code_path))
         .replace("__TESTS__", repr(tests_path if tests else ""))
         .replace("__MARKER__", repr(CHECKS_MARKER))
+        .replace("__ASSERT__", repr(ASSERT_MARKER))
     )
     files = {code_path: code, RUNNER_NAME: runner}
     if tests_path and tests:

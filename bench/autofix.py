@@ -2,9 +2,10 @@
 
 Each case (``bench/autofix_cases.py``) is a program whose visible assert fails. The Code Agent gets it as
 the current ``main.py`` with "fix it" and ``max_attempts=3``; a repair counts only if the result also
-passes held-out checks the model never saw (run in the local sandbox). Attempt 1 is greedy and identical
-whatever ``max_attempts`` is, so one run gives both rates: fixed at attempt 1 (= ``max_attempts=1``) and
-fixed within 3 attempts.
+passes held-out checks the model never saw (run in the local sandbox). Attempt 1 (greedy, plus up to two
+resamples when the reply has no code or leaves the file unchanged) does not depend on ``max_attempts``, so
+one run gives both rates: fixed at attempt 1 (= ``max_attempts=1``) and fixed within 3 attempts. Each line
+also shows how many extra samples (``resamples``, not counted as attempts) the agent drew.
 
 The baseline, measured in the same run with ``--baseline``: the naive repair loop (the same first
 prompt, then resend the error log with "fix it", same prompt, temperature 0).
@@ -43,6 +44,18 @@ from tools.execution import run_program, tail  # noqa: E402
 from workspace.sql import SqlVersionStore  # noqa: E402
 
 MARK = "HELD-OUT OK"
+
+
+class ResampleCounter(logging.Handler):
+    """Counts the Code Agent's resamples from its log (they are not attempts, so no event reports them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "resampling" in record.getMessage():
+            self.count += 1
 
 
 def task_of(case: Case) -> str:
@@ -138,6 +151,11 @@ async def main() -> None:
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    counter = ResampleCounter()
+    agent_logger = logging.getLogger("agents.code_agent")
+    agent_logger.setLevel(logging.INFO)
+    agent_logger.addHandler(counter)
+    agent_logger.propagate = False
     cases = [c for c in CASES if not args.only or c.name in args.only][: args.cases]
 
     started = time.monotonic()
@@ -152,13 +170,14 @@ async def main() -> None:
             await store.setup()
             for case in cases:
                 t0 = time.monotonic()
+                counter.count = 0
                 agent = await run_agent(case, store, sandbox, args.attempts)
                 totals["agent"][0] += agent["at1"]
                 totals["agent"][1] += agent["final"]
                 line = (
                     f"{case.name:22s} agent: @1={'ok' if agent['at1'] else '--'} "
                     f"@{args.attempts}={'ok' if agent['final'] else '--'} runs={agent['attempts']} "
-                    f"errors={agent['errors']} ({time.monotonic() - t0:.0f}s)"
+                    f"resamples={counter.count} errors={agent['errors']} ({time.monotonic() - t0:.0f}s)"
                 )
                 if args.baseline:
                     t1 = time.monotonic()

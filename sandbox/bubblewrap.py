@@ -13,6 +13,8 @@ than a bare interpreter start):
    dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` -> ``/sandbox/tmp``) filled from memfds.
    Paths only root may traverse (library sets under ``/root``) are bind-staged by root into a
    world-traversable dir first (:mod:`sandbox.bwrap_host`).
+   Python runs as ``/opt/python/bin/python3``, a venv-style launcher of the system interpreter
+   without system site-packages (:data:`sandbox.bwrap_host.PYTHON_VENV`): host ``.pth`` hooks stay out.
 3. The seccomp BPF (see :mod:`sandbox.seccomp`) is passed with ``--seccomp FD`` so it applies to
    the program only. The launchers run with a fixed minimal env; bwrap ``--clearenv`` / ``--setenv``
    gives the program exactly :func:`sandbox.commands.build_env` (the request's env never reaches
@@ -20,6 +22,9 @@ than a bare interpreter start):
 
 ``network=True`` keeps the host's network namespace (there is no veth / slirp here): the program
 can reach loopback services and abstract unix sockets of the host, so grant it only to trusted runs.
+
+Event-loop cost per run: two worker-thread hops (cgroup setup + memfds + spawn; then usage, kill
+and the group's return to the pool), since hosts like ``langgraph dev`` forbid blocking calls there.
 
 A run ends by itself, by the wall-clock deadline (the bwrap tree and every pid in the cgroup are
 SIGKILLed; the pid namespace takes double-forked children with it), or by a limit: memory (cgroup
@@ -48,6 +53,7 @@ from sandbox import seccomp
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
 from sandbox.bwrap_host import (
     BWRAP_PIDS,
+    PYTHON_VENV,
     SCRATCH_DIR,
     SETUP_EXIT,
     SETUP_FAILED,
@@ -57,7 +63,7 @@ from sandbox.bwrap_host import (
     launcher_script,
     static_args,
 )
-from sandbox.cgroups import Cgroup, CgroupPool, cgroups_writable
+from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, cgroups_writable
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
 from sandbox.config import SandboxSettings
 from sandbox.errors import (
@@ -128,13 +134,17 @@ class BubblewrapSandbox:
         if os.geteuid() != 0:
             raise SandboxUnavailableError("the local sandbox must run as root to drop to an unprivileged uid")
         self._closed = False
-        self._releases: set[asyncio.Future[None]] = set()
         self._free_slots: list[int] = []
         self._slot_count = 0
         self._libsets: dict[str, LibrarySet] = {}
         self._deno: Path | None = None
-        self._stage = HostStage(s.sandbox_uid, s.sandbox_gid)
-        self._prefix = {net: static_args(s, self._stage.etc, network=net) for net in (False, True)}
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stage = HostStage(s.sandbox_uid, s.sandbox_gid, s.python_path)
+        self._prefix = {
+            net: static_args(s, self._stage.etc, network=net, venv=self._stage.venv) for net in (False, True)
+        }
         self._pool: CgroupPool | None = None
         if s.use_cgroups and cgroups_writable(s.cgroup_root):
             pool = CgroupPool(s.cgroup_root, s.cgroup_pool_size)
@@ -245,7 +255,7 @@ class BubblewrapSandbox:
             raise SandboxStartError("sandbox is closed")
         _check_limits(request.limits, self.settings.max_limits)
         libset = self._library_set(request.library_set)
-        argv = build_argv(request, libset)
+        argv = build_argv(request, libset, python=f"{PYTHON_VENV}/bin/python3")
         if self._pool is None and request.language == "typescript":
             # No memory cgroup: cap V8's heap instead of RLIMIT_DATA (V8 reserves far more than it uses).
             heap_mb = max(16, request.limits.memory_mb * 3 // 4)
@@ -270,14 +280,19 @@ class BubblewrapSandbox:
                 await asyncio.to_thread(cgroup.kill_all)
 
         slot = self._take_slot()
+        pool = self._pool
+        watchdog: asyncio.Future[None] | None = None
 
-        def prepare() -> list[str]:
-            # File I/O (cgroup knobs, memfds): kept off the event loop, so hosts that forbid blocking
-            # calls in the loop (``langgraph dev``) accept it; a thread hop costs ~0.1 ms.
+        def prepare() -> tuple[list[str], list[int]]:
+            # File I/O (cgroup knobs, memfds) and the spawn share one worker-thread hop: hosts that
+            # forbid blocking calls in the event loop (``langgraph dev``) accept it, and each hop
+            # costs a loop wake-up (0.1-0.5 ms on a busy 2-core host).
             nonlocal cgroup
-            if self._pool is not None:
-                # +2 pids: bwrap and the namespace's init.
-                cgroup = self._pool.acquire(limits, extra_pids=BWRAP_PIDS)
+            if pool is not None:
+                try:  # +2 pids: bwrap and the namespace's init.
+                    cgroup = pool.acquire(limits, extra_pids=BWRAP_PIDS)
+                except PoolClosedError:
+                    raise SandboxStartError("sandbox is closed") from None
             full = list(self._prefix[request.network])
             full[2] = launcher_script(limits, cgroup, data_rlimit=request.language != "typescript")
             uid, gid = self._host_ids(slot)
@@ -288,40 +303,64 @@ class BubblewrapSandbox:
             for key, value in env.items():
                 full += ["--setenv", key, value]
             full += self._run_args(request, libset, fds)
-            return full + argv
+            return full + argv, sorted(set(fds))
 
-        try:
-            full = await asyncio.to_thread(prepare)
-            spawned: list[int] = []
-            watchdog = None
+        def on_spawn(pid: int) -> None:
+            nonlocal watchdog
+            spawned.append(pid)
             if cgroup is not None and cgroup.tracks_cpu:
                 watchdog = asyncio.ensure_future(_cpu_watchdog(cgroup, limits.cpu_seconds, spawned, kill))
+
+        def finish(read_usage: bool) -> CgroupUsage | None:
+            # One hop after the run: counters, then nothing of this run survives its return, then
+            # the group goes back to the pool (already empty: no second kill pass).
+            for fd in fds:
+                os.close(fd)
+            fds.clear()
+            if cgroup is None or pool is None:
+                return None
+            try:
+                usage = cgroup.usage() if read_usage else None
+                cgroup.kill_all()
+            finally:
+                pool.release(cgroup, emptied=True)
+            return usage
+
+        spawned: list[int] = []
+        usage: CgroupUsage | None = None
+        outcome = None
+        self._inflight += 1
+        self._idle.clear()
+        try:
             try:
                 outcome = await run_process(
-                    full,
+                    prepare,
                     timeout_s=limits.wall_seconds,
                     output_limit=limits.output_bytes,
                     stdin=request.stdin,
                     env=_LAUNCHER_ENV,
                     cwd="/",
-                    pass_fds=sorted(set(fds)),
                     kill=kill,
                     on_output=on_output if queue is not None else None,
-                    on_spawn=spawned.append,
+                    on_spawn=on_spawn,
                 )
             except OSError as exc:
                 raise SandboxStartError(f"could not start bwrap: {exc}") from exc
             finally:
                 if watchdog is not None:
                     watchdog.cancel()
-            usage = await asyncio.to_thread(cgroup.usage) if cgroup is not None else None
+                done = asyncio.ensure_future(asyncio.to_thread(finish, outcome is not None))
+                try:
+                    usage = await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    await done  # cancelled while cleaning up: still finish before leaving
+                    raise
         finally:
-            for fd in fds:
-                os.close(fd)
-            if cgroup is not None and self._pool is not None:
-                await asyncio.to_thread(cgroup.kill_all)  # nothing of this run survives its return
-                self._release_later(cgroup)
             self._free_slots.append(slot)  # bwrap exited: its pid namespace is empty
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+        assert outcome is not None  # run_process returned (it raises otherwise)
         stderr = outcome.stderr.decode("utf-8", "replace")
         code = outcome.exit_code
         if code == SETUP_EXIT and SETUP_FAILED in stderr:
@@ -371,20 +410,18 @@ class BubblewrapSandbox:
             return self.settings.sandbox_uid, self.settings.sandbox_gid
         return base + slot, base + slot
 
-    def _release_later(self, cgroup: Cgroup) -> None:
-        """Reset and return ``cgroup`` to the pool off the critical path (awaited by :meth:`close`)."""
-        assert self._pool is not None
-        task = asyncio.ensure_future(asyncio.to_thread(self._pool.release, cgroup))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
     async def close(self) -> None:
         """Kill what is left, remove the cgroup pool and temp files; idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._releases:
-            await asyncio.gather(*self._releases, return_exceptions=True)
+        if self._inflight:
+            # Runs still going (a stream nobody closed, a concurrent caller): end them, then let
+            # each return its cgroup, so every group this sandbox made is gone when we return.
+            if self._pool is not None:
+                await asyncio.to_thread(self._pool.kill_everything)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=10.0)
         await asyncio.to_thread(self._finalizer)
 
     async def __aenter__(self) -> Self:

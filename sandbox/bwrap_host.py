@@ -31,6 +31,7 @@ __all__ = [
     "SETUP_FAILED",
     "TMP_DIR",
     "WORK_DIR",
+    "PYTHON_VENV",
     "HostStage",
     "launcher_script",
     "static_args",
@@ -43,6 +44,11 @@ WORK_DIR = f"{SCRATCH_DIR}/work"
 TMP_DIR = f"{SCRATCH_DIR}/tmp"
 SETUP_FAILED = "agentic-sandbox: setup failed"
 SETUP_EXIT = 125
+# A venv-style launcher of the system interpreter (``pyvenv.cfg`` with no system site-packages).
+# Why: the sets are "stdlib only" / their own PYTHONPATH closure, so the host's dist-packages and
+# their ``.pth`` start-up hooks (which import whatever the host installed) must not run in every
+# sandbox; this also saves ~1.5 ms per Python start. ``site`` (``exit()``, ``help()``) stays.
+PYTHON_VENV = "/opt/python"
 BWRAP_PIDS = 2  # bwrap's own processes (outer monitor, pid-namespace init) counted in the pids cap
 # Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
 _ETC_PIECES = (
@@ -114,6 +120,17 @@ def _stage_etc(target: Path, uid: int, gid: int) -> None:
                 os.chmod(path, 0o644)
 
 
+def _stage_venv(target: Path, python: str) -> None:
+    """Build the venv-style launcher: ``bin/python3`` -> the system interpreter, and ``pyvenv.cfg``."""
+    (target / "bin").mkdir(mode=0o755, parents=True)
+    os.symlink(python, target / "bin" / "python3")
+    home = os.path.dirname(python)
+    (target / "pyvenv.cfg").write_text(f"home = {home}\ninclude-system-site-packages = false\n")
+    for path in (target, target / "bin"):
+        path.chmod(0o755)
+    (target / "pyvenv.cfg").chmod(0o644)
+
+
 def _sweep_stale_stages() -> None:
     """Remove stage dirs (and their bind mounts) left by a server that died without close()."""
     for root in Path(tempfile.gettempdir()).glob("agentic-bwrap-*-*"):
@@ -133,13 +150,14 @@ def _sweep_stale_stages() -> None:
 class HostStage:
     """A private, world-traversable temp dir holding the staged ``/etc`` and staged bind mounts."""
 
-    def __init__(self, uid: int, gid: int) -> None:
+    def __init__(self, uid: int, gid: int, python: str = "/usr/bin/python3") -> None:
         _sweep_stale_stages()
         self.root = Path(tempfile.mkdtemp(prefix=f"agentic-bwrap-{os.getpid()}-"))
         self.root.chmod(0o755)
         self.staged: dict[Path, Path] = {}
         try:
             _stage_etc(self.etc, uid, gid)
+            _stage_venv(self.venv, python)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
@@ -148,6 +166,11 @@ class HostStage:
     def etc(self) -> Path:
         """The directory bound read-only at ``/etc`` in every sandbox."""
         return self.root / "etc"
+
+    @property
+    def venv(self) -> Path:
+        """The directory bound read-only at :data:`PYTHON_VENV` in every sandbox."""
+        return self.root / "python"
 
     def reachable(self, path: Path) -> Path:
         """Return a path to ``path`` that the unprivileged bwrap can open.
@@ -178,7 +201,9 @@ class HostStage:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def static_args(settings: SandboxSettings, etc: Path, *, network: bool) -> list[str]:
+def static_args(
+    settings: SandboxSettings, etc: Path, *, network: bool, venv: Path | None = None
+) -> list[str]:
     """Return the launcher + bwrap argv prefix shared by every run with this network setting.
 
     Slots filled per run: ``[2]`` the launcher script, ``[5]`` / ``[6]`` setpriv's uid / gid.
@@ -205,6 +230,8 @@ def static_args(settings: SandboxSettings, etc: Path, *, network: bool) -> list[
     args += ["--ro-bind", str(etc), "/etc"]  # one mount instead of one per file
     if network:
         args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+    if venv is not None:
+        args += ["--ro-bind", str(venv), PYTHON_VENV]
     args += ["--proc", "/proc", "--dev", "/dev"]
     return args
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sandbox.base import Limits
 
-__all__ = ["Cgroup", "CgroupPool", "CgroupUsage", "cgroups_writable", "sweep_stale"]
+__all__ = ["Cgroup", "CgroupPool", "CgroupUsage", "PoolClosedError", "cgroups_writable", "sweep_stale"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ def cgroups_writable(root: Path) -> bool:
         if not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
             return False
     return True
+
+
+class PoolClosedError(RuntimeError):
+    """The pool was closed (its sandbox is closing): no new run may take a group."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +114,7 @@ class Cgroup:
     def kill_all(self, timeout_s: float = 5.0) -> None:
         """SIGKILL every process in the group until it is empty (catches forks racing the kill)."""
         deadline = time.monotonic() + timeout_s
+        pause = 0.0002  # right after a run the exiting bwrap is often still listed for a few 100 us
         while True:
             pids = self.pids()
             if not pids:
@@ -120,7 +125,8 @@ class Cgroup:
             if time.monotonic() > deadline:
                 logger.warning("cgroup %s still has processes %s after %.0fs", self.name, pids, timeout_s)
                 return
-            time.sleep(0.002)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def _oom_kills(self) -> int:
         try:
@@ -260,17 +266,22 @@ class CgroupPool:
         for d in dirs.values():
             d.mkdir()
         cg = Cgroup(name=name, dirs=dirs, has_memsw=(dirs["memory"] / "memory.memsw.limit_in_bytes").exists())
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._all[name] = cg
+        if closed:  # close() ran while we were creating it: it did not see this group
+            self._remove(cg)
+            raise PoolClosedError("cgroup pool is closed")
         with contextlib.suppress(OSError):
             _write(dirs["memory"] / "memory.swappiness", 0)
-        with self._lock:
-            self._all[name] = cg
         return cg
 
     def acquire(self, limits: Limits, extra_pids: int = 0) -> Cgroup:
         """Return a group configured for ``limits`` (creates one when the pool is empty)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("cgroup pool is closed")
+                raise PoolClosedError("cgroup pool is closed")
             cg = self._free.pop() if self._free else None
         if cg is None:
             for base in self._bases.values():
@@ -279,9 +290,13 @@ class CgroupPool:
         cg.apply(limits, extra_pids)
         return cg
 
-    def release(self, cg: Cgroup) -> None:
-        """Kill anything left in ``cg`` and give it back (or remove it if the pool is full/closed)."""
-        cg.kill_all()
+    def release(self, cg: Cgroup, *, emptied: bool = False) -> None:
+        """Kill anything left in ``cg`` and give it back (or remove it if the pool is full/closed).
+
+        ``emptied=True``: the caller has just run :meth:`Cgroup.kill_all` (skip a second pass).
+        """
+        if not emptied:
+            cg.kill_all()
         with self._lock:
             keep = not self._closed and len(self._free) < self.size
             if keep:
@@ -290,29 +305,51 @@ class CgroupPool:
             self._remove(cg)
 
     def _remove(self, cg: Cgroup) -> None:
-        cg.kill_all()
+        # A killed task leaves its groups only once it has fully exited, which can take a while for a
+        # big address space on a loaded host: keep killing and retrying for up to 5 s (0.5 s was not
+        # always enough, and the group and its parents were then left behind).
+        deadline = time.monotonic() + 5.0
         for d in cg.dirs.values():
-            for _ in range(50):
+            while True:
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
-                except OSError:  # EBUSY while the last task is being reaped
+                except OSError:  # EBUSY: tasks left or still exiting
+                    if time.monotonic() > deadline:
+                        logger.warning("could not remove cgroup %s", d)
+                        break
+                    cg.kill_all(timeout_s=max(deadline - time.monotonic(), 0.0))
                     time.sleep(0.01)
-            else:
-                logger.warning("could not remove cgroup %s", d)
         with self._lock:
             self._all.pop(cg.name, None)
+            last = self._closed and not self._all
+        if last:  # a run that outlived close() returned the last group: the parents go too
+            self._remove_bases()
+
+    def _remove_bases(self) -> None:
+        for base in self._bases.values():
+            with contextlib.suppress(FileNotFoundError, OSError):
+                base.rmdir()
+
+    def kill_everything(self) -> None:
+        """SIGKILL the processes of every group (in use or not); the groups stay."""
+        with self._lock:
+            groups = list(self._all.values())
+        for cg in groups:
+            cg.kill_all()
 
     def close(self) -> None:
-        """Kill every process in the pool's groups and remove them all; idempotent."""
+        """Kill every process in the pool's groups and remove them all; idempotent.
+
+        Safe against runs still in flight: a group created or released after this call is removed
+        by whoever holds it last, and the parent groups with it.
+        """
         with self._lock:
             self._closed = True
             groups = list(self._all.values())
             self._free.clear()
         for cg in groups:
             self._remove(cg)
-        for base in self._bases.values():
-            with contextlib.suppress(FileNotFoundError, OSError):
-                base.rmdir()
+        self._remove_bases()

@@ -60,8 +60,12 @@ def check_relative_path(path: str) -> str:
     return norm
 
 
-def build_argv(request: RunRequest, libset: LibrarySetLike | None = None) -> list[str]:
+def build_argv(
+    request: RunRequest, libset: LibrarySetLike | None = None, *, python: str = PYTHON_PATH
+) -> list[str]:
     """Return the argv run inside the sandbox (cwd = scratch dir).
+
+    ``python`` is the interpreter path inside (a backend may use a venv-style launcher of it).
 
     Raises:
         InvalidRunRequestError: neither a command nor language + entry, unknown language, bad entry.
@@ -81,7 +85,7 @@ def build_argv(request: RunRequest, libset: LibrarySetLike | None = None) -> lis
         entry = f"./{entry}"
     if request.language == "python":
         # -s: no user site; -B: no .pyc in scratch. Not -I/-E: PYTHONPATH carries the library set.
-        return [PYTHON_PATH, "-s", "-B", entry, *request.args]
+        return [python, "-s", "-B", entry, *request.args]
     if request.language == "typescript":
         return [
             DENO_PATH,

@@ -20,13 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["KillCallback", "OutputCallback", "ProcessOutcome", "StreamName", "run_process"]
+__all__ = ["ArgvFactory", "KillCallback", "OutputCallback", "ProcessOutcome", "StreamName", "run_process"]
 
 logger = logging.getLogger(__name__)
 
 StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, bytes], Awaitable[None] | None]
 KillCallback = Callable[[int], Awaitable[None] | None]
+# Builds (argv, pass_fds) right before the spawn, in the same worker thread (see ``run_process``).
+ArgvFactory = Callable[[], tuple[Sequence[str], Sequence[int]]]
 
 _CHUNK = 64 * 1024
 _GRACE_S = 5.0  # after a kill, how long to wait for pipes to close before giving up on them
@@ -152,7 +154,7 @@ def _pipe() -> tuple[int, int]:
 
 
 async def run_process(
-    argv: Sequence[str],
+    argv: Sequence[str] | ArgvFactory,
     *,
     timeout_s: float,
     output_limit: int,
@@ -167,7 +169,10 @@ async def run_process(
     """Run ``argv`` to completion with capped output and a wall-clock deadline.
 
     Args:
-        argv: program and arguments (``argv[0]`` is an absolute path).
+        argv: program and arguments (``argv[0]`` is an absolute path), or a factory returning
+            ``(argv, pass_fds)``, called in the spawn thread: backends whose preparation does file
+            I/O (cgroup knobs, memfds) pay one thread hop for preparation and spawn together.
+            Its exceptions propagate unchanged.
         timeout_s: wall-clock limit; when reached ``kill(pid)`` is called (default: SIGKILL the child).
             The callback must kill the whole process tree (pid namespace, cgroup).
         output_limit: bytes kept per stream; the rest is read and dropped (``*_truncated``).
@@ -191,18 +196,20 @@ async def run_process(
     in_r, in_w = _pipe()
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
+
     # Popen (vfork + exec) directly: asyncio's subprocess layer adds a watcher thread per child.
     # It runs in the executor because Popen blocks on its exec-status pipe, and hosts that forbid
     # blocking calls in the event loop (``langgraph dev``) would refuse it there.
     def popen() -> subprocess.Popen[bytes]:
+        args, fds = argv() if callable(argv) else (argv, pass_fds)
         return subprocess.Popen(
-            list(argv),
+            list(args),
             stdin=in_r,
             stdout=out_w,
             stderr=err_w,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            pass_fds=tuple(pass_fds),
+            pass_fds=tuple(fds),
             start_new_session=True,
         )
 

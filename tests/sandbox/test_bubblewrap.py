@@ -23,7 +23,7 @@ from sandbox.bubblewrap import BubblewrapSandbox
 from sandbox.cgroups import CgroupPool
 from sandbox.commands import build_argv
 from sandbox.config import SandboxSettings
-from sandbox.errors import InvalidRunRequestError, SandboxUnavailableError
+from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.seccomp import bpf_program
 
 pytestmark = pytest.mark.privileged
@@ -195,6 +195,23 @@ async def test_close_is_idempotent_and_removes_groups() -> None:
     await box.close()
     assert not any(b.exists() for b in bases)
     assert not etc.exists()
+
+
+async def test_close_during_runs_ends_them_and_removes_every_group() -> None:
+    box = BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1))
+    assert box._pool is not None
+    bases = list(box._pool.base_dirs.values())
+    # More runs than pooled groups: two groups are created on demand while close() may be running.
+    runs = [asyncio.ensure_future(run_py(box, "import time\ntime.sleep(30)\n")) for _ in range(3)]
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    await box.close()
+    results = await asyncio.wait_for(asyncio.gather(*runs, return_exceptions=True), timeout=10)
+    assert time.monotonic() - started < 10
+    assert all(isinstance(r, RunResult) and not r.ok for r in results), results
+    assert not any(b.exists() for b in bases)
+    with pytest.raises(SandboxStartError):
+        await run_py(box, "print(1)")
 
 
 async def test_leftovers_of_a_dead_server_are_swept() -> None:

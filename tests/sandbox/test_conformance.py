@@ -307,6 +307,17 @@ def _host_pids_with(marker: str) -> list[int]:
     return found
 
 
+def _run_pids(sandbox: Sandbox, marker: str) -> list[int]:
+    """Host processes of a run: the marked program itself (local), or its runsc / gofer / Sentry.
+
+    gVisor programs are invisible on the host (the Sentry runs them), so there the check is that no
+    process of one of our containers (ids ``agentic-<our pid>-...``, on each one's command line) lives.
+    """
+    if sandbox.name == "local":
+        return _host_pids_with(marker)
+    return _host_pids_with(f"agentic-{os.getpid()}-")
+
+
 @pytest.mark.parametrize("end", ["exit", "timeout"])
 async def test_double_forked_children_do_not_survive(sandbox: Sandbox, end: str) -> None:
     marker = f"agentic-daemon-{uuid.uuid4().hex}"
@@ -331,10 +342,10 @@ if {end!r} == 'timeout':
     assert "daemon alive" in result.stdout and "parent leaving" in result.stdout
     assert result.reason is (EndReason.EXIT if end == "exit" else EndReason.TIMEOUT)
     for _ in range(20):
-        if not _host_pids_with(marker):
+        if not _run_pids(sandbox, marker):
             break
         await asyncio.sleep(0.1)
-    assert _host_pids_with(marker) == []
+    assert _run_pids(sandbox, marker) == []
 
 
 # --- functional -----------------------------------------------------------------------------------
@@ -415,15 +426,14 @@ async def test_stream_consumer_leaving_early_kills_the_run(sandbox: Sandbox) -> 
         seen += chunk.data
         if seen == "go\n":
             break
-    if sandbox.name == "local":  # its processes are visible on the host: the sleeper really started
-        for _ in range(50):
-            if _host_pids_with(marker):
-                break
-            await asyncio.sleep(0.05)
-        assert _host_pids_with(marker)
+    for _ in range(50):  # the run is really going (so the check below can fail)
+        if _run_pids(sandbox, marker):
+            break
+        await asyncio.sleep(0.05)
+    assert _run_pids(sandbox, marker)
     await agen.aclose()  # type: ignore[attr-defined]
     await asyncio.sleep(0.2)
-    assert _host_pids_with(marker) == []
+    assert _run_pids(sandbox, marker) == []
 
 
 async def test_concurrent_runs(sandbox: Sandbox) -> None:
