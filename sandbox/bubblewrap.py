@@ -74,6 +74,7 @@ from sandbox.errors import (
 )
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
 from sandbox.process import StreamName, run_process
+from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
 
@@ -220,37 +221,13 @@ class BubblewrapSandbox:
 
     async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
         """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
-        queue: asyncio.Queue[OutputChunk | BaseException | None] = asyncio.Queue()
+        # aclosing: when our consumer leaves early, the inner generator must stop (and kill the run)
+        # now, not whenever the garbage collector finalizes it.
+        async with contextlib.aclosing(stream_chunks(lambda q: self._execute(request, q))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
-        async def produce() -> None:
-            try:
-                result = await self._execute(request, queue)
-                await queue.put(OutputChunk(stream="result", result=result))
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                await queue.put(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            finally:
-                await queue.put(None)
-
-        task = asyncio.ensure_future(produce())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if not task.done():
-                task.cancel()  # the consumer left early: process.py kills the tree
-                with contextlib.suppress(BaseException):
-                    await task
-
-    async def _execute(
-        self, request: RunRequest, queue: asyncio.Queue[OutputChunk | BaseException | None] | None
-    ) -> RunResult:
+    async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         _check_limits(request.limits, self.settings.max_limits)

@@ -43,6 +43,9 @@ def _own_path(controller: str) -> str:
     return "/"
 
 
+_MAX_STALE_PIDS = 256
+
+
 def _write(path: Path, value: str | int) -> None:
     with open(path, "w") as fh:
         fh.write(str(value))
@@ -156,7 +159,12 @@ class Cgroup:
         for counter in ("memory.max_usage_in_bytes", "memory.failcnt"):
             with contextlib.suppress(OSError):
                 _write(mem / counter, 0)
-        _write(self.dirs["pids"] / "pids.max", max(limits.pids, 1) + extra_pids)
+        # The group is empty here, but zombies of earlier runs (bwrap's namespace init, reparented to
+        # host pid 1 and reaped only when pid 1 gets to it) still count in pids.current: add them
+        # to the cap, or a reused group would refuse to fork after ~pids runs in a row. Bounded, so
+        # a host whose pid 1 never reaps cannot widen the cap without limit.
+        stale = min(_read_int(self.dirs["pids"] / "pids.current"), _MAX_STALE_PIDS)
+        _write(self.dirs["pids"] / "pids.max", max(limits.pids, 1) + extra_pids + stale)
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", max(int(limits.cpus * _CFS_PERIOD_US), 1000))
         # Page cache charged by earlier runs stays (evicting it would slow the next start); the
         # peak we report is relative to what the group held before this run.

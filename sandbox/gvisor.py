@@ -75,6 +75,7 @@ from sandbox.oci import (
     release_scratch,
 )
 from sandbox.process import ProcessOutcome, StreamName, run_process
+from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
 
@@ -122,7 +123,7 @@ class _ChunkQueue:
     is held back until more output comes or :data:`_PARTIAL_LINE_S` passes.
     """
 
-    def __init__(self, queue: asyncio.Queue[OutputChunk | BaseException | None]) -> None:
+    def __init__(self, queue: ChunkQueue) -> None:
         self.queue = queue
         self.decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
         self.pending: dict[StreamName, str] = {"stdout": "", "stderr": ""}
@@ -297,33 +298,11 @@ class GVisorSandbox:
     async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
         """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
         await self._calibrate()
-        queue: asyncio.Queue[OutputChunk | BaseException | None] = asyncio.Queue()
-
-        async def produce() -> None:
-            try:
-                result = await self._execute(request, queue)
-                await queue.put(OutputChunk(stream="result", result=result))
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                await queue.put(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            finally:
-                await queue.put(None)
-
-        task = asyncio.ensure_future(produce())
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if not task.done():
-                task.cancel()  # the consumer left early: the kill callback destroys the container
-                with contextlib.suppress(BaseException):
-                    await task
+        # aclosing: when our consumer leaves early, the inner generator must stop (and kill the run)
+        # now, not whenever the garbage collector finalizes it.
+        async with contextlib.aclosing(stream_chunks(lambda q: self._execute(request, q))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _calibrate(self) -> None:
         """Measure runsc's start + tear-down once (``boot_s``) with a ``/usr/bin/true`` run."""
@@ -335,9 +314,7 @@ class GVisorSandbox:
                 self._boot_s = round(result.duration_s, 4)
                 logger.info("gvisor: a /usr/bin/true run costs %.3fs", self._boot_s)
 
-    async def _execute(
-        self, request: RunRequest, queue: asyncio.Queue[OutputChunk | BaseException | None] | None
-    ) -> RunResult:
+    async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         s = self.settings

@@ -197,6 +197,15 @@ async def test_close_is_idempotent_and_removes_groups() -> None:
     assert not etc.exists()
 
 
+async def test_reused_group_survives_many_runs_in_a_row() -> None:
+    """Zombies of earlier runs (reaped late by host pid 1) must not eat a reused group's pids cap."""
+    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
+        request = RunRequest(command=("/bin/true",), limits=Limits(pids=4))
+        results = [await box.run(request) for _ in range(40)]
+    failed = [(i, r.exit_code, r.stderr[-200:]) for i, r in enumerate(results) if not r.ok]
+    assert not failed, f"runs failed on a reused group: {failed[:3]}"
+
+
 async def test_close_during_runs_ends_them_and_removes_every_group() -> None:
     box = BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1))
     assert box._pool is not None
