@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,6 +80,8 @@ from sandbox.streaming import ChunkQueue, stream_chunks
 __all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
 
 logger = logging.getLogger(__name__)
+
+UID_SLOTS = 4096  # host uids host_uid_base .. +4095, one per concurrent run
 
 _LAUNCHER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
 _MAX_FILES = 2000
@@ -135,8 +138,10 @@ class BubblewrapSandbox:
         if os.geteuid() != 0:
             raise SandboxUnavailableError("the local sandbox must run as root to drop to an unprivileged uid")
         self._closed = False
-        self._free_slots: list[int] = []
-        self._slot_count = 0
+        # Host uids rotate (random start, round robin): zombies of a finished run are reaped late by
+        # host pid 1 and still count in their uid's RLIMIT_NPROC, so a uid is not reused right away.
+        self._busy_slots: set[int] = set()
+        self._next_slot = secrets.randbelow(UID_SLOTS)
         self._libsets: dict[str, LibrarySet] = {}
         self._deno: Path | None = None
         self._inflight = 0
@@ -333,7 +338,7 @@ class BubblewrapSandbox:
                     await done  # cancelled while cleaning up: still finish before leaving
                     raise
         finally:
-            self._free_slots.append(slot)  # bwrap exited: its pid namespace is empty
+            self._busy_slots.discard(slot)  # bwrap exited: its pid namespace is empty
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
@@ -342,6 +347,8 @@ class BubblewrapSandbox:
         code = outcome.exit_code
         if code == SETUP_EXIT and SETUP_FAILED in stderr:
             raise SandboxStartError(f"sandbox setup failed: {stderr.strip()[:500]}")
+        if code in (126, 127) and stderr.startswith("setpriv: "):
+            raise SandboxStartError(f"could not start the sandbox: {stderr.strip()[:500]}")
         if code == 1 and stderr.startswith("bwrap: ") and "\n" not in stderr.strip():
             raise SandboxStartError(f"bubblewrap failed: {stderr.strip()}")
         if code > 128 and (code - 128) in _SIGNALS:
@@ -375,10 +382,13 @@ class BubblewrapSandbox:
         )
 
     def _take_slot(self) -> int:
-        if self._free_slots:
-            return self._free_slots.pop()
-        self._slot_count += 1
-        return self._slot_count - 1
+        for _ in range(UID_SLOTS):
+            slot = self._next_slot
+            self._next_slot = (slot + 1) % UID_SLOTS
+            if slot not in self._busy_slots:
+                self._busy_slots.add(slot)
+                return slot
+        raise SandboxStartError(f"all {UID_SLOTS} sandbox uids are in use by running programs")
 
     def _host_ids(self, slot: int) -> tuple[int, int]:
         """The host uid/gid of the run in ``slot`` (unique among concurrent runs)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
-from sandbox.bubblewrap import BubblewrapSandbox
+from sandbox.bubblewrap import UID_SLOTS, BubblewrapSandbox
 from sandbox.cgroups import CgroupPool
 from sandbox.commands import build_argv
 from sandbox.config import SandboxSettings
@@ -135,7 +135,8 @@ async def test_runs_as_unprivileged_host_uid(local: BubblewrapSandbox) -> None:
     assert result.stdout.startswith("65534 65534 [")
     base = local.settings.host_uid_base
     assert host_uid is not None and base is not None
-    assert base <= host_uid < base + 64  # really unprivileged on the host, not root mapped into a namespace
+    # really unprivileged on the host, not root mapped into a namespace
+    assert base <= host_uid < base + UID_SLOTS
 
 
 async def test_peak_memory_and_pool_reuse(local: BubblewrapSandbox) -> None:
