@@ -406,6 +406,9 @@ class GVisorSandbox:
             await asyncio.to_thread(cgroup.kill_all)
         if any(self._state.glob(f"{cid}*")):
             await self._destroy(cid)
+            # Under load ``runsc delete`` can leave the container's lock file behind; the processes
+            # are gone (cgroup emptied above), so what remains is only files.
+            await asyncio.to_thread(_remove_state_files, self._state, cid)
         if cgroup is not None and self._pool is not None:
             await asyncio.to_thread(self._pool.release, cgroup, emptied=True)
         if scratch.exists():
@@ -484,3 +487,13 @@ class GVisorSandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _remove_state_files(state: Path, cid: str) -> None:
+    """Remove what runsc left of container ``cid`` in its state dir."""
+    for leftover in state.glob(f"{cid}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
