@@ -64,7 +64,7 @@ from sandbox.bwrap_host import (
     launcher_script,
     static_args,
 )
-from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, cgroups_writable
+from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
 from sandbox.config import SandboxSettings
 from sandbox.errors import (
@@ -151,20 +151,9 @@ class BubblewrapSandbox:
         self._prefix = {
             net: static_args(s, self._stage.etc, network=net, venv=self._stage.venv) for net in (False, True)
         }
-        self._pool: CgroupPool | None = None
-        if s.use_cgroups and cgroups_writable(s.cgroup_root):
-            pool = CgroupPool(s.cgroup_root, s.cgroup_pool_size)
-            try:
-                pool.fill()
-                self._pool = pool
-            except OSError as exc:
-                logger.warning("cgroups not usable (%s); falling back to rlimits", exc)
-                pool.close()
-        else:
-            logger.warning(
-                "cgroups %s; limits fall back to rlimits",
-                "disabled by settings" if not s.use_cgroups else "(v1 memory, pids, cpu) not writable",
-            )
+        self._pool = open_pool(
+            s.cgroup_root, s.cgroup_pool_size, enabled=s.use_cgroups, fallback="limits fall back to rlimits"
+        )
         seccomp.bpf_program(False)
         seccomp.bpf_program(True)
         # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sandbox.base import Limits
 from sandbox.cgroups import Cgroup
+from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxStartError
 
@@ -39,9 +40,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCRATCH_DIR = "/sandbox"
-WORK_DIR = f"{SCRATCH_DIR}/work"
-TMP_DIR = f"{SCRATCH_DIR}/tmp"
 SETUP_FAILED = "agentic-sandbox: setup failed"
 SETUP_EXIT = 125
 # A venv-style launcher of the system interpreter (``pyvenv.cfg`` with no system site-packages).
@@ -50,19 +48,6 @@ SETUP_EXIT = 125
 # sandbox; this also saves ~1.5 ms per Python start. ``site`` (``exit()``, ``help()``) stays.
 PYTHON_VENV = "/opt/python"
 BWRAP_PIDS = 2  # bwrap's own processes (outer monitor, pid-namespace init) counted in the pids cap
-# Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
-_ETC_PIECES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types",
-    "protocols", "services", "python3", "python3.11", "ssl/certs", "ssl/openssl.cnf",
-    "ca-certificates.conf", "fonts",
-)  # fmt: skip
-_ETC_SYNTH = {
-    "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-    "sandbox:x:{uid}:{gid}:sandbox:" + WORK_DIR + ":/usr/sbin/nologin\n",
-    "group": "root:x:0:\nsandbox:x:{gid}:\n",
-    "hosts": "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n",
-    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
-}
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -97,7 +82,7 @@ def _unmount(target: Path) -> bool:
 def _stage_etc(target: Path, uid: int, gid: int) -> None:
     """Build the sandbox's ``/etc``: copies of the harmless host pieces plus synthesized files."""
     target.mkdir(mode=0o755)
-    for piece in _ETC_PIECES:
+    for piece in ETC_PIECES:
         src, dst = Path("/etc", piece), target / piece
         try:
             dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -109,7 +94,7 @@ def _stage_etc(target: Path, uid: int, gid: int) -> None:
                 shutil.copyfile(src, dst)
         except OSError as exc:  # unreadable piece: leave it out
             logger.debug("not staging /etc/%s: %s", piece, exc)
-    for fname, text in _ETC_SYNTH.items():
+    for fname, text in ETC_SYNTH.items():
         (target / fname).write_text(text.format(uid=uid, gid=gid))
     (target / "resolv.conf").touch()  # mount point for the host's file when network is on
     for root, _dirs, files in os.walk(target):

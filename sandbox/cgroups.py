@@ -20,7 +20,15 @@ from pathlib import Path
 
 from sandbox.base import Limits
 
-__all__ = ["Cgroup", "CgroupPool", "CgroupUsage", "PoolClosedError", "cgroups_writable", "sweep_stale"]
+__all__ = [
+    "Cgroup",
+    "CgroupPool",
+    "CgroupUsage",
+    "PoolClosedError",
+    "cgroups_writable",
+    "open_pool",
+    "sweep_stale",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -361,3 +369,26 @@ class CgroupPool:
         for cg in groups:
             self._remove(cg)
         self._remove_bases()
+
+
+def open_pool(root: Path, size: int, *, enabled: bool, fallback: str) -> CgroupPool | None:
+    """Return a filled pool under ``root``, or None (logging ``fallback``) when cgroups cannot be used.
+
+    Args:
+        root: the cgroup v1 mount root (``/sys/fs/cgroup``).
+        size: groups made ahead of time (creating one costs ~40 ms).
+        enabled: False when settings turned cgroups off.
+        fallback: what the backend does without cgroups, for the warning.
+    """
+    if not enabled or not cgroups_writable(root):
+        why = "disabled by settings" if not enabled else "(v1 memory, pids, cpu) not writable"
+        logger.warning("cgroups %s; %s", why, fallback)
+        return None
+    pool = CgroupPool(root, size)
+    try:
+        pool.fill()
+    except OSError as exc:
+        logger.warning("cgroups not usable (%s); %s", exc, fallback)
+        pool.close()
+        return None
+    return pool

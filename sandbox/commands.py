@@ -17,6 +17,11 @@ from sandbox.errors import InvalidRunRequestError
 
 __all__ = [
     "DENO_PATH",
+    "ETC_PIECES",
+    "ETC_SYNTH",
+    "SCRATCH_DIR",
+    "TMP_DIR",
+    "WORK_DIR",
     "PYTHON_PATH",
     "SANDBOX_PATH",
     "LibrarySetLike",
@@ -28,6 +33,26 @@ __all__ = [
 PYTHON_PATH = "/usr/bin/python3"
 DENO_PATH = "/opt/deno/deno"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# The filesystem layout every backend gives a program: one writable scratch dir, cwd and $HOME in
+# ``work``, ``/tmp`` pointing into it.
+SCRATCH_DIR = "/sandbox"
+WORK_DIR = f"{SCRATCH_DIR}/work"
+TMP_DIR = f"{SCRATCH_DIR}/tmp"
+# Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
+ETC_PIECES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types",
+    "protocols", "services", "python3", "python3.11", "ssl/certs", "ssl/openssl.cnf",
+    "ca-certificates.conf", "fonts",
+)  # fmt: skip
+# /etc files written for the sandbox instead of the host's (format with ``uid`` and ``gid``).
+ETC_SYNTH = {
+    "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+    "sandbox:x:{uid}:{gid}:sandbox:" + WORK_DIR + ":/usr/sbin/nologin\n",
+    "group": "root:x:0:\nsandbox:x:{gid}:\n",
+    "hosts": "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+}
 
 
 class LibrarySetLike(Protocol):

@@ -59,7 +59,7 @@ from types import TracebackType
 from typing import Self
 
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
-from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, cgroups_writable
+from sandbox.cgroups import Cgroup, CgroupUsage, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
@@ -195,19 +195,12 @@ class GVisorSandbox:
         self._static = build_rootfs(
             self._rootfs, uid=s.sandbox_uid, gid=s.sandbox_gid, mount_points=(MOUNT_POINT, DENO_PATH)
         )
-        self._pool: CgroupPool | None = None
-        if s.use_cgroups and cgroups_writable(s.cgroup_root):
-            pool = CgroupPool(s.cgroup_root, s.cgroup_pool_size)
-            try:
-                pool.fill()
-                self._pool = pool
-            except OSError as exc:
-                logger.warning("cgroups not usable (%s); gvisor limits fall back to rlimits", exc)
-                pool.close()
-        else:
-            logger.warning(
-                "cgroup v1 not writable: gvisor memory falls back to RLIMIT_AS, no CPU-seconds cap"
-            )
+        self._pool = open_pool(
+            s.cgroup_root,
+            s.cgroup_pool_size,
+            enabled=s.use_cgroups,
+            fallback="gvisor memory falls back to RLIMIT_AS, no CPU-seconds cap",
+        )
 
     @property
     def uses_cgroups(self) -> bool:

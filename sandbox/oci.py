@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sandbox.base import Limits
-from sandbox.commands import check_relative_path
+from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR, check_relative_path
 from sandbox.errors import InvalidRunRequestError
 from sandbox.seccomp import DENIED_SYSCALLS
 
@@ -41,23 +41,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCRATCH_DIR = "/sandbox"
-WORK_DIR = f"{SCRATCH_DIR}/work"
-TMP_DIR = f"{SCRATCH_DIR}/tmp"
 
-# Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
-_ETC_PIECES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types",
-    "protocols", "services", "python3", "python3.11", "ssl/certs", "ssl/openssl.cnf",
-    "ca-certificates.conf", "fonts",
-)  # fmt: skip
-_ETC_SYNTH = {
-    "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-    "sandbox:x:{uid}:{gid}:sandbox:" + WORK_DIR + ":/usr/sbin/nologin\n",
-    "group": "root:x:0:\nsandbox:x:{gid}:\n",
-    "hosts": "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n",
-    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
-}
 _TOP_DIRS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 _NOFILE = 1024
 # The same policy as sandbox.seccomp (bubblewrap), as an OCI profile the Sentry enforces (--oci-seccomp).
@@ -98,7 +82,7 @@ def _static_mounts(rootfs: Path) -> list[BindMount]:
         host = Path("/") / top
         if host.is_dir() and not host.is_symlink():
             mounts.append(BindMount(host, f"/{top}"))
-    for piece in _ETC_PIECES:
+    for piece in ETC_PIECES:
         host = Path("/etc") / piece
         if (rootfs / "etc" / piece).exists() and host.exists():
             mounts.append(BindMount(host, f"/etc/{piece}"))
@@ -124,11 +108,11 @@ def build_rootfs(rootfs: Path, *, uid: int, gid: int, mount_points: Sequence[str
             (rootfs / top).symlink_to(os.readlink(host))
         elif host.is_dir():
             (rootfs / top).mkdir(mode=0o755)
-    for fname, text in _ETC_SYNTH.items():
+    for fname, text in ETC_SYNTH.items():
         target = rootfs / "etc" / fname
         target.write_text(text.format(uid=uid, gid=gid))
         target.chmod(0o644)
-    for piece in _ETC_PIECES:
+    for piece in ETC_PIECES:
         host = Path("/etc") / piece
         if not host.exists():
             continue
