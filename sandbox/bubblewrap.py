@@ -3,14 +3,17 @@
 How one run is built (cheap parts are cached per instance, so a ``print(1)`` costs a few ms more
 than a bare interpreter start):
 
-1. ``/bin/sh`` (as root) puts itself into the run's pooled cgroups, lowers rlimits (CPU seconds,
-   file size, no core dumps; data size and process count too when cgroups are not writable), then
-   ``setpriv`` drops to a per-run host uid (``host_uid_base + slot``, shown as ``sandbox_uid``
-   inside) with no supplementary groups and ``no_new_privs``.
-2. ``bwrap`` (now unprivileged) creates user, pid, ipc, uts, cgroup and, unless the request wants
-   network, net namespaces; the root is an empty tmpfs with read-only system dirs, a synthesized
-   ``/etc`` (no host passwd / shadow), ``/proc``, a minimal ``/dev`` and a size-capped tmpfs scratch
-   dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` -> ``/sandbox/tmp``) filled from memfds.
+1. ``agentic-launch`` (:mod:`sandbox.launcher`, a small static C program, as root) puts itself
+   into the run's pooled cgroups, lowers rlimits (CPU seconds, file size, no core dumps; data size
+   and process count too when cgroups are not writable), enters a pooled empty network namespace
+   (:mod:`sandbox.netns`) unless the request wants network, and drops to a per-run host uid
+   (``host_uid_base + slot``, shown as ``sandbox_uid`` inside) with no supplementary groups and
+   ``no_new_privs``.
+2. ``bwrap`` (now unprivileged) creates user, pid, ipc, uts and cgroup namespaces (and a network
+   namespace itself when the pool is unusable on this host); the root is an empty tmpfs with
+   read-only system dirs, a synthesized ``/etc`` (no host passwd / shadow), ``/proc``, a minimal
+   ``/dev`` and a size-capped tmpfs scratch dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` ->
+   ``/sandbox/tmp``) filled from memfds.
    Paths only root may traverse (library sets under ``/root``) are bind-staged by root into a
    world-traversable dir first (:mod:`sandbox.bwrap_host`).
    Python runs as ``/opt/python/bin/python3``, a venv-style launcher of the system interpreter
@@ -56,12 +59,10 @@ from sandbox.bwrap_host import (
     BWRAP_PIDS,
     PYTHON_VENV,
     SCRATCH_DIR,
-    SETUP_EXIT,
-    SETUP_FAILED,
     TMP_DIR,
     WORK_DIR,
     HostStage,
-    launcher_script,
+    launcher_rlimits,
     static_args,
 )
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
@@ -73,7 +74,9 @@ from sandbox.errors import (
     SandboxStartError,
     SandboxUnavailableError,
 )
+from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
+from sandbox.netns import NetnsPool
 from sandbox.process import StreamName, run_process
 from sandbox.streaming import ChunkQueue, stream_chunks
 
@@ -90,11 +93,25 @@ _FALLBACK_OOM_MARKERS = ("MemoryError", "JavaScript heap out of memory", "out of
 _SIGNALS = {s.value for s in signal.Signals}
 
 
-def _cleanup(pool: CgroupPool | None, stage: HostStage) -> None:
+def _cleanup(pool: CgroupPool | None, netns: NetnsPool | None, stage: HostStage) -> None:
     """Free what a sandbox holds on the host (runs from ``close`` or from the GC / exit finalizer)."""
     if pool is not None:
         pool.close()
+    if netns is not None:
+        netns.close()
     stage.cleanup()
+
+
+def _open_netns_pool(launcher: Path, directory: Path) -> NetnsPool | None:
+    """A pool of reusable network namespaces, or None (bwrap makes one per run) if unusable here."""
+    pool = NetnsPool(launcher, directory)
+    try:
+        pool.release(pool.acquire())
+    except OSError as exc:
+        logger.warning("pooled network namespaces unusable (%s); bwrap creates one per run", exc)
+        pool.close()
+        return None
+    return pool
 
 
 async def _cpu_watchdog(
@@ -128,15 +145,16 @@ class BubblewrapSandbox:
         """Check the host tools, prepare the static parts of every run and fill the cgroup pool.
 
         Raises:
-            SandboxUnavailableError: bubblewrap or setpriv is missing, or we are not root.
+            SandboxUnavailableError: bubblewrap or a C compiler for the launcher is missing, or we
+                are not root.
         """
         self.settings = settings or SandboxSettings()
         s = self.settings
-        for tool in (s.bwrap_path, s.setpriv_path):
-            if not os.access(tool, os.X_OK):
-                raise SandboxUnavailableError(f"{tool} not found; fix: apt-get install bubblewrap util-linux")
+        if not os.access(s.bwrap_path, os.X_OK):
+            raise SandboxUnavailableError(f"{s.bwrap_path} not found; fix: apt-get install bubblewrap")
         if os.geteuid() != 0:
             raise SandboxUnavailableError("the local sandbox must run as root to drop to an unprivileged uid")
+        self._launcher = build_launcher(s.cache_dir, s.launcher_cc)
         self._closed = False
         # Host uids rotate (random start, round robin): zombies of a finished run are reaped late by
         # host pid 1 and still count in their uid's RLIMIT_NPROC, so a uid is not reused right away.
@@ -148,16 +166,19 @@ class BubblewrapSandbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stage = HostStage(s.sandbox_uid, s.sandbox_gid, s.python_path)
+        self._netns = _open_netns_pool(self._launcher, self._stage.netns_dir)
         self._prefix = {
-            net: static_args(s, self._stage.etc, network=net, venv=self._stage.venv) for net in (False, True)
-        }
+            net: static_args(s, self._stage.etc, network=net, new_netns=self._netns is None,
+                             venv=self._stage.venv)
+            for net in (False, True)
+        }  # fmt: skip
         self._pool = open_pool(
             s.cgroup_root, s.cgroup_pool_size, enabled=s.use_cgroups, fallback="limits fall back to rlimits"
         )
         seccomp.bpf_program(False)
         seccomp.bpf_program(True)
         # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.
-        self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._stage)
+        self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._netns, self._stage)
 
     @property
     def uses_cgroups(self) -> bool:
@@ -252,23 +273,36 @@ class BubblewrapSandbox:
 
         slot = self._take_slot()
         pool = self._pool
+        netns_pool = None if request.network else self._netns
+        netns: Path | None = None
         watchdog: asyncio.Future[None] | None = None
 
         def prepare() -> tuple[list[str], list[int]]:
             # File I/O (cgroup knobs, memfds) and the spawn share one worker-thread hop: hosts that
             # forbid blocking calls in the event loop (``langgraph dev``) accept it, and each hop
             # costs a loop wake-up (0.1-0.5 ms on a busy 2-core host).
-            nonlocal cgroup
+            nonlocal cgroup, netns
             if pool is not None:
                 try:  # +2 pids: bwrap and the namespace's init.
                     cgroup = pool.acquire(limits, extra_pids=BWRAP_PIDS)
                 except PoolClosedError:
                     raise SandboxStartError("sandbox is closed") from None
-            full = list(self._prefix[request.network])
-            full[2] = launcher_script(limits, cgroup, data_rlimit=request.language != "typescript")
+            if netns_pool is not None:
+                try:
+                    netns = netns_pool.acquire()
+                except OSError as exc:
+                    raise SandboxStartError(f"no network namespace for the run: {exc}") from exc
             uid, gid = self._host_ids(slot)
-            full[5], full[6] = f"--reuid={uid}", f"--regid={gid}"
-            # The request's env must never reach sh / setpriv / bwrap (root or setup code: think
+            full = launch_args(
+                self._launcher,
+                uid=uid,
+                gid=gid,
+                tasks_files=cgroup.tasks_files if cgroup is not None else (),
+                rlimits=launcher_rlimits(limits, cgroup, data_rlimit=request.language != "typescript"),
+                netns=netns,
+            )
+            full += self._prefix[request.network]
+            # The request's env must never reach the launcher or bwrap (root or setup code: think
             # LD_PRELOAD, LOCPATH): they run with _LAUNCHER_ENV and bwrap sets the program's env.
             full += ["--clearenv"]
             for key, value in env.items():
@@ -283,18 +317,22 @@ class BubblewrapSandbox:
                 watchdog = asyncio.ensure_future(_cpu_watchdog(cgroup, limits.cpu_seconds, spawned, kill))
 
         def finish(read_usage: bool) -> CgroupUsage | None:
-            # One hop after the run: counters, then nothing of this run survives its return, then
-            # the group goes back to the pool (already empty: no second kill pass).
+            # One hop after the run: nothing of this run survives its return, then the counters,
+            # then the group (already empty: no second kill pass) and the network namespace go back.
             for fd in fds:
                 os.close(fd)
             fds.clear()
-            if cgroup is None or pool is None:
-                return None
+            usage = None
             try:
-                usage = cgroup.usage() if read_usage else None
-                cgroup.kill_all()
+                if cgroup is not None and pool is not None:
+                    try:
+                        cgroup.kill_all()
+                        usage = cgroup.usage() if read_usage else None
+                    finally:
+                        pool.release(cgroup, emptied=True)
             finally:
-                pool.release(cgroup, emptied=True)
+                if netns is not None and netns_pool is not None:
+                    netns_pool.release(netns)
             return usage
 
         spawned: list[int] = []
@@ -336,8 +374,6 @@ class BubblewrapSandbox:
         code = outcome.exit_code
         if code == SETUP_EXIT and SETUP_FAILED in stderr:
             raise SandboxStartError(f"sandbox setup failed: {stderr.strip()[:500]}")
-        if code in (126, 127) and stderr.startswith("setpriv: "):
-            raise SandboxStartError(f"could not start the sandbox: {stderr.strip()[:500]}")
         if code == 1 and stderr.startswith("bwrap: ") and "\n" not in stderr.strip():
             raise SandboxStartError(f"bubblewrap failed: {stderr.strip()}")
         if code > 128 and (code - 128) in _SIGNALS:

@@ -3,8 +3,8 @@
 Why a module of its own: everything here runs on the host as root *before* a sandbox exists:
 the staged ``/etc`` (harmless host pieces plus a synthesized passwd / group / hosts, never the
 host's), read-only bind staging of root-only sources (library sets under ``/root``) so the
-unprivileged bwrap can reach them, the root-side launcher script (cgroups, rlimits), and the
-bwrap arguments that do not depend on one run. Nothing here is per-run heavy.
+unprivileged bwrap can reach them, the launcher's rlimits, and the bwrap arguments that do not
+depend on one run. Nothing here is per-run heavy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import ctypes
 import logging
 import math
 import os
-import shlex
 import shutil
 import stat
 import tempfile
@@ -28,20 +27,17 @@ from sandbox.errors import SandboxStartError
 __all__ = [
     "BWRAP_PIDS",
     "SCRATCH_DIR",
-    "SETUP_EXIT",
-    "SETUP_FAILED",
     "TMP_DIR",
     "WORK_DIR",
     "PYTHON_VENV",
     "HostStage",
-    "launcher_script",
+    "launcher_rlimits",
     "static_args",
+    "unmount",
 ]
 
 logger = logging.getLogger(__name__)
 
-SETUP_FAILED = "agentic-sandbox: setup failed"
-SETUP_EXIT = 125
 # A venv-style launcher of the system interpreter (``pyvenv.cfg`` with no system site-packages).
 # Why: the sets are "stdlib only" / their own PYTHONPATH closure, so the host's dist-packages and
 # their ``.pth`` start-up hooks (which import whatever the host installed) must not run in every
@@ -72,7 +68,8 @@ def _bind_mount(source: Path, target: Path) -> None:
         logger.warning("could not make %s read-only on the host side", target)
 
 
-def _unmount(target: Path) -> bool:
+def unmount(target: Path) -> bool:
+    """Detach the mount on ``target``; False (logged) when that failed."""
     if _libc.umount2(str(target).encode(), _MNT_DETACH) != 0:
         logger.warning("could not unmount %s: %s", target, os.strerror(ctypes.get_errno()))
         return False
@@ -125,9 +122,9 @@ def _sweep_stale_stages() -> None:
             continue
         if owner == os.getpid() or Path(f"/proc/{owner}").exists():
             continue
-        staged = root / "staged"
-        mounts = sorted(staged.iterdir()) if staged.is_dir() else []
-        if all([not os.path.ismount(target) or _unmount(target) for target in mounts]):
+        subdirs = [root / "staged", root / "netns"]
+        mounts = [p for sub in subdirs if sub.is_dir() for p in sorted(sub.iterdir())]
+        if all([not os.path.ismount(target) or unmount(target) for target in mounts]):
             logger.info("removing stale sandbox stage %s (owner pid %d is gone)", root, owner)
             shutil.rmtree(root, ignore_errors=True)
 
@@ -151,6 +148,11 @@ class HostStage:
     def etc(self) -> Path:
         """The directory bound read-only at ``/etc`` in every sandbox."""
         return self.root / "etc"
+
+    @property
+    def netns_dir(self) -> Path:
+        """Where pooled network namespaces are bound (see :mod:`sandbox.netns`)."""
+        return self.root / "netns"
 
     @property
     def venv(self) -> Path:
@@ -180,31 +182,27 @@ class HostStage:
 
     def cleanup(self) -> None:
         """Unmount staged binds and remove the dir; idempotent (also run by a GC finalizer)."""
-        unmounted = all([_unmount(target) for target in self.staged.values()])
+        unmounted = all([unmount(target) for target in self.staged.values()])
         self.staged.clear()
         if unmounted:  # never recurse into a still-mounted library set
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def static_args(
-    settings: SandboxSettings, etc: Path, *, network: bool, venv: Path | None = None
-) -> list[str]:
-    """Return the launcher + bwrap argv prefix shared by every run with this network setting.
+def static_args(settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True,
+                venv: Path | None = None) -> list[str]:
+    """Return the bwrap argv prefix shared by every run with this network setting.
 
-    Slots filled per run: ``[2]`` the launcher script, ``[5]`` / ``[6]`` setpriv's uid / gid.
+    ``new_netns=False``: the launcher already put the run in a pooled empty network namespace.
     """
     s = settings
     args = [
-        "/bin/sh", "-c", "", "sh",  # script slot [2] filled per run
-        str(s.setpriv_path), "", "",  # [5], [6]: --reuid / --regid filled per run
-        "--clear-groups", "--no-new-privs",
         str(s.bwrap_path), "--unshare-user", "--uid", str(s.sandbox_uid), "--gid", str(s.sandbox_gid),
         "--disable-userns", "--unshare-pid", "--unshare-ipc",
         "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
         "--hostname", "sandbox",
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
-    if not network:
+    if not network and new_netns:
         args.append("--unshare-net")
     for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
         host = Path("/") / top
@@ -221,22 +219,18 @@ def static_args(
     return args
 
 
-def launcher_script(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True) -> str:
-    """The root-side prelude: join the cgroups, lower rlimits, then exec setpriv.
+def launcher_rlimits(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True) -> dict[str, int]:
+    """The rlimits the launcher sets before bwrap (root may lower them, never raise).
 
     ``data_rlimit=False`` skips RLIMIT_DATA in the fallback (V8 reserves more than it uses).
     """
-    # ``echo 0 > tasks``: join as the current thread (fast path, see Cgroup.tasks_files).
-    steps = [f"echo 0 >{shlex.quote(str(p))}" for p in (cgroup.tasks_files if cgroup else [])]
-    ulimits = [
-        "-c 0",
-        f"-t {max(1, math.ceil(limits.cpu_seconds))}",
-        f"-f {max(1, limits.disk_mb) * 2048}",  # 512-byte blocks
-    ]
-    if cgroup is None:  # rlimit fallback (root may lower, never raise)
-        ulimits += [f"-p {max(limits.pids, 1) + BWRAP_PIDS}"]
+    rlimits = {
+        "core": 0,
+        "cpu": max(1, math.ceil(limits.cpu_seconds)),
+        "fsize": max(1, limits.disk_mb) * 1024 * 1024,
+    }
+    if cgroup is None:  # no cgroups: processes and memory are capped by rlimits instead
+        rlimits["nproc"] = max(limits.pids, 1) + BWRAP_PIDS
         if data_rlimit:
-            ulimits += [f"-d {limits.memory_mb * 1024}"]
-    steps += [f"ulimit {u}" for u in ulimits]
-    on_error = f"{{ echo '{SETUP_FAILED}' >&2; exit {SETUP_EXIT}; }}"
-    return "{ " + " && ".join(steps) + "; } || " + on_error + '\nexec "$@"'
+            rlimits["data"] = limits.memory_mb * 1024 * 1024
+    return rlimits

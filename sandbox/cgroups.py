@@ -55,13 +55,26 @@ _MAX_STALE_PIDS = 256
 
 
 def _write(path: Path, value: str | int) -> None:
-    with open(path, "w") as fh:
-        fh.write(str(value))
+    # Raw os calls: a cgroup knob is a few bytes, and io.open's buffered wrappers cost more than
+    # the kernel work (this runs several times per sandboxed program).
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
 
 
 def _read_int(path: Path, default: int = 0) -> int:
     try:
-        return int(path.read_text().strip())
+        return int(_read(path).strip())
     except (OSError, ValueError):
         return default
 
@@ -99,6 +112,10 @@ class Cgroup:
     pids_events_before: int = 0
     has_memsw: bool = False
     limits: Limits | None = field(default=None)
+    # Knob values last written (a reused group skips writes that would not change anything) and
+    # whether the event counters above are still current (read by :meth:`usage` after a run).
+    applied: dict[str, int] = field(default_factory=dict)
+    counters_current: bool = False
 
     @property
     def procs_files(self) -> list[Path]:
@@ -115,11 +132,16 @@ class Cgroup:
         return [d / "tasks" for d in self.dirs.values()]
 
     def pids(self) -> set[int]:
-        """Return the pids currently in the group (any controller)."""
+        """Return the pids currently in the group.
+
+        A run's processes join every controller before the program starts (or exit), so the pids
+        controller alone lists them all; other groups (a stale sweep) read every directory.
+        """
         found: set[int] = set()
-        for d in self.dirs.values():
+        dirs = [self.dirs["pids"]] if "pids" in self.dirs else list(self.dirs.values())
+        for d in dirs:
             with contextlib.suppress(OSError, ValueError):
-                found.update(int(x) for x in (d / "cgroup.procs").read_text().split())
+                found.update(int(x) for x in _read(d / "cgroup.procs").split())
         return found
 
     def kill_all(self, timeout_s: float = 5.0) -> None:
@@ -141,7 +163,7 @@ class Cgroup:
 
     def _oom_kills(self) -> int:
         try:
-            for line in (self.dirs["memory"] / "memory.oom_control").read_text().splitlines():
+            for line in _read(self.dirs["memory"] / "memory.oom_control").splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
@@ -151,36 +173,44 @@ class Cgroup:
 
     def _pids_events(self) -> int:
         try:
-            return int((self.dirs["pids"] / "pids.events").read_text().split()[-1])
+            return int(_read(self.dirs["pids"] / "pids.events").split()[-1])
         except (OSError, ValueError, IndexError):
             return 0
+
+    def _set(self, controller: str, knob: str, value: int) -> None:
+        if self.applied.get(knob) != value:
+            _write(self.dirs[controller] / knob, value)
+            self.applied[knob] = value
 
     def apply(self, limits: Limits, extra_pids: int = 0) -> None:
         """Set ``limits`` (plus ``extra_pids`` for the launcher's own processes) and reset counters."""
         mem = self.dirs["memory"]
         nbytes = limits.memory_mb * 1024 * 1024
-        if self.has_memsw:
-            _write(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
-        _write(mem / "memory.limit_in_bytes", nbytes)
-        if self.has_memsw:
-            _write(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
-        for counter in ("memory.max_usage_in_bytes", "memory.failcnt"):
-            with contextlib.suppress(OSError):
-                _write(mem / counter, 0)
+        if self.applied.get("memory.limit_in_bytes") != nbytes:
+            if self.has_memsw:
+                _write(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
+            _write(mem / "memory.limit_in_bytes", nbytes)
+            if self.has_memsw:
+                _write(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
+            self.applied["memory.limit_in_bytes"] = nbytes
+        with contextlib.suppress(OSError):
+            _write(mem / "memory.max_usage_in_bytes", 0)
         # The group is empty here, but zombies of earlier runs (bwrap's namespace init, reparented to
         # host pid 1 and reaped only when pid 1 gets to it) still count in pids.current: add them
         # to the cap, or a reused group would refuse to fork after ~pids runs in a row. Bounded, so
         # a host whose pid 1 never reaps cannot widen the cap without limit.
         stale = min(_read_int(self.dirs["pids"] / "pids.current"), _MAX_STALE_PIDS)
-        _write(self.dirs["pids"] / "pids.max", max(limits.pids, 1) + extra_pids + stale)
-        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", max(int(limits.cpus * _CFS_PERIOD_US), 1000))
+        self._set("pids", "pids.max", max(limits.pids, 1) + extra_pids + stale)
+        self._set("cpu", "cpu.cfs_quota_us", max(int(limits.cpus * _CFS_PERIOD_US), 1000))
         # Page cache charged by earlier runs stays (evicting it would slow the next start); the
         # peak we report is relative to what the group held before this run.
         self.baseline_bytes = _read_int(mem / "memory.usage_in_bytes")
         if "cpuacct" in self.dirs:
             _write(self.dirs["cpuacct"] / "cpuacct.usage", 0)
-        self.oom_kills_before = self._oom_kills()
-        self.pids_events_before = self._pids_events()
+        if not self.counters_current:  # else usage() of the previous run read them, idle since
+            self.oom_kills_before = self._oom_kills()
+            self.pids_events_before = self._pids_events()
+        self.counters_current = False
         self.limits = limits
 
     @property
@@ -198,11 +228,16 @@ class Cgroup:
         """Read the peak memory and whether the OOM killer or the pids cap fired during this run."""
         mem = self.dirs["memory"]
         peak = _read_int(mem / "memory.max_usage_in_bytes", -1)
-        return CgroupUsage(
+        oom_kills, pids_events = self._oom_kills(), self._pids_events()
+        usage = CgroupUsage(
             peak_memory_mb=round(max(peak - self.baseline_bytes, 0) / 1048576, 2) if peak >= 0 else None,
-            oom=self._oom_kills() > self.oom_kills_before,
-            pids_limited=self._pids_events() > self.pids_events_before,
+            oom=oom_kills > self.oom_kills_before,
+            pids_limited=pids_events > self.pids_events_before,
         )
+        # Call after the group is empty: the next run starts from these counts.
+        self.oom_kills_before, self.pids_events_before = oom_kills, pids_events
+        self.counters_current = True
+        return usage
 
 
 def _pid_alive(pid: int) -> bool:

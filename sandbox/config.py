@@ -57,7 +57,7 @@ class SandboxSettings(BaseSettings):
     )
     # Local backend (bubblewrap).
     bwrap_path: Path = Path("/usr/bin/bwrap")
-    setpriv_path: Path = Path("/usr/bin/setpriv")
+    launcher_cc: str = "cc"  # compiles sandbox/launcher.c once into cache_dir/bin
     python_path: str = "/usr/bin/python3"  # interpreter *inside* the sandbox (Debian's)
     sandbox_uid: int = 65534  # unprivileged uid the sandboxed code runs as (as seen inside)
     sandbox_gid: int = 65534

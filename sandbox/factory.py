@@ -19,6 +19,7 @@ from pathlib import Path
 from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxError, SandboxUnavailableError
+from sandbox.launcher import build_launcher, launch_args
 
 __all__ = ["BACKENDS", "available_backends", "create_sandbox", "host_checks"]
 
@@ -31,7 +32,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 # Which host checks each backend needs (cgroups are optional for local: rlimits are the fallback).
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "local": ("root", "setpriv", "bwrap", "bwrap_works"),
+    "local": ("root", "launcher", "bwrap", "bwrap_works"),
     "gvisor": ("root", "runsc", "runsc_works"),
 }
 _PROBE_TIMEOUT_S = 10.0
@@ -98,14 +99,16 @@ def _runsc_path(settings: SandboxSettings) -> str | None:
 def host_checks(settings: SandboxSettings) -> dict[str, str | None]:
     """Probe each host piece a backend may need: name -> None if fine, else reason + fix hint.
 
-    Keys: ``root``, ``setpriv``, ``bwrap``, ``bwrap_works``, ``cgroups``, ``runsc``, ``runsc_works``.
+    Keys: ``root``, ``launcher``, ``bwrap``, ``bwrap_works``, ``cgroups``, ``runsc``, ``runsc_works``.
     """
     checks: dict[str, str | None] = {}
     checks["root"] = None if os.geteuid() == 0 else "not running as root; fix: start the server as root"
-    checks["setpriv"] = (
-        None if _executable(settings.setpriv_path) else
-        f"{settings.setpriv_path} not found; fix: apt-get install util-linux"
-    )  # fmt: skip
+    launcher: Path | None = None
+    try:
+        launcher = build_launcher(settings.cache_dir, settings.launcher_cc)
+        checks["launcher"] = None
+    except SandboxUnavailableError as exc:
+        checks["launcher"] = str(exc)
     bwrap = settings.bwrap_path
     checks["bwrap"] = None if _executable(bwrap) else f"{bwrap} not found; fix: apt-get install bubblewrap"
     if checks["bwrap"] is not None:
@@ -114,9 +117,8 @@ def host_checks(settings: SandboxSettings) -> dict[str, str | None]:
         # The same shape as a real run: an unprivileged uid creating its own user / pid / net namespaces.
         argv = [str(bwrap), "--unshare-user", "--unshare-pid", "--unshare-net", "--die-with-parent",
                 "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"]  # fmt: skip
-        if checks["root"] is None and checks["setpriv"] is None:
-            argv = [str(settings.setpriv_path), f"--reuid={settings.sandbox_uid}",
-                    f"--regid={settings.sandbox_gid}", "--clear-groups", "--no-new-privs", *argv]  # fmt: skip
+        if checks["root"] is None and launcher is not None:
+            argv = launch_args(launcher, uid=settings.sandbox_uid, gid=settings.sandbox_gid) + argv
         problem = _run_probe(argv)
         checks["bwrap_works"] = None if problem is None else (
             f"bubblewrap cannot create namespaces ({problem}); fix: sysctl -w "

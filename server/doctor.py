@@ -118,7 +118,7 @@ def run_checks(settings: Settings) -> list[Check]:
     try:
         host = _host(settings)
     except Exception as exc:
-        host = {k: f"host checks failed: {exc}" for k in ("root", "setpriv", "bwrap", "bwrap_works",
+        host = {k: f"host checks failed: {exc}" for k in ("root", "launcher", "bwrap", "bwrap_works",
                                                             "cgroups", "runsc", "runsc_works")}  # fmt: skip
 
     def from_host(*keys: str, ok_text: str) -> Callable[[], tuple[bool, str]]:
@@ -134,7 +134,8 @@ def run_checks(settings: Settings) -> list[Check]:
             "bubblewrap",
             True,
             from_host(
-                "bwrap", "bwrap_works", "setpriv", ok_text=f"{settings.sandbox.bwrap_path} creates namespaces"
+                "bwrap", "bwrap_works", "launcher",
+                ok_text=f"{settings.sandbox.bwrap_path} creates namespaces",
             ),
         ),
         _guard("cgroups v1 writable", False, from_host("cgroups", ok_text=f"{settings.sandbox.cgroup_root}")),

@@ -7,6 +7,7 @@ set -euo pipefail
 # command-to-check  debian-package  required(1)/optional(0)
 wanted=(
   "bwrap bubblewrap 1"
+  "cc gcc 1"
   "python3.11 python3.11 1"
   "runsc runsc 0"
   "node nodejs 0"
@@ -28,6 +29,10 @@ for entry in "${wanted[@]}"; do
     [[ "$required" == "1" ]] && required_missing+=("$pkg")
   fi
 done
+# The sandbox launcher (sandbox/launcher.c) is linked statically: it needs libc.a.
+if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a && ! -e "/usr/lib/$(uname -m)-linux-gnu/libc.a" ]]; then
+  missing+=("libc6-dev"); required_missing+=("libc6-dev")
+fi
 # libseccomp is loaded by pyseccomp through ctypes.
 if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2'; then
   missing+=("libseccomp2"); required_missing+=("libseccomp2")

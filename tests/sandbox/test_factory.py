@@ -34,7 +34,7 @@ def test_available_backends_shape() -> None:
 
 def test_host_checks_shape() -> None:
     checks = host_checks(SandboxSettings())
-    assert set(checks) == {"root", "setpriv", "bwrap", "bwrap_works", "cgroups", "runsc", "runsc_works"}
+    assert set(checks) == {"root", "launcher", "bwrap", "bwrap_works", "cgroups", "runsc", "runsc_works"}
 
 
 def test_missing_bwrap_gives_fix_hint(tmp_path: Path) -> None:

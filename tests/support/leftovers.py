@@ -55,7 +55,7 @@ def _is_sandbox_process(pid: int) -> bool:
     uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "Uid: 0")
     uid = int(uid_line.split()[1])
     name = cmdline.split(b"\0", 1)[0]
-    return uid in SANDBOX_UIDS or name.endswith((b"bwrap", b"runsc", b"setpriv"))
+    return uid in SANDBOX_UIDS or name.endswith((b"bwrap", b"runsc")) or b"agentic-launch" in name
 
 
 def our_cgroups() -> list[Path]:
