@@ -35,6 +35,17 @@ def _binary_path(cache_dir: Path) -> Path:
     return cache_dir / "bin" / f"agentic-launch-{digest}"
 
 
+def _check_private(binary: Path) -> None:
+    """Refuse a launcher that another user could have replaced: it runs as root."""
+    for path in (binary, binary.parent):
+        st = path.stat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise SandboxUnavailableError(
+                f"{path} is writable by another user or not ours; the sandbox launcher runs as root. "
+                "fix: chown it to this user and chmod go-w, or set AGENTIC_CACHE_DIR to a private dir"
+            )
+
+
 def build_launcher(cache_dir: Path, compiler: str = "cc") -> Path:
     """Return the launcher binary for the current source, compiling it first if needed.
 
@@ -43,11 +54,12 @@ def build_launcher(cache_dir: Path, compiler: str = "cc") -> Path:
     """
     target = _binary_path(cache_dir)
     if os.access(target, os.X_OK):
+        _check_private(target)
         return target
     cc = shutil.which(compiler)
     if cc is None:
         raise SandboxUnavailableError(f"no C compiler ({compiler}) to build the sandbox launcher; {_FIX}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".agentic-launch-", dir=target.parent)
     os.close(fd)
     try:
@@ -62,6 +74,7 @@ def build_launcher(cache_dir: Path, compiler: str = "cc") -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _check_private(target)
     logger.info("built the sandbox launcher %s", target)
     return target
 

@@ -80,6 +80,16 @@ def test_missing_compiler_is_reported_with_the_fix(tmp_path: Path) -> None:
         build_launcher(tmp_path, compiler="no-such-cc")
 
 
+def test_a_launcher_others_could_replace_is_refused(tmp_path: Path) -> None:
+    binary = build_launcher(tmp_path)
+    binary.parent.chmod(0o777)
+    try:
+        with pytest.raises(SandboxUnavailableError, match="writable by another user"):
+            build_launcher(tmp_path)
+    finally:
+        binary.parent.chmod(0o755)
+
+
 async def test_runs_get_a_network_namespace_of_their_own_that_is_not_the_hosts(
     local: BubblewrapSandbox,
 ) -> None:
