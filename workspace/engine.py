@@ -8,6 +8,7 @@ front instead of failing to upgrade a read lock half-way, which SQLite reports a
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["WRITE_OPTION", "create_engine_for_url", "normalise_url"]
+__all__ = ["WRITE_OPTION", "create_engine_for_url", "enable_wal", "normalise_url"]
 
 WRITE_OPTION = "agentic_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
 _SQLITE_BUSY_SECONDS = 30.0
@@ -52,10 +53,33 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def enable_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (persistent in the file), tolerating a race on a new file.
+
+    Why the loop: switching to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    at once (no busy handler) when another process opens the same new file at that moment; once
+    the file is in WAL mode the switch is a no-op and never waits.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    row = cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, wrapped by the async adapter
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver; _on_sqlite_begin emits it
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    enable_wal(cursor)
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
