@@ -166,17 +166,23 @@ class BubblewrapSandbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stage = HostStage(s.sandbox_uid, s.sandbox_gid, s.python_path)
-        self._netns = _open_netns_pool(self._launcher, self._stage.netns_dir)
-        self._prefix = {
-            net: static_args(s, self._stage.etc, network=net, new_netns=self._netns is None,
-                             venv=self._stage.venv)
-            for net in (False, True)
-        }  # fmt: skip
-        self._pool = open_pool(
-            s.cgroup_root, s.cgroup_pool_size, enabled=s.use_cgroups, fallback="limits fall back to rlimits"
-        )
-        seccomp.bpf_program(False)
-        seccomp.bpf_program(True)
+        self._netns: NetnsPool | None = None
+        self._pool: CgroupPool | None = None
+        try:
+            self._netns = _open_netns_pool(self._launcher, self._stage.netns_dir)
+            self._prefix = {
+                net: static_args(s, self._stage.etc, network=net, new_netns=self._netns is None,
+                                 venv=self._stage.venv)
+                for net in (False, True)
+            }  # fmt: skip
+            self._pool = open_pool(
+                s.cgroup_root, s.cgroup_pool_size, enabled=s.use_cgroups, fallback="rlimits instead"
+            )
+            seccomp.bpf_program(False)
+            seccomp.bpf_program(True)
+        except BaseException:
+            _cleanup(self._pool, self._netns, self._stage)  # a failed start leaves nothing behind
+            raise
         # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.
         self._finalizer = weakref.finalize(self, _cleanup, self._pool, self._netns, self._stage)
 

@@ -53,28 +53,34 @@ class NetnsPool:
         path = self._dir / f"netns-{next(self._seq)}"
         make_netns(self._launcher, path)
         with self._lock:
-            self._all.add(path)
+            closed = self._closed
+            if not closed:
+                self._all.add(path)
+        if closed:  # close() ran while we were creating it: it did not see this one
+            self._unbind(path)
+            raise OSError("network namespace pool is closed")
         return path
 
-    def release(self, path: Path) -> None:
-        """Give back a namespace whose run has no process left."""
-        with self._lock:
-            if not self._closed:
-                self._free.append(path)
-                return
-        self._remove(path)
-
-    def _remove(self, path: Path) -> None:
+    @staticmethod
+    def _unbind(path: Path) -> None:
         if unmount(path):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+    def release(self, path: Path) -> None:
+        """Give back a namespace whose run has no process left (after close: already gone)."""
         with self._lock:
-            self._all.discard(path)
+            if not self._closed:
+                self._free.append(path)
 
     def close(self) -> None:
-        """Unmount every namespace not in use; idempotent (in-use ones go on release)."""
+        """Unmount every namespace, in use or not; idempotent.
+
+        Unmounting one a run is still in does not disturb that run (its processes hold the
+        namespace itself, not our bind mount); the namespace ends with its last process.
+        """
         with self._lock:
             self._closed = True
-            free, self._free = self._free, []
-        for path in free:
-            self._remove(path)
+            paths, self._all, self._free = self._all, set(), []
+        for path in paths:
+            self._unbind(path)

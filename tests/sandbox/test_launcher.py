@@ -15,6 +15,7 @@ from sandbox.bubblewrap import BubblewrapSandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
+from sandbox.netns import NetnsPool
 
 pytestmark = pytest.mark.privileged
 
@@ -124,3 +125,18 @@ async def test_concurrent_runs_cannot_meet_through_abstract_unix_sockets(local: 
     listening, connecting = await asyncio.gather(local.run(_py(server)), local.run(_py(client)))
     assert listening.stdout.strip() == "listening", listening
     assert connecting.stdout.startswith("refused"), connecting
+
+
+def test_closing_the_netns_pool_unmounts_namespaces_still_in_use(launcher: Path, tmp_path: Path) -> None:
+    pool = NetnsPool(launcher, tmp_path / "netns")
+    in_use, returned = pool.acquire(), pool.acquire()
+    pool.release(returned)
+    assert pool.acquire() == returned  # reused, not a new one
+    mounted = Path("/proc/self/mountinfo").read_text()
+    assert str(in_use) in mounted and str(returned) in mounted
+    pool.close()
+    pool.release(in_use)  # a run ending after close: nothing left to give back
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+    assert not list((tmp_path / "netns").iterdir())
+    with pytest.raises(OSError, match="closed"):
+        pool.acquire()
