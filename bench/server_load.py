@@ -101,12 +101,18 @@ def summary(label: str, samples: list[Sample]) -> str:
     )
 
 
-async def main(n: int) -> int:
+async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, ScriptedOpenAI() as llm:
         llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
         env = {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
+        env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
+        env.update(extra_env or {})
         with ServerProcess(Path(tmp), env) as server:
-            limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20)
+            # Idle connections expire on the client before the server's 5 s keep-alive closes them: a
+            # request sent on a connection the server is closing fails (ReadError / disconnected).
+            limits = httpx.Limits(
+                max_connections=n + 20, max_keepalive_connections=n + 20, keepalive_expiry=2.0
+            )
             timeout = httpx.Timeout(connect=30, read=300, write=60, pool=120)
             async with httpx.AsyncClient(
                 base_url=server.url, headers=server.headers, limits=limits, timeout=timeout
@@ -139,5 +145,9 @@ async def main(n: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-n", "--runs", type=int, default=200, help="concurrent runs (default 200)")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE",
+        help="extra server setting, e.g. AGENTIC_PERSIST_EVENTS=always or AGENTIC_DATABASE_URL=postgresql://...",
+    )  # fmt: skip
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(main(args.runs)))
+    raise SystemExit(asyncio.run(main(args.runs, dict(kv.split("=", 1) for kv in args.env))))

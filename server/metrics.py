@@ -37,7 +37,10 @@ RUNS = Counter("agentic_runs", "Agent runs finished, by status", ["status"])
 RUN_DURATION = Histogram(
     "agentic_run_duration_seconds", "Agent run wall time, by status", ["status"], buckets=_DURATION_BUCKETS
 )
-RUN_QUEUE_DEPTH = Gauge("agentic_run_queue_depth", "Agent runs accepted by this process and not yet running")
+RUN_QUEUE_DEPTH = Gauge(
+    "agentic_run_queue_depth",
+    "Agent runs pending in the database queue (all processes), refreshed by the worker",
+)
 RECOVERED_RUNS = Counter(
     "agentic_recovered_runs", "Runs found orphaned after a restart, by what was done", ["action"]
 )

@@ -64,6 +64,46 @@ class AgentProtocolSettings(BaseSettings):
         description="A process renews the lease of its active runs every third of this; a run whose lease "
         "ran out (its process died) is taken over and resumed by a live process.",
     )
+    max_concurrent_runs: int = Field(
+        default=32,
+        ge=1,
+        description="Runs this process executes at once; more wait in the database queue, where any "
+        "server process sharing the database may claim them.",
+    )
+    queue_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the worker looks at the queue without being woken (Postgres wakes it with "
+        "NOTIFY; on SQLite this process's own runs wake it at once).",
+    )
+    cancel_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often a process checks for cancel requests of its runs made through another "
+        "process (Postgres also sends them with NOTIFY).",
+    )
+    event_flush_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="Stream events are written to the database in batches gathered over this long, so "
+        "clients of other processes can follow a run.",
+    )
+    tail_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often a client of one process polls the events of a run executing on another "
+        "(Postgres also wakes it with NOTIFY).",
+    )
+    persist_events: bool = Field(
+        default=True,
+        description="Write stream events to the database, so clients of other processes (or of this one "
+        "after a restart, with Last-Event-ID) can follow a run; off keeps them in memory only.",
+    )
+    run_events_retention_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long the stored events of a finished run stay (for Last-Event-ID rejoins).",
+    )
     run_max_attempts: int = Field(
         default=2,
         ge=1,

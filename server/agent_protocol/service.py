@@ -2,8 +2,9 @@
 
 ``AgentProtocolService.open(settings)`` loads the graph, binds it to the checkpointer from
 ``agents.checkpoint``, migrates the threads / runs tables and starts the run manager; leaving the
-context cancels the runs still going (they are marked ``interrupted``) and closes the rest. Runs
-left ``running`` by a process that was killed are resumed by :meth:`RunManager.recover`.
+context cancels the runs still going here (they are marked ``interrupted``) and closes the rest.
+Runs left ``running`` by a process that was killed are resumed by any process's worker
+(:mod:`server.agent_protocol.worker`).
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ class AgentProtocolService:
             saver = await stack.enter_async_context(_checkpointer(settings))
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
             host = GraphHost(graph, settings.graph_id)
-            manager = RunManager(store, host, settings, context_extras)
+            manager = RunManager(store, host, settings, context_extras, database_url=settings.database_url)
             stack.push_async_callback(manager.close)
-            manager.start()  # leases, and recovery of runs a stopped process left behind
+            manager.start()  # the worker: claims queued runs, and those a stopped process left behind
             logger.info(
                 "agent protocol ready: graph %s as assistant %s", settings.graph_ref, host.assistant_id
             )

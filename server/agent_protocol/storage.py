@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.agent_protocol.serde import dumpb, loads
-from server.agent_protocol.tables import MIGRATIONS, migrations_t, runs_t, threads_t
+from server.agent_protocol.tables import MIGRATIONS, events_t, migrations_t, runs_t, threads_t
+from workspace.engine import enable_wal
 
-__all__ = ["ACTIVE_STATUSES", "ProtocolStore", "RunRecord", "ThreadRecord", "async_url"]
+__all__ = ["ACTIVE_STATUSES", "ProtocolStore", "RunRecord", "ThreadRecord", "async_url", "run_from_row"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class RunRecord:
     error: str | None
     tenant: str = "default"
     attempts: int = 0
+    worker_id: str | None = None  # the process that claimed it (when it was read)
+    cancel_action: str | None = None  # a cancel asked for while another process executes it
 
     def public(self) -> dict[str, Any]:
         """The Agent Protocol ``Run`` shape (plus ``error``, the reason, for a failed run)."""
@@ -120,7 +124,8 @@ def _thread(row: sa.Row[Any]) -> ThreadRecord:
     )
 
 
-def _run(row: sa.Row[Any]) -> RunRecord:
+def run_from_row(row: sa.Row[Any]) -> RunRecord:
+    """A :class:`RunRecord` from an ``ap_runs`` row."""
     m = row._mapping
     return RunRecord(
         run_id=m["run_id"],
@@ -135,6 +140,8 @@ def _run(row: sa.Row[Any]) -> RunRecord:
         error=m["error"],
         tenant=m["tenant"],
         attempts=m["attempts"] or 0,
+        worker_id=m["worker_id"],
+        cancel_action=m["cancel_action"],
     )
 
 
@@ -151,8 +158,18 @@ class ProtocolStore:
         # writers here instead keeps hundreds of concurrent runs from stalling each other.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine (the run queue and the event log share it)."""
+        return self._engine
+
+    @property
+    def is_postgres(self) -> bool:
+        """Postgres (row locks, LISTEN / NOTIFY) rather than SQLite."""
+        return self._engine.dialect.name == "postgresql"
+
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (serialised in-process on SQLite)."""
         if self._write_lock is None:
             async with self._engine.begin() as conn:
@@ -170,7 +187,7 @@ class ProtocolStore:
             @sa.event.listens_for(engine.sync_engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
+                enable_wal(cur)  # two processes may open a new file at once
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
@@ -180,7 +197,7 @@ class ProtocolStore:
 
     async def setup(self) -> None:
         """Apply the migrations newer than the recorded version."""
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.run_sync(lambda c: migrations_t.create(c, checkfirst=True))
             current = (await conn.execute(sa.select(sa.func.max(migrations_t.c.version)))).scalar() or 0
             for version, statements in enumerate(MIGRATIONS, start=1):
@@ -202,7 +219,7 @@ class ProtocolStore:
     ) -> ThreadRecord:
         """Insert a new idle thread of ``tenant`` (the caller checks for an existing id first)."""
         now = _now()
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 threads_t.insert().values(
                     thread_id=thread_id,
@@ -255,12 +272,14 @@ class ProtocolStore:
             fields["interrupts"] = _text(interrupts)
         if metadata is not None:
             fields["metadata"] = _text(metadata)
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(threads_t.update().where(threads_t.c.thread_id == thread_id).values(**fields))
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and its runs; False when it did not exist."""
-        async with self._write() as conn:
+        async with self.write() as conn:
+            thread_runs = sa.select(runs_t.c.run_id).where(runs_t.c.thread_id == thread_id)
+            await conn.execute(events_t.delete().where(events_t.c.run_id.in_(thread_runs)))
             await conn.execute(runs_t.delete().where(runs_t.c.thread_id == thread_id))
             res = await conn.execute(threads_t.delete().where(threads_t.c.thread_id == thread_id))
         return bool(res.rowcount)
@@ -315,9 +334,9 @@ class ProtocolStore:
         worker_id: str | None = None,
         lease_until: float | None = None,
     ) -> RunRecord:
-        """Insert a pending run, leased to ``worker_id`` until ``lease_until`` (epoch seconds)."""
+        """Insert a pending run; with no ``worker_id`` it waits in the queue for any process to claim it."""
         now = _now()
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(
                 runs_t.insert().values(
                     run_id=run_id,
@@ -357,7 +376,7 @@ class ProtocolStore:
             query = query.where(runs_t.c.thread_id == thread_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _run(row) if row else None
+        return run_from_row(row) if row else None
 
     async def list_runs(
         self, thread_id: str, *, limit: int, offset: int, status: str | None = None
@@ -369,7 +388,7 @@ class ProtocolStore:
         query = query.order_by(runs_t.c.created_at.desc(), runs_t.c.run_id.desc()).limit(limit).offset(offset)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def active_runs(self, thread_id: str) -> list[RunRecord]:
         """Pending or running runs of a thread, oldest first."""
@@ -380,79 +399,24 @@ class ProtocolStore:
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Record a status change."""
-        async with self._write() as conn:
+        """Record a status change (an end status also stamps ``ended_at`` for the event retention)."""
+        ended = None if status in ACTIVE_STATUSES else time.time()
+        async with self.write() as conn:
             await conn.execute(
                 runs_t.update()
                 .where(runs_t.c.run_id == run_id)
-                .values(status=status, error=error, updated_at=_now())
+                .values(status=status, error=error, updated_at=_now(), ended_at=ended)
             )
 
     async def delete_run(self, run_id: str, thread_id: str) -> bool:
         """Delete one run row; False when it did not exist."""
-        async with self._write() as conn:
+        async with self.write() as conn:
             res = await conn.execute(
                 runs_t.delete().where(runs_t.c.run_id == run_id, runs_t.c.thread_id == thread_id)
             )
+            if res.rowcount:
+                await conn.execute(events_t.delete().where(events_t.c.run_id == run_id))
         return bool(res.rowcount)
-
-    # leases (restart safety) ---------------------------------------------------------------------
-
-    async def start_attempt(self, run_id: str) -> int:
-        """Mark the run running and count the attempt; returns the attempt number (1 for the first)."""
-        async with self._write() as conn:
-            await conn.execute(
-                runs_t.update()
-                .where(runs_t.c.run_id == run_id)
-                .values(status="running", error=None, updated_at=_now(), attempts=runs_t.c.attempts + 1)
-            )
-            attempts = (
-                await conn.execute(sa.select(runs_t.c.attempts).where(runs_t.c.run_id == run_id))
-            ).scalar()
-        return int(attempts or 1)
-
-    async def renew_leases(self, worker_id: str, run_ids: Sequence[str], until: float) -> None:
-        """Extend the lease of this worker's active runs."""
-        if not run_ids:
-            return
-        async with self._write() as conn:
-            await conn.execute(
-                runs_t.update()
-                .where(runs_t.c.run_id.in_(list(run_ids)), runs_t.c.worker_id == worker_id,
-                       runs_t.c.status.in_(ACTIVE_STATUSES))
-                .values(lease_until=until)
-            )  # fmt: skip
-
-    async def claim_orphans(
-        self, worker_id: str, now: float, until: float, limit: int = 50
-    ) -> list[RunRecord]:
-        """Take over active runs whose lease ran out (their process died); oldest first.
-
-        On Postgres the candidates are locked with ``FOR UPDATE SKIP LOCKED``, so several processes
-        recovering at once each get different runs; the conditional update makes the claim atomic on
-        SQLite as well.
-        """
-        expired = sa.or_(runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now)
-        query = (
-            runs_t.select()
-            .where(runs_t.c.status.in_(ACTIVE_STATUSES), expired)
-            .order_by(runs_t.c.created_at.asc())
-            .limit(limit)
-        )
-        if self._engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed: list[RunRecord] = []
-        async with self._write() as conn:
-            for row in (await conn.execute(query)).all():
-                result = await conn.execute(
-                    runs_t.update()
-                    .where(runs_t.c.run_id == row._mapping["run_id"], runs_t.c.status.in_(ACTIVE_STATUSES),
-                           expired)
-                    .values(worker_id=worker_id, lease_until=until)
-                )  # fmt: skip
-                if result.rowcount:
-                    claimed.append(_run(row))
-        return claimed

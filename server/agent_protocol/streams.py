@@ -111,25 +111,43 @@ class Subscription:
 class RunStream:
     """The event hub of one run: publish from the run task, subscribe from HTTP handlers."""
 
-    def __init__(self, run_id: str, *, queue_size: int, replay_size: int) -> None:
+    def __init__(self, run_id: str, *, queue_size: int, replay_size: int, after: int = 0) -> None:
         self.run_id = run_id
         self._queue_size = queue_size
         self._replay: deque[RunEvent] = deque(maxlen=replay_size)
         self._subscribers: set[Subscription] = set()
-        self._next_id = 1
+        self._next_id = after + 1
+        self._floor = after  # events with an id up to this one are not in the replay buffer
         self.latest_values: RunEvent | None = None
         self.closed = False
+
+    @property
+    def last_id(self) -> int:
+        """Id of the last event published (or of the last one before this hub started)."""
+        return self._next_id - 1
+
+    def covers(self, after: int) -> bool:
+        """Whether the replay buffer holds every event after ``after`` (else read the event table)."""
+        return after >= self._floor
 
     def publish(self, event: str, data: object) -> RunEvent:
         """Send an event to every subscriber; never blocks."""
         item = RunEvent(self._next_id, event, data if isinstance(data, bytes) else dumpb(data))
-        self._next_id += 1
+        self.publish_event(item)
+        return item
+
+    def publish_event(self, item: RunEvent) -> None:
+        """Send an already numbered event (one read back from the event table); never blocks."""
+        if item.id < self._next_id:
+            return  # already seen
+        self._next_id = item.id + 1
         if item.mode == "values":
             self.latest_values = item
+        if self._replay.maxlen is not None and len(self._replay) == self._replay.maxlen:
+            self._floor = self._replay[0].id if self._replay else item.id
         self._replay.append(item)
         for sub in list(self._subscribers):
             sub._push(item)
-        return item
 
     def subscribe(
         self, *, modes: Collection[str] | None = None, last_event_id: str | None = None
@@ -141,14 +159,18 @@ class RunStream:
                 after = int(last_event_id)
             except ValueError:
                 after = 0
-            for item in self._replay:
-                if item.id > after:
-                    sub._push(item)
+            self.replay_into(sub, after)
         if self.closed:
             sub._close()
         else:
             self._subscribers.add(sub)
         return sub
+
+    def replay_into(self, sub: Subscription, after: int) -> None:
+        """Push the buffered events after ``after`` to ``sub``."""
+        for item in self._replay:
+            if item.id > after:
+                sub._push(item)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget a subscriber (called when its reader goes away)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["MIGRATIONS", "migrations_t", "runs_t", "threads_t"]
+__all__ = ["MIGRATIONS", "events_t", "migrations_t", "runs_t", "threads_t"]
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -44,6 +44,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE ap_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS ap_threads_tenant ON ap_threads (tenant, created_at)",
         "CREATE INDEX IF NOT EXISTS ap_runs_lease ON ap_runs (status, lease_until)",
+    ],
+    [  # 3: the shared run queue (cancel requests across processes) and the persisted stream events
+        "ALTER TABLE ap_runs ADD COLUMN cancel_action VARCHAR(16)",
+        "ALTER TABLE ap_runs ADD COLUMN ended_at DOUBLE PRECISION",
+        "CREATE INDEX IF NOT EXISTS ap_runs_queue ON ap_runs (status, created_at)",
+        "CREATE INDEX IF NOT EXISTS ap_runs_ended ON ap_runs (ended_at)",
+        """CREATE TABLE IF NOT EXISTS ap_run_events (
+            run_id VARCHAR(64) NOT NULL,
+            seq INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
     ],
 ]
 
@@ -83,4 +96,14 @@ runs_t = sa.Table(
     sa.Column("worker_id", sa.String(64)),
     sa.Column("lease_until", sa.Float),
     sa.Column("attempts", sa.Integer),
+    sa.Column("cancel_action", sa.String(16)),
+    sa.Column("ended_at", sa.Float),
+)
+events_t = sa.Table(
+    "ap_run_events",
+    _meta,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("event", sa.Text),
+    sa.Column("data", sa.Text),
 )

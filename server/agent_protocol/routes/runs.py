@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.deps import ServiceDep
-from server.agent_protocol.errors import RunNotFoundError, ThreadNotFoundError
+from server.agent_protocol.errors import ThreadNotFoundError
 from server.agent_protocol.schemas import RunCreate
 from server.agent_protocol.sse import event_stream_response, run_headers, wait_response
-from server.agent_protocol.storage import ACTIVE_STATUSES
 from server.deps import TenantDep
 
 __all__ = ["router"]
@@ -35,9 +33,9 @@ async def create_run(
     thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep, response: Response
 ) -> dict[str, Any]:
     """Start a background run; returns it at once (``pending``)."""
-    run, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
-    response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{run.record.run_id}"
-    return run.record.public()
+    record, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
+    response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{record.run_id}"
+    return record.public()
 
 
 @router.post("/stream")
@@ -45,8 +43,8 @@ async def stream_run(
     thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep
 ) -> EventSourceResponse:
     """Start a run and stream its events (SSE); a disconnect cancels it if ``on_disconnect="cancel"``."""
-    run, sub = await service.manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
-    run_id = run.record.run_id
+    record, sub = await service.manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
+    run_id = record.run_id
     cancel = (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
     manager = service.manager
     return event_stream_response(
@@ -60,8 +58,8 @@ async def stream_run(
 @router.post("/wait")
 async def wait_run(thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep) -> Response:
     """Start a run and answer with its final values when it ends."""
-    run, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
-    run_id = run.record.run_id
+    record, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
+    run_id = record.run_id
     manager = service.manager
     cancel = (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
     return wait_response(
@@ -138,19 +136,9 @@ async def join_run_stream(
     """Rejoin a run's stream: new events (after ``Last-Event-ID`` if given) until the run ends."""
     await _require_thread(service, thread_id, tenant)
     manager = service.manager
-    record = await manager.get_run(thread_id, run_id)
-    active = manager.get_active(run_id)
+    await manager.get_run(thread_id, run_id)
     modes = [m for m in stream_mode or [] if m] or None  # the SDK sends "stream_mode=" for "all"
-    sub = active.stream.subscribe(modes=modes, last_event_id=last_event_id) if active else None
-
-    async def poll_db() -> None:  # a run of another process: end when the database says so
-        status = record.status
-        while status in ACTIVE_STATUSES:
-            await asyncio.sleep(1.0)
-            latest = await service.store.get_run(run_id, thread_id)
-            if latest is None:
-                raise RunNotFoundError(run_id)
-            status = latest.status
+    sub = await manager.subscribe(run_id, modes=modes, last_event_id=last_event_id)
 
     return event_stream_response(
         sub,
@@ -158,7 +146,6 @@ async def join_run_stream(
         on_disconnect=(lambda: manager.request_cancel(run_id, "stream client disconnected"))
         if _truthy(cancel_on_disconnect) else None,
         heartbeat_s=service.settings.heartbeat_s,
-        wait_external=poll_db if sub is None else None,
     )  # fmt: skip
 
 

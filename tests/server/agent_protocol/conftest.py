@@ -8,21 +8,29 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.server.agent_protocol.support import ServerProcess
+from tests.server.agent_protocol.support import ServerProcess, fresh_database
 from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOpenAI
 
 SAMPLE_GRAPH = "tests.server.agent_protocol.sample_graphs:graph"
 QUEUE_SIZE = 16
 
 
-@pytest.fixture(scope="session")
-def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The real server (uvicorn, own process) serving the timing-controlled sample graph."""
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def sample_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The real server (uvicorn, own process) serving the timing-controlled sample graph.
+
+    Once on SQLite (events in memory only), once on Postgres (the run queue with ``NOTIFY`` and
+    events written to the database).
+    """
     env = {
         "AGENTIC_GRAPH_REF": SAMPLE_GRAPH,
         "AGENTIC_SUBSCRIBER_QUEUE_SIZE": str(QUEUE_SIZE),
         "AGENTIC_HEARTBEAT_S": "1",
     }
+    if request.param == "postgres":
+        env["AGENTIC_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
     import os  # DEV-ONLY
 
     if os.environ.get("DEV_AP_URL"):

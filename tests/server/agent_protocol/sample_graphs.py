@@ -7,6 +7,7 @@ exactly what the stream must carry. The real agent graph is tested with the scri
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated, Any
 
 from langgraph.config import get_stream_writer
@@ -30,10 +31,10 @@ class State(TypedDict, total=False):
 
 
 async def work(state: State) -> dict[str, Any]:
-    """Emit ``ticks`` custom events (``pad`` bytes of filler each), ``delay`` seconds apart."""
+    """Emit ``ticks`` custom events (``pad`` bytes of filler each, and which process), ``delay`` s apart."""
     write = get_stream_writer()
     for i in range(state.get("ticks", 3)):
-        write({"tick": i, "pad": "x" * state.get("pad", 0)})
+        write({"tick": i, "pad": "x" * state.get("pad", 0), "pid": os.getpid()})
         await asyncio.sleep(state.get("delay", 0.0))
     return {"steps": ["work"]}
 

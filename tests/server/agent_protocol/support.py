@@ -17,10 +17,20 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["API_KEY", "ServerProcess", "free_port"]
+__all__ = ["API_KEY", "ServerProcess", "free_port", "fresh_database"]
 
 API_KEY = "ap-test-" + uuid.uuid4().hex
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def fresh_database(postgres_url: str, prefix: str = "ap_") -> str:
+    """A new empty database in the session's Postgres cluster (no other test's runs in its queue)."""
+    import psycopg
+
+    name = prefix + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
 
 
 def free_port() -> int:
@@ -75,6 +85,12 @@ class ServerProcess:
             time.sleep(0.1)
         self.__exit__(None, None, None)
         raise RuntimeError(f"server did not start in 90 s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (the sample graph reports it in its custom events)."""
+        assert self._proc is not None
+        return self._proc.pid
 
     def kill(self) -> None:
         """``kill -9`` the server: no shutdown code runs (as after a crash or a lost machine)."""

@@ -1,0 +1,150 @@
+"""Stream events in the database, so a client of any process can follow a run executing on another.
+
+The run's own process publishes each event to its in-memory :class:`~server.agent_protocol.streams.RunStream`
+at once and appends it here; a background task writes the buffer in one batched ``INSERT`` every
+``event_flush_s`` (one transaction for all runs, not one per event), and on Postgres announces the
+runs that got events with ``NOTIFY`` (:data:`~server.agent_protocol.run_queue.EVENTS_CHANNEL`).
+Before a run's end status is written its events are flushed, so a reader that sees the run ended
+and then reads the table has every event. Events of finished runs are deleted after
+``run_events_retention_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.agent_protocol.run_queue import EVENTS_CHANNEL, notify
+from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore
+from server.agent_protocol.streams import RunEvent
+from server.agent_protocol.tables import events_t, runs_t
+
+__all__ = ["EventLog"]
+
+logger = logging.getLogger(__name__)
+
+
+class EventLog:
+    """Buffered writes and ordered reads of the ``ap_run_events`` table."""
+
+    def __init__(
+        self,
+        store: ProtocolStore,
+        *,
+        flush_s: float,
+        on_flushed: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._flush_s = flush_s
+        self._on_flushed = on_flushed
+        self._buffer: list[dict[str, object]] = []
+        self._lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # An event id already stored (a run taken over from a process that only seemed dead) is
+        # skipped, not allowed to fail the whole batch with the other runs' events.
+        dialect = postgresql if store.is_postgres else sqlite
+        self._insert = dialect.insert(events_t).on_conflict_do_nothing()
+
+    def start(self) -> None:
+        """Start the background writer."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="run-event-writer")
+
+    def append(self, run_id: str, event: RunEvent) -> None:
+        """Queue one event for the next batch; never blocks the run."""
+        self._buffer.append(
+            {"run_id": run_id, "seq": event.id, "event": event.event, "data": event.data.decode()}
+        )
+        if len(self._buffer) == 1:
+            self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Write everything buffered so far (before a run's end status is recorded)."""
+        async with self._lock:
+            rows, self._buffer = self._buffer, []
+            if not rows:
+                return
+            run_ids = sorted({str(r["run_id"]) for r in rows})
+            try:
+                async with self._store.write() as conn:
+                    await conn.execute(self._insert, rows)
+                    for run_id in run_ids:
+                        await notify(conn, EVENTS_CHANNEL, run_id)
+            except Exception:
+                logger.exception("writing %d stream events failed; dropped", len(rows))
+                return
+        if self._on_flushed is not None:
+            self._on_flushed(run_ids)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(self._flush_s)  # gather a batch
+            await self.flush()
+
+    async def close(self) -> None:
+        """Stop the writer after a last flush; idempotent."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+    async def read(self, run_id: str, after: int, limit: int = 1000) -> list[RunEvent]:
+        """Events of a run with an id greater than ``after``, in order."""
+        query = (
+            sa.select(events_t.c.seq, events_t.c.event, events_t.c.data)
+            .where(events_t.c.run_id == run_id, events_t.c.seq > after)
+            .order_by(events_t.c.seq.asc())
+            .limit(limit)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RunEvent(r.seq, r.event, r.data.encode()) for r in rows]
+
+    async def last_seq(self, run_id: str) -> int:
+        """Id of the last stored event of a run (0 when none)."""
+        query = sa.select(sa.func.max(events_t.c.seq)).where(events_t.c.run_id == run_id)
+        async with self._store.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """``(status, last event id)`` of each run that still exists (two queries for all of them)."""
+        found: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i : i + 500]
+            status_q = sa.select(runs_t.c.run_id, runs_t.c.status).where(runs_t.c.run_id.in_(chunk))
+            seq_q = (
+                sa.select(events_t.c.run_id, sa.func.max(events_t.c.seq))
+                .where(events_t.c.run_id.in_(chunk))
+                .group_by(events_t.c.run_id)
+            )
+            async with self._store.engine.connect() as conn:
+                statuses = {r[0]: r[1] for r in (await conn.execute(status_q)).all()}
+                seqs = {r[0]: int(r[1] or 0) for r in (await conn.execute(seq_q)).all()}
+            found.update({rid: (status, seqs.get(rid, 0)) for rid, status in statuses.items()})
+        return found
+
+    async def ended(self, run_id: str) -> None:
+        """A run's end status is written: wake its followers here and, through ``NOTIFY``, elsewhere."""
+        if self._store.is_postgres:
+            async with self._store.write() as conn:
+                await notify(conn, EVENTS_CHANNEL, run_id)
+        if self._on_flushed is not None:
+            self._on_flushed([run_id])
+
+    async def delete_expired(self, retention_s: float) -> int:
+        """Delete the events of runs that ended more than ``retention_s`` ago; returns rows deleted."""
+        ended = sa.select(runs_t.c.run_id).where(
+            runs_t.c.status.not_in(ACTIVE_STATUSES), runs_t.c.ended_at < time.time() - retention_s
+        )
+        async with self._store.write() as conn:
+            result = await conn.execute(events_t.delete().where(events_t.c.run_id.in_(ended)))
+        return int(result.rowcount or 0)

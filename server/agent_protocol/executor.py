@@ -1,0 +1,228 @@
+"""Executes one claimed run: the graph in its own asyncio task, its events into the run's hub.
+
+Why a task of its own: an SSE response that iterates ``graph.astream`` directly keeps running
+after the client has gone, so a disconnect or a cancel could not stop the graph. Here the HTTP
+handlers only read a subscription; cancelling means ``task.cancel()``, which stops the graph at
+its next await (well under a second).
+
+Every event goes to the run's in-memory hub at once and to the event log (batched writes), so
+clients of other processes can follow the run. The outcome is recorded in this order: events
+flushed, run status, thread status and values, and only then the stream closes, so a client that
+sees the stream end and asks for the run always finds it finished with all its events stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from server import logs
+from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.events import EventLog
+from server.agent_protocol.graphs import GraphHost, interrupts_by_task
+from server.agent_protocol.hubs import StreamHubs
+from server.agent_protocol.run_queue import RunQueue
+from server.agent_protocol.schemas import RunCreate
+from server.agent_protocol.serde import dumps_to_obj
+from server.agent_protocol.storage import ProtocolStore, RunRecord
+from server.agent_protocol.streams import RunStream
+from server.metrics import RUN_DURATION, RUNS
+from server.tenancy import TenantStore
+
+__all__ = ["LOST", "ActiveRun", "RunExecutor"]
+
+logger = logging.getLogger(__name__)
+
+LOST = "lost"  # cancel action of a run another process took over: it records the outcome, not this one
+
+
+@dataclass(eq=False)
+class ActiveRun:
+    """A run this process claimed: executing, about to, or just finished."""
+
+    record: RunRecord
+    payload: RunCreate
+    resuming: bool = False  # an earlier attempt stored events: number on from them
+    stream: RunStream | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    cancel_action: str | None = None
+    status: str = "pending"
+    result: Any = None
+    started: float | None = None  # monotonic time execution began
+
+
+def _graph_modes(requested: list[str]) -> list[str]:
+    """LangGraph's modes for the requested protocol modes (``messages-tuple`` is ``messages``)."""
+    modes = {"messages" if m in ("messages", "messages-tuple") else m for m in requested}
+    modes.discard("events")
+    return sorted(modes or {"values"})
+
+
+class RunExecutor:
+    """Runs the graph for claimed runs and records their outcome."""
+
+    def __init__(
+        self,
+        *,
+        store: ProtocolStore,
+        queue: RunQueue,
+        host: GraphHost,
+        settings: AgentProtocolSettings,
+        events: EventLog | None,
+        hubs: StreamHubs,
+        context_extras: dict[str, Any] | None,
+        on_finished: Callable[[ActiveRun], None],
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._host = host
+        self._settings = settings
+        self._events = events
+        self._hubs = hubs
+        self._context_extras = {k: v for k, v in (context_extras or {}).items() if v is not None}
+        self._on_finished = on_finished
+
+    def _publish(self, run: ActiveRun, event: str, data: object) -> None:
+        assert run.stream is not None
+        item = run.stream.publish(event, data)
+        if self._events is not None:
+            self._events.append(run.record.run_id, item)
+
+    async def execute(self, run: ActiveRun) -> None:
+        """The body of the run's task: start, drive the graph, record the outcome."""
+        rec = run.record
+        logs.bind(tenant=rec.tenant, thread_id=rec.thread_id, run_id=rec.run_id)
+        try:
+            if run.cancel_action is None:
+                run.stream = await self._hubs.for_execution(rec.run_id, run.resuming)
+                run.status = "running"
+                run.started = time.monotonic()
+                attempt = await self._queue.start_attempt(rec.run_id)
+                await self._store.update_thread(rec.thread_id, status="busy")
+                self._publish(run, "metadata", {"run_id": rec.run_id, "attempt": attempt})
+                status, error = "success", None
+                try:
+                    await self._drive(run)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning("run %s failed: %s: %s", rec.run_id, type(exc).__name__, exc)
+                    status, error = "error", f"{type(exc).__name__}: {exc}"
+                    self._publish(run, "error", {"error": type(exc).__name__, "message": str(exc)})
+                await self._finish(run, status, error)
+                return
+        except asyncio.CancelledError:
+            logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or "shutdown")
+        await self._finish(run, "interrupted", None)
+
+    def _config(self, run: ActiveRun) -> RunnableConfig:
+        payload = run.payload
+        config: dict[str, Any] = dict(payload.config or {})
+        configurable = dict(config.get("configurable") or {})
+        configurable["thread_id"] = run.record.thread_id
+        checkpoint_id = payload.checkpoint_id or (
+            payload.checkpoint.checkpoint_id if payload.checkpoint else None
+        )
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+            configurable["checkpoint_ns"] = payload.checkpoint.checkpoint_ns if payload.checkpoint else ""
+        config["configurable"] = configurable
+        config["run_id"] = uuid.UUID(run.record.run_id)
+        config["metadata"] = {
+            **(config.get("metadata") or {}),
+            **(payload.metadata or {}),
+            "run_id": run.record.run_id,
+            "thread_id": run.record.thread_id,
+        }
+        config.setdefault("recursion_limit", 100)
+        return config  # type: ignore[return-value]
+
+    async def _drive(self, run: ActiveRun) -> None:
+        """Stream the graph into the run's hub; event names and shapes follow the LangGraph server."""
+        payload = run.payload
+        requested = payload.modes()
+        graph_input: Any = payload.input
+        if payload.command is not None:
+            cmd = payload.command
+            graph_input = Command(resume=cmd.resume, update=cmd.update, goto=cmd.goto or ())
+        kwargs: dict[str, Any] = {}
+        if payload.interrupt_before:
+            kwargs["interrupt_before"] = payload.interrupt_before
+        if payload.interrupt_after:
+            kwargs["interrupt_after"] = payload.interrupt_after
+        if payload.durability:
+            kwargs["durability"] = payload.durability
+        extras = dict(self._context_extras)
+        if "store" in extras:  # the graph sees only the run's tenant's workspaces
+            extras["store"] = TenantStore(extras["store"], run.record.tenant)
+        context = self._host.context_for(payload.context, extras)
+        if context is not None:
+            kwargs["context"] = context
+        async for item in self._host.graph.astream(
+            graph_input,
+            self._config(run),
+            stream_mode=cast(Any, _graph_modes(requested)),
+            subgraphs=payload.stream_subgraphs,
+            **kwargs,
+        ):
+            ns: tuple[str, ...] = ()
+            if payload.stream_subgraphs:
+                ns, mode, chunk = item
+            else:
+                mode, chunk = item
+            suffix = "|" + "|".join(ns) if ns else ""
+            if mode == "messages":
+                message, meta = chunk
+                self._publish(run, "messages" + suffix, [message, meta])
+            else:
+                self._publish(run, mode + suffix, chunk)
+
+    async def _finish(self, run: ActiveRun, status: str, error: str | None) -> None:
+        """Record the outcome (events, run, then thread) and only then close the stream."""
+        rec = run.record
+        run.status = status
+        if run.cancel_action != LOST:
+            RUNS.labels(status=status).inc()
+        if run.started is not None and run.cancel_action != LOST:
+            RUN_DURATION.labels(status=status).observe(time.monotonic() - run.started)
+        thread_status = "error" if status == "error" else "idle"
+        try:
+            if run.cancel_action == LOST:
+                return  # the process that took it over records the outcome
+            if self._events is not None:
+                await self._events.flush()
+            if run.cancel_action == "rollback":
+                await self._store.delete_run(rec.run_id, rec.thread_id)
+            else:
+                await self._store.set_run_status(rec.run_id, status, error)
+            if self._events is not None:
+                await self._events.ended(rec.run_id)
+            snapshot = await self._host.graph.aget_state({"configurable": {"thread_id": rec.thread_id}})
+            interrupts = interrupts_by_task(snapshot)
+            if interrupts and status != "error":
+                thread_status = "interrupted"
+            values = dumps_to_obj(snapshot.values)
+            run.result = (
+                {"__error__": {"error": error.split(":", 1)[0], "message": error}} if error else values
+            )
+            if interrupts and isinstance(run.result, dict):
+                run.result["__interrupt__"] = [i for items in interrupts.values() for i in items]
+            if await self._store.get_thread(rec.thread_id) is not None:
+                await self._store.update_thread(
+                    rec.thread_id, status=thread_status, values=values, interrupts=interrupts, set_values=True
+                )
+        except Exception:
+            logger.exception("run %s: recording the outcome failed", rec.run_id)
+        finally:
+            self._hubs.finished(rec.run_id)
+            run.done.set()
+            self._on_finished(run)

@@ -1,0 +1,75 @@
+"""``LISTEN`` for the run queue's notifications on Postgres, on a dedicated psycopg connection.
+
+Why a connection of its own: notifications arrive only on a connection that stays idle in
+``LISTEN``; the SQLAlchemy pool hands its connections to queries. The connection reconnects after
+a failure and then calls every handler once with an empty payload, since notifications sent while
+it was away are lost (the poll fallbacks would catch up anyway, only later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+__all__ = ["PgListener", "plain_postgres_url"]
+
+logger = logging.getLogger(__name__)
+
+
+def plain_postgres_url(url: str) -> str:
+    """A libpq URL from a SQLAlchemy one (``postgresql+psycopg://`` -> ``postgresql://``)."""
+    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class PgListener:
+    """Dispatches ``NOTIFY`` payloads of some channels to their handlers."""
+
+    def __init__(self, url: str, handlers: Mapping[str, Callable[[str], None]]) -> None:
+        self._url = plain_postgres_url(url)
+        self._handlers = dict(handlers)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        """Connect and listen in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pg-listener")
+
+    async def _run(self) -> None:
+        from psycopg import AsyncConnection
+
+        delay = 0.5
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    for channel in self._handlers:
+                        await conn.execute(f'LISTEN "{channel}"')
+                    self.connected.set()
+                    delay = 0.5
+                    for handler in self._handlers.values():
+                        handler("")
+                    async for note in conn.notifies():
+                        handle = self._handlers.get(note.channel)
+                        if handle is not None:
+                            try:
+                                handle(note.payload)
+                            except Exception:
+                                logger.exception("handling a notification on %s failed", note.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                logger.warning("run queue listener lost its connection (%s); reconnecting", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def close(self) -> None:
+        """Stop listening; idempotent."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

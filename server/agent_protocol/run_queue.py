@@ -1,0 +1,181 @@
+"""The run queue in the database: claims, leases and cancel requests shared by all server processes.
+
+A run is created ``pending`` with no owner. Any process claims it by writing its ``worker_id`` and
+a lease; the same claim takes over a run whose lease ran out (its process died). A run is
+claimable only when it is the oldest active run of its thread, so runs of a thread execute one at
+a time in creation order (``multitask_strategy="enqueue"``) wherever they execute.
+
+On Postgres the candidates are locked with ``FOR UPDATE SKIP LOCKED`` (concurrent claimers get
+different runs without waiting) and every change other processes care about is announced with
+``NOTIFY`` (:data:`QUEUE_CHANNEL`, :data:`CANCEL_CHANNEL`) in the same transaction. On SQLite the
+conditional ``UPDATE`` is the atomic claim and processes poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore, RunRecord, run_from_row
+from server.agent_protocol.tables import runs_t
+
+__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "QUEUE_CHANNEL", "RunQueue", "notify"]
+
+QUEUE_CHANNEL = "ap_queue"  # a run was queued or a slot freed: claimers look again
+CANCEL_CHANNEL = "ap_cancel"  # payload: run id whose owner must cancel it
+EVENTS_CHANNEL = "ap_events"  # payload: run id with new persisted stream events
+
+
+async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+    """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+
+
+def _lease_free(now: float) -> sa.ColumnElement[bool]:
+    """No owner, or an owner whose lease ran out."""
+    return sa.or_(runs_t.c.worker_id.is_(None), runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now)
+
+
+def _first_of_thread() -> sa.ColumnElement[bool]:
+    """No older active run on the same thread (creation order, run id breaking ties)."""
+    older = runs_t.alias("older")
+    return ~sa.exists().where(
+        older.c.thread_id == runs_t.c.thread_id,
+        older.c.status.in_(ACTIVE_STATUSES),
+        sa.or_(
+            older.c.created_at < runs_t.c.created_at,
+            sa.and_(older.c.created_at == runs_t.c.created_at, older.c.run_id < runs_t.c.run_id),
+        ),
+    )
+
+
+class RunQueue:
+    """Claims, lease renewals and cancel requests over the store's engine."""
+
+    def __init__(self, store: ProtocolStore) -> None:
+        self._store = store
+
+    async def claim(
+        self, worker_id: str, now: float, until: float, limit: int, run_id: str | None = None
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` claimable runs, oldest first (only ``run_id`` when given).
+
+        Returns:
+            The claimed runs as they were *before* the claim: a ``worker_id`` there is the process
+            that had it (dead, since its lease ran out); None means a fresh run from the queue.
+        """
+        if limit <= 0:
+            return []
+        cond = [runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now), _first_of_thread()]
+        if run_id is not None:
+            cond.append(runs_t.c.run_id == run_id)
+        query = runs_t.select().where(*cond).order_by(runs_t.c.created_at.asc()).limit(limit)
+        if self._store.is_postgres:
+            query = query.with_for_update(skip_locked=True, of=runs_t)
+        claimed: list[RunRecord] = []
+        async with self._store.write() as conn:
+            for row in (await conn.execute(query)).all():
+                result = await conn.execute(
+                    runs_t.update()
+                    .where(runs_t.c.run_id == row._mapping["run_id"], runs_t.c.status.in_(ACTIVE_STATUSES),
+                           _lease_free(now))
+                    .values(worker_id=worker_id, lease_until=until)
+                )  # fmt: skip
+                if result.rowcount:
+                    claimed.append(run_from_row(row))
+        return claimed
+
+    async def claim_to_cancel(
+        self, run_id: str, worker_id: str, now: float, until: float, action: str
+    ) -> RunRecord | None:
+        """Claim a run nobody executes (whatever its place in the thread) to end it as cancelled."""
+        async with self._store.write() as conn:
+            row = (
+                await conn.execute(
+                    runs_t.select().where(
+                        runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now)
+                    )
+                )  # fmt: skip
+            ).first()
+            if row is None:
+                return None
+            result = await conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now))
+                .values(worker_id=worker_id, lease_until=until, cancel_action=action)
+            )
+        return run_from_row(row) if result.rowcount else None
+
+    async def request_cancel(self, run_id: str, action: str) -> bool:
+        """Ask the owner of an active run to cancel it; False when the run is not active."""
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES))
+                .values(cancel_action=sa.func.coalesce(runs_t.c.cancel_action, action))
+            )
+            if result.rowcount:
+                await notify(conn, CANCEL_CHANNEL, run_id)
+        return bool(result.rowcount)
+
+    async def cancel_requests(self, worker_id: str) -> list[tuple[str, str]]:
+        """``(run_id, action)`` of this worker's active runs that another process asked to cancel."""
+        query = sa.select(runs_t.c.run_id, runs_t.c.cancel_action).where(
+            runs_t.c.worker_id == worker_id,
+            runs_t.c.status.in_(ACTIVE_STATUSES),
+            runs_t.c.cancel_action.is_not(None),
+        )
+        async with self._store.engine.connect() as conn:
+            return [(r.run_id, r.cancel_action) for r in (await conn.execute(query)).all()]
+
+    async def cancel_action(self, run_id: str) -> str | None:
+        """The cancel requested for one run, if any."""
+        query = sa.select(runs_t.c.cancel_action).where(runs_t.c.run_id == run_id)
+        async with self._store.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar()
+        return str(value) if value else None
+
+    async def start_attempt(self, run_id: str) -> int:
+        """Mark the run running and count the attempt; returns the attempt number (1 for the first)."""
+        async with self._store.write() as conn:
+            await conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id == run_id)
+                .values(status="running", error=None, attempts=runs_t.c.attempts + 1,
+                        updated_at=datetime.now(UTC).isoformat())
+            )  # fmt: skip
+            attempts = (
+                await conn.execute(sa.select(runs_t.c.attempts).where(runs_t.c.run_id == run_id))
+            ).scalar()
+        return int(attempts or 1)
+
+    async def renew_leases(self, worker_id: str, run_ids: Sequence[str], until: float) -> set[str]:
+        """Extend the lease of this worker's active runs; returns the ids still this worker's."""
+        if not run_ids:
+            return set()
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id.in_(list(run_ids)), runs_t.c.worker_id == worker_id,
+                       runs_t.c.status.in_(ACTIVE_STATUSES))
+                .values(lease_until=until)
+                .returning(runs_t.c.run_id)
+            )  # fmt: skip
+            return {row.run_id for row in result.all()}
+
+    async def announce(self) -> None:
+        """Tell every process to look at the queue (a run was queued or a slot freed); Postgres only."""
+        if not self._store.is_postgres:
+            return
+        async with self._store.write() as conn:
+            await notify(conn, QUEUE_CHANNEL)
+
+    async def pending_count(self) -> int:
+        """Runs waiting in the database (the queue-depth gauge)."""
+        query = sa.select(sa.func.count()).select_from(runs_t).where(runs_t.c.status == "pending")
+        async with self._store.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)

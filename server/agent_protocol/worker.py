@@ -1,0 +1,276 @@
+"""The worker loop of one server process: claims runs from the database queue and executes them.
+
+It claims pending runs oldest first while fewer than ``max_concurrent_runs`` execute here, woken
+by this process's own new runs and freed slots, by ``NOTIFY`` on Postgres, and every
+``queue_poll_s`` otherwise. The same claim takes over runs whose lease ran out (their process
+died: ``kill -9``, a crash, a lost node) and *resumes them from their last checkpoint*: the graph
+is invoked again with no input, so the steps already checkpointed are not repeated. A run with no
+checkpoint of its own yet starts from its input; a run that already started ``run_max_attempts``
+times is marked ``error`` with the reason (a run that crashes the server must not crash it forever).
+
+Leases of the runs executing here are renewed every third of ``run_lease_s``; cancel requests
+made through other processes are picked up by ``NOTIFY`` or every ``cancel_poll_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from server import logs
+from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.events import EventLog
+from server.agent_protocol.executor import LOST, ActiveRun
+from server.agent_protocol.graphs import GraphHost
+from server.agent_protocol.run_queue import RunQueue
+from server.agent_protocol.schemas import RunCreate
+from server.agent_protocol.storage import ProtocolStore, RunRecord
+from server.metrics import RECOVERED_RUNS, RUN_QUEUE_DEPTH, RUNS
+
+__all__ = ["RunWorker"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunWorker:
+    """Claims and starts runs; keeps their leases; applies cancel requests from other processes."""
+
+    def __init__(
+        self,
+        *,
+        store: ProtocolStore,
+        queue: RunQueue,
+        host: GraphHost,
+        settings: AgentProtocolSettings,
+        events: EventLog | None,
+        execute: Callable[[ActiveRun], Coroutine[Any, Any, None]],
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._host = host
+        self._settings = settings
+        self._events = events
+        self._execute = execute
+        self.worker_id = uuid.uuid4().hex
+        self.runs: dict[str, ActiveRun] = {}  # claimed here, kept a while after they end (for wait)
+        self._executing: set[str] = set()
+        self._claim_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    def start(self) -> None:
+        """Start the claim, lease and cancel loops (the first claim at once)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._claim_loop(), name="run-queue-worker"),
+                asyncio.create_task(self._lease_loop(), name="run-leases"),
+                asyncio.create_task(self._cancel_loop(), name="run-cancel-requests"),
+            ]
+
+    def wake(self, _payload: str = "") -> None:
+        """Look at the queue now (a run was queued or a slot freed)."""
+        self._wakeup.set()
+
+    @property
+    def free_slots(self) -> int:
+        """How many more runs this process may execute now."""
+        return self._settings.max_concurrent_runs - len(self._executing)
+
+    # claiming ------------------------------------------------------------------------------------
+
+    async def claim(self, run_id: str | None = None) -> list[ActiveRun]:
+        """Claim and start runs up to the free slots (only ``run_id`` when given).
+
+        Returns:
+            The runs started here.
+        """
+        if self._closing:
+            return []
+        async with self._claim_lock:  # one claim at a time, so the slots are counted right
+            if self.free_slots <= 0:
+                return []
+            now = time.time()
+            claimed = await self._queue.claim(
+                self.worker_id, now, now + self._settings.run_lease_s, self.free_slots, run_id
+            )
+            started = []
+            for record in claimed:
+                with logs.bound(tenant=record.tenant, thread_id=record.thread_id, run_id=record.run_id):
+                    run = await self._prepare(record)
+                if run is not None:
+                    started.append(run)
+            return started
+
+    async def _prepare(self, record: RunRecord) -> ActiveRun | None:
+        """Start a claimed run, deciding how when it was orphaned by a dead process."""
+        mine = self.runs.get(record.run_id)
+        if mine is not None and not mine.done.is_set():
+            return None  # ours: this loop stalled past the lease, nothing died
+        try:
+            payload = RunCreate.model_validate(record.kwargs)
+        except ValidationError as exc:
+            await self._fail(record, f"cannot start: stored request is invalid: {exc}")
+            return None
+        orphaned = record.worker_id is not None and record.worker_id != self.worker_id
+        if orphaned and record.cancel_action is None:
+            action = "started"  # claimed by a process that died before starting it
+            if record.status == "running":
+                if record.attempts >= self._settings.run_max_attempts:
+                    await self._fail(
+                        record,
+                        f"the server stopped during this run {record.attempts} time(s); not resumed again "
+                        f"(AGENTIC_RUN_MAX_ATTEMPTS={self._settings.run_max_attempts})",
+                    )
+                    return None
+                config = {"configurable": {"thread_id": record.thread_id}}
+                snapshot = await self._host.graph.aget_state(config)  # type: ignore[arg-type]
+                if (snapshot.metadata or {}).get("run_id") == record.run_id:
+                    action = "resumed"  # continue from the run's own last checkpoint
+                    payload = payload.model_copy(
+                        update={"input": None, "command": None, "checkpoint": None, "checkpoint_id": None}
+                    )
+                else:
+                    action = "restarted"  # it died before its first checkpoint: nothing to resume from
+            RECOVERED_RUNS.labels(action=action).inc()
+            logger.warning("run %s of a stopped server process %s (attempt %d)", record.run_id, action,
+                           record.attempts + 1)  # fmt: skip
+        return self.start_run(record, payload, cancel_action=record.cancel_action)
+
+    def start_run(
+        self, record: RunRecord, payload: RunCreate, *, cancel_action: str | None = None
+    ) -> ActiveRun:
+        """Register a run claimed by this process and start its task."""
+        run = ActiveRun(record=record, payload=payload, resuming=record.attempts > 0)
+        run.cancel_action = cancel_action
+        self.runs[record.run_id] = run
+        self._executing.add(record.run_id)
+        run.task = asyncio.create_task(self._execute(run), name=f"run-{record.run_id}")
+        return run
+
+    def finished(self, run: ActiveRun) -> None:
+        """A run ended here: free its slot, look at the queue, keep it a while for ``wait``."""
+        run_id = run.record.run_id
+        self._executing.discard(run_id)
+        self.wake()
+        if not self._closing:
+            task = asyncio.create_task(self._queue.announce(), name=f"announce-{run_id}")
+            task.add_done_callback(_log_failure)
+        asyncio.get_running_loop().call_later(self._settings.finished_run_linger_s, self._forget, run)
+
+    def _forget(self, run: ActiveRun) -> None:
+        if self.runs.get(run.record.run_id) is run:
+            del self.runs[run.record.run_id]
+
+    async def _fail(self, record: RunRecord, reason: str) -> None:
+        RECOVERED_RUNS.labels(action="failed").inc()
+        RUNS.labels(status="error").inc()
+        logger.error("run %s marked failed: %s", record.run_id, reason)
+        await self._store.set_run_status(record.run_id, "error", reason)
+        if await self._store.get_thread(record.thread_id) is not None:
+            await self._store.update_thread(record.thread_id, status="error")
+
+    # loops ---------------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        gauge_at = 0.0
+        while True:
+            self._wakeup.clear()
+            try:
+                await self.claim()
+                if time.monotonic() - gauge_at >= min(1.0, self._settings.queue_poll_s):
+                    gauge_at = time.monotonic()
+                    RUN_QUEUE_DEPTH.set(await self._queue.pending_count())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("claiming runs failed; retrying")
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._settings.queue_poll_s)
+            except TimeoutError:
+                pass
+
+    async def _lease_loop(self) -> None:
+        interval = self._settings.run_lease_s / 3
+        while True:
+            try:
+                executing = list(self._executing)
+                kept = await self._queue.renew_leases(
+                    self.worker_id, executing, time.time() + self._settings.run_lease_s
+                )
+                for run_id in set(executing) - kept:
+                    self._drop_lost(run_id)
+                if self._events is not None:
+                    await self._events.delete_expired(self._settings.run_events_retention_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("renewing leases failed; retrying")
+            await asyncio.sleep(interval)
+
+    def _drop_lost(self, run_id: str) -> None:
+        """Stop a run whose lease another process took over (this one stalled past it)."""
+        run = self.runs.get(run_id)
+        if run is None or run.done.is_set() or run.task is None:
+            return  # ended meanwhile
+        logger.warning("run %s: lease lost to another process; stopping this copy", run_id)
+        run.cancel_action = LOST
+        run.task.cancel()
+
+    async def _cancel_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.cancel_poll_s)
+            if not self._executing:
+                continue
+            try:
+                for run_id, action in await self._queue.cancel_requests(self.worker_id):
+                    self.cancel_local(run_id, action)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading cancel requests failed; retrying")
+
+    def on_cancel_notice(self, run_id: str) -> None:
+        """``NOTIFY`` of a cancel request: apply it if the run executes here."""
+        if run_id in self._executing:
+            task = asyncio.create_task(self._apply_cancel_request(run_id), name=f"cancel-{run_id}")
+            task.add_done_callback(_log_failure)
+
+    async def _apply_cancel_request(self, run_id: str) -> None:
+        action = await self._queue.cancel_action(run_id)
+        if action is not None:
+            self.cancel_local(run_id, action)
+
+    def cancel_local(self, run_id: str, action: str) -> bool:
+        """Cancel a run executing here; False when it does not."""
+        run = self.runs.get(run_id)
+        if run is None or run.done.is_set() or run.task is None:
+            return False
+        if run.cancel_action is None:
+            run.cancel_action = action
+        run.task.cancel()
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop claiming, cancel the runs executing here and wait for their status; idempotent."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        tasks = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("%s failed: %s", task.get_name(), task.exception())
