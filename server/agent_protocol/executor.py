@@ -37,11 +37,12 @@ from server.agent_protocol.streams import RunStream
 from server.metrics import RUN_DURATION, RUNS
 from server.tenancy import TenantStore
 
-__all__ = ["LOST", "ActiveRun", "RunExecutor"]
+__all__ = ["HANDOFF", "LOST", "ActiveRun", "RunExecutor"]
 
 logger = logging.getLogger(__name__)
 
 LOST = "lost"  # cancel action of a run another process took over: it records the outcome, not this one
+HANDOFF = "handoff"  # this process is shutting down: the run goes back to the queue, no outcome recorded
 
 
 @dataclass(eq=False)
@@ -190,14 +191,17 @@ class RunExecutor:
         """Record the outcome (events, run, then thread) and only then close the stream."""
         rec = run.record
         run.status = status
-        if run.cancel_action != LOST:
+        ended_here = run.cancel_action not in (LOST, HANDOFF)
+        if ended_here:
             RUNS.labels(status=status).inc()
-        if run.started is not None and run.cancel_action != LOST:
+        if run.started is not None and ended_here:
             RUN_DURATION.labels(status=status).observe(time.monotonic() - run.started)
         thread_status = "error" if status == "error" else "idle"
         try:
-            if run.cancel_action == LOST:
-                return  # the process that took it over records the outcome
+            if run.cancel_action == HANDOFF and self._events is not None:
+                await self._events.flush()  # the next owner numbers its events on from these
+            if not ended_here:
+                return  # the process that takes it over records the outcome
             if self._events is not None:
                 await self._events.flush()
             if run.cancel_action == "rollback":

@@ -167,6 +167,25 @@ class RunQueue:
             )  # fmt: skip
             return {row.run_id for row in result.all()}
 
+    async def hand_back(self, run_id: str, worker_id: str) -> bool:
+        """Put a run this process stops executing (graceful shutdown) back in the queue.
+
+        It keeps its status: a ``running`` run is resumed from its last checkpoint by whoever claims
+        it next. The attempt is given back too: only crashes count towards ``run_max_attempts``.
+        """
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                runs_t.update()
+                .where(runs_t.c.run_id == run_id, runs_t.c.worker_id == worker_id,
+                       runs_t.c.status.in_(ACTIVE_STATUSES))
+                .values(worker_id=None, lease_until=None,
+                        attempts=sa.case((runs_t.c.attempts > 0, runs_t.c.attempts - 1), else_=0),
+                        updated_at=datetime.now(UTC).isoformat())
+            )  # fmt: skip
+            if result.rowcount:
+                await notify(conn, QUEUE_CHANNEL)
+        return bool(result.rowcount)
+
     async def announce(self) -> None:
         """Tell every process to look at the queue (a run was queued or a slot freed); Postgres only."""
         if not self._store.is_postgres:

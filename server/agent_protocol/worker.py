@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from server import logs
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.events import EventLog
-from server.agent_protocol.executor import LOST, ActiveRun
+from server.agent_protocol.executor import HANDOFF, LOST, ActiveRun
 from server.agent_protocol.graphs import GraphHost
 from server.agent_protocol.run_queue import RunQueue
 from server.agent_protocol.schemas import RunCreate
@@ -118,7 +118,9 @@ class RunWorker:
         except ValidationError as exc:
             await self._fail(record, f"cannot start: stored request is invalid: {exc}")
             return None
-        orphaned = record.worker_id is not None and record.worker_id != self.worker_id
+        # A running run with no owner was handed back by a process that shut down gracefully.
+        handed_back = record.worker_id is None and record.status == "running"
+        orphaned = handed_back or (record.worker_id is not None and record.worker_id != self.worker_id)
         if orphaned and record.cancel_action is None:
             action = "started"  # claimed by a process that died before starting it
             if record.status == "running":
@@ -139,7 +141,8 @@ class RunWorker:
                 else:
                     action = "restarted"  # it died before its first checkpoint: nothing to resume from
             RECOVERED_RUNS.labels(action=action).inc()
-            logger.warning("run %s of a stopped server process %s (attempt %d)", record.run_id, action,
+            how = "shut down" if handed_back else "stopped"
+            logger.warning("run %s of a %s server process %s (attempt %d)", record.run_id, how, action,
                            record.attempts + 1)  # fmt: skip
         return self.start_run(record, payload, cancel_action=record.cancel_action)
 
@@ -147,7 +150,8 @@ class RunWorker:
         self, record: RunRecord, payload: RunCreate, *, cancel_action: str | None = None
     ) -> ActiveRun:
         """Register a run claimed by this process and start its task."""
-        run = ActiveRun(record=record, payload=payload, resuming=record.attempts > 0)
+        resuming = record.attempts > 0 or record.status == "running"  # earlier events are stored
+        run = ActiveRun(record=record, payload=payload, resuming=resuming)
         run.cancel_action = cancel_action
         self.runs[record.run_id] = run
         self._executing.add(record.run_id)
@@ -258,17 +262,34 @@ class RunWorker:
         return True
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop claiming, cancel the runs executing here and wait for their status; idempotent."""
+        """Stop claiming; hand the runs executing here back to the queue; idempotent.
+
+        Why hand back rather than mark them interrupted: a restart or a rolling deploy must not end
+        users' runs. Each stops at its next await and goes back to the queue with its status, and
+        the next process to claim it (another one now, or this one after a restart) resumes it
+        from its last checkpoint. Runs already being cancelled end as ``interrupted``.
+        """
         self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        tasks = [r.task for r in self.runs.values() if r.task is not None and not r.task.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        live = [r for r in self.runs.values() if r.task is not None and not r.task.done()]
+        handed = []
+        for run in live:
+            if run.cancel_action is None:
+                run.cancel_action = HANDOFF
+                handed.append(run.record.run_id)
+            assert run.task is not None
+            run.task.cancel()
+        if live:
+            await asyncio.wait([r.task for r in live if r.task is not None], timeout=timeout)
+        for run_id in handed:
+            try:
+                if await self._queue.hand_back(run_id, self.worker_id):
+                    logger.warning("run %s handed back to the queue (server shutting down)", run_id)
+            except Exception:  # the lease runs out instead: recovered like a crash
+                logger.exception("run %s: handing it back failed", run_id)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -98,6 +98,12 @@ class ServerProcess:
         self._proc.kill()
         self._proc.wait()
 
+    def stop(self) -> None:
+        """SIGTERM, as a service manager or a rolling deploy does: the shutdown code runs."""
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(timeout=30)
+
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -108,3 +108,29 @@ def test_kill_9_mid_run_then_restart(tmp_path: Path) -> None:
         assert c.get(f"/v1/workspaces/{ws}/files/notes.md").json()["number"] == 5
         assert _messages(c, tid)[-1] == "finished notes.md v4"
         assert "marked failed" in third.log()
+
+
+def test_graceful_shutdown_hands_a_running_run_back_to_the_queue(tmp_path: Path) -> None:
+    data = tmp_path / "server"
+    gate, marker = tmp_path / "gate", tmp_path / "marker"
+    with ServerProcess(data, ENV) as first, httpx.Client(base_url=first.url, headers=first.headers) as c:
+        ws = c.post("/v1/workspaces", json={"name": "graceful"}).json()["id"]
+        tid = c.post("/threads", json={}).json()["thread_id"]
+        run_id = _start(c, tid, workspace_id=ws, gate=str(gate), marker=str(marker))
+        _until("the run to block in its second step", marker.exists)
+        _until("the first step's checkpoint", lambda: _messages(c, tid) == ["drafted notes.md v1"])
+        first.stop()
+    assert "handed back to the queue" in first.log()
+
+    # One attempt allowed: a crash would have used it up, a graceful hand-back does not count.
+    marker.unlink()
+    env = {**ENV, "AGENTIC_RUN_MAX_ATTEMPTS": "1"}
+    with ServerProcess(data, env) as second, httpx.Client(base_url=second.url, headers=second.headers) as c:
+        assert _run(c, tid, run_id)["status"] == "running"
+        _until("the run to resume and block again", marker.exists)
+        gate.touch()
+        _until("the resumed run to succeed", lambda: _run(c, tid, run_id)["status"] == "success")
+        assert _messages(c, tid) == ["drafted notes.md v1", "finished notes.md v2"]  # step 1 not repeated
+        assert _metric(c, "agentic_recovered_runs_total", 'action="resumed"') == 1
+        history = c.get(f"/v1/workspaces/{ws}/history/notes.md").json()
+        assert [v["message"] for v in history] == ["draft", "final"]
