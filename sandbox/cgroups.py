@@ -152,6 +152,7 @@ class Cgroup:
             pids = self.pids()
             if not pids:
                 return
+            self.counters_current = False  # processes that lived past usage(): re-read before reuse
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
@@ -234,7 +235,7 @@ class Cgroup:
             oom=oom_kills > self.oom_kills_before,
             pids_limited=pids_events > self.pids_events_before,
         )
-        # Call after the group is empty: the next run starts from these counts.
+        # The next run starts from these counts, unless kill_all later finds processes left.
         self.oom_kills_before, self.pids_events_before = oom_kills, pids_events
         self.counters_current = True
         return usage

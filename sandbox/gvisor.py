@@ -63,6 +63,7 @@ from sandbox.cgroups import Cgroup, CgroupUsage, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
+from sandbox.launcher import SETUP_EXIT
 from sandbox.libsets import MOUNT_POINT, LibrarySet, deno_binary, get_library_set
 from sandbox.oci import (
     TMP_DIR,
@@ -87,7 +88,6 @@ _CPU_POLL_S = 0.1
 _PARTIAL_LINE_S = 0.05  # how long streamed output without a newline is held back
 _RUNSC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 _SETUP_FAILED = "agentic-gvisor: could not join the cgroups of the run"
-_SETUP_EXIT = 125
 _START_ERROR = "running container:"  # runsc's own failures: exit 128 and this line on stderr
 _SIGNALS = {s.value for s in signal.Signals}
 _ids = itertools.count()
@@ -103,7 +103,7 @@ def _join_cgroups_argv(tasks_files: list[Path], argv: list[str]) -> list[str]:
     """
     unique = list(dict.fromkeys(str(p) for p in tasks_files))
     joins = " && ".join(f"echo 0 >{shlex.quote(p)}" for p in unique)
-    script = f"{{ {joins}; }} || {{ echo '{_SETUP_FAILED}' >&2; exit {_SETUP_EXIT}; }}\nexec \"$@\""
+    script = f"{{ {joins}; }} || {{ echo '{_SETUP_FAILED}' >&2; exit {SETUP_EXIT}; }}\nexec \"$@\""
     return ["/bin/sh", "-c", script, "sh", *argv]
 
 
@@ -417,7 +417,7 @@ class GVisorSandbox:
         stderr = outcome.stderr.decode("utf-8", "replace")
         code = outcome.exit_code
         lines = stderr.strip().splitlines()
-        if code == _SETUP_EXIT and _SETUP_FAILED in stderr:
+        if code == SETUP_EXIT and _SETUP_FAILED in stderr:
             raise SandboxStartError(stderr.strip()[-500:])
         if code == 128 and not outcome.timed_out and lines and lines[-1].startswith(_START_ERROR):
             raise SandboxStartError(f"runsc failed: {lines[-1]}")
