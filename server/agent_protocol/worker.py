@@ -274,16 +274,18 @@ class RunWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        live = [r for r in self.runs.values() if r.task is not None and not r.task.done()]
-        handed = []
-        for run in live:
+        handed: list[str] = []
+        tasks: list[asyncio.Task[None]] = []
+        for run in self.runs.values():
+            if run.task is None or run.task.done():
+                continue
             if run.cancel_action is None:
                 run.cancel_action = HANDOFF
                 handed.append(run.record.run_id)
-            assert run.task is not None
             run.task.cancel()
-        if live:
-            await asyncio.wait([r.task for r in live if r.task is not None], timeout=timeout)
+            tasks.append(run.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
         for run_id in handed:
             try:
                 if await self._queue.hand_back(run_id, self.worker_id):
