@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from agents.config import ModelSettings
 
-__all__ = ["DEFAULT_REMOTE_MODEL", "achat_model", "chat_model"]
+__all__ = ["DEFAULT_REMOTE_MODEL", "achat_model", "chat_model", "operator_key_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,25 @@ DEFAULT_REMOTE_MODEL = "gpt-4o-mini"
 """Model name sent to an external endpoint when neither the caller nor ``AGENTIC_MODEL`` names one."""
 
 _NO_KEY = "not-needed"
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+
+
+def operator_key_for(base_url: str, settings: ModelSettings) -> str | None:
+    """The operator's API key, but only for the operator's own endpoint.
+
+    Why: a key configured for one endpoint must never be sent to another URL, whoever named it
+    (a client's run context, a mistyped setting): that would hand the key to that URL's owner.
+    """
+    if (
+        settings.openai_api_key
+        and settings.openai_base_url
+        and _same_endpoint(base_url, settings.openai_base_url)
+    ):
+        return settings.openai_api_key
+    return None
 
 
 def chat_model(
@@ -41,7 +60,8 @@ def chat_model(
         base_url: Endpoint root (``.../v1``); None starts (once per process) the embedded llama.cpp
             server and points at it. The first call then blocks while the model loads (seconds);
             async code may warm it up with :func:`achat_model`.
-        api_key: Key for the endpoint; None is fine for servers that do not check it.
+        api_key: Key for the endpoint; None sends the operator's ``OPENAI_API_KEY`` only when
+            ``base_url`` is the operator's ``OPENAI_BASE_URL`` (see :func:`operator_key_for`).
         model: Model name; ignored by the embedded server.
         temperature: Sampling temperature (0 = greedy).
         seed: Sampling seed, forwarded to the server (llama.cpp honours it).
@@ -66,7 +86,7 @@ def chat_model(
         )
     return ChatOpenAI(
         base_url=base_url,
-        api_key=SecretStr(api_key or settings.openai_api_key or _NO_KEY),
+        api_key=SecretStr(api_key or operator_key_for(base_url, settings) or _NO_KEY),
         model=model or settings.model or DEFAULT_REMOTE_MODEL,
         temperature=temperature,
         seed=seed,

@@ -55,6 +55,13 @@ class SandboxSettings(BaseSettings):
             output_bytes=16_000_000,
         )
     )
+    # Admission (sandbox.guard): budgets of granted memory and of running sandboxes, global and per
+    # tenant. A run that does not fit waits admission_wait_s, then is refused (HTTP 429, Retry-After).
+    memory_budget_mb: int | None = Field(default=None, gt=0)  # None: 3/4 of the host's memory
+    max_running: int = Field(default=64, gt=0)
+    tenant_memory_budget_mb: int | None = Field(default=None, gt=0)  # None: half the memory budget
+    tenant_max_running: int = Field(default=16, gt=0)
+    admission_wait_s: float = Field(default=10.0, ge=0)
     # Local backend (bubblewrap).
     bwrap_path: Path = Path("/usr/bin/bwrap")
     launcher_cc: str = "cc"  # compiles sandbox/launcher.c once into cache_dir/bin

@@ -13,17 +13,19 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from sandbox.factory import create_sandbox
+from sandbox.guard import GuardedSandbox
 from server import __version__
 from server.agent_protocol.storage import async_url
 from server.config import Settings
 from server.deps import require_api_key
 from server.errors import install_error_handlers
 from server.keys import KeyRing, KeyStore
-from server.metrics import InstrumentedSandbox
+from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware
 from server.routes import docs, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
+from tools.services import no_process_services
 from workspace.config import open_store
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -38,7 +40,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         400: "Bad input", 401: "Missing or wrong API key",
         404: "Unknown workspace, file or version (or one of another tenant)",
         413: "File or request body too large", 415: "Not JSON, or binary content",
-        422: "Malformed JSON or invalid field", 429: "Rate limit of the API key reached (see Retry-After)",
+        422: "Malformed JSON or invalid field",
+        429: "Rate limit of the API key reached, or the sandboxes are at capacity (see Retry-After)",
         500: "Internal error",
     }.items()
 }  # fmt: skip
@@ -51,9 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            # Runs get the server's tenant-scoped objects; a process-wide (unscoped) store is refused.
+            stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.
             store = await stack.enter_async_context(open_store(settings.workspace))
-            sandbox = InstrumentedSandbox(await stack.enter_async_context(create_sandbox(settings.sandbox)))
+            backend = await stack.enter_async_context(create_sandbox(settings.sandbox))
+            # Every run (REST, CLI, agents) passes the one guard: limits clamped, memory admitted.
+            sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
+            watch_admission(sandbox.admission)
             app.state.store = store
             app.state.sandbox = sandbox
             # Keys created with `agentic keys create` live beside threads and runs.

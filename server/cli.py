@@ -90,9 +90,12 @@ def _explain(result: RunResult, limits_wall: float, limits_mem: int) -> str | No
 
 async def _run_streaming(settings: Settings, request: RunRequest, backend: str | None) -> RunResult:
     from sandbox.factory import create_sandbox
+    from sandbox.guard import GuardedSandbox
 
     result: RunResult | None = None
-    async with create_sandbox(settings.sandbox, backend) as sandbox:
+    # The same guard as the server's: limits clamped to the operator's maximums.
+    raw = create_sandbox(settings.sandbox, backend)
+    async with GuardedSandbox.from_settings(raw, settings.sandbox) as sandbox:
         async for chunk in sandbox.stream(request):
             if chunk.stream == "stdout":
                 sys.stdout.write(chunk.data)

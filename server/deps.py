@@ -53,14 +53,7 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_sandbox(request: Request) -> Sandbox:
-    """The sandbox backend opened by the lifespan."""
-    sandbox: Sandbox = request.app.state.sandbox
-    return sandbox
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -154,6 +147,16 @@ def get_store(request: Request, tenant: TenantDep) -> VersionStore:
 
 
 StoreDep = Annotated[VersionStore, Depends(get_store)]
+
+
+def get_sandbox(request: Request, tenant: TenantDep) -> Sandbox:
+    """The sandbox opened by the lifespan, as a view that charges the caller's tenant's budget."""
+    sandbox: Sandbox = request.app.state.sandbox
+    for_owner = getattr(sandbox, "for_owner", None)
+    return for_owner(tenant) if for_owner is not None else sandbox
+
+
+SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
 
 
 def require_json(request: Request) -> None:

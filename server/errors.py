@@ -7,6 +7,7 @@ This is the only place that maps the data layer's errors to HTTP status codes:
     FileTooLargeError                                                               413
     BinaryContentError                                                              415
     InvalidRunRequestError (incl. UnknownLibrarySetError) / LimitsExceededError     400
+    SandboxBusyError (admission: no capacity, with Retry-After)                     429
     SandboxUnavailableError                                                         503
     SandboxStartError / other SandboxError / WorkspaceError                         500
     RequestValidationError (malformed JSON, wrong field)                            422
@@ -29,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandbox.errors import (
     InvalidRunRequestError,
     LimitsExceededError,
+    SandboxBusyError,
     SandboxError,
     SandboxStartError,
     SandboxUnavailableError,
@@ -61,6 +63,7 @@ _MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownLibrarySetError, 400, "unknown_library_set"),
     (InvalidRunRequestError, 400, "invalid_run_request"),
     (LimitsExceededError, 400, "limits_exceeded"),
+    (SandboxBusyError, 429, "sandbox_busy"),
     (SandboxUnavailableError, 503, "sandbox_unavailable"),
     (SandboxStartError, 500, "sandbox_start_failed"),
     (SandboxError, 500, "sandbox_error"),
@@ -154,7 +157,8 @@ async def _handle_data_layer(request: Request, exc: Exception) -> JSONResponse:
     status, kind = status_for(exc)
     if status >= 500:
         logger.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return error_response(status, kind, str(exc) or kind.replace("_", " "))
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, SandboxBusyError) else None
+    return error_response(status, kind, str(exc) or kind.replace("_", " "), headers=headers)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

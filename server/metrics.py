@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from sandbox.base import OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.guard import Admission
 
 __all__ = [
     "ACTIVE_SANDBOXES",
@@ -29,6 +30,7 @@ __all__ = [
     "SANDBOX_RUNS",
     "InstrumentedSandbox",
     "router",
+    "watch_admission",
 ]
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -53,6 +55,19 @@ SANDBOX_DURATION = Histogram(
 )  # fmt: skip
 ACTIVE_SANDBOXES = Gauge("agentic_active_sandboxes", "Sandbox runs in progress, by backend", ["backend"])
 RATE_LIMITED = Counter("agentic_rate_limited_requests", "Requests refused with 429 by the rate limit")
+SANDBOX_GRANTED_MB = Gauge(
+    "agentic_sandbox_granted_memory_mb", "Memory granted to running sandboxes now (admission control)"
+)
+SANDBOX_GRANTED_PEAK_MB = Gauge(
+    "agentic_sandbox_granted_memory_peak_mb", "Most memory granted to running sandboxes at once so far"
+)
+SANDBOX_MEMORY_BUDGET_MB = Gauge(
+    "agentic_sandbox_memory_budget_mb",
+    "Memory budget of running sandboxes (AGENTIC_SANDBOX_MEMORY_BUDGET_MB)",
+)
+SANDBOX_REFUSED = Gauge(
+    "agentic_sandbox_admission_refused", "Sandbox runs refused for lack of capacity (HTTP 429) so far"
+)
 
 router = APIRouter(tags=["health"])
 
@@ -61,6 +76,14 @@ router = APIRouter(tags=["health"])
 async def get_metrics() -> Response:
     """Prometheus text exposition of this process's metrics."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def watch_admission(admission: Admission) -> None:
+    """Export the admission controller's grants (read when ``/metrics`` is scraped)."""
+    SANDBOX_GRANTED_MB.set_function(lambda: admission.stats().granted_memory_mb)
+    SANDBOX_GRANTED_PEAK_MB.set_function(lambda: admission.stats().peak_granted_memory_mb)
+    SANDBOX_MEMORY_BUDGET_MB.set_function(lambda: admission.memory_budget_mb)
+    SANDBOX_REFUSED.set_function(lambda: admission.stats().refused)
 
 
 class InstrumentedSandbox:

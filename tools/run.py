@@ -9,6 +9,8 @@ from typing import Any, Literal
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
+from sandbox.guard import check_files_fit
+from sandbox.resources import TIERS
 from tools.execution import format_run, language_of, run_program
 from tools.files import pinned_files, workspace_id_of
 from tools.readable import MissingWorkspaceError, readable_errors
@@ -60,8 +62,10 @@ async def run_code(
         raise ValueError(f"cannot run {path!r}: only .py and .ts files can be run")
     store = await get_store(runtime.context)
     pins = pinned_files(runtime)
+    infos = await store.list_files(workspace_id)
+    check_files_fit(len(infos), sum(i.size for i in infos), TIERS["heavy"])  # before loading contents
     files: dict[str, str] = {}
-    for info in await store.list_files(workspace_id):
+    for info in infos:
         files[info.path] = (await store.read(workspace_id, info.path, pins.get(info.path))).content
     if path not in files:
         raise ValueError(f"{path!r} is not in the workspace; use list_files")

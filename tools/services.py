@@ -5,19 +5,33 @@ A runtime context may carry ready objects (``store``, ``sandbox``, ``web_search`
 process-wide ones are opened lazily from the packages' own settings, so ``langgraph dev`` runs the
 graph with no server around it. Objects opened here are cached per event loop (async connections are
 bound to the loop that made them) and closed by :func:`close_services`.
+
+While a server runs in the process (:func:`no_process_services`, entered by its lifespan), a
+context without its own store or sandbox is an error, never a fallback to the process-wide
+(unscoped, all-tenant) store.
+Sandboxes opened here pass the same limit guard as the server's (:class:`sandbox.guard.GuardedSandbox`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from sandbox.base import Sandbox
 from tools.search_backends import DdgsSearch, WebSearchBackend
 from workspace.base import VersionStore
 
-__all__ = ["close_services", "get_sandbox", "get_store", "get_web_search"]
+__all__ = [
+    "MissingServiceError",
+    "close_services",
+    "get_sandbox",
+    "get_store",
+    "get_web_search",
+    "no_process_services",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +39,22 @@ _stores: dict[int, VersionStore] = {}
 _sandboxes: dict[tuple[int, str], Sandbox] = {}
 _lock: asyncio.Lock | None = None
 _lock_loop: int | None = None
+_servers = 0  # servers running in this process: while any is, process-wide services are refused
+
+
+class MissingServiceError(RuntimeError):
+    """A run inside a server came without the server's object (a bug, never a reason to widen access)."""
+
+
+@contextlib.contextmanager
+def no_process_services() -> Iterator[None]:
+    """While open (a server's lifespan), refuse process-wide stores and sandboxes in this process."""
+    global _servers
+    _servers += 1
+    try:
+        yield
+    finally:
+        _servers -= 1
 
 
 def _attr(context: object | None, name: str) -> Any:
@@ -49,6 +79,8 @@ async def get_store(context: object | None = None) -> VersionStore:
     injected = _attr(context, "store")
     if injected is not None:
         return injected  # type: ignore[no-any-return]
+    if _servers:
+        raise MissingServiceError("this run has no workspace store in its context (server runs always do)")
     key = id(asyncio.get_running_loop())
     async with _guard():
         if key not in _stores:
@@ -73,8 +105,11 @@ async def get_sandbox(context: object | None = None) -> Sandbox:
     injected = _attr(context, "sandbox")
     if injected is not None:
         return injected  # type: ignore[no-any-return]
+    if _servers:
+        raise MissingServiceError("this run has no sandbox in its context (server runs always do)")
     from sandbox.config import SandboxSettings
     from sandbox.factory import create_sandbox
+    from sandbox.guard import GuardedSandbox
 
     settings = await asyncio.to_thread(SandboxSettings)
     backend = str(_attr(context, "sandbox_backend") or settings.backend)
@@ -82,7 +117,8 @@ async def get_sandbox(context: object | None = None) -> Sandbox:
     async with _guard():
         if key not in _sandboxes:
             # Backends probe the host (binaries, cgroups) when built: keep that off the event loop.
-            _sandboxes[key] = await asyncio.to_thread(create_sandbox, settings, backend)
+            backend_box = await asyncio.to_thread(create_sandbox, settings, backend)
+            _sandboxes[key] = GuardedSandbox.from_settings(backend_box, settings)
             logger.info("opened the process-wide %s sandbox", backend)
         return _sandboxes[key]
 

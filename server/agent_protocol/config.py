@@ -7,10 +7,10 @@ package reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["AgentProtocolSettings", "default_data_dir"]
 
@@ -110,3 +110,25 @@ class AgentProtocolSettings(BaseSettings):
         description="Executions a run may start (1 + resumes after restarts) before it is marked failed, "
         "so a run that crashes the server cannot crash it forever.",
     )
+    # What clients may choose in a run's context (server.agent_protocol.context_policy).
+    client_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="Largest context.max_attempts a client may ask for."
+    )
+    client_max_steps: int = Field(
+        default=12, ge=1, le=50, description="Largest context.max_steps a client may ask for."
+    )
+    client_max_tier: Literal["light", "medium", "heavy"] = Field(
+        default="heavy", description="Largest resource tier a client may ask for in context.tier."
+    )
+    client_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Model names (on the operator's endpoint) a client may pick with context.model_name; "
+        "comma-separated in the environment. Empty: the operator's model only.",
+    )
+
+    @field_validator("client_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

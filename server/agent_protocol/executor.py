@@ -41,6 +41,7 @@ __all__ = ["HANDOFF", "LOST", "ActiveRun", "RunExecutor"]
 
 logger = logging.getLogger(__name__)
 
+AGENT_ADMISSION_WAIT_S = 300.0  # an agent's sandbox run waits this long for room before it fails
 LOST = "lost"  # cancel action of a run another process took over: it records the outcome, not this one
 HANDOFF = "handoff"  # this process is shutting down: the run goes back to the queue, no outcome recorded
 
@@ -147,6 +148,20 @@ class RunExecutor:
         config.setdefault("recursion_limit", 100)
         return config  # type: ignore[return-value]
 
+    def _server_context(self, tenant: str) -> dict[str, Any]:
+        """The server's objects for one run, scoped to its tenant (they override anything a client sent).
+
+        The store is a :class:`TenantStore` and the sandbox a view charging the tenant's admission
+        budget, so a run reaches only its tenant's workspaces whatever its input or context says.
+        """
+        extras = dict(self._context_extras)
+        if "store" in extras:
+            extras["store"] = TenantStore(extras["store"], tenant)
+        for_owner = getattr(extras.get("sandbox"), "for_owner", None)
+        if for_owner is not None:
+            extras["sandbox"] = for_owner(tenant, wait_s=AGENT_ADMISSION_WAIT_S)
+        return extras
+
     async def _drive(self, run: ActiveRun) -> None:
         """Stream the graph into the run's hub; event names and shapes follow the LangGraph server."""
         payload = run.payload
@@ -162,10 +177,9 @@ class RunExecutor:
             kwargs["interrupt_after"] = payload.interrupt_after
         if payload.durability:
             kwargs["durability"] = payload.durability
-        extras = dict(self._context_extras)
-        if "store" in extras:  # the graph sees only the run's tenant's workspaces
-            extras["store"] = TenantStore(extras["store"], run.record.tenant)
-        context = self._host.context_for(payload.context, extras)
+        context = self._host.context_for(
+            self._host.policy.check(payload.context), self._server_context(run.record.tenant)
+        )
         if context is not None:
             kwargs["context"] = context
         async for item in self._host.graph.astream(

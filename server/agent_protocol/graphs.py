@@ -7,7 +7,6 @@ accepted wherever an assistant id is.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 from datetime import UTC, datetime
@@ -18,6 +17,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
+from sandbox.libsets import LIBRARY_SETS
+from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.context_policy import ContextPolicy
 from server.agent_protocol.serde import dumps_to_obj
 
 __all__ = ["NAMESPACE_GRAPH", "GraphHost", "load_graph", "snapshot_to_state"]
@@ -94,41 +96,30 @@ def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[dict[str, Any]
 class GraphHost:
     """The compiled graph bound to the checkpointer, described as the protocol's one assistant."""
 
-    def __init__(self, graph: Pregel[Any, Any, Any, Any], graph_id: str) -> None:
+    def __init__(
+        self, graph: Pregel[Any, Any, Any, Any], graph_id: str, settings: AgentProtocolSettings | None = None
+    ) -> None:
         self.graph = graph
         self.graph_id = graph_id
         self.assistant_id = str(uuid5(NAMESPACE_GRAPH, graph_id))
+        self.policy = ContextPolicy(
+            getattr(graph, "context_schema", None), settings or AgentProtocolSettings(), LIBRARY_SETS
+        )
 
     def matches(self, assistant_id: str) -> bool:
         """True for the assistant's uuid or its graph id."""
         return assistant_id in (self.assistant_id, self.graph_id)
 
-    def context_fields(self) -> set[str] | None:
-        """Field names of the graph's context schema (None when it has none or they cannot be known)."""
-        schema = getattr(self.graph, "context_schema", None)
-        if schema is None:
-            return None
-        if dataclasses.is_dataclass(schema):
-            return {f.name for f in dataclasses.fields(schema)}
-        model_fields = getattr(schema, "model_fields", None)
-        if isinstance(model_fields, dict):
-            return set(model_fields)
-        hints = getattr(schema, "__annotations__", None)
-        return set(hints) if isinstance(hints, dict) else None
+    def context_for(self, client: dict[str, Any], server: dict[str, Any]) -> dict[str, Any] | None:
+        """The run's context: the client's checked values, then the server's objects over them.
 
-    def context_for(self, requested: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any] | None:
-        """The run's context: the client's plain values plus the server's live objects (store, sandbox).
-
-        Keys the graph's context does not declare are dropped (a client sending an option this graph
-        lacks should not fail the run); the server's objects never override what the client sent.
+        ``client`` must come from :meth:`ContextPolicy.check` (run at create time, so a bad context is
+        a 422, not a failed run); the server's values (tenant-scoped store, sandbox) always win.
         """
-        fields = self.context_fields()
-        merged = {**extras, **(requested or {})}
-        if fields is not None:
-            dropped = set(merged) - fields
-            if dropped:
-                logger.debug("context keys not in the graph's schema dropped: %s", sorted(dropped))
-            merged = {k: v for k, v in merged.items() if k in fields}
+        merged = {**client, **server}
+        declared = self.policy.declared_fields(getattr(self.graph, "context_schema", None))
+        if declared:
+            merged = {k: v for k, v in merged.items() if k in declared}
         return merged or None
 
     def assistant(self) -> dict[str, Any]:
@@ -167,5 +158,5 @@ class GraphHost:
             "output_schema": safe(lambda: graph.get_output_jsonschema()),
             "state_schema": safe(lambda: graph.get_input_jsonschema() | {"title": "State"}),
             "config_schema": safe(lambda: graph.config_schema().model_json_schema()),
-            "context_schema": safe(lambda: graph.get_context_jsonschema()),
+            "context_schema": self.policy.public_schema(safe(lambda: graph.get_context_jsonschema())),
         }

@@ -131,6 +131,7 @@ class RunManager:
         """
         if not self._host.matches(payload.assistant_id):
             raise AssistantNotFoundError(f"assistant {payload.assistant_id!r} not found")
+        self._host.policy.check(payload.context)  # a bad context is a 422 now, not a failed run later
         if payload.command is not None and payload.input is not None:
             raise InvalidRunError("give either input or command, not both")
         lock = self._admit_locks.setdefault(thread_id, asyncio.Lock())

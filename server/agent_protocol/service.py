@@ -64,7 +64,7 @@ class AgentProtocolService:
             await store.setup()
             saver = await stack.enter_async_context(_checkpointer(settings))
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
-            host = GraphHost(graph, settings.graph_id)
+            host = GraphHost(graph, settings.graph_id, settings)
             manager = RunManager(store, host, settings, context_extras, database_url=settings.database_url)
             stack.push_async_callback(manager.close)
             manager.start()  # the worker: claims queued runs, and those a stopped process left behind

@@ -28,6 +28,7 @@ from sse_starlette import EventSourceResponse
 
 from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.errors import InvalidRunRequestError
+from sandbox.guard import check_files_fit
 from sandbox.libsets import get_library_set
 from sandbox.resources import Tier, choose_tier, resolve_limits
 from server.config import Settings
@@ -102,8 +103,12 @@ async def _prepare(
                     "message": "this server does not allow runs with network access (AGENTIC_ALLOW_NETWORK)"},
         )  # fmt: skip
     await store.get_workspace(workspace_id)
+    infos = await store.list_files(workspace_id)
+    # From the stored sizes, before any content is loaded: a run never costs more server memory
+    # than the largest scratch dir the operator allows.
+    check_files_fit(len(infos) + 1, sum(i.size for i in infos), settings.sandbox.max_limits)
     files: dict[str, str | bytes] = {}
-    for info in await store.list_files(workspace_id):
+    for info in infos:
         files[info.path] = (await store.read(workspace_id, info.path)).content
     version_number: int | None = None
     if body.path is not None:

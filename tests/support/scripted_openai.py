@@ -65,6 +65,7 @@ class ScriptedOpenAI:
         self.default = default
         self.requests: list[dict[str, Any]] = []
         self.unmatched: list[str] = []
+        self.authorizations: list[str] = []  # the Authorization header of every POST, in order
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -89,6 +90,7 @@ class ScriptedOpenAI:
             self.rules.clear()
             self.requests.clear()
             self.unmatched.clear()
+            self.authorizations.clear()
 
     def requests_matching(self, text: str) -> list[dict[str, Any]]:
         """Recorded requests whose message text contains ``text``."""
@@ -146,6 +148,8 @@ class ScriptedOpenAI:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
+                with script._lock:
+                    script.authorizations.append(self.headers.get("Authorization", ""))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, b'{"error": "not found"}', "application/json")
