@@ -5,14 +5,16 @@ Only this module reads the environment for ``sandbox``; backends receive a :clas
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.base import Limits
 
-__all__ = ["SandboxSettings", "default_cache_dir", "default_data_dir"]
+__all__ = ["DEFAULT_MAX_LIMITS", "SandboxSettings", "default_cache_dir", "default_data_dir"]
 
 
 def default_data_dir() -> Path:
@@ -23,6 +25,18 @@ def default_data_dir() -> Path:
 def default_cache_dir() -> Path:
     """Return the default cache dir (``~/.cache/agentic``)."""
     return Path.home() / ".cache" / "agentic"
+
+
+DEFAULT_MAX_LIMITS = Limits(
+    cpu_seconds=120.0,
+    cpus=2.0,
+    memory_mb=4096,
+    wall_seconds=600.0,
+    pids=512,
+    disk_mb=2048,
+    output_bytes=16_000_000,
+)
+"""The server maximums when the operator sets none."""
 
 
 class SandboxSettings(BaseSettings):
@@ -44,17 +58,7 @@ class SandboxSettings(BaseSettings):
         validation_alias=AliasChoices("AGENTIC_SANDBOX_CACHE_DIR", "AGENTIC_CACHE_DIR", "cache_dir"),
     )
     # Server maximums: a request asking for more is refused (LimitsExceededError).
-    max_limits: Limits = Field(
-        default_factory=lambda: Limits(
-            cpu_seconds=120.0,
-            cpus=2.0,
-            memory_mb=4096,
-            wall_seconds=600.0,
-            pids=512,
-            disk_mb=2048,
-            output_bytes=16_000_000,
-        )
-    )
+    max_limits: Limits = Field(default_factory=lambda: DEFAULT_MAX_LIMITS)
     # Admission (sandbox.guard): budgets of granted memory and of running sandboxes, global and per
     # tenant. A run that does not fit waits admission_wait_s, then is refused (HTTP 429, Retry-After).
     memory_budget_mb: int | None = Field(default=None, gt=0)  # None: 3/4 of the host's memory
@@ -78,3 +82,13 @@ class SandboxSettings(BaseSettings):
     # gVisor backend.
     runsc_path: Path | None = None  # default: `runsc` on PATH
     gvisor_platform: str = "ptrace"  # the only platform that works on this kind of host (no /dev/kvm)
+
+    @field_validator("max_limits", mode="before")
+    @classmethod
+    def _merge_max_limits(cls, value: object) -> object:
+        """``{"memory_mb": 1024}`` lowers that one maximum; the others keep their defaults."""
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, dict):
+            return {**dataclasses.asdict(DEFAULT_MAX_LIMITS), **value}
+        return value

@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.base import EndReason, Limits, RunRequest
 from sandbox.bubblewrap import BubblewrapSandbox
-from sandbox.config import SandboxSettings
+from sandbox.config import DEFAULT_MAX_LIMITS, SandboxSettings
 from sandbox.errors import (
     InvalidRunRequestError,
     LimitsExceededError,
@@ -140,3 +140,14 @@ async def test_streamed_runs_hold_their_grant_until_closed(guarded: GuardedSandb
     assert guarded.admission.stats().granted_memory_mb == 256
     await chunks.aclose()  # type: ignore[attr-defined]
     assert guarded.admission.stats().granted_memory_mb == 0
+
+
+def test_partial_maximums_from_the_environment_keep_the_other_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENTIC_SANDBOX_MAX_LIMITS", '{"memory_mb": 1024}')
+    maximums = SandboxSettings().max_limits
+    assert maximums.memory_mb == 1024
+    assert (
+        maximums.pids == DEFAULT_MAX_LIMITS.pids and maximums.wall_seconds == DEFAULT_MAX_LIMITS.wall_seconds
+    )

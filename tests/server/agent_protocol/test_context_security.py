@@ -211,3 +211,19 @@ async def test_agent_runs_hold_the_operators_maximums(
     assert attempts, "the Code Agent never ran"
     assert attempts[0]["reason"] == "timeout", attempts
     assert attempts[0]["duration_s"] < MAX_WALL_S + 2.0, attempts
+
+
+async def test_tenant_b_search_agent_finds_nothing_of_tenant_a(
+    client_b: LangGraphClient, server: ServerProcess, operator_llm: ScriptedOpenAI, victim_workspace: str
+) -> None:
+    operator_llm.reset()
+    operator_llm.add(Reply('{"next": "search", "task": "tenant secret"}', match=ROUTER))
+    operator_llm.when(ROUTER, '{"next": "answer", "answer": "searched"}')
+    tid = (await client_b.threads.create())["thread_id"]
+    result = await client_b.runs.wait(
+        tid, "agent", input=_turn("find the secret", victim_workspace), raise_error=False
+    )
+    text = json.dumps(result)
+    assert "search_agent" in text, text  # the Search Agent did run
+    assert SECRET not in text, "tenant B's search returned tenant A's file"
+    assert "no workspace" in text, text  # told the same as for an id that does not exist
