@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +27,7 @@ from server.middleware import BodySizeLimitMiddleware
 from server.routes import docs, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from workspace.config import open_store
+from workspace.retention import prune_periodically
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -44,6 +47,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }  # fmt: skip
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the app; the store and the sandbox are opened by its lifespan and closed after."""
     settings = settings if settings is not None else Settings()
@@ -55,6 +65,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = await stack.enter_async_context(open_store(settings.workspace))
             sandbox = InstrumentedSandbox(await stack.enter_async_context(create_sandbox(settings.sandbox)))
             app.state.store = store
+            if settings.workspace.run_output_prune_interval_s > 0:
+                # Registered after the store: on exit the sweep is cancelled before the store closes.
+                pruner = asyncio.create_task(
+                    prune_periodically(
+                        store.prune_run_outputs, settings.workspace.run_output_prune_interval_s
+                    ),
+                    name="prune-run-outputs",
+                )
+                stack.push_async_callback(_cancel, pruner)
             app.state.sandbox = sandbox
             # Keys created with `agentic keys create` live beside threads and runs.
             ap = settings.agent_protocol
