@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,6 +29,7 @@ from server.routes import docs, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from tools.services import no_process_services
 from workspace.config import open_store
+from workspace.retention import prune_periodically
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -47,6 +50,13 @@ _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }  # fmt: skip
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the app; the store and the sandbox are opened by its lifespan and closed after."""
     settings = settings if settings is not None else Settings()
@@ -63,6 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
             watch_admission(sandbox.admission)
             app.state.store = store
+            if settings.workspace.run_output_prune_interval_s > 0:
+                # Registered after the store: on exit the sweep is cancelled before the store closes.
+                pruner = asyncio.create_task(
+                    prune_periodically(
+                        store.prune_run_outputs, settings.workspace.run_output_prune_interval_s
+                    ),
+                    name="prune-run-outputs",
+                )
+                stack.push_async_callback(_cancel, pruner)
             app.state.sandbox = sandbox
             # Keys created with `agentic keys create` live beside threads and runs.
             ap = settings.agent_protocol

@@ -1,5 +1,5 @@
 """The ``agentic`` command: ``serve`` the API, ``run`` a file in the local sandbox, ``doctor`` the host,
-``keys`` create / list / revoke the API keys of tenants.
+``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output.
 
 This is the only module (with start-up) that prints and configures logging.
 """
@@ -182,6 +182,20 @@ def doctor() -> None:
         Console().print(f"{len(missing)} item(s) missing or not working; optional ones only limit features.")
     else:
         Console().print("everything is in place.")
+
+
+async def _prune(settings: Settings) -> int:
+    from workspace.config import open_store
+
+    async with open_store(settings.workspace) as store:
+        return await store.prune_run_outputs()
+
+
+@app.command()
+def prune() -> None:
+    """Delete run output past AGENTIC_RUN_OUTPUT_RETENTION_S or over a tenant's quota (files stay)."""
+    count = asyncio.run(_prune(Settings()))
+    _err.print(f"deleted {count} run output(s)")
 
 
 keys_app = typer.Typer(

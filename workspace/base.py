@@ -123,7 +123,11 @@ class VersionStore(Protocol):
         ...
 
     async def index_run_output(self, workspace_id: str, run_id: str, path: str, text: str) -> None:
-        """Make a run's output (``path`` such as ``stdout``) searchable; replaces an earlier one."""
+        """Make a run's output (``path`` such as ``stdout``) searchable; replaces an earlier one.
+
+        Unlike files, run output is not kept forever: it may be cut to a cap (head and tail kept),
+        and deleted later by age or to keep the tenant within its quota (oldest first).
+        """
         ...
 
     async def close(self) -> None:

@@ -63,6 +63,22 @@ _SQLITE: list[list[str]] = [
             INSERT INTO search_fts (rowid, path, body) VALUES (new.id, new.path, new.body);
         END""",
     ],
+    # 2: size and time of each document, for run output retention and per-tenant quotas.
+    [
+        "ALTER TABLE search_documents ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE search_documents ADD COLUMN created_at TEXT NOT NULL "
+        "DEFAULT '1970-01-01 00:00:00.000000'",
+        # Re-index only when the text changes (the backfill below then costs no FTS work).
+        "DROP TRIGGER search_documents_au",
+        """CREATE TRIGGER search_documents_au AFTER UPDATE OF path, body ON search_documents BEGIN
+            INSERT INTO search_fts (search_fts, rowid, path, body)
+                VALUES ('delete', old.id, old.path, old.body);
+            INSERT INTO search_fts (rowid, path, body) VALUES (new.id, new.path, new.body);
+        END""",
+        "UPDATE search_documents SET size = length(CAST(body AS BLOB)), "
+        "created_at = strftime('%Y-%m-%d %H:%M:%S', 'now') || '.000000'",
+        "CREATE INDEX ix_search_documents_age ON search_documents (kind, created_at)",
+    ],
 ]
 
 _POSTGRES: list[list[str]] = [
@@ -92,6 +108,14 @@ _POSTGRES: list[list[str]] = [
                 left(path || ' ' || body, {PG_TSVECTOR_CHARS}), '[[:punct:]]+', ' ', 'g'))) STORED,
             CONSTRAINT uq_search_documents UNIQUE (workspace_id, kind, run_id, path))""",
         "CREATE INDEX ix_search_documents_tsv ON search_documents USING GIN (tsv)",
+    ],
+    # 2: size and time of each document, for run output retention and per-tenant quotas.
+    [
+        "ALTER TABLE search_documents ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE search_documents ADD COLUMN created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+        "UPDATE search_documents SET size = octet_length(body)",
+        "ALTER TABLE search_documents ALTER COLUMN size DROP DEFAULT, ALTER COLUMN created_at DROP DEFAULT",
+        "CREATE INDEX ix_search_documents_age ON search_documents (kind, created_at)",
     ],
 ]
 

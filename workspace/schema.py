@@ -3,7 +3,9 @@
 ``files`` holds the head (latest version) of every path: it makes ``list_files`` cheap and gives
 writers one row to lock, so concurrent writes to a path take turns instead of racing for a number.
 ``search_documents`` holds the text that full-text search sees (latest file content, run outputs);
-each dialect adds its own index over it (FTS5 table on SQLite, tsvector + GIN on Postgres).
+each dialect adds its own index over it (FTS5 table on SQLite, tsvector + GIN on Postgres). Its
+``size`` and ``created_at`` drive run output retention and quotas (:mod:`workspace.retention`); a
+document's tenant is its workspace's.
 """
 
 from __future__ import annotations
@@ -101,4 +103,6 @@ search_documents = Table(
     Column("path", Text, nullable=False),
     Column("version_id", Text),
     Column("body", Text, nullable=False),
+    Column("size", Integer, nullable=False),  # UTF-8 bytes of body (run output quotas count these)
+    Column("created_at", UtcDateTime, nullable=False),  # when indexed (run output retention)
 )

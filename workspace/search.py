@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, text, update
+from sqlalchemy import ColumnElement, Row, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workspace.base import SearchHit
 from workspace.schema import search_documents
 
-__all__ = ["make_snippet", "query_terms", "run_search", "upsert_document"]
+__all__ = ["document_key", "make_snippet", "query_terms", "run_search", "upsert_document"]
 
 _TERM = re.compile(r"[^\W_]+")
 _MAX_TERMS = 32
@@ -64,22 +65,19 @@ async def upsert_document(
     path: str,
     version_id: str | None,
     body: str,
+    size: int,
+    created_at: datetime,
     is_new: bool = False,
 ) -> None:
     """Insert or replace the searchable text for one file / run output (inside the caller's transaction).
 
-    ``is_new`` skips the UPDATE when the caller knows no document exists yet (a file's first version).
+    ``size`` is the UTF-8 length of ``body``. ``is_new`` skips the UPDATE when the caller knows no
+    document exists yet (a file's first version).
     """
-    key = (
-        (search_documents.c.workspace_id == workspace_id)
-        & (search_documents.c.kind == kind)
-        & (search_documents.c.run_id == run_id)
-        & (search_documents.c.path == path)
-    )
+    key = document_key(workspace_id=workspace_id, kind=kind, run_id=run_id, path=path)
+    values = {"version_id": version_id, "body": body, "size": size, "created_at": created_at}
     if not is_new:
-        updated = await conn.execute(
-            update(search_documents).where(key).values(version_id=version_id, body=body)
-        )
+        updated = await conn.execute(update(search_documents).where(key).values(**values))
         is_new = updated.rowcount == 0
     if is_new:
         await conn.execute(
@@ -88,10 +86,19 @@ async def upsert_document(
                 kind=kind,
                 run_id=run_id,
                 path=path,
-                version_id=version_id,
-                body=body,
+                **values,
             )
         )
+
+
+def document_key(*, workspace_id: str, kind: str, run_id: str, path: str) -> ColumnElement[bool]:
+    """Select one document by its unique key."""
+    return (
+        (search_documents.c.workspace_id == workspace_id)
+        & (search_documents.c.kind == kind)
+        & (search_documents.c.run_id == run_id)
+        & (search_documents.c.path == path)
+    )
 
 
 def make_snippet(body: str, terms: Sequence[str]) -> str:

@@ -9,8 +9,9 @@ Choices the contract leaves open:
 * Concurrent writers to one path take turns on the path's row in ``files`` (``SELECT ... FOR
   UPDATE`` on Postgres, ``BEGIN IMMEDIATE`` on SQLite); the first write of a new path can still race,
   which the unique ``(workspace, path, number)`` constraint catches and the write retries.
-* ``index_run_output`` stores log text, so it replaces NUL bytes and truncates at the size cap
-  instead of refusing.
+* ``index_run_output`` stores log text, so it replaces NUL bytes and cuts it to a cap (head and
+  tail) instead of refusing; retention and the per-tenant quota may delete it later
+  (:mod:`workspace.retention`). Files and versions are never deleted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from workspace.errors import (
 )
 from workspace.migrations import apply_migrations, current_version
 from workspace.paths import MAX_PATH_LENGTH, normalise_path
+from workspace.retention import RunOutputPolicy, clip_output, prune_run_outputs, save_run_output
 from workspace.rows import check_name, new_id, to_version, to_workspace, version_clause
 from workspace.schema import files, versions, workspaces
 from workspace.search import run_search, upsert_document
@@ -66,10 +68,12 @@ class SqlVersionStore:
         *,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_path_length: int = MAX_PATH_LENGTH,
+        run_outputs: RunOutputPolicy | None = None,
     ) -> None:
         self._engine = engine
         self.max_file_bytes = max_file_bytes
         self.max_path_length = max_path_length
+        self.run_outputs = run_outputs or RunOutputPolicy()
         self.dialect: str = engine.dialect.name
         # SQLite has one writer at a time: queue this process's writers here rather than in
         # SQLite's busy handler, which polls with sleeps.
@@ -83,6 +87,7 @@ class SqlVersionStore:
         *,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_path_length: int = MAX_PATH_LENGTH,
+        run_outputs: RunOutputPolicy | None = None,
         **engine_kwargs: Any,
     ) -> Self:
         """Create a store for ``sqlite:///file.db`` or ``postgresql://...`` (async drivers are picked).
@@ -90,7 +95,9 @@ class SqlVersionStore:
         ``engine_kwargs`` go to SQLAlchemy's ``create_async_engine`` (e.g. ``pool_size``).
         """
         engine = create_engine_for_url(url, **engine_kwargs)
-        return cls(engine, max_file_bytes=max_file_bytes, max_path_length=max_path_length)
+        return cls(
+            engine, max_file_bytes=max_file_bytes, max_path_length=max_path_length, run_outputs=run_outputs
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -270,6 +277,8 @@ class SqlVersionStore:
             path=path,
             version_id=version.id,
             body=content,
+            size=version.size,
+            created_at=version.created_at,
             is_new=head is None,
         )
         return version
@@ -368,27 +377,20 @@ class SqlVersionStore:
     # -- search -------------------------------------------------------------------------------
 
     async def index_run_output(self, workspace_id: str, run_id: str, path: str, text: str) -> None:
-        """Make a run's output searchable (NUL replaced, cut at the size cap); replaces an earlier one."""
+        """Make a run's output searchable (head and tail within the cap; quota: oldest out first)."""
         path = normalise_path(path, max_length=self.max_path_length)
         run_id = check_name("run_id", run_id)
         if not isinstance(text, str):
             raise BinaryContentError(f"run output must be text (str), got {type(text).__name__}")
-        body = text.replace("\x00", "\ufffd").encode("utf-8", "replace")[: self.max_file_bytes]
-        clean = body.decode("utf-8", "ignore")
+        body = clip_output(text.replace("\x00", "\ufffd"), self.run_outputs.cap())
+        quota = self.run_outputs.quota_bytes
+        await self._in_write_tx(
+            lambda conn: save_run_output(conn, workspace_id, run_id, path, body, quota=quota)
+        )
 
-        async def work(conn: AsyncConnection) -> None:
-            await self._require_workspace(conn, workspace_id)
-            await upsert_document(
-                conn,
-                workspace_id=workspace_id,
-                kind="run_output",
-                run_id=run_id,
-                path=path,
-                version_id=None,
-                body=clean,
-            )
-
-        await self._in_write_tx(work)
+    async def prune_run_outputs(self, now: datetime | None = None) -> int:
+        """Delete run outputs past the retention or over a (lowered) tenant quota; returns how many."""
+        return await prune_run_outputs(self._in_write_tx, self.run_outputs, now)
 
     async def search(self, workspace_id: str, query: str, limit: int = 10) -> list[SearchHit]:
         """Full-text search the latest files and run outputs of a workspace, best first."""
