@@ -149,3 +149,13 @@ async def test_local_corpus_ranks_by_terms() -> None:
     )
     assert [r.url for r in await corpus.search("dogs")] == ["u2", "u1"]
     assert await corpus.search("zebra") == []
+
+
+async def test_a_server_process_never_opens_the_unscoped_store() -> None:
+    from tools.services import MissingServiceError, get_sandbox, get_store, no_process_services
+
+    with no_process_services():
+        with pytest.raises(MissingServiceError, match="workspace store"):
+            await get_store({"store": None})
+        with pytest.raises(MissingServiceError, match="sandbox"):
+            await get_sandbox({"sandbox": None, "sandbox_backend": "local"})
