@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -54,7 +53,7 @@ from types import TracebackType
 from typing import Self
 
 from sandbox import seccomp
-from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
+from sandbox.base import EndReason, OutputChunk, RunRequest, RunResult
 from sandbox.bwrap_host import (
     BWRAP_PIDS,
     PYTHON_VENV,
@@ -68,16 +67,12 @@ from sandbox.bwrap_host import (
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
 from sandbox.config import SandboxSettings
-from sandbox.errors import (
-    InvalidRunRequestError,
-    LimitsExceededError,
-    SandboxStartError,
-    SandboxUnavailableError,
-)
+from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
 from sandbox.netns import NetnsPool
 from sandbox.process import StreamName, run_process
+from sandbox.resources import check_limits
 from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
@@ -124,16 +119,6 @@ async def _cpu_watchdog(
             logger.debug("run passed its %.1fs CPU budget; killing the tree", cpu_seconds)
             await kill(spawned[0])
             return
-
-
-def _check_limits(limits: Limits, maximums: Limits) -> None:
-    """Refuse non-positive limits and limits above the server maximums (defence in depth)."""
-    for f in dataclasses.fields(Limits):
-        value, maximum = getattr(limits, f.name), getattr(maximums, f.name)
-        if not value > 0:
-            raise InvalidRunRequestError(f"limit {f.name} must be positive, got {value!r}")
-        if value > maximum:
-            raise LimitsExceededError(f"limit {f.name}={value} exceeds the server maximum {maximum}")
 
 
 class BubblewrapSandbox:
@@ -251,7 +236,7 @@ class BubblewrapSandbox:
     async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
-        _check_limits(request.limits, self.settings.max_limits)
+        check_limits(request.limits, self.settings.max_limits)
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset, python=f"{PYTHON_VENV}/bin/python3")
         if self._pool is None and request.language == "typescript":

@@ -76,6 +76,7 @@ from sandbox.oci import (
     release_scratch,
 )
 from sandbox.process import ProcessOutcome, StreamName, run_process
+from sandbox.resources import check_limits
 from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
@@ -311,6 +312,7 @@ class GVisorSandbox:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         s = self.settings
+        check_limits(request.limits, s.max_limits)
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset)
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)

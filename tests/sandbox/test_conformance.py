@@ -7,6 +7,7 @@ nothing succeeded *and* checks the host side where it can (files, listeners, pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -19,7 +20,7 @@ import pytest
 
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.errors import InvalidRunRequestError, UnknownLibrarySetError
+from sandbox.errors import InvalidRunRequestError, LimitsExceededError, UnknownLibrarySetError
 
 
 def sleeper(seconds: int, marker: str) -> str:
@@ -215,6 +216,21 @@ print(json.dumps(res))
 
 
 # --- limits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["pids", "memory_mb", "wall_seconds", "disk_mb", "cpu_seconds"])
+async def test_limits_above_the_server_maximum_are_refused(
+    sandbox: Sandbox, sandbox_settings: SandboxSettings, field: str
+) -> None:
+    """Every backend refuses a request above ``max_limits`` itself (not only the guard upstream)."""
+    maximum = getattr(sandbox_settings.max_limits, field)
+    value = maximum * 2 if isinstance(maximum, int) else maximum + 1.0
+    limits = dataclasses.replace(Limits(), **{field: value})
+    with pytest.raises(LimitsExceededError) as info:
+        await run_py(sandbox, "print('ran')", limits=limits)
+    assert field in str(info.value) and str(value) in str(info.value) and str(maximum) in str(info.value)
+    with pytest.raises(InvalidRunRequestError, match=field):
+        await run_py(sandbox, "print('ran')", limits=dataclasses.replace(Limits(), **{field: 0}))
 
 
 async def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
