@@ -24,7 +24,7 @@ from typing import Any
 from sandbox.base import Limits
 from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR, check_relative_path
 from sandbox.errors import InvalidRunRequestError
-from sandbox.seccomp import DENIED_SYSCALLS
+from sandbox.seccomp_policy import Rule, policy
 
 __all__ = [
     "SCRATCH_DIR",
@@ -44,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 _TOP_DIRS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 _NOFILE = 1024
-# The same policy as sandbox.seccomp (bubblewrap), as an OCI profile the Sentry enforces (--oci-seccomp).
-_CLONE_NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
-_AF_UNIX, _AF_PACKET, _SOCK_RAW, _SOCK_TYPE_MASK = 1, 17, 3, 0xF
-_EPERM, _EAFNOSUPPORT = 1, 97
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH, _EINVAL = 2, 4, 2, 22
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -197,43 +193,31 @@ def _rlimits(spec: RunSpec) -> list[dict[str, Any]]:
     return [{"type": name, "hard": value, "soft": value} for name, value in values.items()]
 
 
-def _errno_rule(names: Sequence[str], errno: int, *args: dict[str, Any]) -> dict[str, Any]:
-    rule: dict[str, Any] = {"names": list(names), "action": "SCMP_ACT_ERRNO", "errnoRet": errno}
-    if args:
-        rule["args"] = list(args)
-    return rule
+_OCI_OPS = {"eq": "SCMP_CMP_EQ", "ne": "SCMP_CMP_NE", "masked_eq": "SCMP_CMP_MASKED_EQ"}
+
+
+def _oci_rule(rule: Rule) -> dict[str, Any]:
+    entry: dict[str, Any] = {"names": [rule.name], "action": "SCMP_ACT_ERRNO", "errnoRet": rule.errno}
+    if rule.arg is not None:
+        check = rule.arg
+        arg = {"index": check.index, "value": check.value, "op": _OCI_OPS[check.op]}
+        if check.op == "masked_eq":  # OCI: value = mask, valueTwo = the masked value
+            arg = {**arg, "value": check.mask, "valueTwo": check.value}
+        entry["args"] = [arg]
+    return entry
 
 
 def seccomp_profile(*, network: bool) -> dict[str, Any]:
-    """Return ``linux.seccomp``: the bubblewrap backend's deny list, enforced inside gVisor.
+    """Return ``linux.seccomp``: :func:`sandbox.seccomp_policy.policy`, enforced inside gVisor.
 
     Why, when gVisor already isolates: namespace and mount calls succeed *inside* the Sentry (they
     are harmless to the host, but a program should see the same policy on every backend), and
     without network only ``AF_UNIX`` sockets may exist, so even the sandbox's own loopback is unusable.
 
-    This runsc ignores ``errnoRet`` (every denial is ``EPERM``), so ``clone3`` is not refused: glibc
-    falls back to ``clone`` only on ``ENOSYS``. Namespaces made with ``clone3`` stay inside the Sentry;
-    io_uring is off in gVisor by default.
+    This runsc ignores ``errnoRet`` (every denial is ``EPERM``), so rules that need their errno
+    (``clone3``: glibc falls back to ``clone`` only on ``ENOSYS``) are left out.
     """
-    rules = [
-        _errno_rule(DENIED_SYSCALLS, _EPERM),
-        *(
-            _errno_rule(
-                ["clone"], _EPERM, {"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
-            )
-            for bit in (1 << i for i in range(32))
-            if _CLONE_NS_FLAGS & bit
-        ),
-    ]
-    if network:
-        rules.append(
-            _errno_rule(["socket"], _EAFNOSUPPORT, {"index": 0, "value": _AF_PACKET, "op": "SCMP_CMP_EQ"})
-        )
-        raw = {"index": 1, "value": _SOCK_TYPE_MASK, "valueTwo": _SOCK_RAW, "op": "SCMP_CMP_MASKED_EQ"}
-        rules.append(_errno_rule(["socket"], _EPERM, raw))
-    else:
-        not_unix = {"index": 0, "value": _AF_UNIX, "op": "SCMP_CMP_NE"}
-        rules.append(_errno_rule(["socket", "socketpair"], _EAFNOSUPPORT, not_unix))
+    rules = [_oci_rule(rule) for rule in policy(network=network) if not rule.needs_errno]
     return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
 
 

@@ -215,6 +215,28 @@ print(json.dumps(res))
     assert all(value != "ok" for value in data.values()), data
 
 
+async def test_io_uring_and_clone3_are_refused(sandbox: Sandbox) -> None:
+    """Both backends build their seccomp policy from one table (gVisor once let io_uring_setup through)."""
+    code = r"""
+import ctypes, errno, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+out = {}
+for name, nr, args in [('io_uring_setup', 425, (4, params)), ('io_uring_enter', 426, (0, 0, 0, 0, None, 0)),
+                       ('io_uring_register', 427, (0, 0, None, 0))]:
+    rc = libc.syscall(nr, *args)
+    out[name] = 'ok' if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+pid = os.fork()  # clone3 refused must still leave fork / threads working
+if pid == 0:
+    os._exit(7)
+out['fork'] = os.waitpid(pid, 0)[1] >> 8
+print(json.dumps(out))
+"""
+    data = probe_json(await run_py(sandbox, code))
+    assert data.pop("fork") == 7
+    assert all(value in ("ENOSYS", "EPERM") for value in data.values()), data
+
+
 # --- limits ---------------------------------------------------------------------------------------
 
 
