@@ -31,6 +31,10 @@ Limits on this host (runsc 2022-12, cgroup v1):
   ``oom``) and CPU seconds are not enforced (wall clock only); a warning says so at start-up.
 * A program that exits by itself with code 129..159 is reported as killed by that signal
   (runsc reports a signal death as 128 + signal, like a shell).
+* Output: the Sentry writes to our stdout / stderr pipes without blocking and hands a partial
+  write back to the program (one 200 kB ``write`` came back as 65,536 bytes, the rest lost). So
+  each pipe holds more than ``output_bytes``: a write is then either taken whole, or what the
+  pipe took already passes the cap and the stream is flagged ``*_truncated``.
 * This runsc ignores seccomp ``errnoRet``: refused calls fail with ``EPERM`` (bubblewrap: some
   ``EAFNOSUPPORT`` / ``ENOSYS``), and ``clone3`` stays allowed (see :func:`sandbox.oci.seccomp_profile`).
 
@@ -376,6 +380,7 @@ class GVisorSandbox:
                     cwd=rundir,
                     kill=kill,
                     on_output=chunks.add if chunks is not None else None,
+                    output_pipe_size=limits.output_bytes + 1,
                 )
             except OSError as exc:
                 raise SandboxStartError(f"could not start runsc: {exc}") from exc

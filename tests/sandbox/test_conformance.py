@@ -327,6 +327,16 @@ async def test_huge_output_is_truncated_with_bounded_memory(sandbox: Sandbox) ->
     assert grown_mb < 50
 
 
+async def test_one_big_write_arrives_whole_or_flagged(sandbox: Sandbox) -> None:
+    """A single write over the 64 KiB pipe buffer (gVisor once returned it short, unflagged)."""
+    code = "import os, sys\nn = os.write(1, b'x' * 200_000)\nprint(n, file=sys.stderr)\n"
+    result = await run_py(sandbox, code)
+    assert result.ok, result.stderr
+    assert len(result.stdout) == 200_000 and result.stderr == "200000\n" and not result.stdout_truncated
+    capped = await run_py(sandbox, code, limits=Limits(output_bytes=100_000))
+    assert capped.stdout_truncated and len(capped.stdout) == 100_000
+
+
 async def test_sleep_past_timeout(sandbox: Sandbox) -> None:
     result = await run_py(sandbox, "import time\ntime.sleep(30)\n", limits=Limits(wall_seconds=1))
     assert result.reason is EndReason.TIMEOUT
