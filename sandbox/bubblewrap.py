@@ -65,7 +65,7 @@ from sandbox.bwrap_host import (
     static_args,
 )
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
-from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
+from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size, check_relative_path
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
@@ -244,6 +244,7 @@ class BubblewrapSandbox:
             heap_mb = max(16, request.limits.memory_mb * 3 // 4)
             argv.insert(2, f"--v8-flags=--max-old-space-size={heap_mb}")
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+        check_exec_size(argv, env)
         limits = request.limits
         fds: list[int] = []
         cgroup: Cgroup | None = None

@@ -64,7 +64,7 @@ from typing import Self
 
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
 from sandbox.cgroups import Cgroup, CgroupUsage, open_pool
-from sandbox.commands import DENO_PATH, build_argv, build_env
+from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT
@@ -320,6 +320,7 @@ class GVisorSandbox:
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset)
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+        check_exec_size(argv, env)
         limits = request.limits
         cid = f"agentic-{os.getpid()}-{next(_ids)}-{secrets.token_hex(4)}"
         rundir = self._runs / cid

@@ -489,6 +489,21 @@ async def test_concurrent_runs(sandbox: Sandbox) -> None:
     assert [r.stdout for r in results] == [f"{i * 2}\n" for i in range(6)]
 
 
+@pytest.mark.parametrize(
+    "args, env",
+    [(("x" * 200_000,), {}), (("y" * 100_000,) * 12, {}), ((), {"BIG": "z" * 200_000})],
+    ids=["one-200kB-arg", "1.2MB-of-args", "200kB-env"],
+)
+async def test_too_long_argument_list_is_a_bad_request(
+    sandbox: Sandbox, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """E2BIG used to surface as a start failure (a 500 upstream); it is the request's fault."""
+    with pytest.raises(InvalidRunRequestError, match=r"argument list is too long.*maximum \d+ bytes"):
+        await run_py(sandbox, "print(1)", args=args, env=env)
+    fits = await run_py(sandbox, "import sys\nprint(len(sys.argv[1]))", args=("x" * 100_000,))
+    assert fits.ok and fits.stdout == "100000\n", fits.stderr
+
+
 async def test_bad_requests_raise(sandbox: Sandbox) -> None:
     with pytest.raises(InvalidRunRequestError):
         await sandbox.run(RunRequest(language="python", entry="missing.py"))
