@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 # their ``.pth`` start-up hooks (which import whatever the host installed) must not run in every
 # sandbox; this also saves ~1.5 ms per Python start. ``site`` (``exit()``, ``help()``) stays.
 PYTHON_VENV = "/opt/python"
-BWRAP_PIDS = 2  # bwrap's own processes (outer monitor, pid-namespace init) counted in the pids cap
+# Our processes counted in the pids cap: the launcher (a subreaper), bwrap's monitor, its namespace init.
+BWRAP_PIDS = 3
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -188,8 +189,9 @@ class HostStage:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def static_args(settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True,
-                venv: Path | None = None) -> list[str]:
+def static_args(
+    settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True, venv: Path | None = None
+) -> list[str]:
     """Return the bwrap argv prefix shared by every run with this network setting.
 
     ``new_netns=False``: the launcher already put the run in a pooled empty network namespace.

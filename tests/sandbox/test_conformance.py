@@ -272,6 +272,35 @@ while True:
     assert after.ok and after.stdout == "fine\n"
 
 
+FORK_COUNT = """
+import os, time
+alive, deadline = 1, time.monotonic() + 3  # 1: this process
+while time.monotonic() < deadline and alive <= 64:  # retry: slots freed later must not add any
+    try:
+        pid = os.fork()
+    except OSError:
+        time.sleep(0.02)
+        continue
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    alive += 1
+print(alive)
+"""
+
+
+async def test_pids_cap_is_exact_after_runs_that_leave_zombies(sandbox: Sandbox) -> None:
+    """Late-reaped processes of earlier runs must neither widen nor eat the next run's pids cap."""
+    spawner = "import os, time\nfor _ in range(4):\n    os.fork() or time.sleep(30)\ntime.sleep(30)\n"
+    for end in ("timeout", "exit", "timeout"):  # killed trees and normal exits both leave zombies
+        code = spawner if end == "timeout" else "import os\nos.fork()\nprint(1)\n"
+        await run_py(sandbox, code, limits=Limits(pids=8, wall_seconds=0.5 if end == "timeout" else 5))
+    for pids in (6, 6, 9):
+        result = await run_py(sandbox, FORK_COUNT, limits=Limits(pids=pids, wall_seconds=10))
+        assert result.ok, result.stderr[-500:]
+        assert int(result.stdout) == pids, f"{result.stdout.strip()} processes alive with pids={pids}"
+
+
 async def test_memory_cap_ends_with_oom(sandbox: Sandbox) -> None:
     code = "x = bytearray(2 * 1024**3)\nprint('allocated', len(x))\n"
     result = await run_py(sandbox, code, limits=Limits(memory_mb=256, wall_seconds=30))
