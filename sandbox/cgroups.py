@@ -9,6 +9,7 @@ this process already lives in, so the server's own accounting keeps covering its
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -23,6 +24,7 @@ from sandbox.base import Limits
 __all__ = [
     "Cgroup",
     "CgroupPool",
+    "CgroupBusyError",
     "CgroupUsage",
     "PoolClosedError",
     "cgroups_writable",
@@ -83,6 +85,10 @@ def cgroups_writable(root: Path) -> bool:
         if not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
             return False
     return True
+
+
+class CgroupBusyError(OSError):
+    """A group cannot take a lower memory cap (it holds more than that); the pool replaces it."""
 
 
 class PoolClosedError(RuntimeError):
@@ -185,9 +191,24 @@ class Cgroup:
         mem = self.dirs["memory"]
         nbytes = limits.memory_mb * 1024 * 1024
         if self.applied.get("memory.limit_in_bytes") != nbytes:
+            self.applied.pop("memory.limit_in_bytes", None)  # unknown until the write succeeded
             if self.has_memsw:
                 _write(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
-            _write(mem / "memory.limit_in_bytes", nbytes)
+            try:
+                _write(mem / "memory.limit_in_bytes", nbytes)
+            except OSError as exc:
+                # EBUSY: the group still holds more than the new cap (charges of earlier runs) and the
+                # kernel could not reclaim it; force_empty drops what can go, then one more try.
+                if exc.errno != errno.EBUSY:
+                    raise
+                with contextlib.suppress(OSError):
+                    _write(mem / "memory.force_empty", 0)
+                try:
+                    _write(mem / "memory.limit_in_bytes", nbytes)
+                except OSError as again:
+                    raise CgroupBusyError(
+                        f"cgroup {self.name} holds more than {limits.memory_mb} MB"
+                    ) from again
             if self.has_memsw:
                 _write(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
             self.applied["memory.limit_in_bytes"] = nbytes
@@ -333,7 +354,15 @@ class CgroupPool:
             for base in self._bases.values():
                 base.mkdir(exist_ok=True)
             cg = self._create()
-        cg.apply(limits, extra_pids)
+        try:
+            cg.apply(limits, extra_pids)
+        except CgroupBusyError as exc:
+            # Retire it (its charge moves to the parent on rmdir) and give the run a fresh group,
+            # which goes back to the pool afterwards: the pool keeps its size.
+            logger.info("%s; replacing it with a fresh group", exc)
+            self._remove(cg)
+            cg = self._create()
+            cg.apply(limits, extra_pids)
         return cg
 
     def _take_clean(self) -> Cgroup | None:
