@@ -13,7 +13,10 @@ than a bare interpreter start):
    namespace itself when the pool is unusable on this host); the root is an empty tmpfs with
    read-only system dirs, a synthesized ``/etc`` (no host passwd / shadow), ``/proc``, a minimal
    ``/dev`` and a size-capped tmpfs scratch dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` ->
-   ``/sandbox/tmp``) filled from memfds.
+   ``/sandbox/tmp``) filled from memfds. ``/dev`` is remounted read-only and ``/dev/shm`` is its
+   own tmpfs of :func:`~sandbox.bwrap_host.shm_bytes` (``min(disk_mb, 64)`` MB), so everything a
+   run can write is sized: at most ``disk_mb + min(disk_mb, 64)`` MB in all. Without cgroups
+   (rlimits do not count tmpfs pages) a run whose arguments hold an unsized writable tmpfs is refused.
    Paths only root may traverse (library sets under ``/root``) are bind-staged by root into a
    world-traversable dir first (:mod:`sandbox.bwrap_host`).
    Python runs as ``/opt/python/bin/python3``, a venv-style launcher of the system interpreter
@@ -62,7 +65,9 @@ from sandbox.bwrap_host import (
     WORK_DIR,
     HostStage,
     launcher_rlimits,
+    shm_bytes,
     static_args,
+    unsized_tmpfs,
 )
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size, check_relative_path
@@ -210,6 +215,9 @@ class BubblewrapSandbox:
                 view = view[os.write(fd, view) :]
             os.lseek(fd, 0, os.SEEK_SET)
             args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{rel}"]
+        # /dev (bwrap's --dev tmpfs) becomes read-only; /dev/shm its own small sized tmpfs.
+        args += ["--size", str(shm_bytes(limits)), "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--remount-ro", "/dev"]
         if libset.host_path is not None:
             args += ["--ro-bind", str(self._stage.reachable(libset.host_path)), libset.mount_point]
         if request.language == "typescript":
@@ -299,7 +307,11 @@ class BubblewrapSandbox:
             full += ["--clearenv"]
             for key, value in env.items():
                 full += ["--setenv", key, value]
-            full += self._run_args(request, libset, fds)
+            run_args = self._run_args(request, libset, fds)
+            if pool is None and (unsized := unsized_tmpfs([*self._prefix[request.network], *run_args])):
+                # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
+                raise SandboxStartError(f"refusing to run with unsized writable tmpfs {unsized}")
+            full += run_args
             return full + argv, sorted(set(fds))
 
         def on_spawn(pid: int) -> None:

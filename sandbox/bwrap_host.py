@@ -32,7 +32,9 @@ __all__ = [
     "PYTHON_VENV",
     "HostStage",
     "launcher_rlimits",
+    "shm_bytes",
     "static_args",
+    "unsized_tmpfs",
     "unmount",
 ]
 
@@ -236,3 +238,26 @@ def launcher_rlimits(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool
         if data_rlimit:
             rlimits["data"] = limits.memory_mb * 1024 * 1024
     return rlimits
+
+
+SHM_MAX_MB = 64
+
+
+def shm_bytes(limits: Limits) -> int:
+    """Size of a run's ``/dev/shm`` tmpfs: ``min(disk_mb, 64)`` MB (POSIX shm, multiprocessing locks)."""
+    return max(1, min(limits.disk_mb, SHM_MAX_MB)) * 1024 * 1024
+
+
+def unsized_tmpfs(args: list[str]) -> list[str]:
+    """Writable tmpfs mounts of a bwrap argv without ``--size`` (``--dev`` too, unless remounted ro)."""
+    unsized: dict[str, bool] = {}
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--tmpfs":
+            unsized[args[i + 1]] = i < 2 or args[i - 2] != "--size" and args[i - 4 : i - 3] != ["--size"]
+        elif arg == "--dev":
+            unsized[args[i + 1]] = True
+        elif arg == "--remount-ro" and args[i + 1] in unsized:
+            unsized[args[i + 1]] = False
+    return [path for path, bad in unsized.items() if bad]

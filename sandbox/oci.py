@@ -7,8 +7,9 @@ system dirs, a few safe ``/etc`` pieces, the library set and the per-run scratch
 listed in each run's ``config.json``. gVisor's gofer serves them, so the sandboxed code never touches
 host syscalls for files directly.
 
-Layout inside (same as the bubblewrap backend): ``/sandbox/work`` is cwd and ``$HOME``,
-``/tmp`` -> ``/sandbox/tmp``; both live on the run's size-capped scratch tmpfs.
+Layout inside (same as the bubblewrap backend): ``/sandbox/work`` is cwd and ``$HOME``; ``/tmp``
+(the same dir as ``/sandbox/tmp``) and ``/dev/shm`` are bind mounts of the scratch tmpfs too, so all
+a run can write is that one host tmpfs of ``disk_mb`` (``/dev`` itself is root's, mode 755).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+SHM_SUBDIR = "shm"  # the scratch tmpfs's dir shown at /dev/shm
 _TOP_DIRS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 _NOFILE = 1024
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH, _EINVAL = 2, 4, 2, 22
@@ -97,7 +99,7 @@ def build_rootfs(rootfs: Path, *, uid: int, gid: int, mount_points: Sequence[str
     rootfs.mkdir(mode=0o755, parents=True, exist_ok=True)
     for sub in ("usr", "etc", "proc", "dev", SCRATCH_DIR.lstrip("/")):
         (rootfs / sub).mkdir(mode=0o755, exist_ok=True)
-    (rootfs / "tmp").symlink_to(TMP_DIR)
+    (rootfs / "tmp").mkdir(mode=0o755)  # the scratch dir's tmp/ is bound here (see build_config)
     for top in _TOP_DIRS:
         host = Path("/") / top
         if host.is_symlink():
@@ -150,7 +152,7 @@ def prepare_scratch(
         err = ctypes.get_errno()
         raise OSError(err, f"mount tmpfs on {scratch}: {os.strerror(err)}")
     work = scratch / PurePosixPath(WORK_DIR).name
-    for sub in (work, scratch / PurePosixPath(TMP_DIR).name):
+    for sub in (work, scratch / PurePosixPath(TMP_DIR).name, scratch / SHM_SUBDIR):
         sub.mkdir(mode=0o755)
         os.chown(sub, uid, gid)
     for raw, content in files.items():
@@ -234,6 +236,12 @@ def build_config(rootfs: Path, static_mounts: Sequence[BindMount], spec: RunSpec
     if spec.network and Path("/etc/resolv.conf").exists():
         mounts.append(_mount_entry(BindMount(Path("/etc/resolv.conf"), "/etc/resolv.conf")))
     mounts += [_mount_entry(m) for m in spec.extra_mounts]
+    scratch = next((m.source for m in spec.extra_mounts if m.destination == SCRATCH_DIR), None)
+    if scratch is not None:
+        # Without these runsc mounts its own unsized tmpfs at /tmp (and /dev/shm would be one too):
+        # both live on the run's scratch tmpfs instead, inside disk_mb.
+        mounts.append(_mount_entry(BindMount(scratch / PurePosixPath(TMP_DIR).name, "/tmp", writable=True)))
+        mounts.append(_mount_entry(BindMount(scratch / SHM_SUBDIR, "/dev/shm", writable=True)))
     memory = (spec.limits.memory_mb + spec.memory_headroom_mb) * 1024 * 1024
     linux: dict[str, Any] = {
         "namespaces": [{"type": ns} for ns in namespaces],

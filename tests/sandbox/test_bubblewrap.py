@@ -25,6 +25,7 @@ from sandbox.commands import build_argv
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.seccomp import bpf_program
+from tests.sandbox.test_conformance import fill_writable_places
 
 pytestmark = pytest.mark.privileged
 
@@ -271,6 +272,11 @@ def test_build_argv() -> None:
 async def test_rlimit_fallback_basics(local_rlimits: BubblewrapSandbox) -> None:
     result = await run_py(local_rlimits, "print('hi')")
     assert result.ok and result.stdout == "hi\n" and result.peak_memory_mb is None
+
+
+async def test_rlimit_fallback_every_writable_place_is_sized(local_rlimits: BubblewrapSandbox) -> None:
+    """rlimits do not count tmpfs pages, so here every writable tmpfs must be sized."""
+    await fill_writable_places(local_rlimits, disk_mb=8)
 
 
 async def test_rlimit_fallback_memory(local_rlimits: BubblewrapSandbox) -> None:

@@ -341,6 +341,41 @@ print(json.dumps({"written": written, "error": error}))
         assert "written" not in result.stdout or '"error": null' not in result.stdout
 
 
+FILL_WRITABLE = """
+import errno, json, os
+out = {}
+for place in ['/dev', '/dev/shm', '/tmp', '/sandbox/tmp', '.']:
+    written, error = 0, None
+    try:  # many 1 MB files: RLIMIT_FSIZE caps one file, not a place
+        for i in range(48):
+            with open(f'{place}/fill-{len(out)}-{i}', 'wb') as fh:
+                fh.write(b'x' * (1 << 20))
+            written += 1 << 20
+    except OSError as exc:
+        error = errno.errorcode[exc.errno]
+    out[place] = [written, error]
+print(json.dumps(out))
+"""
+
+
+async def fill_writable_places(sandbox: Sandbox, disk_mb: int) -> None:
+    """Every writable place is sized: /dev refuses, the rest stops at its cap, all within the bound."""
+    result = await run_py(
+        sandbox, FILL_WRITABLE, limits=Limits(disk_mb=disk_mb, memory_mb=512, wall_seconds=30)
+    )
+    data = probe_json(result)
+    assert data["/dev"] == [0, data["/dev"][1]] and data["/dev"][1] in ("EROFS", "EACCES"), data
+    for place, (_written, error) in data.items():
+        assert error in ("ENOSPC", "EFBIG", "EROFS", "EACCES"), (place, data)
+    # Documented bound: the scratch tmpfs (disk_mb, holding /tmp) plus /dev/shm (min(disk_mb, 64) MB).
+    total = sum(written for written, _ in data.values())
+    assert total <= (disk_mb + min(disk_mb, 64)) * 1024 * 1024, data
+
+
+async def test_every_writable_place_is_sized(sandbox: Sandbox) -> None:
+    await fill_writable_places(sandbox, disk_mb=8)
+
+
 async def test_huge_output_is_truncated_with_bounded_memory(sandbox: Sandbox) -> None:
     code = (
         "import sys\nchunk = 'y' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"

@@ -54,8 +54,13 @@ def test_bundle_shows_only_chosen_host_paths(tmp_path: Path) -> None:
     sources = {m["source"] for m in config["mounts"] if m["type"] == "bind"}
     assert "/" not in sources and "/root" not in sources and "/etc" not in sources
     assert not any(s.startswith(("/etc/shadow", "/etc/passwd", "/root", "/home")) for s in sources)
-    writable = [m["destination"] for m in config["mounts"] if "rw" in m.get("options", [])]
-    assert writable == ["/sandbox"]
+    writable = {m["destination"]: m["source"] for m in config["mounts"] if "rw" in m.get("options", [])}
+    # All writable places are dirs of the one scratch tmpfs (runsc's own /tmp would be unsized).
+    assert writable == {
+        "/sandbox": str(tmp_path),
+        "/tmp": str(tmp_path / "tmp"),
+        "/dev/shm": str(tmp_path / "shm"),
+    }
     assert {"type": "network"} in config["linux"]["namespaces"]
     assert config["process"]["user"]["uid"] == 65534
     assert config["process"]["noNewPrivileges"] is True
