@@ -52,6 +52,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -349,7 +350,8 @@ class GVisorSandbox:
                     gid=s.sandbox_gid,
                 )  # fmt: skip
             except OSError as exc:
-                raise SandboxStartError(f"could not prepare the scratch dir: {exc}") from exc
+                logger.warning("could not prepare the scratch dir of %s: %s", cid, exc)
+                raise SandboxStartError(f"could not prepare the scratch dir: {exc.strerror}") from exc
             cpuacct: Path | None = None
             if self._pool is not None:
                 padded = dataclasses.replace(limits, memory_mb=limits.memory_mb + MEMORY_HEADROOM_MB)
@@ -426,9 +428,11 @@ class GVisorSandbox:
         code = outcome.exit_code
         lines = stderr.strip().splitlines()
         if code == SETUP_EXIT and _SETUP_FAILED in stderr:
-            raise SandboxStartError(stderr.strip()[-500:])
+            logger.warning("gvisor setup failed: %s", stderr.strip()[-2000:])
+            raise SandboxStartError("gvisor setup failed: could not join the run's cgroups")
         if code == 128 and not outcome.timed_out and lines and lines[-1].startswith(_START_ERROR):
-            raise SandboxStartError(f"runsc failed: {lines[-1]}")
+            logger.warning("runsc failed: %s", stderr.strip()[-2000:])
+            raise SandboxStartError(f"runsc failed: {_hide_host_paths(lines[-1])}")
         if code > 128 and (code - 128) in _SIGNALS:
             code = -(code - 128)
         if outcome.timed_out:
@@ -488,6 +492,14 @@ class GVisorSandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+_HOST_PATH = re.compile(r"(?<![\w.])/(?:tmp|root|home|run|var|proc|sys|work|srv|opt|mnt)(?:/[^\s\"':,]*)?")
+
+
+def _hide_host_paths(message: str) -> str:
+    """Replace host paths (bundle, state, scratch, cgroups) in a runsc error: API callers see it."""
+    return _HOST_PATH.sub("<host path>", message)
 
 
 def _remove_state_files(state: Path, cid: str) -> None:
