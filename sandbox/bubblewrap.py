@@ -13,7 +13,10 @@ than a bare interpreter start):
    namespace itself when the pool is unusable on this host); the root is an empty tmpfs with
    read-only system dirs, a synthesized ``/etc`` (no host passwd / shadow), ``/proc``, a minimal
    ``/dev`` and a size-capped tmpfs scratch dir (``/sandbox/work`` = cwd and ``$HOME``, ``/tmp`` ->
-   ``/sandbox/tmp``) filled from memfds.
+   ``/sandbox/tmp``) filled from memfds. ``/dev`` is remounted read-only and ``/dev/shm`` is its
+   own tmpfs of :func:`~sandbox.bwrap_host.shm_bytes` (``min(disk_mb, 64)`` MB), so everything a
+   run can write is sized: at most ``disk_mb + min(disk_mb, 64)`` MB in all. Without cgroups
+   (rlimits do not count tmpfs pages) a run whose arguments hold an unsized writable tmpfs is refused.
    Paths only root may traverse (library sets under ``/root``) are bind-staged by root into a
    world-traversable dir first (:mod:`sandbox.bwrap_host`).
    Python runs as ``/opt/python/bin/python3``, a venv-style launcher of the system interpreter
@@ -42,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -54,7 +56,7 @@ from types import TracebackType
 from typing import Self
 
 from sandbox import seccomp
-from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
+from sandbox.base import EndReason, OutputChunk, RunRequest, RunResult
 from sandbox.bwrap_host import (
     BWRAP_PIDS,
     PYTHON_VENV,
@@ -63,21 +65,19 @@ from sandbox.bwrap_host import (
     WORK_DIR,
     HostStage,
     launcher_rlimits,
+    shm_bytes,
     static_args,
+    unsized_tmpfs,
 )
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
-from sandbox.commands import DENO_PATH, build_argv, build_env, check_relative_path
+from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size, check_relative_path
 from sandbox.config import SandboxSettings
-from sandbox.errors import (
-    InvalidRunRequestError,
-    LimitsExceededError,
-    SandboxStartError,
-    SandboxUnavailableError,
-)
+from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
 from sandbox.netns import NetnsPool
 from sandbox.process import StreamName, run_process
+from sandbox.resources import check_limits
 from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
@@ -124,16 +124,6 @@ async def _cpu_watchdog(
             logger.debug("run passed its %.1fs CPU budget; killing the tree", cpu_seconds)
             await kill(spawned[0])
             return
-
-
-def _check_limits(limits: Limits, maximums: Limits) -> None:
-    """Refuse non-positive limits and limits above the server maximums (defence in depth)."""
-    for f in dataclasses.fields(Limits):
-        value, maximum = getattr(limits, f.name), getattr(maximums, f.name)
-        if not value > 0:
-            raise InvalidRunRequestError(f"limit {f.name} must be positive, got {value!r}")
-        if value > maximum:
-            raise LimitsExceededError(f"limit {f.name}={value} exceeds the server maximum {maximum}")
 
 
 class BubblewrapSandbox:
@@ -225,6 +215,9 @@ class BubblewrapSandbox:
                 view = view[os.write(fd, view) :]
             os.lseek(fd, 0, os.SEEK_SET)
             args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{rel}"]
+        # /dev (bwrap's --dev tmpfs) becomes read-only; /dev/shm its own small sized tmpfs.
+        args += ["--size", str(shm_bytes(limits)), "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--remount-ro", "/dev"]
         if libset.host_path is not None:
             args += ["--ro-bind", str(self._stage.reachable(libset.host_path)), libset.mount_point]
         if request.language == "typescript":
@@ -251,7 +244,7 @@ class BubblewrapSandbox:
     async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
-        _check_limits(request.limits, self.settings.max_limits)
+        check_limits(request.limits, self.settings.max_limits)
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset, python=f"{PYTHON_VENV}/bin/python3")
         if self._pool is None and request.language == "typescript":
@@ -259,6 +252,7 @@ class BubblewrapSandbox:
             heap_mb = max(16, request.limits.memory_mb * 3 // 4)
             argv.insert(2, f"--v8-flags=--max-old-space-size={heap_mb}")
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+        check_exec_size(argv, env)
         limits = request.limits
         fds: list[int] = []
         cgroup: Cgroup | None = None
@@ -313,7 +307,11 @@ class BubblewrapSandbox:
             full += ["--clearenv"]
             for key, value in env.items():
                 full += ["--setenv", key, value]
-            full += self._run_args(request, libset, fds)
+            run_args = self._run_args(request, libset, fds)
+            if pool is None and (unsized := unsized_tmpfs([*self._prefix[request.network], *run_args])):
+                # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
+                raise SandboxStartError(f"refusing to run with unsized writable tmpfs {unsized}")
+            full += run_args
             return full + argv, sorted(set(fds))
 
         def on_spawn(pid: int) -> None:

@@ -32,7 +32,9 @@ __all__ = [
     "PYTHON_VENV",
     "HostStage",
     "launcher_rlimits",
+    "shm_bytes",
     "static_args",
+    "unsized_tmpfs",
     "unmount",
 ]
 
@@ -43,7 +45,8 @@ logger = logging.getLogger(__name__)
 # their ``.pth`` start-up hooks (which import whatever the host installed) must not run in every
 # sandbox; this also saves ~1.5 ms per Python start. ``site`` (``exit()``, ``help()``) stays.
 PYTHON_VENV = "/opt/python"
-BWRAP_PIDS = 2  # bwrap's own processes (outer monitor, pid-namespace init) counted in the pids cap
+# Our processes counted in the pids cap: the launcher (a subreaper), bwrap's monitor, its namespace init.
+BWRAP_PIDS = 3
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -188,8 +191,9 @@ class HostStage:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def static_args(settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True,
-                venv: Path | None = None) -> list[str]:
+def static_args(
+    settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True, venv: Path | None = None
+) -> list[str]:
     """Return the bwrap argv prefix shared by every run with this network setting.
 
     ``new_netns=False``: the launcher already put the run in a pooled empty network namespace.
@@ -234,3 +238,26 @@ def launcher_rlimits(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool
         if data_rlimit:
             rlimits["data"] = limits.memory_mb * 1024 * 1024
     return rlimits
+
+
+SHM_MAX_MB = 64
+
+
+def shm_bytes(limits: Limits) -> int:
+    """Size of a run's ``/dev/shm`` tmpfs: ``min(disk_mb, 64)`` MB (POSIX shm, multiprocessing locks)."""
+    return max(1, min(limits.disk_mb, SHM_MAX_MB)) * 1024 * 1024
+
+
+def unsized_tmpfs(args: list[str]) -> list[str]:
+    """Writable tmpfs mounts of a bwrap argv without ``--size`` (``--dev`` too, unless remounted ro)."""
+    unsized: dict[str, bool] = {}
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--tmpfs":
+            unsized[args[i + 1]] = i < 2 or args[i - 2] != "--size" and args[i - 4 : i - 3] != ["--size"]
+        elif arg == "--dev":
+            unsized[args[i + 1]] = True
+        elif arg == "--remount-ro" and args[i + 1] in unsized:
+            unsized[args[i + 1]] = False
+    return [path for path, bad in unsized.items() if bad]

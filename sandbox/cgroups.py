@@ -9,6 +9,7 @@ this process already lives in, so the server's own accounting keeps covering its
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -23,6 +24,7 @@ from sandbox.base import Limits
 __all__ = [
     "Cgroup",
     "CgroupPool",
+    "CgroupBusyError",
     "CgroupUsage",
     "PoolClosedError",
     "cgroups_writable",
@@ -49,9 +51,6 @@ def _own_path(controller: str) -> str:
         if controller in names.split(","):
             return path
     return "/"
-
-
-_MAX_STALE_PIDS = 256
 
 
 def _write(path: Path, value: str | int) -> None:
@@ -86,6 +85,10 @@ def cgroups_writable(root: Path) -> bool:
         if not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
             return False
     return True
+
+
+class CgroupBusyError(OSError):
+    """A group cannot take a lower memory cap (it holds more than that); the pool replaces it."""
 
 
 class PoolClosedError(RuntimeError):
@@ -188,20 +191,32 @@ class Cgroup:
         mem = self.dirs["memory"]
         nbytes = limits.memory_mb * 1024 * 1024
         if self.applied.get("memory.limit_in_bytes") != nbytes:
+            self.applied.pop("memory.limit_in_bytes", None)  # unknown until the write succeeded
             if self.has_memsw:
                 _write(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
-            _write(mem / "memory.limit_in_bytes", nbytes)
+            try:
+                _write(mem / "memory.limit_in_bytes", nbytes)
+            except OSError as exc:
+                # EBUSY: the group still holds more than the new cap (charges of earlier runs) and the
+                # kernel could not reclaim it; force_empty drops what can go, then one more try.
+                if exc.errno != errno.EBUSY:
+                    raise
+                with contextlib.suppress(OSError):
+                    _write(mem / "memory.force_empty", 0)
+                try:
+                    _write(mem / "memory.limit_in_bytes", nbytes)
+                except OSError as again:
+                    raise CgroupBusyError(
+                        f"cgroup {self.name} holds more than {limits.memory_mb} MB"
+                    ) from again
             if self.has_memsw:
                 _write(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
             self.applied["memory.limit_in_bytes"] = nbytes
         with contextlib.suppress(OSError):
             _write(mem / "memory.max_usage_in_bytes", 0)
-        # The group is empty here, but zombies of earlier runs (bwrap's namespace init, reparented to
-        # host pid 1 and reaped only when pid 1 gets to it) still count in pids.current: add them
-        # to the cap, or a reused group would refuse to fork after ~pids runs in a row. Bounded, so
-        # a host whose pid 1 never reaps cannot widen the cap without limit.
-        stale = min(_read_int(self.dirs["pids"] / "pids.current"), _MAX_STALE_PIDS)
-        self._set("pids", "pids.max", max(limits.pids, 1) + extra_pids + stale)
+        # Exact cap, never widened: the pool hands out only groups whose pids.current is 0 (a late-reaped
+        # zombie of an earlier run would otherwise take a slot, or widen the cap if added to it).
+        self._set("pids", "pids.max", max(limits.pids, 1) + extra_pids)
         self._set("cpu", "cpu.cfs_quota_us", max(int(limits.cpus * _CFS_PERIOD_US), 1000))
         # Page cache charged by earlier runs stays (evicting it would slow the next start); the
         # peak we report is relative to what the group held before this run.
@@ -334,13 +349,36 @@ class CgroupPool:
         with self._lock:
             if self._closed:
                 raise PoolClosedError("cgroup pool is closed")
-            cg = self._free.pop() if self._free else None
+            cg = self._take_clean()
         if cg is None:
             for base in self._bases.values():
                 base.mkdir(exist_ok=True)
             cg = self._create()
-        cg.apply(limits, extra_pids)
+        try:
+            cg.apply(limits, extra_pids)
+        except CgroupBusyError as exc:
+            # Retire it (its charge moves to the parent on rmdir) and give the run a fresh group,
+            # which goes back to the pool afterwards: the pool keeps its size.
+            logger.info("%s; replacing it with a fresh group", exc)
+            self._remove(cg)
+            cg = self._create()
+            cg.apply(limits, extra_pids)
         return cg
+
+    def _take_clean(self) -> Cgroup | None:
+        """Pop a free group that holds no process at all, zombies included (call under the lock).
+
+        Why: zombies of an earlier run (reaped late by whoever inherited them) still count in
+        ``pids.current``; a group holding any stays free for later (they are reaped eventually),
+        and the run gets another group, so its pids cap is exact.
+        """
+        for index in range(len(self._free) - 1, -1, -1):
+            cg = self._free[index]
+            if _read_int(cg.dirs["pids"] / "pids.current", -1) == 0:
+                return self._free.pop(index)
+        if self._free:
+            logger.debug("every free cgroup still holds zombies of earlier runs; making a new one")
+        return None
 
     def release(self, cg: Cgroup, *, emptied: bool = False) -> None:
         """Kill anything left in ``cg`` and give it back (or remove it if the pool is full/closed).
@@ -353,6 +391,13 @@ class CgroupPool:
             keep = not self._closed and len(self._free) < self.size
             if keep:
                 self._free.append(cg)
+            elif not self._closed and _read_int(cg.dirs["pids"] / "pids.current", -1) == 0:
+                # Full: drop a group still holding zombies rather than this clean one.
+                dirty = [g for g in self._free if _read_int(g.dirs["pids"] / "pids.current", -1) != 0]
+                if dirty:
+                    self._free.remove(dirty[0])
+                    self._free.append(cg)
+                    cg = dirty[0]
         if not keep:
             self._remove(cg)
 

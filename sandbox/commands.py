@@ -8,7 +8,7 @@ dir only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -25,14 +25,23 @@ __all__ = [
     "PYTHON_PATH",
     "SANDBOX_PATH",
     "LibrarySetLike",
+    "MAX_ARG_BYTES",
+    "MAX_EXEC_BYTES",
     "build_argv",
     "build_env",
+    "check_exec_size",
     "check_relative_path",
 ]
 
 PYTHON_PATH = "/usr/bin/python3"
 DENO_PATH = "/opt/deno/deno"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# execve(2) refuses one string (argument or NAME=value) over 32 pages with E2BIG, and the whole
+# argv + environment over a quarter of the stack rlimit; both are checked before any spawn, with
+# room left for the backend's own arguments (bwrap receives the environment as arguments too).
+MAX_ARG_BYTES = 128 * 1024 - 1  # one string, without its NUL
+MAX_EXEC_BYTES = 1024 * 1024  # all strings, NULs included
 
 # The filesystem layout every backend gives a program: one writable scratch dir, cwd and $HOME in
 # ``work``, ``/tmp`` pointing into it.
@@ -161,3 +170,27 @@ def build_env(
             raise InvalidRunRequestError(f"invalid environment variable {key!r}")
         env[key] = value
     return env
+
+
+def check_exec_size(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Refuse an argv + environment the kernel would refuse (``E2BIG``), before anything is spawned.
+
+    Raises:
+        InvalidRunRequestError: the argument list is too long (the message names the maximum).
+    """
+    strings = [*argv, *(f"{key}={value}" for key, value in env.items())]
+    total = 0
+    for text in strings:
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size > MAX_ARG_BYTES:
+            raise InvalidRunRequestError(
+                f"argument list is too long: one argument or environment entry is {size} bytes "
+                f"(maximum {MAX_ARG_BYTES} bytes each, {MAX_EXEC_BYTES} bytes in total); pass big data "
+                "as a file or on stdin"
+            )
+        total += size + 1
+    if total > MAX_EXEC_BYTES:
+        raise InvalidRunRequestError(
+            f"argument list is too long: arguments and environment take {total} bytes "
+            f"(maximum {MAX_EXEC_BYTES} bytes in total); pass big data as a file or on stdin"
+        )

@@ -31,6 +31,10 @@ Limits on this host (runsc 2022-12, cgroup v1):
   ``oom``) and CPU seconds are not enforced (wall clock only); a warning says so at start-up.
 * A program that exits by itself with code 129..159 is reported as killed by that signal
   (runsc reports a signal death as 128 + signal, like a shell).
+* Output: the Sentry writes to our stdout / stderr pipes without blocking and hands a partial
+  write back to the program (one 200 kB ``write`` came back as 65,536 bytes, the rest lost). So
+  each pipe holds more than ``output_bytes``: a write is then either taken whole, or what the
+  pipe took already passes the cap and the stream is flagged ``*_truncated``.
 * This runsc ignores seccomp ``errnoRet``: refused calls fail with ``EPERM`` (bubblewrap: some
   ``EAFNOSUPPORT`` / ``ENOSYS``), and ``clone3`` stays allowed (see :func:`sandbox.oci.seccomp_profile`).
 
@@ -48,6 +52,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -60,7 +65,7 @@ from typing import Self
 
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
 from sandbox.cgroups import Cgroup, CgroupUsage, open_pool
-from sandbox.commands import DENO_PATH, build_argv, build_env
+from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT
@@ -76,6 +81,7 @@ from sandbox.oci import (
     release_scratch,
 )
 from sandbox.process import ProcessOutcome, StreamName, run_process
+from sandbox.resources import check_limits
 from sandbox.streaming import ChunkQueue, stream_chunks
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
@@ -311,9 +317,11 @@ class GVisorSandbox:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         s = self.settings
+        check_limits(request.limits, s.max_limits)
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset)
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+        check_exec_size(argv, env)
         limits = request.limits
         cid = f"agentic-{os.getpid()}-{next(_ids)}-{secrets.token_hex(4)}"
         rundir = self._runs / cid
@@ -342,7 +350,8 @@ class GVisorSandbox:
                     gid=s.sandbox_gid,
                 )  # fmt: skip
             except OSError as exc:
-                raise SandboxStartError(f"could not prepare the scratch dir: {exc}") from exc
+                logger.warning("could not prepare the scratch dir of %s: %s", cid, exc)
+                raise SandboxStartError(f"could not prepare the scratch dir: {exc.strerror}") from exc
             cpuacct: Path | None = None
             if self._pool is not None:
                 padded = dataclasses.replace(limits, memory_mb=limits.memory_mb + MEMORY_HEADROOM_MB)
@@ -374,6 +383,7 @@ class GVisorSandbox:
                     cwd=rundir,
                     kill=kill,
                     on_output=chunks.add if chunks is not None else None,
+                    output_pipe_size=limits.output_bytes + 1,
                 )
             except OSError as exc:
                 raise SandboxStartError(f"could not start runsc: {exc}") from exc
@@ -418,9 +428,11 @@ class GVisorSandbox:
         code = outcome.exit_code
         lines = stderr.strip().splitlines()
         if code == SETUP_EXIT and _SETUP_FAILED in stderr:
-            raise SandboxStartError(stderr.strip()[-500:])
+            logger.warning("gvisor setup failed: %s", stderr.strip()[-2000:])
+            raise SandboxStartError("gvisor setup failed: could not join the run's cgroups")
         if code == 128 and not outcome.timed_out and lines and lines[-1].startswith(_START_ERROR):
-            raise SandboxStartError(f"runsc failed: {lines[-1]}")
+            logger.warning("runsc failed: %s", stderr.strip()[-2000:])
+            raise SandboxStartError(f"runsc failed: {_hide_host_paths(lines[-1])}")
         if code > 128 and (code - 128) in _SIGNALS:
             code = -(code - 128)
         if outcome.timed_out:
@@ -480,6 +492,14 @@ class GVisorSandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+_HOST_PATH = re.compile(r"(?<![\w.])/(?:tmp|root|home|run|var|proc|sys|work|srv|opt|mnt)(?:/[^\s\"':,]*)?")
+
+
+def _hide_host_paths(message: str) -> str:
+    """Replace host paths (bundle, state, scratch, cgroups) in a runsc error: API callers see it."""
+    return _HOST_PATH.sub("<host path>", message)
 
 
 def _remove_state_files(state: Path, cid: str) -> None:

@@ -9,7 +9,8 @@
  *       Join each cgroup (write "0" to its `tasks` file: moves this thread only, which skips the
  *       kernel's threadgroup lock that makes `cgroup.procs` cost 10-20 ms), lower each rlimit
  *       (core, cpu, fsize, nproc, data, as; soft = hard = VALUE), enter the network namespace
- *       bound at NETNS_FILE, drop every group and to UID/GID, set no_new_privs, exec PROG.
+ *       bound at NETNS_FILE, drop every group and to UID/GID, set no_new_privs, run PROG as a
+ *       child and reap it and every orphan it leaves (subreaper); exit with PROG's status.
  *   agentic-launch -m NETNS_FILE
  *       Create a network namespace (only a down loopback) and bind it on NETNS_FILE (an existing
  *       empty file), so runs can reuse it instead of paying for a new one each time.
@@ -27,6 +28,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SETUP_EXIT 125
@@ -107,7 +109,24 @@ int main(int argc, char **argv) {
     if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0) fail("setresgid", NULL);
     if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) fail("setresuid", NULL);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no_new_privs", NULL);
-    execv(argv[optind], &argv[optind]);
-    fail("exec", argv[optind]);
-    return SETUP_EXIT;
+    /* Stay as a subreaper and run PROG as a child: bwrap's monitor exits without reaping the
+     * namespace's init, which then lingered as a zombie of host pid 1 and kept counting in the
+     * run's pids cgroup (and RLIMIT_NPROC). Here every orphan of the run is reaped before we exit. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) fail("subreaper", NULL);
+    pid_t child = fork();
+    if (child < 0) fail("fork", NULL);
+    if (child == 0) {
+        execv(argv[optind], &argv[optind]);
+        fail("exec", argv[optind]);
+    }
+    int code = SETUP_EXIT, status;
+    for (;;) {
+        pid_t done = wait(&status);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            break; /* ECHILD: nothing of the run is left */
+        }
+        if (done == child) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    return code;
 }

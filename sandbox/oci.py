@@ -7,8 +7,9 @@ system dirs, a few safe ``/etc`` pieces, the library set and the per-run scratch
 listed in each run's ``config.json``. gVisor's gofer serves them, so the sandboxed code never touches
 host syscalls for files directly.
 
-Layout inside (same as the bubblewrap backend): ``/sandbox/work`` is cwd and ``$HOME``,
-``/tmp`` -> ``/sandbox/tmp``; both live on the run's size-capped scratch tmpfs.
+Layout inside (same as the bubblewrap backend): ``/sandbox/work`` is cwd and ``$HOME``; ``/tmp``
+(the same dir as ``/sandbox/tmp``) and ``/dev/shm`` are bind mounts of the scratch tmpfs too, so all
+a run can write is that one host tmpfs of ``disk_mb`` (``/dev`` itself is root's, mode 755).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from sandbox.base import Limits
 from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR, check_relative_path
 from sandbox.errors import InvalidRunRequestError
-from sandbox.seccomp import DENIED_SYSCALLS
+from sandbox.seccomp_policy import Rule, policy
 
 __all__ = [
     "SCRATCH_DIR",
@@ -42,12 +43,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+SHM_SUBDIR = "shm"  # the scratch tmpfs's dir shown at /dev/shm
 _TOP_DIRS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 _NOFILE = 1024
-# The same policy as sandbox.seccomp (bubblewrap), as an OCI profile the Sentry enforces (--oci-seccomp).
-_CLONE_NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
-_AF_UNIX, _AF_PACKET, _SOCK_RAW, _SOCK_TYPE_MASK = 1, 17, 3, 0xF
-_EPERM, _EAFNOSUPPORT = 1, 97
 _MS_NOSUID, _MS_NODEV, _MNT_DETACH, _EINVAL = 2, 4, 2, 22
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -101,7 +99,7 @@ def build_rootfs(rootfs: Path, *, uid: int, gid: int, mount_points: Sequence[str
     rootfs.mkdir(mode=0o755, parents=True, exist_ok=True)
     for sub in ("usr", "etc", "proc", "dev", SCRATCH_DIR.lstrip("/")):
         (rootfs / sub).mkdir(mode=0o755, exist_ok=True)
-    (rootfs / "tmp").symlink_to(TMP_DIR)
+    (rootfs / "tmp").mkdir(mode=0o755)  # the scratch dir's tmp/ is bound here (see build_config)
     for top in _TOP_DIRS:
         host = Path("/") / top
         if host.is_symlink():
@@ -154,7 +152,7 @@ def prepare_scratch(
         err = ctypes.get_errno()
         raise OSError(err, f"mount tmpfs on {scratch}: {os.strerror(err)}")
     work = scratch / PurePosixPath(WORK_DIR).name
-    for sub in (work, scratch / PurePosixPath(TMP_DIR).name):
+    for sub in (work, scratch / PurePosixPath(TMP_DIR).name, scratch / SHM_SUBDIR):
         sub.mkdir(mode=0o755)
         os.chown(sub, uid, gid)
     for raw, content in files.items():
@@ -197,43 +195,31 @@ def _rlimits(spec: RunSpec) -> list[dict[str, Any]]:
     return [{"type": name, "hard": value, "soft": value} for name, value in values.items()]
 
 
-def _errno_rule(names: Sequence[str], errno: int, *args: dict[str, Any]) -> dict[str, Any]:
-    rule: dict[str, Any] = {"names": list(names), "action": "SCMP_ACT_ERRNO", "errnoRet": errno}
-    if args:
-        rule["args"] = list(args)
-    return rule
+_OCI_OPS = {"eq": "SCMP_CMP_EQ", "ne": "SCMP_CMP_NE", "masked_eq": "SCMP_CMP_MASKED_EQ"}
+
+
+def _oci_rule(rule: Rule) -> dict[str, Any]:
+    entry: dict[str, Any] = {"names": [rule.name], "action": "SCMP_ACT_ERRNO", "errnoRet": rule.errno}
+    if rule.arg is not None:
+        check = rule.arg
+        arg = {"index": check.index, "value": check.value, "op": _OCI_OPS[check.op]}
+        if check.op == "masked_eq":  # OCI: value = mask, valueTwo = the masked value
+            arg = {**arg, "value": check.mask, "valueTwo": check.value}
+        entry["args"] = [arg]
+    return entry
 
 
 def seccomp_profile(*, network: bool) -> dict[str, Any]:
-    """Return ``linux.seccomp``: the bubblewrap backend's deny list, enforced inside gVisor.
+    """Return ``linux.seccomp``: :func:`sandbox.seccomp_policy.policy`, enforced inside gVisor.
 
     Why, when gVisor already isolates: namespace and mount calls succeed *inside* the Sentry (they
     are harmless to the host, but a program should see the same policy on every backend), and
     without network only ``AF_UNIX`` sockets may exist, so even the sandbox's own loopback is unusable.
 
-    This runsc ignores ``errnoRet`` (every denial is ``EPERM``), so ``clone3`` is not refused: glibc
-    falls back to ``clone`` only on ``ENOSYS``. Namespaces made with ``clone3`` stay inside the Sentry;
-    io_uring is off in gVisor by default.
+    This runsc ignores ``errnoRet`` (every denial is ``EPERM``), so rules that need their errno
+    (``clone3``: glibc falls back to ``clone`` only on ``ENOSYS``) are left out.
     """
-    rules = [
-        _errno_rule(DENIED_SYSCALLS, _EPERM),
-        *(
-            _errno_rule(
-                ["clone"], _EPERM, {"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
-            )
-            for bit in (1 << i for i in range(32))
-            if _CLONE_NS_FLAGS & bit
-        ),
-    ]
-    if network:
-        rules.append(
-            _errno_rule(["socket"], _EAFNOSUPPORT, {"index": 0, "value": _AF_PACKET, "op": "SCMP_CMP_EQ"})
-        )
-        raw = {"index": 1, "value": _SOCK_TYPE_MASK, "valueTwo": _SOCK_RAW, "op": "SCMP_CMP_MASKED_EQ"}
-        rules.append(_errno_rule(["socket"], _EPERM, raw))
-    else:
-        not_unix = {"index": 0, "value": _AF_UNIX, "op": "SCMP_CMP_NE"}
-        rules.append(_errno_rule(["socket", "socketpair"], _EAFNOSUPPORT, not_unix))
+    rules = [_oci_rule(rule) for rule in policy(network=network) if not rule.needs_errno]
     return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
 
 
@@ -250,6 +236,12 @@ def build_config(rootfs: Path, static_mounts: Sequence[BindMount], spec: RunSpec
     if spec.network and Path("/etc/resolv.conf").exists():
         mounts.append(_mount_entry(BindMount(Path("/etc/resolv.conf"), "/etc/resolv.conf")))
     mounts += [_mount_entry(m) for m in spec.extra_mounts]
+    scratch = next((m.source for m in spec.extra_mounts if m.destination == SCRATCH_DIR), None)
+    if scratch is not None:
+        # Without these runsc mounts its own unsized tmpfs at /tmp (and /dev/shm would be one too):
+        # both live on the run's scratch tmpfs instead, inside disk_mb.
+        mounts.append(_mount_entry(BindMount(scratch / PurePosixPath(TMP_DIR).name, "/tmp", writable=True)))
+        mounts.append(_mount_entry(BindMount(scratch / SHM_SUBDIR, "/dev/shm", writable=True)))
     memory = (spec.limits.memory_mb + spec.memory_headroom_mb) * 1024 * 1024
     linux: dict[str, Any] = {
         "namespaces": [{"type": ns} for ns in namespaces],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import inspect
 import logging
 import os
@@ -148,8 +149,13 @@ async def _wait_exit(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[byt
     return proc.returncode
 
 
-def _pipe() -> tuple[int, int]:
+def _pipe(size: int | None = None) -> tuple[int, int]:
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    if size is not None:
+        try:  # root may pass fs.pipe-max-size (CAP_SYS_RESOURCE); the kernel rounds up to pages
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, size)
+        except OSError as exc:
+            logger.warning("could not grow an output pipe to %d bytes: %s", size, exc)
     return read_end, write_end
 
 
@@ -165,6 +171,7 @@ async def run_process(
     kill: KillCallback | None = None,
     on_output: OutputCallback | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    output_pipe_size: int | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` to completion with capped output and a wall-clock deadline.
 
@@ -183,6 +190,7 @@ async def run_process(
         kill: tree-killing callback, also used when the caller is cancelled.
         on_output: called with each kept chunk as it arrives, in arrival order per stream.
         on_spawn: called with the child's pid right after it started.
+        output_pipe_size: capacity of the stdout / stderr pipes (default: the kernel's 64 KiB).
 
     Returns:
         The outcome; ``timed_out`` tells whether the deadline fired.
@@ -194,8 +202,8 @@ async def run_process(
     loop = asyncio.get_running_loop()
     start = time.monotonic()
     in_r, in_w = _pipe()
-    out_r, out_w = _pipe()
-    err_r, err_w = _pipe()
+    out_r, out_w = _pipe(output_pipe_size)
+    err_r, err_w = _pipe(output_pipe_size)
 
     # Popen (vfork + exec) directly: asyncio's subprocess layer adds a watcher thread per child.
     # It runs in the executor because Popen blocks on its exec-status pipe, and hosts that forbid

@@ -21,6 +21,9 @@ Overrides (:func:`resolve_limits`): any :class:`~sandbox.base.Limits` field may 
 up or down, but never above the server maximums (``SandboxSettings.max_limits``); asking for more
 raises :class:`~sandbox.errors.LimitsExceededError` naming the field, the value and the maximum.
 A tier value above a (lowered) server maximum is clamped silently: the caller did not ask for it.
+
+Every backend calls :func:`check_limits` on the limits a run finally gets (defence in depth: a
+caller that built ``Limits`` itself, skipping :func:`resolve_limits`, is refused the same way).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "LIBRARY_SET_FLOORS",
     "TIERS",
     "Tier",
+    "check_limits",
     "choose_tier",
     "resolve_limits",
 ]
@@ -106,6 +110,21 @@ def _coerce(name: str, value: float | int) -> float | int:
             raise InvalidRunRequestError(f"limit {name} must be a whole number, got {value!r}")
         return int(value)
     return float(value)
+
+
+def check_limits(limits: Limits, maximums: Limits) -> None:
+    """Refuse non-positive limits and limits above the server maximums (each backend's run path).
+
+    Raises:
+        InvalidRunRequestError: a value is not a positive finite number.
+        LimitsExceededError: a value is above its maximum (the message names field, value and maximum).
+    """
+    for name in _FIELDS:
+        value, maximum = getattr(limits, name), getattr(maximums, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise InvalidRunRequestError(f"limit {name} must be positive, got {value!r}")
+        if not math.isfinite(value) or value > maximum:
+            raise LimitsExceededError(f"limit {name}={value} exceeds the server maximum {name}={maximum}")
 
 
 def resolve_limits(

@@ -25,6 +25,7 @@ from sandbox.commands import build_argv
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.seccomp import bpf_program
+from tests.sandbox.test_conformance import fill_writable_places
 
 pytestmark = pytest.mark.privileged
 
@@ -273,6 +274,11 @@ async def test_rlimit_fallback_basics(local_rlimits: BubblewrapSandbox) -> None:
     assert result.ok and result.stdout == "hi\n" and result.peak_memory_mb is None
 
 
+async def test_rlimit_fallback_every_writable_place_is_sized(local_rlimits: BubblewrapSandbox) -> None:
+    """rlimits do not count tmpfs pages, so here every writable tmpfs must be sized."""
+    await fill_writable_places(local_rlimits, disk_mb=8)
+
+
 async def test_rlimit_fallback_memory(local_rlimits: BubblewrapSandbox) -> None:
     result = await run_py(local_rlimits, "x = bytearray(1024**3)\n", limits=Limits(memory_mb=256))
     assert result.reason is EndReason.OOM, (result.reason, result.stderr[-300:])
@@ -376,3 +382,25 @@ async def test_print_one_overhead(local: BubblewrapSandbox) -> None:
         # time slice, so the ratio measures the neighbours, not us.
         pytest.skip(f"host is oversubscribed; not judging the ratio ({figure})")
     assert ratio < 2.0, figure  # target ~1.6x on a quiet host
+
+
+async def test_lower_memory_cap_than_a_reused_groups_charge() -> None:
+    """A pooled group still charged with unreclaimable pages (shmem, no swap) above the new cap.
+
+    The kernel refuses ``memory.limit_in_bytes`` below that (EBUSY): the run must still start and
+    the pool keep its size.
+    """
+    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
+        assert box._pool is not None
+        (group,) = box._pool._free
+        shm = Path("/dev/shm") / f"agentic-charge-{uuid.uuid4().hex}"
+        join = " && ".join(f"echo 0 > {p}" for p in group.tasks_files)
+        try:  # 48 MB of shmem charged to the group, held after the writer exits
+            subprocess.run(["/bin/sh", "-c", f"{join} && head -c 48M /dev/zero > {shm}"], check=True)
+            results = [
+                await run_py(box, "print('small')", limits=Limits(memory_mb=mb)) for mb in (16, 16, 256)
+            ]
+        finally:
+            shm.unlink(missing_ok=True)
+        assert [r.stdout for r in results] == ["small\n"] * 3, [r.stderr[-300:] for r in results]
+        assert len(box._pool._free) == 1 and len(box._pool._all) == 1

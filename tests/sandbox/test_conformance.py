@@ -7,6 +7,7 @@ nothing succeeded *and* checks the host side where it can (files, listeners, pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -19,7 +20,7 @@ import pytest
 
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.errors import InvalidRunRequestError, UnknownLibrarySetError
+from sandbox.errors import InvalidRunRequestError, LimitsExceededError, UnknownLibrarySetError
 
 
 def sleeper(seconds: int, marker: str) -> str:
@@ -214,7 +215,44 @@ print(json.dumps(res))
     assert all(value != "ok" for value in data.values()), data
 
 
+async def test_io_uring_and_clone3_are_refused(sandbox: Sandbox) -> None:
+    """Both backends build their seccomp policy from one table (gVisor once let io_uring_setup through)."""
+    code = r"""
+import ctypes, errno, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+out = {}
+for name, nr, args in [('io_uring_setup', 425, (4, params)), ('io_uring_enter', 426, (0, 0, 0, 0, None, 0)),
+                       ('io_uring_register', 427, (0, 0, None, 0))]:
+    rc = libc.syscall(nr, *args)
+    out[name] = 'ok' if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+pid = os.fork()  # clone3 refused must still leave fork / threads working
+if pid == 0:
+    os._exit(7)
+out['fork'] = os.waitpid(pid, 0)[1] >> 8
+print(json.dumps(out))
+"""
+    data = probe_json(await run_py(sandbox, code))
+    assert data.pop("fork") == 7
+    assert all(value in ("ENOSYS", "EPERM") for value in data.values()), data
+
+
 # --- limits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["pids", "memory_mb", "wall_seconds", "disk_mb", "cpu_seconds"])
+async def test_limits_above_the_server_maximum_are_refused(
+    sandbox: Sandbox, sandbox_settings: SandboxSettings, field: str
+) -> None:
+    """Every backend refuses a request above ``max_limits`` itself (not only the guard upstream)."""
+    maximum = getattr(sandbox_settings.max_limits, field)
+    value = maximum * 2 if isinstance(maximum, int) else maximum + 1.0
+    limits = dataclasses.replace(Limits(), **{field: value})
+    with pytest.raises(LimitsExceededError) as info:
+        await run_py(sandbox, "print('ran')", limits=limits)
+    assert field in str(info.value) and str(value) in str(info.value) and str(maximum) in str(info.value)
+    with pytest.raises(InvalidRunRequestError, match=field):
+        await run_py(sandbox, "print('ran')", limits=dataclasses.replace(Limits(), **{field: 0}))
 
 
 async def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
@@ -232,6 +270,35 @@ while True:
     assert result.reason in (EndReason.TIMEOUT, EndReason.KILLED)
     after = await run_py(sandbox, "print('fine')")
     assert after.ok and after.stdout == "fine\n"
+
+
+FORK_COUNT = """
+import os, time
+alive, deadline = 1, time.monotonic() + 3  # 1: this process
+while time.monotonic() < deadline and alive <= 64:  # retry: slots freed later must not add any
+    try:
+        pid = os.fork()
+    except OSError:
+        time.sleep(0.02)
+        continue
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    alive += 1
+print(alive)
+"""
+
+
+async def test_pids_cap_is_exact_after_runs_that_leave_zombies(sandbox: Sandbox) -> None:
+    """Late-reaped processes of earlier runs must neither widen nor eat the next run's pids cap."""
+    spawner = "import os, time\nfor _ in range(4):\n    os.fork() or time.sleep(30)\ntime.sleep(30)\n"
+    for end in ("timeout", "exit", "timeout"):  # killed trees and normal exits both leave zombies
+        code = spawner if end == "timeout" else "import os\nos.fork()\nprint(1)\n"
+        await run_py(sandbox, code, limits=Limits(pids=8, wall_seconds=0.5 if end == "timeout" else 5))
+    for pids in (6, 6, 9):
+        result = await run_py(sandbox, FORK_COUNT, limits=Limits(pids=pids, wall_seconds=10))
+        assert result.ok, result.stderr[-500:]
+        assert int(result.stdout) == pids, f"{result.stdout.strip()} processes alive with pids={pids}"
 
 
 async def test_memory_cap_ends_with_oom(sandbox: Sandbox) -> None:
@@ -274,6 +341,41 @@ print(json.dumps({"written": written, "error": error}))
         assert "written" not in result.stdout or '"error": null' not in result.stdout
 
 
+FILL_WRITABLE = """
+import errno, json, os
+out = {}
+for place in ['/dev', '/dev/shm', '/tmp', '/sandbox/tmp', '.']:
+    written, error = 0, None
+    try:  # many 1 MB files: RLIMIT_FSIZE caps one file, not a place
+        for i in range(48):
+            with open(f'{place}/fill-{len(out)}-{i}', 'wb') as fh:
+                fh.write(b'x' * (1 << 20))
+            written += 1 << 20
+    except OSError as exc:
+        error = errno.errorcode[exc.errno]
+    out[place] = [written, error]
+print(json.dumps(out))
+"""
+
+
+async def fill_writable_places(sandbox: Sandbox, disk_mb: int) -> None:
+    """Every writable place is sized: /dev refuses, the rest stops at its cap, all within the bound."""
+    result = await run_py(
+        sandbox, FILL_WRITABLE, limits=Limits(disk_mb=disk_mb, memory_mb=512, wall_seconds=30)
+    )
+    data = probe_json(result)
+    assert data["/dev"] == [0, data["/dev"][1]] and data["/dev"][1] in ("EROFS", "EACCES"), data
+    for place, (_written, error) in data.items():
+        assert error in ("ENOSPC", "EFBIG", "EROFS", "EACCES"), (place, data)
+    # Documented bound: the scratch tmpfs (disk_mb, holding /tmp) plus /dev/shm (min(disk_mb, 64) MB).
+    total = sum(written for written, _ in data.values())
+    assert total <= (disk_mb + min(disk_mb, 64)) * 1024 * 1024, data
+
+
+async def test_every_writable_place_is_sized(sandbox: Sandbox) -> None:
+    await fill_writable_places(sandbox, disk_mb=8)
+
+
 async def test_huge_output_is_truncated_with_bounded_memory(sandbox: Sandbox) -> None:
     code = (
         "import sys\nchunk = 'y' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"
@@ -287,6 +389,16 @@ async def test_huge_output_is_truncated_with_bounded_memory(sandbox: Sandbox) ->
     assert len(result.stdout.encode()) <= 1_000_000
     assert result.stderr == "done\n"
     assert grown_mb < 50
+
+
+async def test_one_big_write_arrives_whole_or_flagged(sandbox: Sandbox) -> None:
+    """A single write over the 64 KiB pipe buffer (gVisor once returned it short, unflagged)."""
+    code = "import os, sys\nn = os.write(1, b'x' * 200_000)\nprint(n, file=sys.stderr)\n"
+    result = await run_py(sandbox, code)
+    assert result.ok, result.stderr
+    assert len(result.stdout) == 200_000 and result.stderr == "200000\n" and not result.stdout_truncated
+    capped = await run_py(sandbox, code, limits=Limits(output_bytes=100_000))
+    assert capped.stdout_truncated and len(capped.stdout) == 100_000
 
 
 async def test_sleep_past_timeout(sandbox: Sandbox) -> None:
@@ -439,6 +551,21 @@ async def test_stream_consumer_leaving_early_kills_the_run(sandbox: Sandbox) -> 
 async def test_concurrent_runs(sandbox: Sandbox) -> None:
     results = await asyncio.gather(*(run_py(sandbox, f"print({i} * 2)") for i in range(6)))
     assert [r.stdout for r in results] == [f"{i * 2}\n" for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    "args, env",
+    [(("x" * 200_000,), {}), (("y" * 100_000,) * 12, {}), ((), {"BIG": "z" * 200_000})],
+    ids=["one-200kB-arg", "1.2MB-of-args", "200kB-env"],
+)
+async def test_too_long_argument_list_is_a_bad_request(
+    sandbox: Sandbox, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    """E2BIG used to surface as a start failure (a 500 upstream); it is the request's fault."""
+    with pytest.raises(InvalidRunRequestError, match=r"argument list is too long.*maximum \d+ bytes"):
+        await run_py(sandbox, "print(1)", args=args, env=env)
+    fits = await run_py(sandbox, "import sys\nprint(len(sys.argv[1]))", args=("x" * 100_000,))
+    assert fits.ok and fits.stdout == "100000\n", fits.stderr
 
 
 async def test_bad_requests_raise(sandbox: Sandbox) -> None:

@@ -54,8 +54,13 @@ def test_bundle_shows_only_chosen_host_paths(tmp_path: Path) -> None:
     sources = {m["source"] for m in config["mounts"] if m["type"] == "bind"}
     assert "/" not in sources and "/root" not in sources and "/etc" not in sources
     assert not any(s.startswith(("/etc/shadow", "/etc/passwd", "/root", "/home")) for s in sources)
-    writable = [m["destination"] for m in config["mounts"] if "rw" in m.get("options", [])]
-    assert writable == ["/sandbox"]
+    writable = {m["destination"]: m["source"] for m in config["mounts"] if "rw" in m.get("options", [])}
+    # All writable places are dirs of the one scratch tmpfs (runsc's own /tmp would be unsized).
+    assert writable == {
+        "/sandbox": str(tmp_path),
+        "/tmp": str(tmp_path / "tmp"),
+        "/dev/shm": str(tmp_path / "shm"),
+    }
     assert {"type": "network"} in config["linux"]["namespaces"]
     assert config["process"]["user"]["uid"] == 65534
     assert config["process"]["noNewPrivileges"] is True
@@ -148,8 +153,11 @@ async def test_timeout_leaves_no_container_state(gvisor: GVisorSandbox) -> None:
 
 async def test_start_failure_is_an_error() -> None:
     async with GVisorSandbox(SandboxSettings(cgroup_pool_size=0)) as box:
-        with pytest.raises(SandboxStartError, match="nonexistent"):
+        with pytest.raises(SandboxStartError, match="nonexistent") as info:
             await box.run(RunRequest(command=("/nonexistent/prog",)))
+        # The message reaches API clients: no bundle / state / scratch path of the host.
+        assert "/tmp/" not in str(info.value) and "/root" not in str(info.value), info.value
+        assert "agentic-gvisor" not in str(info.value)
 
 
 async def test_close_removes_everything_and_is_idempotent() -> None:
@@ -212,3 +220,15 @@ print('parent leaving')
             await asyncio.to_thread(listener.accept)
     finally:
         listener.close()
+
+
+def test_runsc_errors_lose_their_host_paths() -> None:
+    from sandbox.gvisor import _hide_host_paths
+
+    line = (
+        "running container: starting container: mount /tmp/agentic-gvisor-123/runs/x/scratch "
+        'to "/sandbox": open /root/.local/share/agentic/libsets/base: no such file'
+    )
+    cleaned = _hide_host_paths(line)
+    assert "/tmp/" not in cleaned and "/root" not in cleaned and "agentic-gvisor" not in cleaned
+    assert '"/sandbox"' in cleaned and "no such file" in cleaned

@@ -10,7 +10,7 @@ from sandbox import resources
 from sandbox.base import Limits
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError
-from sandbox.resources import TIERS, choose_tier, resolve_limits
+from sandbox.resources import TIERS, check_limits, choose_tier, resolve_limits
 
 FIELDS = [f.name for f in dataclasses.fields(Limits)]
 
@@ -114,3 +114,15 @@ def test_bad_overrides(overrides: dict[str, float], match: str) -> None:
 def test_unknown_tier() -> None:
     with pytest.raises(InvalidRunRequestError, match="unknown tier"):
         resolve_limits("giant", None)  # type: ignore[arg-type]
+
+
+def test_check_limits_is_public_and_names_field_value_and_maximum() -> None:
+    assert "check_limits" in resources.__all__
+    check_limits(TIERS["light"], TIERS["heavy"])
+    with pytest.raises(LimitsExceededError, match=r"pids=300 exceeds the server maximum pids=256"):
+        check_limits(dataclasses.replace(TIERS["light"], pids=300), TIERS["heavy"])
+    for bad in (0, -1):
+        with pytest.raises(InvalidRunRequestError, match="memory_mb"):
+            check_limits(dataclasses.replace(TIERS["light"], memory_mb=bad), TIERS["heavy"])
+    with pytest.raises(LimitsExceededError, match="wall_seconds"):
+        check_limits(dataclasses.replace(TIERS["light"], wall_seconds=float("inf")), TIERS["heavy"])
