@@ -21,6 +21,10 @@ than a bare interpreter start):
    world-traversable dir first (:mod:`sandbox.bwrap_host`).
    Python runs as ``/opt/python/bin/python3``, a venv-style launcher of the system interpreter
    without system site-packages (:data:`sandbox.bwrap_host.PYTHON_VENV`): host ``.pth`` hooks stay out.
+   bwrap reads its options from a memfd (``--args FD``) and the stage dir is its own tmpfs, so the
+   program sees no host path, server pid or set-up argument in ``/proc/1/cmdline`` or
+   ``/proc/self/mountinfo`` (tmpfs mount options still show the run's host uid, a number from the
+   per-run range: an unprivileged bwrap cannot mount a tmpfs owned by anyone else).
 3. The seccomp BPF (see :mod:`sandbox.seccomp`) is passed with ``--seccomp FD`` so it applies to
    the program only. The launchers run with a fixed minimal env; bwrap ``--clearenv`` / ``--setenv``
    gives the program exactly :func:`sandbox.commands.build_env` (the request's env never reaches
@@ -91,6 +95,16 @@ _MAX_FILES = 2000
 _FALLBACK_OOM_MARKERS = ("MemoryError", "JavaScript heap out of memory", "out of memory")
 # bwrap reports a signal death of the program as 128 + signal number.
 _SIGNALS = {s.value for s in signal.Signals}
+
+
+def _args_memfd(args: list[str]) -> int:
+    """A memfd holding ``args`` NUL-separated, for ``bwrap --args FD`` (the caller closes it)."""
+    fd = os.memfd_create("agentic-args", os.MFD_CLOEXEC)
+    data = memoryview(b"".join(arg.encode() + b"\0" for arg in args))
+    while data:
+        data = data[os.write(fd, data) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _cleanup(pool: CgroupPool | None, netns: NetnsPool | None, stage: HostStage) -> None:
@@ -301,18 +315,24 @@ class BubblewrapSandbox:
                 rlimits=launcher_rlimits(limits, cgroup, data_rlimit=request.language != "typescript"),
                 netns=netns,
             )
-            full += self._prefix[request.network]
+            prefix = self._prefix[request.network]
             # The request's env must never reach the launcher or bwrap (root or setup code: think
             # LD_PRELOAD, LOCPATH): they run with _LAUNCHER_ENV and bwrap sets the program's env.
-            full += ["--clearenv"]
+            rest = [*prefix[1:], "--clearenv"]
             for key, value in env.items():
-                full += ["--setenv", key, value]
+                rest += ["--setenv", key, value]
             run_args = self._run_args(request, libset, fds)
-            if pool is None and (unsized := unsized_tmpfs([*self._prefix[request.network], *run_args])):
+            if pool is None and (unsized := unsized_tmpfs([*prefix, *run_args])):
                 # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
                 raise SandboxStartError(f"refusing to run with unsized writable tmpfs {unsized}")
-            full += run_args
-            return full + argv, sorted(set(fds))
+            # bwrap reads its arguments from a memfd: its argv is the sandbox's /proc/1/cmdline, and
+            # must not show the program host paths (stage dir, server pid) or the run's set-up.
+            # (The program's own argv, paths inside the sandbox only, stays on the command line:
+            # bwrap takes options, not the command, from the file.)
+            assert run_args[-1] == "--"
+            args_fd = _args_memfd([*rest, *run_args[:-1]])
+            fds.append(args_fd)
+            return [*full, prefix[0], "--args", str(args_fd), "--", *argv], sorted(set(fds))
 
         def on_spawn(pid: int) -> None:
             nonlocal watchdog

@@ -50,7 +50,7 @@ BWRAP_PIDS = 3
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MNT_DETACH = 1, 32, 4096, 2
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MNT_DETACH = 1, 2, 4, 32, 4096, 2
 
 
 def _world_reachable(path: Path) -> bool:
@@ -69,6 +69,15 @@ def _bind_mount(source: Path, target: Path) -> None:
     flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY
     if _libc.mount(None, str(target).encode(), None, flags, None) != 0:
         logger.warning("could not make %s read-only on the host side", target)
+
+
+def _mount_tmpfs(target: Path, options: str) -> bool:
+    """Mount a tmpfs on ``target``; False (logged) when that is not possible here."""
+    flags = _MS_NOSUID | _MS_NODEV
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, options.encode()) != 0:
+        logger.warning("no tmpfs for the sandbox stage %s: %s", target, os.strerror(ctypes.get_errno()))
+        return False
+    return True
 
 
 def unmount(target: Path) -> bool:
@@ -127,6 +136,7 @@ def _sweep_stale_stages() -> None:
             continue
         subdirs = [root / "staged", root / "netns"]
         mounts = [p for sub in subdirs if sub.is_dir() for p in sorted(sub.iterdir())]
+        mounts.append(root)  # the stage's own tmpfs, after what is mounted inside it
         if all([not os.path.ismount(target) or unmount(target) for target in mounts]):
             logger.info("removing stale sandbox stage %s (owner pid %d is gone)", root, owner)
             shutil.rmtree(root, ignore_errors=True)
@@ -139,11 +149,16 @@ class HostStage:
         _sweep_stale_stages()
         self.root = Path(tempfile.mkdtemp(prefix=f"agentic-bwrap-{os.getpid()}-"))
         self.root.chmod(0o755)
+        # Its own small tmpfs: a bind from it shows the sandbox only "/etc" in /proc/self/mountinfo,
+        # not this dir's host path (which names the server's pid).
+        self._tmpfs = _mount_tmpfs(self.root, "size=16m,mode=755")
         self.staged: dict[Path, Path] = {}
         try:
             _stage_etc(self.etc, uid, gid)
             _stage_venv(self.venv, python)
         except BaseException:
+            if self._tmpfs:
+                unmount(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
             raise
 
@@ -187,6 +202,9 @@ class HostStage:
         """Unmount staged binds and remove the dir; idempotent (also run by a GC finalizer)."""
         unmounted = all([unmount(target) for target in self.staged.values()])
         self.staged.clear()
+        if unmounted and self._tmpfs:
+            unmounted = unmount(self.root)
+            self._tmpfs = not unmounted
         if unmounted:  # never recurse into a still-mounted library set
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -75,6 +75,27 @@ print(json.dumps({{"found": found, "passwd": pw}}))
     assert "root:x:0:0:root:/root:" not in str(data["passwd"])
 
 
+async def test_host_details_stay_out_of_proc(sandbox: Sandbox, sandbox_settings: SandboxSettings) -> None:
+    code = """
+import json
+seen = {}
+for path in ("/proc/1/cmdline", "/proc/self/cmdline", "/proc/self/mountinfo", "/proc/self/uid_map",
+             "/proc/self/cgroup", "/proc/1/environ", "/proc/self/environ"):
+    try:
+        seen[path] = open(path, "rb").read().replace(b"\\0", b" ").decode(errors="replace")
+    except OSError as exc:
+        seen[path] = str(exc)
+print(json.dumps(seen))
+"""
+    result = await run_py(sandbox, code)
+    assert result.ok, result.stderr
+    seen = json.loads(result.stdout)
+    text = "\n".join(seen.values())
+    assert "agentic-" not in text, text  # host stage and scratch dirs are named agentic-<backend>-<pid>-*
+    assert f"-{os.getpid()}-" not in text and str(sandbox_settings.cache_dir) not in text, text
+    assert "--ro-bind" not in text and "--seccomp" not in text, seen["/proc/1/cmdline"]  # no set-up args
+
+
 async def test_server_environment_does_not_leak(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     token = f"s3cr3t-{uuid.uuid4()}"
     monkeypatch.setenv("AGENTIC_TEST_SECRET", token)
