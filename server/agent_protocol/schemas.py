@@ -6,14 +6,17 @@ but do not act on are listed in the module's README section of the report (webho
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from server.schemas import MAX_INT64
 
 __all__ = [
     "AssistantSearch",
     "CheckpointRef",
     "CommandIn",
+    "EventId",
     "HistoryRequest",
     "RunCreate",
     "StateCheckpointRequest",
@@ -27,6 +30,21 @@ __all__ = [
 StreamModeName = Literal[
     "values", "messages", "messages-tuple", "updates", "custom", "debug", "checkpoints", "tasks", "events"
 ]
+
+
+def _check_event_id(value: str | None) -> str | None:
+    """An event id that is a number must fit in 64 bits (the events table's ``seq``); others replay all."""
+    try:
+        number = int(value) if value is not None else 0
+    except ValueError:
+        return value
+    if abs(number) > MAX_INT64:
+        raise ValueError(f"an event id is a number of at most {MAX_INT64}")
+    return value
+
+
+EventId = Annotated[str | None, AfterValidator(_check_event_id)]
+"""The ``Last-Event-ID`` a client rejoins a stream with."""
 
 
 class _Body(BaseModel):
@@ -98,7 +116,7 @@ class ThreadSearch(_Body):
     ids: list[str] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
 
@@ -127,9 +145,9 @@ class StateCheckpointRequest(_Body):
 
 
 class StateUpdate(_Body):
-    """``POST /threads/{id}/state``."""
+    """``POST /threads/{id}/state``: ``values`` maps state keys (an object), ``as_node`` names a node."""
 
-    values: Any = None
+    values: dict[str, Any] | None = None
     as_node: str | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
@@ -142,4 +160,4 @@ class AssistantSearch(_Body):
     metadata: dict[str, Any] | None = None
     name: str | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
