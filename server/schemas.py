@@ -5,6 +5,7 @@ Converters from the data layer's dataclasses live beside the models so routes st
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "VersionSummary",
     "WorkspaceCreate",
     "WorkspacePublic",
+    "check_json_value",
     "run_public",
 ]
 
@@ -51,6 +53,36 @@ def _check_version_spec(value: str) -> str:
     return value
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_json_value(value: Any, where: str = "body") -> Any:
+    """Refuse what JSON parses but the stores cannot keep exactly: integers past 64 bits, lone surrogates.
+
+    Python reads both from a request body; the database drivers and the JSON encoder of stored
+    metadata then fail (a 500) or round them to floats. The message names the place to fix.
+    """
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > MAX_INT64:
+                raise ValueError(f"{place}: the integer is past 64 bits (at most {MAX_INT64}); send a string")
+        elif isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                raise ValueError(f"{place}: the text holds a lone UTF-16 surrogate, which is not Unicode")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                label = f"{place}.{str(key)[:40]}"
+                stack.append((key, label + " (key)"))
+                stack.append((sub, label))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{place}[{i}]") for i, sub in enumerate(item))
+    return value
+
+
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_INT64, description="Version number (1 is the first)")]
 """A version named by number, bounded to what the database stores."""
 
@@ -65,6 +97,12 @@ class _Strict(BaseModel):
     """Request bodies refuse unknown fields so a typo is an error, not a silent default."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Text with lone surrogates or integers past 64 bits cannot be stored: a 422, not a 500."""
+        return check_json_value(data)
 
 
 class ErrorDetail(BaseModel):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from server.schemas import MAX_INT64
+from server.schemas import MAX_INT64, check_json_value
 
 __all__ = [
     "AssistantSearch",
@@ -49,6 +49,12 @@ EventId = Annotated[str | None, AfterValidator(_check_event_id)]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Metadata, input and values are stored as JSON: integers past 64 bits are refused (422)."""
+        return check_json_value(data)
 
 
 class CheckpointRef(_Body):

@@ -50,7 +50,7 @@ def test_offsets_past_64_bits_are_422(http: httpx.Client, thread: str) -> None:
         http.get(f"/threads/{thread}/runs", params={"offset": str(BIG)}),
     ):
         error = assert_error(response, 422, "validation_error")
-        assert "'offset'" in str(error["message"]), error
+        assert "offset" in str(error["message"]), error
 
 
 def test_last_event_id_past_64_bits_is_422(http: httpx.Client, thread: str) -> None:
@@ -121,3 +121,22 @@ def test_history_before_an_unknown_checkpoint_is_404(http: httpx.Client, thread:
     newest = history[0]["checkpoint"]["checkpoint_id"]
     older = http.post(f"/threads/{thread}/history", json={"before": newest})
     assert older.status_code == 200 and len(older.json()) == len(history) - 1
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", "/threads", {"metadata": {"n": [1, BIG]}}),
+        ("PATCH", "/threads/{thread}", {"metadata": {"n": BIG}}),
+        ("POST", "/threads/{thread}/runs/wait", {"assistant_id": "agent", "input": {"ticks": BIG}}),
+        ("POST", "/threads/search", {"metadata": {"n": -BIG}}),
+    ],
+)
+def test_integers_past_64_bits_in_json_are_422(
+    http: httpx.Client, thread: str, method: str, url: str, body: dict[str, Any]
+) -> None:
+    # Found by the stateful fuzzer: orjson cannot store them (a 500), nor read them back exactly.
+    before = http.get(f"/threads/{thread}").json()
+    response = http.request(method, url.format(thread=thread), json=body)
+    assert "past 64 bits" in str(assert_error(response, 422, "validation_error")["message"])
+    assert http.get(f"/threads/{thread}").json() == before
