@@ -8,13 +8,22 @@ STAMPS := .stamps
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test setup setup-test system system-test venv libsets model lint typecheck bench clean
+.PHONY: run test fuzz setup setup-test system system-test venv libsets model lint typecheck bench clean
 
 run: setup
 	$(VENV)/bin/agentic serve --host $(HOST) --port $(PORT)
 
 test: setup-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Deeper API fuzzing than `make test` runs (tests/server/test_schemathesis.py: schemathesis' coverage and
+# stateful phases against a real server); must end with 0 server errors. Override the knobs as needed:
+# FUZZ_EXAMPLES per operation, FUZZ_BUDGET_S wall-clock seconds, FUZZ_SEED to replay a failing run.
+FUZZ_EXAMPLES ?= 50
+FUZZ_BUDGET_S ?= 600
+fuzz: setup-test
+	AGENTIC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AGENTIC_FUZZ_BUDGET_S=$(FUZZ_BUDGET_S) AGENTIC_FUZZ_SEED=$(FUZZ_SEED) \
+		$(PY) -m pytest -q -s tests/server/test_schemathesis.py $(PYTEST_ARGS)
 
 setup: system venv libsets model
 setup-test: system-test venv libsets model

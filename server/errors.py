@@ -3,7 +3,8 @@
 This is the only place that maps the data layer's errors to HTTP status codes:
 
     WorkspaceNotFoundError / FileNotFoundInWorkspaceError / VersionNotFoundError   404
-    InvalidPathError / other InvalidFileError                                       400
+    PathConflictError (a file would also be a directory)                            409
+    InvalidPathError / other InvalidFileError / InvalidWorkspaceError               400
     FileTooLargeError                                                               413
     BinaryContentError                                                              415
     InvalidRunRequestError (incl. UnknownLibrarySetError) / LimitsExceededError     400
@@ -42,6 +43,8 @@ from workspace.errors import (
     FileTooLargeError,
     InvalidFileError,
     InvalidPathError,
+    InvalidWorkspaceError,
+    PathConflictError,
     VersionNotFoundError,
     WorkspaceError,
     WorkspaceNotFoundError,
@@ -56,10 +59,12 @@ _MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
     (WorkspaceNotFoundError, 404, "workspace_not_found"),
     (FileNotFoundInWorkspaceError, 404, "file_not_found"),
     (VersionNotFoundError, 404, "version_not_found"),
+    (PathConflictError, 409, "path_conflict"),
     (InvalidPathError, 400, "invalid_path"),
     (FileTooLargeError, 413, "file_too_large"),
     (BinaryContentError, 415, "binary_content"),
     (InvalidFileError, 400, "invalid_file"),
+    (InvalidWorkspaceError, 400, "invalid_workspace"),
     (UnknownLibrarySetError, 400, "unknown_library_set"),
     (InvalidRunRequestError, 400, "invalid_run_request"),
     (LimitsExceededError, 400, "limits_exceeded"),

@@ -5,11 +5,12 @@ Converters from the data layer's dataclasses live beside the models so routes st
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandbox.base import Limits, RunResult
 from workspace.base import FileInfo, Version, Workspace
@@ -20,26 +21,88 @@ __all__ = [
     "FileInfoPublic",
     "FileWrite",
     "HealthPublic",
+    "MAX_INT64",
     "LimitsOverride",
     "LimitsPublic",
     "RollbackCreate",
     "RunCreate",
     "RunPublic",
+    "VersionNumber",
     "VersionPublic",
+    "VersionRef",
+    "VersionSpec",
     "VersionSummary",
     "WorkspaceCreate",
     "WorkspacePublic",
+    "check_json_value",
     "run_public",
 ]
 
 Tier = Literal["light", "medium", "heavy"]
 LanguageName = Literal["python", "typescript"]
 
+# The largest integer the databases store (signed 64-bit); a bigger one would overflow the driver.
+MAX_INT64 = 2**63 - 1
+
+
+def _check_version_spec(value: str) -> str:
+    """Refuse a version number the database cannot hold, so it is a 422 rather than an overflow."""
+    digits = value[1:] if value[:1] in ("v", "V") else value
+    if digits.isascii() and digits.isdigit() and int(digits) > MAX_INT64:
+        raise ValueError(f"a version number must be at most {MAX_INT64}")
+    return value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_json_value(value: Any, where: str = "body") -> Any:
+    """Refuse what JSON parses but the stores cannot keep exactly: integers past 64 bits, lone surrogates.
+
+    Python reads both from a request body; the database drivers and the JSON encoder of stored
+    metadata then fail (a 500) or round them to floats. The message names the place to fix.
+    """
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > MAX_INT64:
+                raise ValueError(f"{place}: the integer is past 64 bits (at most {MAX_INT64}); send a string")
+        elif isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                raise ValueError(f"{place}: the text holds a lone UTF-16 surrogate, which is not Unicode")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                label = f"{place}.{str(key)[:40]}"
+                stack.append((key, label + " (key)"))
+                stack.append((sub, label))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{place}[{i}]") for i, sub in enumerate(item))
+    return value
+
+
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_INT64, description="Version number (1 is the first)")]
+"""A version named by number, bounded to what the database stores."""
+
+VersionSpec = Annotated[str, AfterValidator(_check_version_spec)]
+"""A version id or number as text (``"3"``, ``"v3"``, or a 32-hex id); numbers are bounded."""
+
+VersionRef = VersionNumber | VersionSpec
+"""A version in a JSON body: a number or a string as :data:`VersionSpec`."""
+
 
 class _Strict(BaseModel):
     """Request bodies refuse unknown fields so a typo is an error, not a silent default."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Text with lone surrogates or integers past 64 bits cannot be stored: a 422, not a 500."""
+        return check_json_value(data)
 
 
 class ErrorDetail(BaseModel):
@@ -59,6 +122,16 @@ class ErrorPublic(BaseModel):
 
 class WorkspaceCreate(_Strict):
     name: str = Field(min_length=1, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        """The store keeps names stripped; a blank or NUL-bearing one is the client's to fix."""
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        if "\x00" in value:
+            raise ValueError("name must not contain a NUL character")
+        return value
 
 
 class WorkspacePublic(BaseModel):
@@ -137,7 +210,7 @@ class DiffPublic(BaseModel):
 class RollbackCreate(_Strict):
     """Restore ``version`` (id or number) as a new version."""
 
-    version: str | int
+    version: VersionRef
     author: str = Field(default="user", min_length=1, max_length=200)
 
 
@@ -177,7 +250,7 @@ class RunCreate(_Strict):
     """Run a workspace file (``path``, optionally at ``version``) or a snippet (``code``)."""
 
     path: str | None = Field(default=None, min_length=1)
-    version: str | int | None = None
+    version: VersionRef | None = None
     code: str | None = None
     language: LanguageName | None = None
     tier: Tier | None = None

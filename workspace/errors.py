@@ -7,10 +7,12 @@
     ├── InvalidWorkspaceError   empty or over-long workspace name / tenant
     └── InvalidFileError
         ├── InvalidPathError        absolute, '..', NUL byte, empty, too long
+        ├── PathConflictError       a file would also be a directory ('a' and 'a/b')
         ├── FileTooLargeError       content over the configured cap
         └── BinaryContentError      content is not valid UTF-8 text
 
-Only ``server/`` maps these to HTTP status codes (404 for the *NotFound ones, 400/413/415 for the rest).
+Only ``server/`` maps these to HTTP status codes (404 for the *NotFound ones, 409 for a path
+conflict, 400/413/415 for the rest).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "InvalidFileError",
     "InvalidPathError",
     "InvalidWorkspaceError",
+    "PathConflictError",
     "VersionNotFoundError",
     "WorkspaceError",
     "WorkspaceNotFoundError",
@@ -54,6 +57,14 @@ class InvalidFileError(WorkspaceError):
 
 class InvalidPathError(InvalidFileError):
     """The path is absolute, escapes the workspace, contains NUL, or is empty."""
+
+
+class PathConflictError(InvalidFileError):
+    """The path clashes with an existing file: ``a/b`` when ``a`` is a file, or ``a`` when ``a/b`` is one.
+
+    A sandbox materialises the workspace as a directory tree, where one name cannot be both a file
+    and a directory; storing both would make every later run in the workspace fail.
+    """
 
 
 class FileTooLargeError(InvalidFileError):

@@ -15,7 +15,8 @@ from workspace.schema import versions
 __all__ = ["check_name", "new_id", "to_version", "to_workspace", "version_clause"]
 
 _NAME_MAX = 200
-_NUMBER_SPEC = re.compile(r"v?(\d{1,9})")
+_NUMBER_SPEC = re.compile(r"v?(\d{1,9})", re.ASCII)
+_MAX_NUMBER = 2**63 - 1  # a version number the databases can compare (signed 64-bit)
 
 
 def new_id() -> str:
@@ -53,6 +54,8 @@ def version_clause(spec: str | int) -> ColumnElement[bool]:
     if isinstance(spec, bool) or not isinstance(spec, int | str):
         raise VersionNotFoundError(f"a version is an id or a number, not {spec!r}")
     if isinstance(spec, int):
+        if abs(spec) > _MAX_NUMBER:  # no such version; the driver would overflow on it
+            raise VersionNotFoundError(f"no version {spec!r}: version numbers are at most {_MAX_NUMBER}")
         return versions.c.number == spec
     match = _NUMBER_SPEC.fullmatch(spec)
     return versions.c.number == int(match.group(1)) if match else versions.c.id == spec

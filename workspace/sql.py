@@ -9,6 +9,10 @@ Choices the contract leaves open:
 * Concurrent writers to one path take turns on the path's row in ``files`` (``SELECT ... FOR
   UPDATE`` on Postgres, ``BEGIN IMMEDIATE`` on SQLite); the first write of a new path can still race,
   which the unique ``(workspace, path, number)`` constraint catches and the write retries.
+* A path is never both a file and a directory: writing ``a/b`` when ``a`` is a file (or ``a`` when
+  ``a/b`` is one) raises PathConflictError, since no sandbox could materialise both. The first write
+  of a path locks the workspace row (``FOR NO KEY UPDATE``, which leaves foreign-key checks of other
+  writers alone) so two new clashing paths cannot slip in side by side.
 * ``index_run_output`` stores log text, so it replaces NUL bytes and cuts it to a cap (head and
   tail) instead of refusing; retention and the per-tenant quota may delete it later
   (:mod:`workspace.retention`). Files and versions are never deleted.
@@ -24,7 +28,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,6 +38,7 @@ from workspace.engine import WRITE_OPTION, create_engine_for_url
 from workspace.errors import (
     BinaryContentError,
     FileNotFoundInWorkspaceError,
+    PathConflictError,
     VersionNotFoundError,
     WorkspaceError,
     WorkspaceNotFoundError,
@@ -230,7 +235,7 @@ class SqlVersionStore:
         )
         head = (await conn.execute(head_query)).first()
         if head is None:  # a head row implies its workspace exists (cascading foreign key)
-            await self._require_workspace(conn, workspace_id)
+            await self._check_new_path(conn, workspace_id, path)
             parent_id, number, diff = None, 1, ""
         else:
             parent_id, number = head.version_id, head.number + 1
@@ -282,6 +287,36 @@ class SqlVersionStore:
             is_new=head is None,
         )
         return version
+
+    async def _check_new_path(self, conn: AsyncConnection, workspace_id: str, path: str) -> None:
+        """Lock the workspace for new paths, then refuse ``path`` if a file is its ancestor or below it."""
+        locked = await conn.scalar(
+            select(workspaces.c.id).where(workspaces.c.id == workspace_id).with_for_update(key_share=True)
+        )
+        if locked is None:
+            raise WorkspaceNotFoundError(f"no workspace {workspace_id!r}")
+        parts = path.split("/")
+        ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        below = path + "/"
+        clash = await conn.scalar(
+            select(files.c.path)
+            .where(
+                (files.c.workspace_id == workspace_id)
+                & (files.c.path.in_(ancestors) | (func.substr(files.c.path, 1, len(below)) == below))
+            )
+            .order_by(files.c.path)
+            .limit(1)
+        )
+        if clash is None:
+            return
+        if clash in ancestors:
+            raise PathConflictError(
+                f"cannot write {path!r}: {clash!r} is a file, so it cannot also be a directory; "
+                f"write elsewhere or pick another name"
+            )
+        raise PathConflictError(
+            f"cannot write {path!r}: it is a directory holding {clash!r}; pick another name"
+        )
 
     async def write(
         self, workspace_id: str, path: str, content: str, *, author: str = "user", message: str = ""

@@ -4,9 +4,11 @@ AgentProtocolError
 ├── ThreadNotFoundError      404
 ├── RunNotFoundError         404
 ├── AssistantNotFoundError   404
+├── CheckpointNotFoundError  404  (``before`` names no checkpoint of the thread)
 ├── ThreadExistsError        409
 ├── RunConflictError         409  (multitask_strategy "reject" on a busy thread)
-└── InvalidRunError          422  (a payload the graph cannot run)
+├── InvalidRunError          422  (a payload the graph cannot run)
+└── InvalidStateUpdateError  422  (``as_node`` not a node, values that do not fit the state)
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 __all__ = [
     "AgentProtocolError",
     "AssistantNotFoundError",
+    "CheckpointNotFoundError",
     "InvalidRunError",
+    "InvalidStateUpdateError",
     "RunConflictError",
     "RunNotFoundError",
     "ThreadExistsError",
@@ -50,6 +54,13 @@ class AssistantNotFoundError(AgentProtocolError):
     kind = "assistant_not_found"
 
 
+class CheckpointNotFoundError(AgentProtocolError):
+    """No checkpoint with that id in the thread."""
+
+    status = 404
+    kind = "checkpoint_not_found"
+
+
 class ThreadExistsError(AgentProtocolError):
     """A thread with that id exists and ``if_exists`` was ``raise``."""
 
@@ -69,3 +80,10 @@ class InvalidRunError(AgentProtocolError):
 
     status = 422
     kind = "invalid_run"
+
+
+class InvalidStateUpdateError(AgentProtocolError):
+    """A state update the graph cannot apply; the message says what to fix (e.g. the valid nodes)."""
+
+    status = 422
+    kind = "invalid_state_update"

@@ -6,14 +6,17 @@ but do not act on are listed in the module's README section of the report (webho
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from server.schemas import MAX_INT64, check_json_value
 
 __all__ = [
     "AssistantSearch",
     "CheckpointRef",
     "CommandIn",
+    "EventId",
     "HistoryRequest",
     "RunCreate",
     "StateCheckpointRequest",
@@ -29,8 +32,29 @@ StreamModeName = Literal[
 ]
 
 
+def _check_event_id(value: str | None) -> str | None:
+    """An event id that is a number must fit in 64 bits (the events table's ``seq``); others replay all."""
+    try:
+        number = int(value) if value is not None else 0
+    except ValueError:
+        return value
+    if abs(number) > MAX_INT64:
+        raise ValueError(f"an event id is a number of at most {MAX_INT64}")
+    return value
+
+
+EventId = Annotated[str | None, AfterValidator(_check_event_id)]
+"""The ``Last-Event-ID`` a client rejoins a stream with."""
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Metadata, input and values are stored as JSON: integers past 64 bits are refused (422)."""
+        return check_json_value(data)
 
 
 class CheckpointRef(_Body):
@@ -98,7 +122,7 @@ class ThreadSearch(_Body):
     ids: list[str] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
 
@@ -127,9 +151,9 @@ class StateCheckpointRequest(_Body):
 
 
 class StateUpdate(_Body):
-    """``POST /threads/{id}/state``."""
+    """``POST /threads/{id}/state``: ``values`` maps state keys (an object), ``as_node`` names a node."""
 
-    values: Any = None
+    values: dict[str, Any] | None = None
     as_node: str | None = None
     checkpoint: CheckpointRef | None = None
     checkpoint_id: str | None = None
@@ -142,4 +166,4 @@ class AssistantSearch(_Body):
     metadata: dict[str, Any] | None = None
     name: str | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.agent_protocol.errors import ThreadExistsError
 from server.agent_protocol.serde import dumpb, loads
 from server.agent_protocol.tables import MIGRATIONS, events_t, migrations_t, runs_t, threads_t
 from workspace.engine import enable_wal
@@ -217,21 +219,28 @@ class ProtocolStore:
     async def create_thread(
         self, thread_id: str, metadata: dict[str, Any], tenant: str = "default"
     ) -> ThreadRecord:
-        """Insert a new idle thread of ``tenant`` (the caller checks for an existing id first)."""
+        """Insert a new idle thread of ``tenant``.
+
+        Raises:
+            ThreadExistsError: the id is taken (also when a concurrent create won the race).
+        """
         now = _now()
-        async with self.write() as conn:
-            await conn.execute(
-                threads_t.insert().values(
-                    thread_id=thread_id,
-                    tenant=tenant,
-                    created_at=now,
-                    updated_at=now,
-                    metadata=_text(metadata),
-                    status="idle",
-                    state_values=None,
-                    interrupts="{}",
+        try:
+            async with self.write() as conn:
+                await conn.execute(
+                    threads_t.insert().values(
+                        thread_id=thread_id,
+                        tenant=tenant,
+                        created_at=now,
+                        updated_at=now,
+                        metadata=_text(metadata),
+                        status="idle",
+                        state_values=None,
+                        interrupts="{}",
+                    )
                 )
-            )
+        except IntegrityError as exc:
+            raise ThreadExistsError(f"thread {thread_id} already exists") from exc
         return ThreadRecord(
             thread_id=thread_id,
             created_at=now,

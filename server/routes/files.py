@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from server.deps import StoreDep, require_json
-from server.schemas import FileInfoPublic, FileWrite, VersionPublic
+from server.schemas import FileInfoPublic, FileWrite, VersionPublic, VersionSpec
 
 __all__ = ["parse_version", "router"]
 
@@ -15,8 +15,8 @@ router = APIRouter(prefix="/workspaces/{workspace_id}/files", tags=["files"])
 
 
 def parse_version(version: str | int | None) -> str | int | None:
-    """A version is a number (``3``) or a version id; digits mean a number."""
-    if isinstance(version, str) and version.isdigit():
+    """A version is a number (``3``) or a version id; ASCII digits mean a number (``"²"`` is an id)."""
+    if isinstance(version, str) and version.isascii() and version.isdigit():
         return int(version)
     return version
 
@@ -41,7 +41,9 @@ async def read_file(
     workspace_id: str,
     path: str,
     store: StoreDep,
-    version: Annotated[str | None, Query(description="Version number or id; latest when omitted")] = None,
+    version: Annotated[
+        VersionSpec | None, Query(description="Version number or id; latest when omitted")
+    ] = None,
 ) -> VersionPublic:
     """Read the latest version of ``path``, or the given ``version``."""
     await store.get_workspace(workspace_id)

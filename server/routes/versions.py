@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from server.deps import StoreDep, require_json
 from server.routes.files import parse_version
-from server.schemas import DiffPublic, RollbackCreate, VersionPublic, VersionSummary
+from server.schemas import DiffPublic, RollbackCreate, VersionPublic, VersionSpec, VersionSummary
 
 __all__ = ["router"]
 
@@ -27,7 +27,7 @@ async def list_versions(workspace_id: str, path: str, store: StoreDep) -> list[V
 
 
 @router.get("/versions/{version}/{path:path}", response_model=VersionPublic)
-async def get_version(workspace_id: str, version: str, path: str, store: StoreDep) -> VersionPublic:
+async def get_version(workspace_id: str, version: VersionSpec, path: str, store: StoreDep) -> VersionPublic:
     """One version of ``path`` by number or id."""
     await store.get_workspace(workspace_id)
     return VersionPublic.from_version(await store.read(workspace_id, path, parse_version(version)))
@@ -38,8 +38,8 @@ async def diff_versions(
     workspace_id: str,
     path: str,
     store: StoreDep,
-    from_: Annotated[str, Query(alias="from", description="Version number or id")],
-    to: Annotated[str, Query(description="Version number or id")],
+    from_: Annotated[VersionSpec, Query(alias="from", description="Version number or id")],
+    to: Annotated[VersionSpec, Query(description="Version number or id")],
 ) -> DiffPublic:
     """Unified diff of ``path`` from version ``from`` to version ``to``."""
     await store.get_workspace(workspace_id)

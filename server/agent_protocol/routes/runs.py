@@ -9,9 +9,10 @@ from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.deps import ServiceDep
 from server.agent_protocol.errors import ThreadNotFoundError
-from server.agent_protocol.schemas import RunCreate
+from server.agent_protocol.schemas import EventId, RunCreate
 from server.agent_protocol.sse import event_stream_response, run_headers, wait_response
 from server.deps import TenantDep
+from server.schemas import MAX_INT64
 
 __all__ = ["router"]
 
@@ -76,7 +77,7 @@ async def list_runs(
     service: ServiceDep,
     tenant: TenantDep,
     limit: int = Query(default=10, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_INT64),
     status: str | None = Query(default=None),
 ) -> list[dict[str, Any]]:
     """Runs of the thread, newest first."""
@@ -131,7 +132,7 @@ async def join_run_stream(
     tenant: TenantDep,
     cancel_on_disconnect: Annotated[str | None, Query()] = None,
     stream_mode: Annotated[list[str] | None, Query()] = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[EventId, Header()] = None,
 ) -> EventSourceResponse:
     """Rejoin a run's stream: new events (after ``Last-Event-ID`` if given) until the run ends."""
     await _require_thread(service, thread_id, tenant)

@@ -11,9 +11,15 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
+from langgraph.errors import InvalidUpdateError
 
 from server.agent_protocol.deps import ServiceDep
-from server.agent_protocol.errors import ThreadExistsError, ThreadNotFoundError
+from server.agent_protocol.errors import (
+    CheckpointNotFoundError,
+    InvalidStateUpdateError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+)
 from server.agent_protocol.graphs import interrupts_by_task, snapshot_to_state
 from server.agent_protocol.schemas import (
     CheckpointRef,
@@ -31,6 +37,9 @@ from server.deps import TenantDep
 __all__ = ["router"]
 
 router = APIRouter(prefix="/threads", tags=["agent-protocol"])
+
+# as_node values LangGraph itself understands besides the graph's nodes (clear tasks, input, fork).
+_SPECIAL_NODES = frozenset({"__end__", "__input__", "__copy__"})
 
 
 async def _require(service: ServiceDep, thread_id: str, tenant: str) -> None:
@@ -54,17 +63,26 @@ def _config(
 
 @router.post("")
 async def create_thread(body: ThreadCreate, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
-    """Create a thread (``if_exists="do_nothing"`` returns the existing one)."""
+    """Create a thread (``if_exists="do_nothing"`` returns the existing one).
+
+    Concurrent creates of one id: the store's unique key picks the winner, the others see the
+    thread as existing (409, or the winner's thread with ``do_nothing``).
+    """
     thread_id = body.thread_id or str(uuid.uuid4())
     existing = await service.store.get_thread(thread_id)
-    if existing is not None:
-        if existing.tenant != tenant:  # ids are global (the checkpointer keys on them): never share one
-            raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
-        if body.if_exists == "do_nothing":
-            return existing.public()
-        raise ThreadExistsError(f"thread {thread_id} already exists")
-    metadata = {"graph_id": service.host.graph_id, **body.metadata}
-    return (await service.store.create_thread(thread_id, metadata, tenant)).public()
+    if existing is None:
+        metadata = {"graph_id": service.host.graph_id, **body.metadata}
+        try:
+            return (await service.store.create_thread(thread_id, metadata, tenant)).public()
+        except ThreadExistsError:
+            existing = await service.store.get_thread(thread_id)
+            if existing is None:  # created and deleted again meanwhile
+                raise
+    if existing.tenant != tenant:  # ids are global (the checkpointer keys on them): never share one
+        raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
+    if body.if_exists == "do_nothing":
+        return existing.public()
+    raise ThreadExistsError(f"thread {thread_id} already exists")
 
 
 @router.post("/search")
@@ -169,12 +187,28 @@ async def post_thread_state_at(
 async def update_thread_state(
     thread_id: str, body: StateUpdate, service: ServiceDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    """Write values as if ``as_node`` produced them (a new checkpoint; forks when a checkpoint is given)."""
+    """Write values as if ``as_node`` produced them (a new checkpoint; forks when a checkpoint is given).
+
+    An unknown node or values the state's reducers refuse are the client's to fix (422); nothing is
+    written then, since LangGraph applies the update before it saves the checkpoint.
+    """
     await _require(service, thread_id, tenant)
     graph = service.host.graph
-    config = await graph.aupdate_state(
-        _config(thread_id, body.checkpoint, body.checkpoint_id), body.values, as_node=body.as_node
-    )
+    if body.as_node is not None and body.as_node not in graph.nodes and body.as_node not in _SPECIAL_NODES:
+        nodes = ", ".join(repr(n) for n in graph.nodes if not n.startswith("__"))
+        raise InvalidStateUpdateError(
+            f"as_node {body.as_node!r} is not a node of graph {service.host.graph_id!r}; use one of: {nodes}"
+        )
+    try:
+        config = await graph.aupdate_state(
+            _config(thread_id, body.checkpoint, body.checkpoint_id), body.values, as_node=body.as_node
+        )
+    except (InvalidUpdateError, TypeError, ValueError, KeyError) as exc:
+        keys = ", ".join(repr(k) for k in body.values or {})
+        raise InvalidStateUpdateError(
+            f"cannot apply the update of {keys or 'no keys'} to the thread's state ({exc}); check each "
+            f"value against the state schema (GET /assistants/{service.host.graph_id}/schemas)"
+        ) from exc
     snapshot = await graph.aget_state(_config(thread_id))
     interrupts = interrupts_by_task(snapshot)
     await service.store.update_thread(
@@ -195,6 +229,9 @@ async def get_thread_history(
         before = _config(thread_id, checkpoint_id=body.before)
     elif body.before is not None:
         before = _config(thread_id, body.before)
+    if before is not None and await service.checkpointer.aget_tuple(before) is None:
+        checkpoint_id = before["configurable"].get("checkpoint_id")
+        raise CheckpointNotFoundError(f"no checkpoint {checkpoint_id!r} in thread {thread_id} to page from")
     states = []
     async for snapshot in service.host.graph.aget_state_history(
         _config(thread_id, body.checkpoint), filter=body.metadata, before=before, limit=body.limit
