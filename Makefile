@@ -8,7 +8,7 @@ STAMPS := .stamps
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test fuzz setup setup-test system system-test venv libsets model lint typecheck bench clean
+.PHONY: run test fuzz setup setup-test system system-test venv libsets model lint bench clean
 
 run: setup
 	$(VENV)/bin/agentic serve --host $(HOST) --port $(PORT)
@@ -56,6 +56,7 @@ model: venv
 lint: venv
 	$(VENV)/bin/ruff check agents tools sandbox workspace server tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) bench/sandbox_latency.py
