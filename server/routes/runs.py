@@ -103,10 +103,16 @@ async def _prepare(
                     "message": "this server does not allow runs with network access (AGENTIC_ALLOW_NETWORK)"},
         )  # fmt: skip
     await store.get_workspace(workspace_id)
+    get_library_set(body.library_set, settings.sandbox)  # unknown / unbuilt set: fail now
     infos = await store.list_files(workspace_id)
-    # From the stored sizes, before any content is loaded: a run never costs more server memory
-    # than the largest scratch dir the operator allows.
-    check_files_fit(len(infos) + 1, sum(i.size for i in infos), settings.sandbox.max_limits)
+    # Tier, limits and the size check come from the stored sizes, before any content is loaded:
+    # a run never costs the server more memory than its own scratch dir holds.
+    snippet = (body.code or "").encode() if body.path is None else b""
+    code_size = sum(i.size for i in infos) + len(snippet)
+    tier = choose_tier(code_size=code_size, library_set=body.library_set, declared=body.tier)
+    overrides = body.limits.as_mapping() if body.limits is not None else None
+    limits = resolve_limits(tier, overrides, settings.sandbox.max_limits)
+    check_files_fit(len(infos) + (1 if snippet else 0), code_size, limits)
     files: dict[str, str | bytes] = {}
     for info in infos:
         files[info.path] = (await store.read(workspace_id, info.path)).content
@@ -120,11 +126,6 @@ async def _prepare(
         language = body.language or "python"
         entry = _SNIPPET_NAMES[language]
         files[entry] = body.code or ""
-    get_library_set(body.library_set, settings.sandbox)  # unknown / unbuilt set: fail now
-    code_size = sum(len(c.encode() if isinstance(c, str) else c) for c in files.values())
-    tier = choose_tier(code_size=code_size, library_set=body.library_set, declared=body.tier)
-    overrides = body.limits.as_mapping() if body.limits is not None else None
-    limits = resolve_limits(tier, overrides, settings.sandbox.max_limits)
     request = RunRequest(
         files=files, language=language, entry=entry, args=tuple(body.args), stdin=body.stdin.encode(),
         limits=limits, library_set=body.library_set, network=body.network,
