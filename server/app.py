@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from sandbox.config import SandboxSettings
 from sandbox.factory import create_sandbox
 from sandbox.guard import GuardedSandbox
 from server import __version__
@@ -31,7 +32,7 @@ from tools.services import no_process_services
 from workspace.config import open_store
 from workspace.retention import prune_periodically
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "create_app", "sandbox_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,17 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def sandbox_settings(settings: Settings) -> SandboxSettings:
+    """The sandbox settings with the server's part of the egress policy: the public internet only
+    when the server allows network, and the API's own port among the refused platform ports."""
+    s = settings.sandbox
+    ports = sorted({*s.egress_platform_ports, settings.port})
+    return s.model_copy(
+        update={"egress_allow_internet": s.egress_allow_internet or settings.allow_network,
+                "egress_platform_ports": ports}
+    )  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the app; the store and the sandbox are opened by its lifespan and closed after."""
     settings = settings if settings is not None else Settings()
@@ -68,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.
             store = await stack.enter_async_context(open_store(settings.workspace))
-            backend = await stack.enter_async_context(create_sandbox(settings.sandbox))
+            backend = await stack.enter_async_context(create_sandbox(sandbox_settings(settings)))
             # Every run (REST, CLI, agents) passes the one guard: limits clamped, memory admitted.
             sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
             watch_admission(sandbox.admission)

@@ -125,12 +125,14 @@ async def _prepare(
     tier = choose_tier(code_size=code_size, library_set=body.library_set, declared=body.tier)
     overrides = body.limits.as_mapping() if body.limits is not None else None
     limits = resolve_limits(tier, overrides, settings.sandbox.max_limits)
+    run_id = uuid.uuid4().hex
     request = RunRequest(
         files=files, language=language, entry=entry, args=tuple(body.args), stdin=body.stdin.encode(),
         limits=limits, library_set=body.library_set, network=body.network,
+        labels={"run": run_id, "workspace": workspace_id},  # the guard adds the tenant
     )  # fmt: skip
     return _PreparedRun(
-        run_id=uuid.uuid4().hex, workspace_id=workspace_id, path=body.path and entry,
+        run_id=run_id, workspace_id=workspace_id, path=body.path and entry,
         version=version_number, language=language, tier=tier, limits=limits, request=request,
     )  # fmt: skip
 
