@@ -14,8 +14,9 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from sandbox.base import OutputChunk, RunResult
 
@@ -37,6 +38,7 @@ class ServiceHandle:
         self._logs: collections.deque[str] = collections.deque()
         self._log_chars = 0
         self._task: asyncio.Task[None] | None = None
+        self._coro: Coroutine[Any, Any, RunResult] | None = None
         self._on_exit: list[Callable[[], Awaitable[None]]] = []
 
     # The backend's ``_execute`` feeds output through this queue-like method.
@@ -49,7 +51,7 @@ class ServiceHandle:
         while self._log_chars > LOG_CHARS and len(self._logs) > 1:
             self._log_chars -= len(self._logs.popleft())
 
-    def start(self, execute: Awaitable[RunResult]) -> None:
+    def start(self, execute: Coroutine[Any, Any, RunResult]) -> None:
         """Run ``execute`` (the backend's run of the service) in a background task."""
 
         async def body() -> None:
@@ -62,11 +64,17 @@ class ServiceHandle:
                 self.error = exc
                 logger.warning("service %s failed: %s", self.name, exc)
             finally:
-                for callback in self._on_exit:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(callback())
+                await self._exited()
 
+        self._coro = execute
         self._task = asyncio.create_task(body(), name=f"service-{self.name}")
+
+    async def _exited(self) -> None:
+        """Run the exit callbacks once (also when the task was cancelled before it started)."""
+        callbacks, self._on_exit = self._on_exit, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(callback())
 
     def on_exit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Call ``callback`` once the program has ended and been cleaned up (e.g. release a grant)."""
@@ -106,6 +114,9 @@ class ServiceHandle:
             task.cancel()
         with contextlib.suppress(BaseException):
             await task
+        if self._coro is not None:  # cancelled before it started: nothing ran, nothing to clean
+            self._coro.close()
+        await self._exited()
 
 
 def _answers(path: Path) -> bool:
