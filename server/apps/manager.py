@@ -63,7 +63,7 @@ class AppSpec:
     entry: str | None = None
     language: str | None = None
     command: tuple[str, ...] | None = None
-    versions: dict[str, int | None] | None = None  # path -> version (None: latest); None: all latest
+    versions: Mapping[str, int | str | None] | None = None  # path -> version (None: latest); None: all
     port: int = 8080
     tier: str = "light"
     library_set: str = "base"
@@ -142,6 +142,30 @@ class AppManager:
             await self.store.delete(record.id)
             raise
         return record, token
+
+    async def host_app(
+        self,
+        tenant: str,
+        workspace_id: str,
+        *,
+        entry: str,
+        versions: Mapping[str, str],
+        permanent: bool,
+        ttl_s: float,
+        port: int,
+    ) -> str:
+        """For the ``host_app`` tool: host ``entry`` and return a signed link path (``/apps/{id}/?...``)."""
+        language = "typescript" if entry.endswith(".ts") else "python"
+        spec = AppSpec(
+            workspace_id=workspace_id, name=entry, entry=entry, language=language, versions=None,
+            port=port, permanent=permanent, ttl_s=ttl_s,
+        )  # fmt: skip
+        if versions:
+            latest = {i.path: None for i in await self.files.list_files(workspace_id)}
+            spec = replace(spec, versions={**latest, **versions})
+        record, _token = await self.create(tenant, spec)
+        value, _exp = self.signer.sign(record.id, self.settings.link_ttl_s)
+        return f"{self.prefix(record.id)}/?agentic_link={value}"
 
     async def get(self, tenant: str, app_id: str) -> AppRecord:
         """The tenant's app (never another tenant's)."""
