@@ -35,6 +35,7 @@ __all__ = ["AppError", "AppLimitError", "AppManager", "AppNotFoundError", "AppSp
 logger = logging.getLogger(__name__)
 
 APP_PREFIX = "/apps"
+CACHE_S = 2.0  # how long the proxy trusts a cached app row (changes made here apply at once)
 EGRESS_SUFFIX = ".apps.internal"  # how sandboxes of the same tenant name an app (through the egress proxy)
 
 
@@ -92,6 +93,7 @@ class AppManager:
         self._handles: dict[str, ServiceHandle] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_used: dict[str, float] = {}
+        self._cache: dict[str, tuple[float, AppRecord | None]] = {}
         self._closed = False
 
     def prefix(self, app_id: str) -> str:
@@ -174,6 +176,22 @@ class AppManager:
             raise AppNotFoundError(f"no app {app_id!r}")
         return record
 
+    async def lookup(self, app_id: str) -> AppRecord | None:
+        """The app row for the reverse proxy, cached for :data:`CACHE_S` (our own writes invalidate it)."""
+        now = time.monotonic()
+        cached = self._cache.get(app_id)
+        if cached is not None and now - cached[0] < CACHE_S:
+            return cached[1]
+        record = await self.store.get(app_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[app_id] = (now, record)
+        return record
+
+    def forget(self, app_id: str) -> None:
+        """Drop the cached row of ``app_id`` (after a change)."""
+        self._cache.pop(app_id, None)
+
     def running(self, app_id: str) -> bool:
         """True when a service of the app runs now."""
         handle = self._handles.get(app_id)
@@ -226,6 +244,7 @@ class AppManager:
     async def stop(self, tenant: str, app_id: str) -> AppRecord:
         """Stop the app's service and keep it stopped until started again."""
         record = await self.get(tenant, app_id)
+        self.forget(app_id)
         await self.store.update(app_id, stopped=1)
         await self._terminate(app_id)
         return replace(record, stopped=True)
@@ -236,6 +255,7 @@ class AppManager:
         if restart:
             await self._terminate(app_id)
         record = replace(record, stopped=False)
+        self.forget(app_id)
         await self.store.update(app_id, stopped=0)
         await self.ensure_running(record)
         return record
@@ -248,6 +268,7 @@ class AppManager:
         permanent = record.permanent if permanent is None else permanent
         ttl = min(ttl_s or self.settings.default_ttl_s, self.settings.max_ttl_s)
         expires = None if permanent else time.time() + ttl
+        self.forget(app_id)
         await self.store.update(app_id, permanent=int(permanent), expires_at=expires)
         return replace(record, permanent=permanent, expires_at=expires)
 
@@ -255,6 +276,7 @@ class AppManager:
         """A new access token (the old one stops working)."""
         await self.get(tenant, app_id)
         token = new_token()
+        self.forget(app_id)
         await self.store.update(app_id, token_hash=hash_token(token))
         return token
 
@@ -262,6 +284,7 @@ class AppManager:
         """Stop the app and forget it."""
         await self.get(tenant, app_id)
         await self._terminate(app_id)
+        self.forget(app_id)
         await self.store.delete(app_id)
         logger.info("app %s deleted", app_id)
 
@@ -294,6 +317,7 @@ class AppManager:
             if record.expired(now):
                 logger.info("app %s of tenant %s expired; removing it", record.id, record.tenant)
                 await self._terminate(record.id)
+                self.forget(record.id)
                 await self.store.delete(record.id)
         for app_id, handle in list(self._handles.items()):
             row = records.get(app_id)

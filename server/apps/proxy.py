@@ -113,7 +113,7 @@ class AppProxy:
         if root and path.startswith(root):
             path = path[len(root) :]
         app_id, _, rest = path.lstrip("/").partition("/")
-        record = await self.manager.store.get(app_id) if app_id else None
+        record = await self.manager.lookup(app_id) if app_id else None
         if record is None or record.expired():
             return await self._refuse(scope, receive, send, 404, "no such app")
         if scope["type"] == "http" and not path.startswith(f"/{app_id}/"):

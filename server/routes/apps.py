@@ -102,6 +102,7 @@ async def update_app(
     try:
         record = await manager.extend(tenant, app_id, ttl_s=body.ttl_s, permanent=body.permanent)
         if body.public is not None:
+            manager.forget(app_id)
             await manager.store.update(app_id, public=int(body.public))
             record = await manager.get(tenant, app_id)
     except _ERRORS as exc:
