@@ -32,11 +32,11 @@ than a bare interpreter start):
 
 ``network=True`` gives the run a new network namespace of its own with only ``lo`` up (never the
 host's: no host loopback service, port or abstract Unix socket is reachable). Its one way out is the
-egress proxy (:mod:`sandbox.egress_proxy`): a per-run Unix socket bound at ``/run/agentic`` and
+egress proxy (:mod:`sandbox.egress_proxy`): a per-run Unix socket bound at ``/sandbox/net`` and
 the forwarder (:mod:`sandbox.forwarder`) serving ``HTTP_PROXY`` on the sandbox's loopback. The
 seccomp profile with network allows ``AF_INET`` sockets (they reach that loopback only).
 ``start_service`` runs the same way without a wall-clock cap, with the forwarder also relaying
-``/run/agentic/app.sock`` (the host's way in) to the program's port.
+``/sandbox/net/app.sock`` (the host's way in) to the program's port.
 
 Event-loop cost per run: two worker-thread hops (cgroup setup + memfds + spawn; then usage, kill
 and the group's return to the pool), since hosts like ``langgraph dev`` forbid blocking calls there.

@@ -1,9 +1,9 @@
-"""What a backend adds to a run with network: a per-run dir bound at ``/run/agentic`` and the forwarder.
+"""What a backend adds to a run with network: a per-run dir bound at ``/sandbox/net`` and the forwarder.
 
 Shared by the local and gVisor backends so both give a program the same view: its own network
 namespace with only ``lo``, ``HTTP_PROXY`` / ``HTTPS_PROXY`` = ``http://127.0.0.1:3128`` served by
 :mod:`sandbox.forwarder`, which relays to the egress proxy's per-run Unix socket; for a hosted app
-also ``/run/agentic/app.sock`` (created inside) through which the host reaches the app's port.
+also ``/sandbox/net/app.sock`` (created inside) through which the host reaches the app's port.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["EGRESS_PORT", "NET_DIR", "NetWiring", "open_wiring"]
 
 logger = logging.getLogger(__name__)
 
-NET_DIR = "/run/agentic"  # inside the sandbox
+NET_DIR = "/sandbox/net"  # inside the sandbox
 EGRESS_PORT = 3128
 FORWARDER = Path(__file__).with_name("forwarder.py")
 FORWARDER_PIDS = 1  # the forwarder's own process, counted in the run's pids cap

@@ -1,7 +1,7 @@
 """The tiny forwarder that runs *inside* a sandbox with network (stdlib only, no package imports).
 
 Why: the sandbox's network namespace holds only ``lo``; the platform is reachable through Unix
-sockets bound into ``/run/agentic`` only. Most HTTP clients cannot use a Unix-socket proxy, so
+sockets bound into ``/sandbox/net`` only. Most HTTP clients cannot use a Unix-socket proxy, so
 this script listens on the sandbox's own loopback and relays bytes (no policy here: the egress
 proxy on the host decides; the code may bypass this script and only reaches the same proxy):
 

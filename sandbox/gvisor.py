@@ -40,7 +40,7 @@ Limits on this host (runsc 2022-12, cgroup v1):
 
 Network: always ``--network=none`` (the Sentry's own stack with only ``lo``; never the host's). A
 run with network reaches out only through the egress proxy: its per-run dir is bound at
-``/run/agentic`` and runsc gets ``--host-uds=open`` so the forwarder can connect to the proxy's
+``/sandbox/net`` and runsc gets ``--host-uds=open`` so the forwarder can connect to the proxy's
 socket there (``create`` too for a service, whose forwarder makes ``app.sock`` for the host).
 
 ``boot_s`` is the cost of a ``/usr/bin/true`` run (measured once per instance): runsc's own
@@ -210,7 +210,7 @@ class GVisorSandbox:
         self._state.mkdir(mode=0o700)
         self._runs.mkdir(mode=0o711)
         self._static = build_rootfs(
-            self._rootfs, uid=s.sandbox_uid, gid=s.sandbox_gid, mount_points=(MOUNT_POINT, DENO_PATH, NET_DIR)
+            self._rootfs, uid=s.sandbox_uid, gid=s.sandbox_gid, mount_points=(MOUNT_POINT, DENO_PATH)
         )
         self._pool = open_pool(
             s.cgroup_root,

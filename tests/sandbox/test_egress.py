@@ -164,7 +164,7 @@ try:
 except OSError as exc:
     out['inet'] = type(exc).__name__
 import os
-out['proxy_socket'] = os.path.exists('/run/agentic/egress.sock')
+out['proxy_socket'] = os.path.exists('/sandbox/net/egress.sock')
 out['env'] = 'HTTP_PROXY' in os.environ
 print(json.dumps(out))
 """
