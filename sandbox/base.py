@@ -7,13 +7,18 @@ Contract (checked by ``tests/sandbox/conformance.py`` against every backend):
 
 * Isolation: the code cannot read the host filesystem (only read-only system dirs and the chosen
   library set are visible), cannot write outside its scratch dir, cannot see the server's
-  environment, and has no network unless ``RunRequest.network`` is ``True``.
+  environment, and has no network unless ``RunRequest.network`` is ``True``. Even then it keeps
+  its own network namespace (only ``lo``): its one way out is the platform's egress proxy
+  (``HTTP_PROXY``, see :mod:`sandbox.egress_proxy`), never a host address, port or abstract socket.
 * Limits: ``Limits`` hold for every run. Memory over the cap ends the run with ``reason="oom"``;
   wall time over the cap kills the whole process tree with ``reason="timeout"``; output past
   ``output_bytes`` is dropped and flagged ``*_truncated``.
 * Lifecycle: a backend is an async context manager; ``close()`` frees local resources (cgroup
   pool, temp dirs) and is safe to call twice. ``run`` may be called concurrently.
 * No leftovers: after ``run`` returns, no process, mount, cgroup or temp dir of that run remains.
+* Services: ``start_service`` runs the request without a wall-clock cap (every other limit holds)
+  and returns a :class:`~sandbox.service.ServiceHandle` whose ``socket_path`` reaches the program's
+  ``port`` from the host; ``terminate()`` (idempotent) leaves nothing behind, as a finished run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from sandbox.service import ServiceHandle
 
 __all__ = [
     "EndReason",
@@ -77,6 +85,9 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     library_set: str = "base"
     network: bool = False
+    # Set by the platform, never by clients (the guard overwrites "tenant"): who the run is for
+    # ("tenant", "run", "app"), logged with each egress decision.
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +132,10 @@ class Sandbox(Protocol):
 
     def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
         """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
+        ...
+
+    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
+        """Start a long-running program listening on ``port`` inside; see the module docstring."""
         ...
 
     async def close(self) -> None:

@@ -30,8 +30,13 @@ than a bare interpreter start):
    gives the program exactly :func:`sandbox.commands.build_env` (the request's env never reaches
    root-side code: think ``LD_PRELOAD``).
 
-``network=True`` keeps the host's network namespace (there is no veth / slirp here): the program
-can reach loopback services and abstract unix sockets of the host, so grant it only to trusted runs.
+``network=True`` gives the run a new network namespace of its own with only ``lo`` up (never the
+host's: no host loopback service, port or abstract Unix socket is reachable). Its one way out is the
+egress proxy (:mod:`sandbox.egress_proxy`): a per-run Unix socket bound at ``/sandbox/net`` and
+the forwarder (:mod:`sandbox.forwarder`) serving ``HTTP_PROXY`` on the sandbox's loopback. The
+seccomp profile with network allows ``AF_INET`` sockets (they reach that loopback only).
+``start_service`` runs the same way without a wall-clock cap, with the forwarder also relaying
+``/sandbox/net/app.sock`` (the host's way in) to the program's port.
 
 Event-loop cost per run: two worker-thread hops (cgroup setup + memfds + spawn; then usage, kill
 and the group's return to the pool), since hosts like ``langgraph dev`` forbid blocking calls there.
@@ -49,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -75,14 +81,17 @@ from sandbox.bwrap_host import (
 )
 from sandbox.cgroups import Cgroup, CgroupPool, CgroupUsage, PoolClosedError, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size, check_relative_path
-from sandbox.config import SandboxSettings
+from sandbox.config import SandboxSettings, egress_policy
+from sandbox.egress_proxy import EgressProxy
+from sandbox.egress_wiring import FORWARDER_PIDS, NET_DIR, NetWiring, open_wiring
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
 from sandbox.netns import NetnsPool
 from sandbox.process import StreamName, run_process
 from sandbox.resources import check_limits
-from sandbox.streaming import ChunkQueue, stream_chunks
+from sandbox.service import ServiceHandle
+from sandbox.streaming import ChunkSink, stream_chunks
 
 __all__ = ["SCRATCH_DIR", "TMP_DIR", "WORK_DIR", "BubblewrapSandbox"]
 
@@ -145,8 +154,10 @@ class BubblewrapSandbox:
 
     name = "local"
 
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, settings: SandboxSettings | None = None, *, egress: EgressProxy | None = None) -> None:
         """Check the host tools, prepare the static parts of every run and fill the cgroup pool.
+
+        ``egress``: the proxy of runs with network (default: one with the settings' policy).
 
         Raises:
             SandboxUnavailableError: bubblewrap or a C compiler for the launcher is missing, or we
@@ -159,6 +170,7 @@ class BubblewrapSandbox:
         if os.geteuid() != 0:
             raise SandboxUnavailableError("the local sandbox must run as root to drop to an unprivileged uid")
         self._launcher = build_launcher(s.cache_dir, s.launcher_cc)
+        self.egress = egress if egress is not None else EgressProxy(egress_policy(s))
         self._closed = False
         # Host uids rotate (random start, round robin): zombies of a finished run are reaped late by
         # host pid 1 and still count in their uid's RLIMIT_NPROC, so a uid is not reused right away.
@@ -202,7 +214,9 @@ class BubblewrapSandbox:
             self._libsets[name] = libset
         return libset
 
-    def _run_args(self, request: RunRequest, libset: LibrarySet, fds: list[int]) -> list[str]:
+    def _run_args(
+        self, request: RunRequest, libset: LibrarySet, fds: list[int], wiring: NetWiring | None = None
+    ) -> list[str]:
         """Per-run bwrap arguments: scratch tmpfs, request files (memfds), library set, seccomp."""
         limits = request.limits
         size = str(max(1, limits.disk_mb) * 1024 * 1024)
@@ -238,6 +252,9 @@ class BubblewrapSandbox:
             if self._deno is None:
                 self._deno = self._stage.reachable(deno_binary())
             args += ["--ro-bind", str(self._deno), DENO_PATH]
+        if wiring is not None:  # writable for a service: its forwarder creates app.sock there
+            bind = "--bind" if wiring.ingress_port is not None else "--ro-bind"
+            args += [bind, str(wiring.host_dir), NET_DIR]
         bpf = seccomp.bpf_fd(request.network)
         fds.append(bpf)
         args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--seccomp", str(bpf), "--"]
@@ -255,7 +272,20 @@ class BubblewrapSandbox:
             async for chunk in chunks:
                 yield chunk
 
-    async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
+    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
+        """Start ``request`` as a service on ``port`` (no wall-clock cap; network through the proxy)."""
+        if self._closed:
+            raise SandboxStartError("sandbox is closed")
+        check_limits(request.limits, self.settings.max_limits)
+        handle = ServiceHandle(request.labels.get("app", "service"))
+        # A service listens on its own loopback: it gets the network profile and the proxy, always.
+        request = dataclasses.replace(request, network=True)
+        handle.start(self._execute(request, handle, service=(handle, port)))
+        return handle
+
+    async def _execute(
+        self, request: RunRequest, queue: ChunkSink | None, service: tuple[ServiceHandle, int] | None = None
+    ) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         check_limits(request.limits, self.settings.max_limits)
@@ -290,6 +320,7 @@ class BubblewrapSandbox:
         netns_pool = None if request.network else self._netns
         netns: Path | None = None
         watchdog: asyncio.Future[None] | None = None
+        wiring: NetWiring | None = None
 
         def prepare() -> tuple[list[str], list[int]]:
             # File I/O (cgroup knobs, memfds) and the spawn share one worker-thread hop: hosts that
@@ -297,8 +328,9 @@ class BubblewrapSandbox:
             # costs a loop wake-up (0.1-0.5 ms on a busy 2-core host).
             nonlocal cgroup, netns
             if pool is not None:
-                try:  # +2 pids: bwrap and the namespace's init.
-                    cgroup = pool.acquire(limits, extra_pids=BWRAP_PIDS)
+                try:  # +2 pids: bwrap and the namespace's init (+1: the network forwarder).
+                    extra = BWRAP_PIDS + (FORWARDER_PIDS if wiring is not None else 0)
+                    cgroup = pool.acquire(limits, extra_pids=extra)
                 except PoolClosedError:
                     raise SandboxStartError("sandbox is closed") from None
             if netns_pool is not None:
@@ -319,9 +351,9 @@ class BubblewrapSandbox:
             # The request's env must never reach the launcher or bwrap (root or setup code: think
             # LD_PRELOAD, LOCPATH): they run with _LAUNCHER_ENV and bwrap sets the program's env.
             rest = [*prefix[1:], "--clearenv"]
-            for key, value in env.items():
+            for key, value in (env | wiring.env() if wiring is not None else env).items():
                 rest += ["--setenv", key, value]
-            run_args = self._run_args(request, libset, fds)
+            run_args = self._run_args(request, libset, fds, wiring)
             if pool is None and (unsized := unsized_tmpfs([*prefix, *run_args])):
                 # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
                 raise SandboxStartError(f"refusing to run with unsized writable tmpfs {unsized}")
@@ -332,7 +364,8 @@ class BubblewrapSandbox:
             assert run_args[-1] == "--"
             args_fd = _args_memfd([*rest, *run_args[:-1]])
             fds.append(args_fd)
-            return [*full, prefix[0], "--args", str(args_fd), "--", *argv], sorted(set(fds))
+            program = wiring.argv(argv) if wiring is not None else argv
+            return [*full, prefix[0], "--args", str(args_fd), "--", *program], sorted(set(fds))
 
         def on_spawn(pid: int) -> None:
             nonlocal watchdog
@@ -365,10 +398,18 @@ class BubblewrapSandbox:
         self._inflight += 1
         self._idle.clear()
         try:
+            if request.network:
+                wiring = await open_wiring(
+                    self.egress, self._stage.root / "net", request.labels,
+                    owner=self._host_ids(slot) if service is not None else None,
+                    ingress_port=service[1] if service is not None else None,
+                )  # fmt: skip
+                if service is not None:
+                    service[0].socket_path = wiring.app_socket
             try:
                 outcome = await run_process(
                     prepare,
-                    timeout_s=limits.wall_seconds,
+                    timeout_s=None if service is not None else limits.wall_seconds,
                     output_limit=limits.output_bytes,
                     stdin=request.stdin,
                     env=_LAUNCHER_ENV,
@@ -389,6 +430,9 @@ class BubblewrapSandbox:
                     await done  # cancelled while cleaning up: still finish before leaving
                     raise
         finally:
+            if wiring is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(wiring.close())
             self._busy_slots.discard(slot)  # bwrap exited: its pid namespace is empty
             self._inflight -= 1
             if not self._inflight:

@@ -214,7 +214,8 @@ def static_args(
 ) -> list[str]:
     """Return the bwrap argv prefix shared by every run with this network setting.
 
-    ``new_netns=False``: the launcher already put the run in a pooled empty network namespace.
+    ``new_netns=False``: the launcher already put the run in a pooled empty network namespace
+    (runs without network only; a run with network always gets a new one with ``lo`` up).
     """
     s = settings
     args = [
@@ -224,7 +225,7 @@ def static_args(
         "--hostname", "sandbox",
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
-    if not network and new_netns:
+    if network or new_netns:  # network: a namespace of its own with ``lo`` up (bwrap sets it up)
         args.append("--unshare-net")
     for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
         host = Path("/") / top
@@ -232,9 +233,8 @@ def static_args(
             args += ["--symlink", os.readlink(host), f"/{top}"]
         elif host.is_dir():
             args += ["--ro-bind", str(host), f"/{top}"]
-    args += ["--ro-bind", str(etc), "/etc"]  # one mount instead of one per file
-    if network:
-        args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
+    args += ["--ro-bind", str(etc), "/etc"]  # one mount instead of one per file (no resolv.conf:
+    # names are resolved by the egress proxy, the only way out)
     if venv is not None:
         args += ["--ro-bind", str(venv), PYTHON_VENV]
     args += ["--proc", "/proc", "--dev", "/dev"]

@@ -13,8 +13,9 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.base import Limits
+from sandbox.egress_policy import EgressPolicy
 
-__all__ = ["DEFAULT_MAX_LIMITS", "SandboxSettings", "default_cache_dir", "default_data_dir"]
+__all__ = ["DEFAULT_MAX_LIMITS", "SandboxSettings", "default_cache_dir", "default_data_dir", "egress_policy"]
 
 
 def default_data_dir() -> Path:
@@ -79,6 +80,12 @@ class SandboxSettings(BaseSettings):
     use_cgroups: bool = True  # cgroup v1 limits when writable; rlimits otherwise
     cgroup_root: Path = Path("/sys/fs/cgroup")
     cgroup_pool_size: int = 4  # pre-created cgroups kept ready (creating one costs ~40 ms)
+    # Egress proxy (sandbox.egress_policy): the public internet only when allowed (the server sets it
+    # from AGENTIC_ALLOW_NETWORK); internal hosts / CIDRs the operator opens; ports of the platform
+    # (API, Postgres) that stay refused on loopback / host addresses even when allow-listed.
+    egress_allow_internet: bool = False
+    egress_allow: list[str] = Field(default_factory=list)
+    egress_platform_ports: list[int] = Field(default_factory=lambda: [5432])
     # gVisor backend.
     runsc_path: Path | None = None  # default: `runsc` on PATH
     gvisor_platform: str = "ptrace"  # the only platform that works on this kind of host (no /dev/kvm)
@@ -92,3 +99,12 @@ class SandboxSettings(BaseSettings):
         if isinstance(value, dict):
             return {**dataclasses.asdict(DEFAULT_MAX_LIMITS), **value}
         return value
+
+
+def egress_policy(settings: SandboxSettings, *, extra_ports: tuple[int, ...] = ()) -> EgressPolicy:
+    """The egress proxy's policy from ``settings`` (``extra_ports``: more platform ports, e.g. the API's)."""
+    return EgressPolicy.from_entries(
+        settings.egress_allow,
+        allow_internet=settings.egress_allow_internet,
+        platform_ports=(*settings.egress_platform_ports, *extra_ports),
+    )

@@ -1,6 +1,6 @@
 """The one gate in front of every backend: limits clamped to the operator's maximums, and admission.
 
-Every path that runs code (REST runs, the CLI, the agents' tools, hosted work later) reaches a
+Every path that runs code (REST runs, the CLI, the agents' tools, hosted apps) reaches a
 backend through a :class:`GuardedSandbox`, so no caller can forget a check:
 
 * **Limits.** A request's :class:`~sandbox.base.Limits` are clamped, field by field, to
@@ -12,6 +12,11 @@ backend through a :class:`GuardedSandbox`, so no caller can forget a check:
   waits up to ``wait_s`` for others to finish, then fails with :class:`SandboxBusyError`, which
   carries a ``retry_after_s`` (the server answers 429 with ``Retry-After``). A run that could never
   fit (more memory than the budget itself) fails at once with ``LimitsExceededError``.
+
+* **Services.** ``start_service`` is clamped the same way and holds its memory grant for as long as
+  the service lives (released when it ends or is terminated).
+* **Labels.** The ``tenant`` label of every request is the view's owner (a client never sets it),
+  so each egress decision is logged for the right tenant.
 
 ``GuardedSandbox.for_owner(tenant)`` returns a view that charges that owner's budget; all views
 share one :class:`Admission` and one backend. Closing a view does nothing; closing the root
@@ -35,6 +40,7 @@ from typing import Any, Self
 from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError, SandboxBusyError
+from sandbox.service import ServiceHandle
 
 __all__ = [
     "MAX_FILES",
@@ -265,7 +271,8 @@ class GuardedSandbox:
             raise InvalidRunRequestError(
                 f"the run carries {len(request.files)} files; at most {MAX_FILES} fit in a sandbox"
             )
-        return request if limits is request.limits else dataclasses.replace(request, limits=limits)
+        labels = {**request.labels, "tenant": self.owner}
+        return dataclasses.replace(request, limits=limits, labels=labels)
 
     async def run(self, request: RunRequest) -> RunResult:
         """Admit, then run on the backend."""
@@ -285,6 +292,23 @@ class GuardedSandbox:
                 aclose = getattr(inner, "aclose", None)
                 if aclose is not None:
                     await aclose()
+
+    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
+        """Admit, then start the service; its memory stays granted until it ends."""
+        guarded = self.guard(request)
+        grant = self.admission.admit(self.owner, guarded.limits, wait_s=self.wait_s)
+        await grant.__aenter__()
+        try:
+            handle: ServiceHandle = await self.inner.start_service(guarded, port=port)
+        except BaseException as exc:
+            await grant.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+        async def release() -> None:
+            await grant.__aexit__(None, None, None)
+
+        handle.on_exit(release)
+        return handle
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -10,7 +10,7 @@ kernel bug reachable from the program is not a host kernel bug. One run:
    bubblewrap backend's policy, enforced by the Sentry with ``--oci-seccomp``).
 3. A one-line ``sh`` prelude moves itself into the run's pooled cgroups (``sandbox.cgroups``:
    memory, pids, cpu, plus a ``cpuacct`` group) and execs ``runsc --platform=ptrace
-   --network=none|host --ignore-cgroups run --bundle DIR ID``, so runsc, its gofer and the
+   --network=none --ignore-cgroups run --bundle DIR ID``, so runsc, its gofer and the
    Sentry all stay in them (letting runsc make groups in all 11 controllers cost ~90 ms a run).
    Stdio are pipes, read by the shared runner :func:`sandbox.process.run_process`. Never
    ``runsc do``: it shows the sandbox the host's filesystem.
@@ -37,6 +37,11 @@ Limits on this host (runsc 2022-12, cgroup v1):
   pipe took already passes the cap and the stream is flagged ``*_truncated``.
 * This runsc ignores seccomp ``errnoRet``: refused calls fail with ``EPERM`` (bubblewrap: some
   ``EAFNOSUPPORT`` / ``ENOSYS``), and ``clone3`` stays allowed (see :func:`sandbox.oci.seccomp_profile`).
+
+Network: always ``--network=none`` (the Sentry's own stack with only ``lo``; never the host's). A
+run with network reaches out only through the egress proxy: its per-run dir is bound at
+``/sandbox/net`` and runsc gets ``--host-uds=open`` so the forwarder can connect to the proxy's
+socket there (``create`` too for a service, whose forwarder makes ``app.sock`` for the host).
 
 ``boot_s`` is the cost of a ``/usr/bin/true`` run (measured once per instance): runsc's own
 start and tear-down (~0.2 s on an idle 2-core host), included in every ``duration_s``.
@@ -66,7 +71,9 @@ from typing import Self
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult
 from sandbox.cgroups import Cgroup, CgroupUsage, open_pool
 from sandbox.commands import DENO_PATH, build_argv, build_env, check_exec_size
-from sandbox.config import SandboxSettings
+from sandbox.config import SandboxSettings, egress_policy
+from sandbox.egress_proxy import EgressProxy
+from sandbox.egress_wiring import FORWARDER_PIDS, NET_DIR, NetWiring, open_wiring
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
 from sandbox.launcher import SETUP_EXIT
 from sandbox.libsets import MOUNT_POINT, LibrarySet, deno_binary, get_library_set
@@ -82,7 +89,8 @@ from sandbox.oci import (
 )
 from sandbox.process import ProcessOutcome, StreamName, run_process
 from sandbox.resources import check_limits
-from sandbox.streaming import ChunkQueue, stream_chunks
+from sandbox.service import ServiceHandle
+from sandbox.streaming import ChunkSink, stream_chunks
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
 
@@ -129,7 +137,7 @@ class _ChunkQueue:
     is held back until more output comes or :data:`_PARTIAL_LINE_S` passes.
     """
 
-    def __init__(self, queue: ChunkQueue) -> None:
+    def __init__(self, queue: ChunkSink) -> None:
         self.queue = queue
         self.decoders = {n: codecs.getincrementaldecoder("utf-8")("replace") for n in ("stdout", "stderr")}
         self.pending: dict[StreamName, str] = {"stdout": "", "stderr": ""}
@@ -168,8 +176,10 @@ class GVisorSandbox:
 
     name = "gvisor"
 
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, settings: SandboxSettings | None = None, *, egress: EgressProxy | None = None) -> None:
         """Find runsc, build the shared read-only root and fill the cgroup pool.
+
+        ``egress``: the proxy of runs with network (default: one with the settings' policy).
 
         Raises:
             SandboxUnavailableError: runsc is missing or we are not root.
@@ -186,6 +196,7 @@ class GVisorSandbox:
                 "the gvisor sandbox must run as root (runsc creates namespaces and mounts)"
             )
         self._runsc = runsc
+        self.egress = egress if egress is not None else EgressProxy(egress_policy(s))
         self._closed = False
         self._libsets: dict[str, LibrarySet] = {}
         self._deno: Path | None = None
@@ -220,10 +231,11 @@ class GVisorSandbox:
             self._libsets[name] = libset
         return libset
 
-    def _runsc_argv(self, *args: str, network: bool = False) -> list[str]:
+    def _runsc_argv(self, *args: str, host_uds: str = "none") -> list[str]:
         argv = [self._runsc, "--root", str(self._state), f"--platform={self.settings.gvisor_platform}"]
         argv.append("--oci-seccomp")  # enforce config.json's seccomp profile inside the Sentry
-        argv.append(f"--network={'host' if network else 'none'}")
+        argv.append("--network=none")  # never the host's stack; network goes through the egress proxy
+        argv.append(f"--host-uds={host_uds}")
         # We put runsc into the run's pooled cgroups ourselves (it and everything it starts stay
         # there); letting runsc make groups in all 11 controllers costs ~90 ms per run.
         argv.append("--ignore-cgroups")
@@ -250,8 +262,12 @@ class GVisorSandbox:
         await self._runsc_quiet("kill", "--all", cid, "KILL")
         await self._runsc_quiet("delete", "--force", cid)
 
-    def _extra_mounts(self, request: RunRequest, libset: LibrarySet, scratch: Path) -> list[BindMount]:
+    def _extra_mounts(
+        self, request: RunRequest, libset: LibrarySet, scratch: Path, wiring: NetWiring | None = None
+    ) -> list[BindMount]:
         mounts = [BindMount(scratch, str(PurePosixPath(WORK_DIR).parent), writable=True)]
+        if wiring is not None:  # writable for a service: its forwarder creates app.sock there
+            mounts.append(BindMount(wiring.host_dir, NET_DIR, writable=wiring.ingress_port is not None))
         if libset.host_path is not None:
             mounts.append(BindMount(libset.host_path, libset.mount_point))
         if request.language == "typescript":
@@ -303,6 +319,18 @@ class GVisorSandbox:
             async for chunk in chunks:
                 yield chunk
 
+    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
+        """Start ``request`` as a service on ``port`` (no wall-clock cap; network through the proxy)."""
+        if self._closed:
+            raise SandboxStartError("sandbox is closed")
+        check_limits(request.limits, self.settings.max_limits)
+        await self._calibrate()
+        handle = ServiceHandle(request.labels.get("app", "service"))
+        # A service listens on its own loopback: it gets the network profile and the proxy, always.
+        request = dataclasses.replace(request, network=True)
+        handle.start(self._execute(request, handle, service=(handle, port)))
+        return handle
+
     async def _calibrate(self) -> None:
         """Measure runsc's start + tear-down once (``boot_s``) with a ``/usr/bin/true`` run."""
         if self._boot_s is not None:
@@ -313,7 +341,9 @@ class GVisorSandbox:
                 self._boot_s = round(result.duration_s, 4)
                 logger.info("gvisor: a /usr/bin/true run costs %.3fs", self._boot_s)
 
-    async def _execute(self, request: RunRequest, queue: ChunkQueue | None) -> RunResult:
+    async def _execute(
+        self, request: RunRequest, queue: ChunkSink | None, service: tuple[ServiceHandle, int] | None = None
+    ) -> RunResult:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         s = self.settings
@@ -328,6 +358,7 @@ class GVisorSandbox:
         scratch = rundir / "scratch"
         cgroup: Cgroup | None = None
         watcher: asyncio.Task[None] | None = None
+        wiring: NetWiring | None = None
         cpu_exceeded = asyncio.Event()
         chunks = _ChunkQueue(queue) if queue is not None else None
 
@@ -352,6 +383,16 @@ class GVisorSandbox:
             except OSError as exc:
                 logger.warning("could not prepare the scratch dir of %s: %s", cid, exc)
                 raise SandboxStartError(f"could not prepare the scratch dir: {exc.strerror}") from exc
+            if request.network:
+                wiring = await open_wiring(
+                    self.egress, self._tmp / "net", request.labels,
+                    owner=(s.sandbox_uid, s.sandbox_gid) if service is not None else None,
+                    ingress_port=service[1] if service is not None else None,
+                )  # fmt: skip
+                if service is not None:
+                    service[0].socket_path = wiring.app_socket
+                argv, env = wiring.argv(argv), env | wiring.env()
+                limits = dataclasses.replace(limits, pids=limits.pids + FORWARDER_PIDS)
             cpuacct: Path | None = None
             if self._pool is not None:
                 padded = dataclasses.replace(limits, memory_mb=limits.memory_mb + MEMORY_HEADROOM_MB)
@@ -359,7 +400,7 @@ class GVisorSandbox:
                 cpuacct = await asyncio.to_thread(self._prepare_cgroup, cgroup)
             spec = RunSpec(
                 args=argv, env=env, limits=limits, uid=s.sandbox_uid, gid=s.sandbox_gid,
-                network=request.network, extra_mounts=self._extra_mounts(request, libset, scratch),
+                network=request.network, extra_mounts=self._extra_mounts(request, libset, scratch, wiring),
                 memory_headroom_mb=MEMORY_HEADROOM_MB,
                 rlimit_memory=self._pool is None,
             )  # fmt: skip
@@ -369,14 +410,15 @@ class GVisorSandbox:
                 watcher = asyncio.ensure_future(
                     self._watch_cpu(cpuacct / "cpuacct.usage", limits.cpu_seconds, cpu_exceeded, cid)
                 )
-            runsc = self._runsc_argv("run", "--bundle", str(rundir), cid, network=request.network)
+            host_uds = "none" if wiring is None else "all" if service is not None else "open"
+            runsc = self._runsc_argv("run", "--bundle", str(rundir), cid, host_uds=host_uds)
             if cgroup is not None:
                 joins = [*cgroup.tasks_files, *([cpuacct / "tasks"] if cpuacct is not None else [])]
                 runsc = _join_cgroups_argv(joins, runsc)
             try:
                 outcome = await run_process(
                     runsc,
-                    timeout_s=limits.wall_seconds,
+                    timeout_s=None if service is not None else limits.wall_seconds,
                     output_limit=limits.output_bytes,
                     stdin=request.stdin,
                     env=_RUNSC_ENV,
@@ -393,7 +435,7 @@ class GVisorSandbox:
                 watcher.cancel()
                 with contextlib.suppress(BaseException):
                     await watcher
-            cleanup = asyncio.ensure_future(self._cleanup(cid, rundir, scratch, cgroup))
+            cleanup = asyncio.ensure_future(self._cleanup(cid, rundir, scratch, cgroup, wiring))
             try:
                 await asyncio.shield(cleanup)
             except asyncio.CancelledError:
@@ -403,8 +445,13 @@ class GVisorSandbox:
             chunks.flush()
         return self._result(outcome, usage, cpu_exceeded.is_set())
 
-    async def _cleanup(self, cid: str, rundir: Path, scratch: Path, cgroup: Cgroup | None) -> None:
+    async def _cleanup(
+        self, cid: str, rundir: Path, scratch: Path, cgroup: Cgroup | None, wiring: NetWiring | None = None
+    ) -> None:
         """Make sure nothing of run ``cid`` remains: container state, processes, mount, cgroup, files."""
+        if wiring is not None:
+            with contextlib.suppress(Exception):
+                await wiring.close()
         if cgroup is not None:
             await asyncio.to_thread(cgroup.kill_all)
         if any(self._state.glob(f"{cid}*")):

@@ -225,7 +225,7 @@ def seccomp_profile(*, network: bool) -> dict[str, Any]:
 
 def build_config(rootfs: Path, static_mounts: Sequence[BindMount], spec: RunSpec) -> dict[str, Any]:
     """Return one run's OCI runtime config (``config.json``) as a dict."""
-    namespaces = ["pid", "ipc", "uts", "mount"] + ([] if spec.network else ["network"])
+    namespaces = ["pid", "ipc", "uts", "mount", "network"]  # with network too: only the egress proxy
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
@@ -233,8 +233,6 @@ def build_config(rootfs: Path, static_mounts: Sequence[BindMount], spec: RunSpec
         {"destination": "/sys", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid", "nodev"]},
     ]
     mounts += [_mount_entry(m) for m in static_mounts]
-    if spec.network and Path("/etc/resolv.conf").exists():
-        mounts.append(_mount_entry(BindMount(Path("/etc/resolv.conf"), "/etc/resolv.conf")))
     mounts += [_mount_entry(m) for m in spec.extra_mounts]
     scratch = next((m.source for m in spec.extra_mounts if m.destination == SCRATCH_DIR), None)
     if scratch is not None:

@@ -162,7 +162,7 @@ def _pipe(size: int | None = None) -> tuple[int, int]:
 async def run_process(
     argv: Sequence[str] | ArgvFactory,
     *,
-    timeout_s: float,
+    timeout_s: float | None,
     output_limit: int,
     stdin: bytes = b"",
     env: Mapping[str, str] | None = None,
@@ -180,7 +180,8 @@ async def run_process(
             ``(argv, pass_fds)``, called in the spawn thread: backends whose preparation does file
             I/O (cgroup knobs, memfds) pay one thread hop for preparation and spawn together.
             Its exceptions propagate unchanged.
-        timeout_s: wall-clock limit; when reached ``kill(pid)`` is called (default: SIGKILL the child).
+        timeout_s: wall-clock limit (None: none, a service); when reached ``kill(pid)`` is called
+            (default: SIGKILL the child).
             The callback must kill the whole process tree (pid namespace, cgroup).
         output_limit: bytes kept per stream; the rest is read and dropped (``*_truncated``).
         stdin: bytes written to the child's stdin, which is then closed.
@@ -251,7 +252,8 @@ async def run_process(
     everything = [*tasks, waiter]
     timed_out = False
     try:
-        done, _ = await asyncio.wait(everything, timeout=max(timeout_s, 0.0))
+        wait_s = None if timeout_s is None else max(timeout_s, 0.0)
+        done, _ = await asyncio.wait(everything, timeout=wait_s)
         if len(done) < len(everything):
             timed_out = True
             logger.debug("pid %d passed its %.1fs deadline; killing the tree", proc.pid, timeout_s)

@@ -10,12 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol
 
 from sandbox.base import OutputChunk, RunResult
 
-__all__ = ["ChunkQueue", "stream_chunks"]
+__all__ = ["ChunkQueue", "ChunkSink", "stream_chunks"]
 
 ChunkQueue = asyncio.Queue[OutputChunk | BaseException | None]
+
+
+class ChunkSink(Protocol):
+    """Where a backend puts streamed output: a :data:`ChunkQueue`, or a service's log ring."""
+
+    def put_nowait(self, item: OutputChunk | BaseException | None) -> None: ...
 
 
 async def stream_chunks(

@@ -13,11 +13,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
+from sandbox.config import SandboxSettings
 from sandbox.factory import create_sandbox
 from sandbox.guard import GuardedSandbox
 from server import __version__
 from server.agent_protocol.storage import async_url
+from server.apps.access import LinkSigner, load_secret
+from server.apps.manager import APP_PREFIX, AppManager
+from server.apps.proxy import AppProxy
+from server.apps.store import AppStore
 from server.config import Settings
 from server.deps import require_api_key
 from server.errors import install_error_handlers
@@ -25,13 +32,14 @@ from server.keys import KeyRing, KeyStore
 from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware
-from server.routes import docs, files, health, runs, versions, workspaces
+from server.routes import apps, docs, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from tools.services import no_process_services
+from workspace.base import VersionStore
 from workspace.config import open_store
 from workspace.retention import prune_periodically
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "create_app", "sandbox_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,57 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def _open_apps(
+    app: FastAPI,
+    stack: AsyncExitStack,
+    settings: Settings,
+    store: VersionStore,
+    sandbox: GuardedSandbox,
+    backend: object,
+) -> None:
+    """Hosted apps: their table, manager, reaper and reverse proxy; closed before the sandbox."""
+    ap = settings.agent_protocol
+    apps_store = AppStore.from_url(async_url(ap.database_url, ap.data_dir))
+    stack.push_async_callback(apps_store.close)
+    await apps_store.setup()
+    configured = settings.apps.link_secret
+    secret = (
+        configured.get_secret_value().encode() if configured is not None
+        else await asyncio.to_thread(load_secret, settings.apps.secret_file or ap.data_dir / "app_link.key")
+    )  # fmt: skip
+    manager = AppManager(apps_store, store, sandbox, settings.apps, LinkSigner(secret))
+    stack.push_async_callback(manager.close)
+    egress = getattr(backend, "egress", None)
+    if egress is not None:  # a sandbox of the tenant reaches its own apps as <id>.apps.internal
+        egress.app_route = manager.egress_route
+    reaper = asyncio.create_task(manager.reap_periodically(), name="reap-apps")
+    stack.push_async_callback(_cancel, reaper)
+    proxy = AppProxy(manager, app.state.keyring)
+    stack.push_async_callback(proxy.aclose)
+    app.state.apps, app.state.app_proxy = manager, proxy
+
+
+async def _apps_entry(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/apps``: hand the request to the reverse proxy the lifespan built (404 when hosting is off)."""
+    proxy: AppProxy | None = getattr(scope["app"].state, "app_proxy", None)
+    if proxy is None:
+        if scope["type"] == "http":
+            await PlainTextResponse("app hosting is off", status_code=404)(scope, receive, send)
+        return
+    await proxy(scope, receive, send)
+
+
+def sandbox_settings(settings: Settings) -> SandboxSettings:
+    """The sandbox settings with the server's part of the egress policy: the public internet only
+    when the server allows network, and the API's own port among the refused platform ports."""
+    s = settings.sandbox
+    ports = sorted({*s.egress_platform_ports, settings.port})
+    return s.model_copy(
+        update={"egress_allow_internet": s.egress_allow_internet or settings.allow_network,
+                "egress_platform_ports": ports}
+    )  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the app; the store and the sandbox are opened by its lifespan and closed after."""
     settings = settings if settings is not None else Settings()
@@ -68,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.
             store = await stack.enter_async_context(open_store(settings.workspace))
-            backend = await stack.enter_async_context(create_sandbox(settings.sandbox))
+            backend = await stack.enter_async_context(create_sandbox(sandbox_settings(settings)))
             # Every run (REST, CLI, agents) passes the one guard: limits clamped, memory admitted.
             sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
             watch_admission(sandbox.admission)
@@ -89,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(keys.close)
             await keys.setup()
             app.state.keyring = KeyRing(settings.tenant_keys, keys)
+            if settings.apps.enabled:
+                await _open_apps(app, stack, settings, store, sandbox, backend)
             if not await app.state.keyring.enabled():
                 logger.warning("no API key (AGENTIC_API_KEYS is empty, none created with `agentic keys "
                                "create`): authentication is OFF, anyone reaching %s:%s can use the API",
@@ -128,7 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_router)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PREFIX, docs.swagger_assets(), name="docs-assets")
-    for module in (workspaces, files, versions, runs):
+    for module in (workspaces, files, versions, runs, apps):
         app.include_router(
             module.router,
             prefix=API_PREFIX,
@@ -141,5 +202,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from server.ui import install_ui
 
     install_agent_protocol(app)
+    app.mount(APP_PREFIX, _apps_entry, name="apps")
     install_ui(app)
     return app

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sandbox.config import SandboxSettings
 from server.agent_protocol.config import AgentProtocolSettings
+from server.apps.config import AppSettings
 from workspace.config import WorkspaceSettings
 
 __all__ = ["DEFAULT_TENANT", "TENANT_PATTERN", "Settings", "split_key_entry"]
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     agent_protocol: AgentProtocolSettings = Field(default_factory=AgentProtocolSettings)
+    apps: AppSettings = Field(default_factory=AppSettings)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -134,7 +134,9 @@ def run_checks(settings: Settings) -> list[Check]:
             "bubblewrap",
             True,
             from_host(
-                "bwrap", "bwrap_works", "launcher",
+                "bwrap",
+                "bwrap_works",
+                "launcher",
                 ok_text=f"{settings.sandbox.bwrap_path} creates namespaces",
             ),
         ),

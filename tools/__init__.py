@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from langchain_core.tools import BaseTool
 
+from tools.apps import host_app
 from tools.files import diff, file_history, list_files, read_file, rollback, write_file
 from tools.run import run_code
 from tools.search import search_workspace, web_search
 
 __all__ = [
+    "APP_TOOLS",
     "TOOLS",
     "diff",
     "file_history",
+    "host_app",
     "list_files",
     "read_file",
     "rollback",
@@ -35,3 +38,6 @@ TOOLS: list[BaseTool] = [
     web_search,
     search_workspace,
 ]
+
+# Offered to the Code Agent when the server runs with app hosting (``context.apps`` set).
+APP_TOOLS: list[BaseTool] = [host_app]

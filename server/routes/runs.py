@@ -126,12 +126,14 @@ async def _prepare(
         language = body.language or "python"
         entry = _SNIPPET_NAMES[language]
         files[entry] = body.code or ""
+    run_id = uuid.uuid4().hex
     request = RunRequest(
         files=files, language=language, entry=entry, args=tuple(body.args), stdin=body.stdin.encode(),
         limits=limits, library_set=body.library_set, network=body.network,
+        labels={"run": run_id, "workspace": workspace_id},  # the guard adds the tenant
     )  # fmt: skip
     return _PreparedRun(
-        run_id=uuid.uuid4().hex, workspace_id=workspace_id, path=body.path and entry,
+        run_id=run_id, workspace_id=workspace_id, path=body.path and entry,
         version=version_number, language=language, tier=tier, limits=limits, request=request,
     )  # fmt: skip
 

@@ -14,9 +14,11 @@ import pytest
 
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
 from sandbox.config import SandboxSettings
+from sandbox.egress_policy import EgressPolicy
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.gvisor import MEMORY_HEADROOM_MB, GVisorSandbox
 from sandbox.oci import BindMount, RunSpec, build_config, build_rootfs, seccomp_profile
+from tests.support.leftovers import descendants
 
 pytestmark = [
     pytest.mark.gvisor,
@@ -72,10 +74,11 @@ def test_bundle_shows_only_chosen_host_paths(tmp_path: Path) -> None:
     assert not (rootfs / "etc" / "shadow").exists()
 
 
-def test_network_on_shares_the_host_stack(tmp_path: Path) -> None:
+def test_network_on_keeps_its_own_stack(tmp_path: Path) -> None:
     spec = RunSpec(args=["x"], env={}, limits=Limits(), uid=1, gid=1, network=True)
     config = build_config(tmp_path, [], spec)
-    assert {"type": "network"} not in config["linux"]["namespaces"]
+    assert {"type": "network"} in config["linux"]["namespaces"]
+    assert not any(m["destination"] == "/etc/resolv.conf" for m in config["mounts"])
 
 
 def test_seccomp_profile_blocks_sockets_without_network() -> None:
@@ -124,7 +127,7 @@ async def test_cpu_cap_kills_with_sigkill(gvisor: GVisorSandbox) -> None:
     assert result.duration_s < 5
 
 
-async def test_network_true_reaches_a_host_listener(gvisor: GVisorSandbox) -> None:
+async def test_network_true_does_not_reach_a_host_listener(gvisor: GVisorSandbox) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -133,12 +136,12 @@ async def test_network_true_reaches_a_host_listener(gvisor: GVisorSandbox) -> No
         f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5).sendall(b'hi')\n"
         "print('sent')\n"
     )
+    listener.setblocking(False)
     try:
         result = await run_py(gvisor, code, network=True)
-        assert result.ok and result.stdout == "sent\n", result.stderr
-        conn, _ = await asyncio.to_thread(listener.accept)
-        assert conn.recv(2) == b"hi"
-        conn.close()
+        assert not result.ok and "ConnectionRefusedError" in result.stderr, result.stderr
+        with pytest.raises(BlockingIOError):
+            listener.accept()
     finally:
         listener.close()
 
@@ -196,14 +199,22 @@ async def test_cancelled_run_leaves_nothing(gvisor: GVisorSandbox) -> None:
 
 
 async def test_daemon_dies_with_the_run(gvisor: GVisorSandbox) -> None:
-    """Guest processes are not host processes, so prove the daemon is gone by what it would do."""
+    """Guest processes are not host processes, so prove the daemon is gone by what it would do.
+
+    Its one way out is the egress proxy (here allow-listed to a test listener on 127.0.0.2): a
+    daemon outliving the run would connect to it after the run returned.
+    """
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(("127.0.0.2", 0))
     listener.listen(1)
     listener.settimeout(3.0)
     port = listener.getsockname()[1]
+    saved = gvisor.egress.policy
+    gvisor.egress.policy = EgressPolicy.from_entries(["127.0.0.2"], allow_internet=False)
     daemon = "import socket, time\ntime.sleep(1.0)\n"
-    daemon += f"socket.create_connection(('127.0.0.1', {port})).sendall(b'alive')\n"
+    daemon += "s = socket.create_connection(('127.0.0.1', 3128))\n"
+    daemon += f"s.sendall(b'CONNECT 127.0.0.2:{port} HTTP/1.1\\r\\n\\r\\n')\n"
+    daemon += "s.recv(100); s.sendall(b'alive')\n"
     code = f"""
 import os
 if os.fork() == 0:
@@ -216,9 +227,11 @@ print('parent leaving')
     try:
         result = await run_py(gvisor, code, network=True)
         assert result.ok and "parent leaving" in result.stdout, result.stderr
+        assert not descendants(os.getpid())  # no Sentry, gofer or runsc of the run is left on the host
         with pytest.raises(TimeoutError):
             await asyncio.to_thread(listener.accept)
     finally:
+        gvisor.egress.policy = saved
         listener.close()
 
 

@@ -103,9 +103,9 @@ async def test_runs_get_a_network_namespace_of_their_own_that_is_not_the_hosts(
     # Reused afterwards: a later run gets one of the pooled namespaces, not a new one.
     again = await local.run(_py(NETNS))
     assert int(again.stdout) in inodes
-    # network=True stays in the host's namespace (documented: trusted runs only).
-    shared = await local.run(_py(NETNS, network=True))
-    assert int(shared.stdout) == host
+    # network=True: a new namespace of its own (with lo up for the egress forwarder), never the host's.
+    own = await local.run(_py(NETNS, network=True))
+    assert int(own.stdout) != host and int(own.stdout) not in inodes
 
 
 async def test_concurrent_runs_cannot_meet_through_abstract_unix_sockets(local: BubblewrapSandbox) -> None:

@@ -32,8 +32,8 @@ MAX_REQUEST_BYTES = 2_000_000  # the test server's request-body cap
 class LiveServer:
     """Run an ASGI app under uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    def __init__(self, app: FastAPI, port: int = 0) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
         self.url = ""

@@ -1,0 +1,132 @@
+"""A long-running sandboxed program (a hosted app, a browser): the handle ``Sandbox.start_service`` returns.
+
+Why a run in a task: a service is an ordinary run of the backend (same limits, same clean-up path)
+without a wall-clock cap, executed by a background task; ``terminate`` cancels that task, and the
+backend's cancellation path kills the tree and removes cgroup, mounts, namespace and sockets, as it
+does for a run whose client went away. Output is kept in a bounded ring for ``logs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from sandbox.base import OutputChunk, RunResult
+
+__all__ = ["LOG_CHARS", "ServiceHandle"]
+
+logger = logging.getLogger(__name__)
+
+LOG_CHARS = 256 * 1024  # the newest output kept per service
+
+
+class ServiceHandle:
+    """A started service: its host-side socket, its logs, and ``terminate()`` (idempotent)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.socket_path: Path | None = None  # set by the backend once the run's dir exists
+        self.result: RunResult | None = None
+        self.error: BaseException | None = None
+        self._logs: collections.deque[str] = collections.deque()
+        self._log_chars = 0
+        self._task: asyncio.Task[None] | None = None
+        self._coro: Coroutine[Any, Any, RunResult] | None = None
+        self._on_exit: list[Callable[[], Awaitable[None]]] = []
+
+    # The backend's ``_execute`` feeds output through this queue-like method.
+    def put_nowait(self, item: OutputChunk | BaseException | None) -> None:
+        """Keep the newest :data:`LOG_CHARS` characters of output."""
+        if not isinstance(item, OutputChunk) or not item.data:
+            return
+        self._logs.append(item.data)
+        self._log_chars += len(item.data)
+        while self._log_chars > LOG_CHARS and len(self._logs) > 1:
+            self._log_chars -= len(self._logs.popleft())
+
+    def start(self, execute: Coroutine[Any, Any, RunResult]) -> None:
+        """Run ``execute`` (the backend's run of the service) in a background task."""
+
+        async def body() -> None:
+            try:
+                self.result = await execute
+                logger.info("service %s ended: %s %s", self.name, self.result.reason, self.result.exit_code)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.error = exc
+                logger.warning("service %s failed: %s", self.name, exc)
+            finally:
+                await self._exited()
+
+        self._coro = execute
+        self._task = asyncio.create_task(body(), name=f"service-{self.name}")
+
+    async def _exited(self) -> None:
+        """Run the exit callbacks once (also when the task was cancelled before it started)."""
+        callbacks, self._on_exit = self._on_exit, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(callback())
+
+    def on_exit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` once the program has ended and been cleaned up (e.g. release a grant)."""
+        self._on_exit.append(callback)
+
+    @property
+    def running(self) -> bool:
+        """True while the program runs."""
+        return self._task is not None and not self._task.done()
+
+    def logs(self) -> str:
+        """The newest output of the service (stdout and stderr interleaved)."""
+        return "".join(self._logs)
+
+    async def wait_ready(self, timeout_s: float = 20.0) -> bool:
+        """Wait until the service's socket accepts a connection (False: it ended or timed out)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.running:
+            if self.socket_path is not None and await asyncio.to_thread(_answers, self.socket_path):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def wait(self) -> RunResult | None:
+        """Wait for the program to end; its result (None when it failed to start or was terminated)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+        return self.result
+
+    async def terminate(self) -> None:
+        """Kill the service and wait until nothing of it remains; safe to call twice."""
+        task = self._task
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        if self._coro is not None:  # cancelled before it started: nothing ran, nothing to clean
+            self._coro.close()
+        await self._exited()
+
+
+def _answers(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket ``path`` (and the app behind it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+            # The forwarder accepts even before the app listens: an HTTP probe tells them apart.
+            sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            return bool(sock.recv(1))
+        except OSError:
+            return False

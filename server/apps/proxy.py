@@ -1,0 +1,281 @@
+"""The reverse proxy at ``/apps/{app_id}/``: the only way into a hosted app (HTTP, SSE, WebSocket).
+
+Why a raw ASGI app: bodies stream both ways chunk by chunk (uploads, Server-Sent Events), and a
+WebSocket is relayed frame by frame, without buffering. Upstream is the app's Unix socket (the
+forwarder inside its sandbox relays to its port). The app learns its prefix from
+``X-Forwarded-Prefix`` (and ``ROOT_PATH`` in its environment). Our credentials (token header,
+access cookie, API key) are removed before the request reaches the app.
+
+Access (see :mod:`server.apps.access`): ``public`` apps are open; otherwise the app's token
+(``Authorization: Bearer`` or ``X-App-Token``), a valid signed-link cookie, or an API key of the
+owning tenant. A signed link (``?agentic_link=``) sets the cookie and redirects to the clean URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import unix_connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from server.apps.access import COOKIE, LINK_PARAM, hash_token
+from server.apps.manager import AppError, AppManager
+from server.apps.store import AppRecord
+from server.keys import KeyRing
+
+__all__ = ["AppProxy"]
+
+logger = logging.getLogger(__name__)
+
+_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"upgrade",
+    b"te",
+    b"trailer",
+}
+_DROP_UP = _HOP | {b"host", b"x-app-token"}
+_WS_DROP = _DROP_UP | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
+                       b"sec-websocket-protocol", b"origin"}  # fmt: skip
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _cookies(scope: Scope) -> SimpleCookie:
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(Exception):
+        jar.load(_header(scope, b"cookie") or "")
+    return jar
+
+
+class AppProxy:
+    """ASGI app mounted at ``/apps``."""
+
+    def __init__(self, manager: AppManager, keyring: KeyRing | None) -> None:
+        self.manager = manager
+        self.keyring = keyring
+        self._clients: dict[str, tuple[str, httpx.AsyncClient]] = {}
+
+    async def aclose(self) -> None:
+        """Close the pooled upstream connections."""
+        for _, client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    def _client(self, app_id: str, socket_path: str) -> httpx.AsyncClient:
+        cached = self._clients.get(app_id)
+        if cached is not None and cached[0] == socket_path:
+            return cached[1]
+        if cached is not None:
+            asyncio.ensure_future(cached[1].aclose())
+        transport = httpx.AsyncHTTPTransport(uds=socket_path)
+        client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, read=None))
+        self._clients[app_id] = (socket_path, client)
+        return client
+
+    async def _allowed(self, scope: Scope, record: AppRecord) -> bool:
+        if record.public:
+            return True
+        auth = _header(scope, b"authorization") or ""
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        for token in (bearer, _header(scope, b"x-app-token")):
+            if token and hmac.compare_digest(hash_token(token), record.token_hash):
+                return True
+        morsel = _cookies(scope).get(COOKIE)
+        if morsel is not None and self.manager.signer.check(record.id, morsel.value) is not None:
+            return True
+        if bearer and self.keyring is not None and await self.keyring.enabled():
+            principal = await self.keyring.authenticate(bearer)
+            return principal is not None and principal.tenant == record.tenant
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        app_id, _, rest = path.lstrip("/").partition("/")
+        record = await self.manager.lookup(app_id) if app_id else None
+        if record is None or record.expired():
+            return await self._refuse(scope, receive, send, 404, "no such app")
+        if scope["type"] == "http" and not path.startswith(f"/{app_id}/"):
+            location = self.manager.prefix(app_id) + "/"
+            return await _simple(send, 307, b"", [(b"location", location.encode())])
+        query = scope.get("query_string", b"").decode("latin-1")
+        params = parse_qsl(query, keep_blank_values=True)
+        link = next((v for k, v in params if k == LINK_PARAM), None)
+        if scope["type"] == "http" and link is not None:
+            return await self._open_link(send, record, rest, params, link)
+        if not await self._allowed(scope, record):
+            return await self._refuse(scope, receive, send, 401, "this app needs its token or a signed link")
+        if record.stopped:
+            return await self._refuse(scope, receive, send, 503, "this app is stopped")
+        try:
+            handle = await self.manager.ensure_running(record)
+        except AppError as exc:
+            logger.warning("app %s could not be woken: %s", app_id, exc)
+            return await self._refuse(scope, receive, send, 502, "the app did not start")
+        assert handle.socket_path is not None
+        target = "/" + rest + (f"?{query}" if query else "")
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, record, str(handle.socket_path), target)
+        else:
+            await self._http(scope, receive, send, record, str(handle.socket_path), target)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 4000 + status})
+            return
+        await _simple(send, status, message.encode() + b"\n", [(b"content-type", b"text/plain")])
+
+    async def _open_link(
+        self, send: Send, record: AppRecord, rest: str, params: list[tuple[str, str]], link: str
+    ) -> None:
+        """A valid signed link sets the app's cookie and redirects to the URL without the link."""
+        left = self.manager.signer.check(record.id, link)
+        if left is None:
+            await _simple(send, 401, b"this link is invalid or expired\n", [(b"content-type", b"text/plain")])
+            return
+        prefix = self.manager.prefix(record.id)
+        kept = urlencode([(k, v) for k, v in params if k != LINK_PARAM])
+        location = f"{prefix}/{rest}" + (f"?{kept}" if kept else "")
+        cookie = f"{COOKIE}={link}; Path={prefix}/; Max-Age={left}; HttpOnly; SameSite=Lax"
+        await _simple(send, 303, b"", [(b"location", location.encode()), (b"set-cookie", cookie.encode())])
+
+    def _upstream_headers(self, scope: Scope, record: AppRecord, drop: set[bytes]) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        for key, value in scope["headers"]:
+            if key in drop or key == b"authorization" and not record.public:
+                continue
+            if key == b"cookie":
+                jar = _cookies(scope)
+                kept = "; ".join(f"{k}={m.value}" for k, m in jar.items() if k != COOKIE)
+                if kept:
+                    headers.append(("cookie", kept))
+                continue
+            headers.append((key.decode("latin-1"), value.decode("latin-1")))
+        client = scope.get("client")
+        host = _header(scope, b"host") or ""
+        headers += [("x-forwarded-prefix", self.manager.prefix(record.id)), ("x-forwarded-host", host),
+                    ("x-forwarded-proto", scope.get("scheme", "http").replace("ws", "http")),
+                    ("x-forwarded-for", client[0] if client else "")]  # fmt: skip
+        return headers
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, socket_path: str, target: str
+    ) -> None:
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                if chunk := message.get("body", b""):
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+
+        client = self._client(record.id, socket_path)
+        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+        request = client.build_request(
+            scope["method"], "http://app" + target, headers=self._upstream_headers(scope, record, _DROP_UP),
+            content=body() if has_body else None,
+        )  # fmt: skip
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            logger.info("app %s did not answer: %s", record.id, exc)
+            await _simple(send, 502, b"the app did not answer\n", [(b"content-type", b"text/plain")])
+            return
+        try:
+            headers = [
+                (k, v)
+                for k, v in response.headers.raw
+                if k.lower() not in _HOP and k.lower() != b"content-length"
+            ]
+            if "content-length" in response.headers and not response.headers.get("content-encoding"):
+                headers.append((b"content-length", response.headers["content-length"].encode()))
+            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (httpx.HTTPError, OSError) as exc:
+            logger.info("app %s: stream ended early: %s", record.id, exc)
+        finally:
+            await response.aclose()
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, socket_path: str, target: str
+    ) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        protocols = [
+            p.strip() for p in (_header(scope, b"sec-websocket-protocol") or "").split(",") if p.strip()
+        ]
+        try:
+            upstream = await unix_connect(
+                socket_path, uri="ws://app" + target, subprotocols=protocols or None,
+                additional_headers=self._upstream_headers(scope, record, _WS_DROP), max_size=16 * 1024 * 1024,
+            )  # fmt: skip
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            logger.info("app %s refused the websocket: %s", record.id, exc)
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+        async def client_to_app() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "websocket.disconnect":
+                    await upstream.close()
+                    return
+                data: Any = msg.get("text") if msg.get("text") is not None else msg.get("bytes")
+                if data is not None:
+                    await upstream.send(data)
+
+        async def app_to_client() -> None:
+            try:
+                async for data in upstream:
+                    key = "text" if isinstance(data, str) else "bytes"
+                    await send({"type": "websocket.send", key: data})
+            except ConnectionClosed:
+                pass
+            code = upstream.close_code or 1000
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": code})
+
+        tasks = [asyncio.ensure_future(client_to_app()), asyncio.ensure_future(app_to_client())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await upstream.close()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+async def _simple(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,179 @@
+"""Hosted apps through the real server: REST, the reverse proxy (HTTP, SSE, WebSocket), access, lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from server.app import create_app
+from server.apps.config import AppSettings
+from tests.server.conftest import make_settings
+from tests.server.support import LiveServer
+from tests.support.leftovers import descendants
+
+KEY_A = "tenant-a:key-a-" + uuid.uuid4().hex
+KEY_B = "tenant-b:key-b-" + uuid.uuid4().hex
+APP_SOURCE = (Path(__file__).parent / "apps" / "demo_app.py").read_text()
+
+
+def _settings(data_dir: Path) -> object:
+    apps = AppSettings(reap_interval_s=0.3, link_secret="s" * 32, idle_stop_s=0)  # type: ignore[arg-type]
+    return make_settings(data_dir, api_keys=[KEY_A, KEY_B], apps=apps)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("apps")
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[LiveServer]:
+    with LiveServer(create_app(_settings(data_dir))) as live:  # type: ignore[arg-type]
+        yield live
+
+
+def _client(server: LiveServer, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key.split(':', 1)[1]}"} if key else {}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=60)
+
+
+def _host(server: LiveServer, **extra: object) -> dict[str, object]:
+    with _client(server, KEY_A) as a:
+        ws = a.post("/v1/workspaces", json={"name": "site"}).json()["id"]
+        assert a.put(f"/v1/workspaces/{ws}/files/app.py", json={"content": APP_SOURCE}).status_code == 200
+        created = a.post("/v1/apps", json={"workspace_id": ws, "entry": "app.py", **extra})
+        assert created.status_code == 201, created.text
+        return dict(created.json())
+
+
+def test_app_is_served_through_the_proxy_http_sse_websocket(server: LiveServer) -> None:
+    app = _host(server)
+    prefix, token = f"/apps/{app['id']}", str(app["token"])
+    with httpx.Client(base_url=server.url, timeout=30, headers={"X-App-Token": token}) as c:
+        page = c.get(f"{prefix}/hello?x=1")
+        assert page.status_code == 200, page.text
+        assert f"hello from /hello?x=1</a> prefix={prefix}" in page.text
+        assert f"href='{prefix}/next'" in page.text  # ROOT_PATH reached the app
+        assert "auth=-" in page.text  # our credentials never reach the app
+        assert c.post(f"{prefix}/echo", content=b"x" * 300_000).text == "got 300000 bytes"
+        with c.stream("GET", f"{prefix}/sse") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            ticks, first_at, start = [], None, time.monotonic()
+            for line in events.iter_lines():
+                if line.startswith("data:"):
+                    ticks.append(line[5:].strip())
+                    first_at = first_at or time.monotonic() - start
+        assert ticks == ["tick 0", "tick 1", "tick 2"]
+        assert first_at is not None and first_at < 0.5  # streamed, not buffered until the end
+    ws_url = server.url.replace("http", "ws") + f"{prefix}/ws"
+    with ws_connect(ws_url, additional_headers={"X-App-Token": token}) as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=10) == "echo:ping"
+        ws.send(b"\x00\x01")
+        assert ws.recv(timeout=10) == b"echo:\x00\x01"
+
+
+def test_requests_without_the_token_are_refused_and_links_set_a_cookie(server: LiveServer) -> None:
+    app = _host(server)
+    prefix = f"/apps/{app['id']}"
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
+        assert anon.get(f"{prefix}/").status_code == 401
+        assert anon.get(f"{prefix}/", headers={"X-App-Token": "apt_wrong"}).status_code == 401
+        assert anon.get(f"{prefix}/?agentic_link=1.bad").status_code == 401
+        link = str(app["link"]["url"]).replace(server.url, "")  # type: ignore[index]
+        opened = anon.get(link)
+        assert opened.status_code == 303 and opened.headers["location"] == f"{prefix}/"
+        cookie = opened.headers["set-cookie"]
+        assert f"Path={prefix}/" in cookie and "HttpOnly" in cookie
+        page = anon.get(f"{prefix}/")  # the client kept the cookie
+        assert page.status_code == 200 and "cookie=-" in page.text  # not forwarded to the app
+        assert anon.get(f"/apps/{uuid.uuid4().hex[:24]}/").status_code == 404
+    with pytest.raises(Exception):  # noqa: B017 (websockets raises InvalidStatus / ConnectionClosed)
+        with ws_connect(server.url.replace("http", "ws") + f"{prefix}/ws") as ws:
+            ws.send("x")
+            ws.recv(timeout=5)
+
+
+def test_tenant_b_never_reaches_tenant_a_app(server: LiveServer) -> None:
+    app = _host(server)
+    prefix = f"/apps/{app['id']}"
+    with _client(server, KEY_B) as b:
+        assert b.get(f"{prefix}/").status_code == 401  # B's API key is not A's
+        assert b.get(f"/v1/apps/{app['id']}").status_code == 404
+        assert b.delete(f"/v1/apps/{app['id']}").status_code == 404
+        assert b.post(f"/v1/apps/{app['id']}/links").status_code == 404
+        assert all(x["id"] != app["id"] for x in b.get("/v1/apps").json())
+    with _client(server, KEY_A) as a:
+        assert a.get(f"{prefix}/").status_code == 200  # the owner's API key opens it
+
+
+def test_app_expires_after_its_ttl_leaving_nothing(server: LiveServer) -> None:
+    before_pids, before_dirs = descendants(os.getpid()), set(Path("/tmp").glob("agentic-*/net/*"))
+    app = _host(server, ttl_s=3)
+    pids = descendants(os.getpid()) - before_pids
+    dirs = set(Path("/tmp").glob("agentic-*/net/*")) - before_dirs
+    assert pids and len(dirs) == 1 and (next(iter(dirs)) / "app.sock").exists()
+    headers = {"X-App-Token": str(app["token"])}
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+        assert c.get(f"/apps/{app['id']}/").status_code == 200
+        deadline = time.monotonic() + 15
+        while c.get(f"/apps/{app['id']}/").status_code != 404:
+            assert time.monotonic() < deadline, "the app did not expire"
+            time.sleep(0.3)
+    with _client(server, KEY_A) as a:
+        assert a.get(f"/v1/apps/{app['id']}").status_code == 404
+    deadline = time.monotonic() + 10
+    while pids & descendants(os.getpid()):  # the reaper terminated it: its processes are gone
+        assert time.monotonic() < deadline, pids & descendants(os.getpid())
+        time.sleep(0.1)
+    assert not any(d.exists() for d in dirs)  # its socket and proxy channel are gone
+    with open("/proc/net/unix") as table:
+        assert not any(str(d) in table.read() for d in dirs)
+    assert not any(str(d) in Path("/proc/self/mountinfo").read_text() for d in dirs)
+
+
+def test_app_limits_per_tenant(data_dir: Path) -> None:
+    settings = make_settings(data_dir / "limits", api_keys=[KEY_A], apps=AppSettings(max_per_tenant=0))
+    with LiveServer(create_app(settings)) as live, _client(live, KEY_A) as a:
+        ws = a.post("/v1/workspaces", json={"name": "x"}).json()["id"]
+        a.put(f"/v1/workspaces/{ws}/files/app.py", json={"content": APP_SOURCE})
+        refused = a.post("/v1/apps", json={"workspace_id": ws, "entry": "app.py"})
+        assert refused.status_code == 409 and refused.json()["error"]["type"] == "app_limit", refused.text
+
+
+def test_permanent_app_comes_back_after_kill_and_after_restart(data_dir: Path) -> None:
+    restart_dir = data_dir / "restart"
+    others = descendants(os.getpid())  # the module's other server and its apps
+    with LiveServer(create_app(_settings(restart_dir))) as first:  # type: ignore[arg-type]
+        app = _host(first, permanent=True)
+        headers = {"X-App-Token": str(app["token"])}
+        prefix = f"/apps/{app['id']}"
+        with httpx.Client(base_url=first.url, timeout=60, headers=headers) as c:
+            assert c.get(f"{prefix}/a").status_code == 200
+            ours = descendants(os.getpid()) - others
+            assert ours
+            for pid in ours:  # kill its sandbox from outside
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            again = c.get(f"{prefix}/b")
+            assert again.status_code == 200 and "hello from /b" in again.text
+    assert not descendants(os.getpid()) - others  # the server's shutdown terminated it
+    with LiveServer(create_app(_settings(restart_dir))) as second:  # type: ignore[arg-type]
+        with httpx.Client(base_url=second.url, timeout=60, headers=headers) as c:
+            woke = c.get(f"{prefix}/c")
+            assert woke.status_code == 200 and "hello from /c" in woke.text
+        with _client(second, KEY_A) as a:
+            assert a.get(f"/v1/apps/{app['id']}").json()["running"] is True
+            assert "listening on" in a.get(f"/v1/apps/{app['id']}/logs").text
+            assert a.delete(f"/v1/apps/{app['id']}").status_code == 204
+    assert not descendants(os.getpid()) - others
