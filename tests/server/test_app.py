@@ -1,4 +1,4 @@
-"""App-level behaviour: settings parsing, CORS (any origin by default), chunked bodies, 500s without traces."""
+"""App-level behaviour: settings, CORS (any origin by default), chunked bodies, 500s without traces."""
 
 from __future__ import annotations
 
