@@ -181,14 +181,27 @@ async def current_version(conn: AsyncConnection, migrations: MigrationSet = WORK
     return int(result.scalar_one())
 
 
+async def _take_turns(conn: AsyncConnection) -> None:
+    """Serialise concurrent set-ups: an advisory lock on Postgres, the write lock up front on SQLite.
+
+    Why the SQLite branch: an engine that leaves ``BEGIN`` to the driver starts no transaction
+    before the first write, so two processes could both find version 0 and both insert version 1.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+        return
+    raw = await conn.get_raw_connection()
+    if not getattr(raw.driver_connection, "in_transaction", True):  # BEGIN IMMEDIATE already, or not
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 async def apply_migrations(conn: AsyncConnection, migrations: MigrationSet = WORKSPACE_MIGRATIONS) -> int:
     """Apply a set's migrations newer than its recorded version; return the resulting version.
 
     Must run inside a transaction on ``conn`` (a failure applies nothing).
     """
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+    await _take_turns(conn)
     table = migrations.version_table
     await conn.exec_driver_sql(
         f"CREATE TABLE IF NOT EXISTS {table.name} "
