@@ -15,11 +15,12 @@ import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.server.agent_protocol.support import ServerProcess, free_port
 from tests.support.scripted_openai import ROUTER, ScriptedOpenAI
@@ -91,27 +92,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Real Chromium through Playwright (which cannot download browsers here: the system one)."""
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Real Chromium through Playwright's async API (the suite's event loop; the system Chromium)."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             yield chromium
         finally:
-            chromium.close()
+            await chromium.close()
 
 
-def _open(browser: Any, page_origin: str, server: ServerProcess) -> Any:
-    page = browser.new_page()
+async def _open(browser: Browser, page_origin: str, server: ServerProcess) -> Page:
+    page = await browser.new_page()
     page.on("console", lambda msg: print("page:", msg.text))
     query = f"api={server.url}&key={server.api_key}"
-    page.goto(f"{page_origin}/index.html?{query}")
-    page.wait_for_function("window.sdkReady === true")
+    await page.goto(f"{page_origin}/index.html?{query}")
+    await page.wait_for_function("window.sdkReady === true")
     return page
 
 
@@ -131,16 +130,16 @@ CHAT_TURN = """async () => {
 }"""
 
 
-def test_chat_turn_from_another_origin(
-    browser: Any, page_origin: str, agent_server: ServerProcess, scripted_llm: ScriptedOpenAI
+async def test_chat_turn_from_another_origin(
+    browser: Browser, page_origin: str, agent_server: ServerProcess, scripted_llm: ScriptedOpenAI
 ) -> None:
     scripted_llm.reset()
     scripted_llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER}))
-    page = _open(browser, page_origin, agent_server)
+    page = await _open(browser, page_origin, agent_server)
     try:
-        result = page.evaluate(CHAT_TURN)
+        result = await page.evaluate(CHAT_TURN)
     finally:
-        page.close()
+        await page.close()
     events = [p["event"] for p in result["parts"]]
     assert events[0] == "metadata" and "error" not in events, result["parts"]
     assert result["created"] and result["created"]["thread_id"] == result["threadId"]  # Content-Location read
@@ -185,21 +184,21 @@ CANCEL = """async (threadId) => {
 }"""
 
 
-def test_reload_rejoin_and_cancel_from_another_origin(
-    browser: Any, page_origin: str, sample_server: ServerProcess
+async def test_reload_rejoin_and_cancel_from_another_origin(
+    browser: Browser, page_origin: str, sample_server: ServerProcess
 ) -> None:
-    page = _open(browser, page_origin, sample_server)
+    page = await _open(browser, page_origin, sample_server)
     try:
-        tid = page.evaluate("async () => (await client.threads.create()).thread_id")
-        page.evaluate(START_STREAM, tid)
-        page.wait_for_function("Number(sessionStorage.getItem('ticks')) >= 5", timeout=30_000)
-        page.reload()  # drops the stream; the run goes on (on_disconnect defaults to continue)
-        page.wait_for_function("window.sdkReady === true")
-        rejoined = page.evaluate(REJOIN, tid)
+        tid = await page.evaluate("async () => (await client.threads.create()).thread_id")
+        await page.evaluate(START_STREAM, tid)
+        await page.wait_for_function("Number(sessionStorage.getItem('ticks')) >= 5", timeout=30_000)
+        await page.reload()  # drops the stream; the run goes on (on_disconnect defaults to continue)
+        await page.wait_for_function("window.sdkReady === true")
+        rejoined = await page.evaluate(REJOIN, tid)
         assert rejoined["status"] == "success"
         ticks = [p["data"]["tick"] for p in rejoined["parts"] if p["event"] == "custom"]
         # Every tick after the last one seen before the reload, none twice, none lost.
         assert ticks == list(range(rejoined["seen"], 40)), (rejoined["seen"], ticks)
-        assert page.evaluate(CANCEL, tid) == "interrupted"
+        assert await page.evaluate(CANCEL, tid) == "interrupted"
     finally:
-        page.close()
+        await page.close()
