@@ -8,7 +8,7 @@ STAMPS := .stamps
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test fuzz setup setup-test system system-test venv libsets model lint bench clean
+.PHONY: run test fuzz setup setup-test system system-test venv libsets model js-test lint bench clean
 
 run: setup
 	$(VENV)/bin/agentic serve --host $(HOST) --port $(PORT)
@@ -26,7 +26,7 @@ fuzz: setup-test
 		$(PY) -m pytest -q -s tests/server/test_schemathesis.py $(PYTEST_ARGS)
 
 setup: system venv libsets model
-setup-test: system-test venv libsets model
+setup-test: system-test venv libsets model js-test
 
 system:
 	@bash infra/host/install-system-packages.sh
@@ -44,6 +44,15 @@ $(STAMPS)/venv: pyproject.toml | $(STAMPS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+# The official JS SDK for the browser test (tests/server/agent_protocol/test_browser_sdk.py), pinned by its
+# package-lock.json; reinstalled only when that changes. Without npm or the registry the test skips, saying why.
+JS_TEST := tests/server/agent_protocol/browser
+js-test: $(JS_TEST)/node_modules/.package-lock.json
+$(JS_TEST)/node_modules/.package-lock.json: $(JS_TEST)/package.json $(JS_TEST)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(JS_TEST) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else echo "note: npm not installed; the browser SDK test will be skipped"; fi
 
 # Library sets (base, datascience) for the local sandbox, built into the data dir; no-op when current.
 libsets: venv

@@ -39,11 +39,14 @@ from workspace.base import VersionStore
 from workspace.config import open_store
 from workspace.retention import prune_periodically
 
-__all__ = ["API_PREFIX", "create_app", "sandbox_settings"]
+__all__ = ["API_PREFIX", "CORS_EXPOSED_HEADERS", "create_app", "sandbox_settings"]
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+# Response headers browser clients must read: the run id of a created run and where to rejoin its
+# stream (langgraph-sdk reads Content-Location), and the LangGraph server's pagination headers.
+CORS_EXPOSED_HEADERS = ["Content-Location", "Location", "X-Pagination-Next", "X-Pagination-Total"]
 
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorPublic, "description": text}
@@ -178,8 +181,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
+            allow_credentials=False,  # keys are headers: no cookie is ever sent cross-origin
             allow_methods=["*"],
             allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
     # Added last = outermost: oversize bodies are refused before anything reads them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -52,8 +52,10 @@ class Settings(BaseSettings):
     # and none created by ``agentic keys create``, authentication is off (a warning is logged).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     max_request_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
-    # CORS is off unless origins are listed (comma-separated in the env).
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Browsers of any origin may call the API (keys travel in headers, never cookies), as with the
+    # LangGraph server, so agent-chat-ui and Studio work out of the box. List origins (comma-separated
+    # in the env) to narrow it; an empty value turns CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     # Runs asking for network access are refused unless this is on.
     allow_network: bool = False
     log_level: str = "info"

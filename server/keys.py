@@ -7,7 +7,8 @@ find its key with one indexed lookup. Revoking sets ``revoked_at``; it takes eff
 request. Keys from ``AGENTIC_API_KEYS`` (``key`` or ``tenant:key``) are compared in constant time.
 
 The table lives in the same database as threads and runs (SQLite in the data dir, or Postgres),
-with its own append-only migration list.
+with its own append-only migration list, applied by the project's one runner
+(:func:`workspace.migrations.apply_migrations`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.tenancy import Principal
+from workspace.migrations import MigrationSet, apply_migrations
 
 __all__ = ["ApiKeyInfo", "KeyRing", "KeyStore", "hash_key", "new_key"]
 
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "agk_"
 
-MIGRATIONS: list[list[str]] = [
+_STEPS: list[list[str]] = [
     [
         """CREATE TABLE IF NOT EXISTS api_keys (
             key_id VARCHAR(16) PRIMARY KEY,
@@ -52,6 +54,7 @@ _migrations_t = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.String(40), nullable=False),
 )
+MIGRATIONS = MigrationSet("server", _migrations_t, {"sqlite": _STEPS, "postgresql": _STEPS})
 keys_t = sa.Table(
     "api_keys",
     _meta,
@@ -107,17 +110,9 @@ class KeyStore:
         return cls(create_async_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True))
 
     async def setup(self) -> None:
-        """Apply the migrations newer than the recorded version."""
+        """Apply the migrations newer than the recorded version (safe from several processes at once)."""
         async with self._engine.begin() as conn:
-            await conn.run_sync(lambda c: _migrations_t.create(c, checkfirst=True))
-            current = (await conn.execute(sa.select(sa.func.max(_migrations_t.c.version)))).scalar() or 0
-            for version, statements in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                for stmt in statements:
-                    await conn.execute(sa.text(stmt))
-                await conn.execute(_migrations_t.insert().values(version=version, applied_at=_now()))
-                logger.info("server schema migrated to version %d", version)
+            await apply_migrations(conn, MIGRATIONS)
 
     async def close(self) -> None:
         """Dispose of the connection pool; idempotent."""

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["WRITE_OPTION", "create_engine_for_url", "enable_wal", "normalise_url"]
+__all__ = ["WRITE_OPTION", "create_engine_for_url", "enable_wal", "libpq_url", "normalise_url"]
 
 WRITE_OPTION = "agentic_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
 _SQLITE_BUSY_SECONDS = 30.0
@@ -51,6 +51,14 @@ def normalise_url(url: str) -> str:
     else:
         raise ValueError(f"unsupported database {backend!r}: use sqlite:///... or postgresql://...")
     return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The plain ``postgresql://`` form of a Postgres URL, for psycopg connections outside SQLAlchemy."""
+    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
 
 
 def enable_wal(cursor: Any) -> None:

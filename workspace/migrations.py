@@ -1,22 +1,38 @@
 """Schema migrations: one append-only list per dialect; position in the list = version number.
 
 Never edit or reorder an entry that has shipped: append a new one. ``apply_migrations`` records each
-applied version in ``schema_migrations`` and runs only newer ones, inside one transaction. On
+applied version in its set's version table and runs only newer ones, inside one transaction. On
 Postgres a transaction-scoped advisory lock makes two processes calling ``setup()`` at once take
-turns (the second finds everything applied); on SQLite ``BEGIN IMMEDIATE`` does the same.
+turns (the second finds everything applied); on SQLite ``BEGIN IMMEDIATE`` does the same. A
+database already at a newer version than the code knows is left alone (an older release must not
+"migrate" a newer schema).
+
+Why the runner lives here and takes a :class:`MigrationSet`: every table set of the project (the
+workspace's, the server's Agent Protocol tables, its API keys) needs the same lock and guard, and
+``server`` may import ``workspace`` but not the reverse.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from workspace.schema import schema_migrations
 
-__all__ = ["MIGRATIONS", "PG_TSVECTOR_CHARS", "apply_migrations", "current_version", "latest_version"]
+__all__ = [
+    "MIGRATIONS",
+    "PG_TSVECTOR_CHARS",
+    "WORKSPACE_MIGRATIONS",
+    "MigrationSet",
+    "apply_migrations",
+    "current_version",
+    "latest_version",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -122,42 +138,87 @@ _POSTGRES: list[list[str]] = [
 MIGRATIONS: dict[str, list[list[str]]] = {"sqlite": _SQLITE, "postgresql": _POSTGRES}
 
 
+@dataclass(frozen=True)
+class MigrationSet:
+    """One table set: its append-only statement lists by dialect and the table of applied versions.
+
+    ``version_table`` has ``version INTEGER PRIMARY KEY`` and ``applied_at``: ``stamp`` makes its
+    value from the time (an ISO-8601 string by default), ``applied_at_sql`` is its DDL type by
+    dialect, used when the table is created.
+    """
+
+    name: str
+    version_table: Table
+    steps: Mapping[str, Sequence[Sequence[str]]]
+    applied_at_sql: Mapping[str, str] = field(
+        default_factory=lambda: {"sqlite": "VARCHAR(40)", "postgresql": "VARCHAR(40)"}
+    )
+    stamp: Callable[[datetime], object] = datetime.isoformat
+
+    def latest(self, dialect: str) -> int:
+        """The version this code expects for ``dialect``."""
+        return len(self.steps[dialect])
+
+
+def _as_datetime(when: datetime) -> datetime:
+    return when
+
+
+WORKSPACE_MIGRATIONS = MigrationSet(
+    "workspace", schema_migrations, MIGRATIONS, {"sqlite": "TEXT", "postgresql": "TIMESTAMPTZ"}, _as_datetime
+)
+
+
 def latest_version(dialect: str) -> int:
-    """Return the schema version this code expects for ``dialect``."""
-    return len(MIGRATIONS[dialect])
+    """Return the workspace schema version this code expects for ``dialect``."""
+    return WORKSPACE_MIGRATIONS.latest(dialect)
 
 
-async def current_version(conn: AsyncConnection) -> int:
-    """Return the highest applied version (0 when none)."""
-    result = await conn.execute(select(func.coalesce(func.max(schema_migrations.c.version), 0)))
+async def current_version(conn: AsyncConnection, migrations: MigrationSet = WORKSPACE_MIGRATIONS) -> int:
+    """Return the highest applied version of a set (0 when none)."""
+    table = migrations.version_table
+    result = await conn.execute(select(func.coalesce(func.max(table.c.version), 0)))
     return int(result.scalar_one())
 
 
-async def apply_migrations(conn: AsyncConnection) -> int:
-    """Apply the migrations newer than the recorded version; return the resulting version.
+async def _take_turns(conn: AsyncConnection) -> None:
+    """Serialise concurrent set-ups: an advisory lock on Postgres, the write lock up front on SQLite.
+
+    Why the SQLite branch: an engine that leaves ``BEGIN`` to the driver starts no transaction
+    before the first write, so two processes could both find version 0 and both insert version 1.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+        return
+    raw = await conn.get_raw_connection()
+    if not getattr(raw.driver_connection, "in_transaction", True):  # BEGIN IMMEDIATE already, or not
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def apply_migrations(conn: AsyncConnection, migrations: MigrationSet = WORKSPACE_MIGRATIONS) -> int:
+    """Apply a set's migrations newer than its recorded version; return the resulting version.
 
     Must run inside a transaction on ``conn`` (a failure applies nothing).
     """
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
-        created_at_type = "TIMESTAMPTZ"
-    else:
-        created_at_type = "TEXT"
+    await _take_turns(conn)
+    table = migrations.version_table
     await conn.exec_driver_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        f"(version INTEGER PRIMARY KEY, applied_at {created_at_type} NOT NULL)"
+        f"CREATE TABLE IF NOT EXISTS {table.name} "
+        f"(version INTEGER PRIMARY KEY, applied_at {migrations.applied_at_sql[dialect]} NOT NULL)"
     )
-    applied = await current_version(conn)
-    wanted = MIGRATIONS[dialect]
+    applied = await current_version(conn, migrations)
+    wanted = migrations.steps[dialect]
     if applied > len(wanted):
-        logger.warning("database schema is at version %d, newer than this code (%d)", applied, len(wanted))
+        logger.warning("%s schema is at version %d, newer than this code (%d); left as it is",
+                       migrations.name, applied, len(wanted))  # fmt: skip
         return applied
     for version, statements in enumerate(wanted, start=1):
         if version <= applied:
             continue
-        logger.info("applying %s schema migration %d", dialect, version)
+        logger.info("applying %s %s schema migration %d", migrations.name, dialect, version)
         for statement in statements:
             await conn.exec_driver_sql(statement)
-        await conn.execute(insert(schema_migrations).values(version=version, applied_at=datetime.now(UTC)))
+        stamp = migrations.stamp(datetime.now(UTC))
+        await conn.execute(insert(table).values(version=version, applied_at=stamp))
     return len(wanted)

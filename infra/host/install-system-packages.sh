@@ -14,6 +14,8 @@ wanted=(
 )
 if [[ "${1:-}" == "--with-test-deps" ]]; then
   wanted+=("chromium chromium 1")
+  # npm fetches the official JS SDK for the browser test (skipped, saying why, without it).
+  wanted+=("npm npm 0")
   # Postgres may live in /usr/local/bin (preinstalled) or /usr/lib/postgresql/*/bin (Debian).
   if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     wanted+=("__missing_initdb postgresql 1")

@@ -1,15 +1,20 @@
 """Agent Protocol subset (what ``langgraph-sdk``, agent-chat-ui and Studio call), on our FastAPI app.
 
-``server.agent_protocol.mount.install_agent_protocol(app)`` adds the routers (``/info``,
-``/assistants``, ``/threads`` and their runs), their lifespan (which opens
-:class:`~server.agent_protocol.service.AgentProtocolService`), the API-key guard and the mapping of
-this package's errors to the server's JSON error envelope. Runs wait in a queue in the database
-(:mod:`server.agent_protocol.run_queue`) that every server process's worker claims from
-(:mod:`server.agent_protocol.worker`); each run executes in its own asyncio task
-(:mod:`server.agent_protocol.executor`); its events fan out through bounded per-subscriber buffers
-(:mod:`server.agent_protocol.streams`) and, for clients of other processes, through the event table
-(:mod:`server.agent_protocol.events`, :mod:`server.agent_protocol.hubs`). Threads and runs are stored
-with SQLAlchemy Core (:mod:`server.agent_protocol.storage`), graph state in the graph's checkpointer.
+Where things are (one role per folder; imports point down this list)::
+
+    mount.py         install_agent_protocol(app): routers, lifespan, API-key guard, error mapping
+    api/             the HTTP layer only: one router per resource; each handler calls the run manager
+    service.py       opens store, graph, checkpointer and run manager together (the routers' lifespan)
+    runs/            a run's life: manager (what routes call), worker (registry, claims, leases,
+                     cancel), executor (drives the graph, records the outcome)
+    streaming/       a run's events to clients: fan-out (streams), hubs and tails, SSE responses
+    storage/         every SQL statement: threads and runs (store), queue, stream events, NOTIFY
+    status.py        RunStatus, ThreadStatus, CancelAction (user), Handover (internal)
+    graphs.py, context_policy.py, schemas.py, serde.py, errors.py, config.py
+
+Runs wait in a queue in the database that every server process's worker claims from; each run
+executes in its own asyncio task; its events fan out through bounded per-subscriber buffers and,
+for clients of other processes, through the event table. Graph state lives in the checkpointer.
 """
 
 from server.agent_protocol.config import AgentProtocolSettings

@@ -12,12 +12,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workspace.config import default_data_dir  # the project's one default (server may import workspace)
+
 __all__ = ["AgentProtocolSettings", "default_data_dir"]
-
-
-def default_data_dir() -> Path:
-    """Return the default data dir (``~/.local/share/agentic``)."""
-    return Path.home() / ".local" / "share" / "agentic"
 
 
 class AgentProtocolSettings(BaseSettings):

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from server.agent_protocol.api import assistants, meta, runs, threads
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.errors import AgentProtocolError
-from server.agent_protocol.routes import assistants, meta, runs, threads
 from server.agent_protocol.service import AgentProtocolService
 from server.deps import require_api_key
 from server.errors import error_response

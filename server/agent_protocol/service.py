@@ -4,7 +4,7 @@
 ``agents.checkpoint``, migrates the threads / runs tables and starts the run manager; leaving the
 context cancels the runs still going here (they are marked ``interrupted``) and closes the rest.
 Runs left ``running`` by a process that was killed are resumed by any process's worker
-(:mod:`server.agent_protocol.worker`).
+(:mod:`server.agent_protocol.runs.worker`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from agents.checkpoint import open_checkpointer
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.graphs import GraphHost, load_graph
-from server.agent_protocol.manager import RunManager
-from server.agent_protocol.storage import ProtocolStore, async_url
+from server.agent_protocol.runs.manager import RunManager
+from server.agent_protocol.storage.store import ProtocolStore, async_url
 
 __all__ = ["AgentProtocolService"]
 

@@ -1,4 +1,4 @@
-"""App-level behaviour: settings parsing, CORS off by default, chunked bodies, 500s without traces."""
+"""App-level behaviour: settings, CORS (any origin by default), chunked bodies, 500s without traces."""
 
 from __future__ import annotations
 
@@ -61,10 +61,27 @@ def test_unexpected_error_is_500_without_trace(app_server: LiveServer) -> None:
     assert error["message"] == "internal server error"
 
 
-def test_cors_is_off_by_default(app_server: LiveServer) -> None:
-    response = httpx.get(f"{app_server.url}/healthz", headers={"Origin": "http://evil.test"}, timeout=30)
+def test_cors_allows_any_origin_by_default(app_server: LiveServer) -> None:
+    """Header-authenticated browser clients of any origin work, as with the LangGraph server."""
+    response = httpx.get(f"{app_server.url}/healthz", headers={"Origin": "http://ui.test"}, timeout=30)
     assert response.status_code == 200
-    assert "access-control-allow-origin" not in response.headers
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers  # no cookies cross-origin
+    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert {"content-location", "location", "x-pagination-next", "x-pagination-total"} <= exposed
+
+
+@pytest.mark.parametrize(("origins", "allowed"), [(["http://ui.test"], "http://ui.test"), ([], None)])
+def test_cors_origins_narrow_or_turn_it_off(tmp_path: Path, origins: list[str], allowed: str | None) -> None:
+    settings = Settings(
+        cors_origins=origins,
+        workspace=WorkspaceSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'ws.db'}"),
+    )
+    with LiveServer(create_app(settings)) as server:
+        for origin in ("http://ui.test", "http://evil.test"):
+            response = httpx.get(f"{server.url}/healthz", headers={"Origin": origin}, timeout=30)
+            expected = allowed if origin == allowed else None
+            assert response.headers.get("access-control-allow-origin") == expected
 
 
 def test_chunked_body_over_the_limit_is_413(app_server: LiveServer) -> None:

@@ -61,7 +61,11 @@ async def test_thread_lifecycle(client: LangGraphClient) -> None:
     same = await client.threads.create(thread_id=tid, if_exists="do_nothing")
     assert same["thread_id"] == tid
     await client.threads.update(tid, metadata={"more": 1})
-    assert (await client.threads.get(tid))["metadata"] == {"graph_id": "agent", "tag": tag, "more": 1}
+    meta = {"graph_id": "agent", "assistant_id": ASSISTANT_ID, "tag": tag, "more": 1}
+    assert (await client.threads.get(tid))["metadata"] == meta
+    # agent-chat-ui lists threads by either key
+    by_assistant = await client.threads.search(metadata={"assistant_id": ASSISTANT_ID, "tag": tag})
+    assert [t["thread_id"] for t in by_assistant] == [tid]
     await client.threads.delete(tid)
     with pytest.raises(NotFoundError):
         await client.threads.get(tid)

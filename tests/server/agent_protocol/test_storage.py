@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from server.agent_protocol.events import EventLog
-from server.agent_protocol.run_queue import RunQueue
 from server.agent_protocol.storage import ProtocolStore, async_url
-from server.agent_protocol.streams import RunEvent
+from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.queue import RunQueue
+from server.agent_protocol.streaming.streams import RunEvent
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

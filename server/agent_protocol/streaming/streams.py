@@ -12,27 +12,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Collection
-from dataclasses import dataclass
 
 from server.agent_protocol.serde import dumpb
+from server.agent_protocol.storage.records import RunEvent
 
 __all__ = ["RunEvent", "RunStream", "Subscription"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RunEvent:
-    """One SSE event: ``id`` counts from 1 per run; ``data`` is JSON bytes shared by all subscribers."""
-
-    id: int
-    event: str
-    data: bytes
-
-    @property
-    def mode(self) -> str:
-        """The stream mode the event belongs to (``messages|ns`` -> ``messages``)."""
-        return self.event.split("|", 1)[0]
 
 
 def _wanted(event: RunEvent, modes: Collection[str] | None) -> bool:

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.agent_protocol.serde import dumpb
-from server.agent_protocol.streams import RunEvent, Subscription
+from server.agent_protocol.streaming.streams import RunEvent, Subscription
 
 __all__ = ["encode_event", "event_stream_response", "run_headers", "wait_response"]
 
@@ -37,23 +37,19 @@ def run_headers(thread_id: str, run_id: str, tail: str) -> dict[str, str]:
 
 
 def event_stream_response(
-    sub: Subscription | None,
+    sub: Subscription,
     *,
     headers: dict[str, str],
     on_disconnect: Callable[[], None] | None,
     heartbeat_s: float,
-    wait_external: Callable[[], Awaitable[None]] | None = None,
 ) -> EventSourceResponse:
     """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end."""
 
     async def body() -> AsyncIterator[bytes]:
         finished = False
         try:
-            if sub is not None:
-                async for ev in sub:
-                    yield encode_event(ev)
-            elif wait_external is not None:
-                await wait_external()
+            async for ev in sub:
+                yield encode_event(ev)
             finished = True
         finally:
             if not finished and on_disconnect is not None:

@@ -1,6 +1,6 @@
 """Schema of the Agent Protocol tables: the append-only migration list and the Core table objects.
 
-Position + 1 in :data:`MIGRATIONS` is the schema version; never edit or reorder an entry, append.
+Position + 1 in the list is the schema version; never edit or reorder an entry, append.
 JSON columns are text, timestamps ISO-8601 text, so one DDL serves SQLite and Postgres.
 """
 
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from workspace.migrations import MigrationSet
+
 __all__ = ["MIGRATIONS", "events_t", "migrations_t", "runs_t", "threads_t"]
 
-MIGRATIONS: list[list[str]] = [
+_STEPS: list[list[str]] = [
     [
         """CREATE TABLE IF NOT EXISTS ap_threads (
             thread_id VARCHAR(64) PRIMARY KEY,
@@ -67,6 +69,8 @@ migrations_t = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.String(40), nullable=False),
 )
+# One DDL serves both dialects.
+MIGRATIONS = MigrationSet("agent protocol", migrations_t, {"sqlite": _STEPS, "postgresql": _STEPS})
 threads_t = sa.Table(
     "ap_threads",
     _meta,

@@ -1,26 +1,27 @@
-"""The run manager: what the routes call to create, follow, cancel and await runs.
+"""The run manager: the one thing the routes call to create, follow, cancel and await runs.
 
 Runs and their status live in the database, and so does the queue: a created run is stored
 ``pending`` with no owner and every server process sharing the database claims runs from it
-(:mod:`server.agent_protocol.worker`, :mod:`server.agent_protocol.run_queue`). The process that
-accepted a run claims it at once when it has a free slot (the same claim, so the thread's order
-and the limit hold); otherwise it waits for any process's worker.
+(:mod:`~server.agent_protocol.runs.worker`, :mod:`~server.agent_protocol.storage.queue`). The
+process that accepted a run claims it at once when it has a free slot (the same claim, so the
+thread's order and the limit hold); otherwise it waits for any process's worker.
 
 Runs of one thread execute one at a time in creation order, wherever they execute (a run is
 claimable only when no older run of its thread is active): that is ``multitask_strategy="enqueue"``;
 ``reject`` answers 409 while a run is active; ``interrupt`` / ``rollback`` cancel the active runs
 first (``rollback`` also deletes them). A client of any process can stream, join, wait on or
 cancel a run executing on another: events come through the event table
-(:mod:`server.agent_protocol.hubs`), cancels through a ``cancel_action`` on the run row.
+(:mod:`~server.agent_protocol.streaming.hubs`), cancels through a ``cancel_action`` on the run row.
+
+The manager builds the parts in dependency order (store, queue, event log, hubs, executor, worker,
+listener) and owns none of a run's state itself: the worker does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from server.agent_protocol.config import AgentProtocolSettings
@@ -32,21 +33,21 @@ from server.agent_protocol.errors import (
     ThreadExistsError,
     ThreadNotFoundError,
 )
-from server.agent_protocol.events import EventLog
-from server.agent_protocol.executor import ActiveRun, RunExecutor
 from server.agent_protocol.graphs import GraphHost
-from server.agent_protocol.hubs import StreamHubs
-from server.agent_protocol.listener import PgListener
-from server.agent_protocol.run_queue import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, RunQueue
+from server.agent_protocol.runs.executor import RunExecutor
+from server.agent_protocol.runs.worker import RunWorker
 from server.agent_protocol.schemas import RunCreate
 from server.agent_protocol.serde import dumps_to_obj
-from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore, RunRecord
-from server.agent_protocol.streams import Subscription
-from server.agent_protocol.worker import RunWorker
+from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction
+from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.notify import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, PgListener
+from server.agent_protocol.storage.queue import RunQueue
+from server.agent_protocol.storage.records import RunRecord, ThreadRecord
+from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.streaming.hubs import StreamHubs
+from server.agent_protocol.streaming.streams import Subscription
 
-__all__ = ["ActiveRun", "RunManager"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["RunManager"]
 
 
 class RunManager:
@@ -64,37 +65,36 @@ class RunManager:
         self._store = store
         self._host = host
         self._settings = settings
-        self._queue = RunQueue(store)
-        persist = settings.persist_events
-        self._events = EventLog(store, flush_s=settings.event_flush_s, on_flushed=self._wake_tails)
+        queue = RunQueue(store)
+        self._queue = queue
+        self._events = EventLog(store, flush_s=settings.event_flush_s)
         self._hubs = StreamHubs(
             store, self._events, queue_size=settings.subscriber_queue_size,
             replay_size=settings.replay_buffer_size, tail_poll_s=settings.tail_poll_s,
             linger_s=settings.finished_run_linger_s,
         )  # fmt: skip
-        self._executor = RunExecutor(
-            store=store, queue=self._queue, host=host, settings=settings,
-            events=self._events if persist else None, hubs=self._hubs, context_extras=context_extras,
-            on_finished=lambda run: self._worker.finished(run),
+        self._events.on_flushed(self._hubs.wake)
+        persisted = self._events if settings.persist_events else None
+        executor = RunExecutor(
+            store=store, queue=queue, host=host, settings=settings, events=persisted, hubs=self._hubs,
+            context_extras=context_extras,
         )  # fmt: skip
         self._worker = RunWorker(
-            store=store, queue=self._queue, host=host, settings=settings,
-            events=self._events if persist else None, execute=self._executor.execute,
-        )  # fmt: skip
+            store=store, queue=queue, host=host, settings=settings, events=persisted, executor=executor
+        )
         self._listener = (
             PgListener(
                 database_url,
                 {
                     QUEUE_CHANNEL: self._worker.wake,
                     CANCEL_CHANNEL: self._worker.on_cancel_notice,
-                    EVENTS_CHANNEL: lambda run_id: self._wake_tails([run_id]),
+                    EVENTS_CHANNEL: lambda run_id: self._hubs.wake([run_id]),
                 },
-            )  # fmt: skip
+            )
             if store.is_postgres and database_url
             else None
         )
         self._admit_locks: dict[str, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def worker_id(self) -> str:
@@ -108,8 +108,18 @@ class RunManager:
             self._listener.start()
         self._worker.start()
 
-    def _wake_tails(self, run_ids: Iterable[str]) -> None:
-        self._hubs.wake(run_ids)
+    # threads (as runs see them) ------------------------------------------------------------------
+
+    def thread_metadata(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new thread's metadata: the served graph and assistant (clients search by either)."""
+        return {"graph_id": self._host.graph_id, "assistant_id": self._host.assistant_id, **(metadata or {})}
+
+    async def require_thread(self, thread_id: str, tenant: str) -> ThreadRecord:
+        """The thread if ``tenant`` owns it. Raises ThreadNotFoundError (also for another tenant's)."""
+        thread = await self._store.get_thread(thread_id, tenant)
+        if thread is None:
+            raise ThreadNotFoundError(f"thread {thread_id} not found")
+        return thread
 
     # creation ------------------------------------------------------------------------------------
 
@@ -142,7 +152,7 @@ class RunManager:
                     raise ThreadNotFoundError(f"thread {thread_id} not found")
                 if await self._store.get_thread(thread_id) is not None:
                     raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
-                await self._store.create_thread(thread_id, {"graph_id": self._host.graph_id}, tenant)
+                await self._store.create_thread(thread_id, self.thread_metadata(), tenant)
             active = await self._store.active_runs(thread_id)
             if active:
                 if payload.multitask_strategy == "reject":
@@ -151,8 +161,9 @@ class RunManager:
                         "use multitask_strategy 'enqueue' to queue this run"
                     )
                 if payload.multitask_strategy in ("interrupt", "rollback"):
+                    action = CancelAction(payload.multitask_strategy)
                     for other in active:
-                        await self.cancel(other.run_id, action=payload.multitask_strategy, wait=True)
+                        await self._worker.cancel(other.run_id, action, wait=True)
             record = await self._store.create_run(
                 run_id=str(uuid.uuid4()),
                 thread_id=thread_id,
@@ -164,15 +175,10 @@ class RunManager:
             )
         sub = self._hubs.open(record.run_id) if subscribe else None
         if not await self._worker.claim(record.run_id):  # busy here, or its thread is
-            if sub is not None and record.run_id not in self._worker.runs:
+            if sub is not None and self._worker.active(record.run_id) is None:
                 self._hubs.follow(record.run_id)
-            self._spawn(self._queue.announce())
+            self._worker.announce()
         return record, sub
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # following -----------------------------------------------------------------------------------
 
@@ -182,17 +188,30 @@ class RunManager:
         """New events of a run (after ``last_event_id`` first, when given), wherever it executes."""
         return await self._hubs.subscribe(run_id, modes=modes, last_event_id=last_event_id)
 
-    async def get_run(self, thread_id: str, run_id: str) -> RunRecord:
-        """The stored run. Raises RunNotFoundError."""
+    async def get_run(self, thread_id: str, run_id: str, *, tenant: str | None = None) -> RunRecord:
+        """The stored run (of a thread ``tenant`` owns, when given).
+
+        Raises:
+            ThreadNotFoundError, RunNotFoundError.
+        """
+        if tenant is not None:
+            await self.require_thread(thread_id, tenant)
         record = await self._store.get_run(run_id, thread_id)
         if record is None:
             raise RunNotFoundError(f"run {run_id} not found on thread {thread_id}")
         return record
 
+    async def list_runs(
+        self, thread_id: str, *, tenant: str, limit: int, offset: int, status: str | None = None
+    ) -> list[RunRecord]:
+        """Runs of a thread ``tenant`` owns, newest first. Raises ThreadNotFoundError."""
+        await self.require_thread(thread_id, tenant)
+        return await self._store.list_runs(thread_id, limit=limit, offset=offset, status=status)
+
     async def wait(self, thread_id: str, run_id: str, poll_s: float = 0.2) -> Any:
         """Wait for a run to end; return its result (final values, ``__interrupt__`` / ``__error__``)."""
         while True:
-            run = self._worker.runs.get(run_id)
+            run = self._worker.active(run_id)
             if run is not None:
                 await run.done.wait()
                 return run.result
@@ -210,55 +229,32 @@ class RunManager:
 
     # cancelling ----------------------------------------------------------------------------------
 
-    async def cancel(self, run_id: str, *, action: str = "interrupt", wait: bool = False) -> bool:
+    async def cancel(
+        self, run_id: str, *, action: CancelAction = CancelAction.INTERRUPT, wait: bool = False
+    ) -> bool:
         """Cancel a pending or running run wherever it executes; True when it was active."""
-        run = self._worker.runs.get(run_id)
-        if run is not None and self._worker.cancel_local(run_id, action):
-            if wait:
-                await run.done.wait()
-            return True
-        now = time.time()
-        record = await self._queue.claim_to_cancel(
-            run_id, self.worker_id, now, now + self._settings.run_lease_s, action
-        )
-        if record is not None:  # nobody executes it: end it here
-            payload = RunCreate.model_validate(record.kwargs)
-            run = self._worker.start_run(record, payload, cancel_action=action)
-            if wait:
-                await run.done.wait()
-            return True
-        if not await self._queue.request_cancel(run_id, action):
-            return False  # already ended
-        if wait:
-            await self._until_ended(run_id)
-        return True
+        return await self._worker.cancel(run_id, action, wait=wait)
 
-    async def _until_ended(self, run_id: str, poll_s: float = 0.05) -> None:
-        deadline = time.monotonic() + self._settings.run_lease_s + 10
-        while time.monotonic() < deadline:
-            record = await self._store.get_run(run_id)
-            if record is None or record.status not in ACTIVE_STATUSES:
-                return
-            await asyncio.sleep(poll_s)
-        logger.warning("run %s: cancel requested but it has not ended yet", run_id)
+    def on_disconnect(self, run_id: str, *, cancel: bool, who: str) -> Callable[[], None] | None:
+        """What a response calls when its client leaves before the end: cancel the run, or nothing."""
+        if not cancel:
+            return None
+        return lambda: self._worker.cancel_soon(run_id, f"{who} disconnected")
 
-    def request_cancel(self, run_id: str, reason: str) -> None:
-        """Synchronous cancel for ``finally`` blocks of disconnected streams."""
-        logger.info("run %s: cancelling (%s)", run_id, reason)
-        if not self._worker.cancel_local(run_id, "interrupt"):
-            self._spawn(self.cancel(run_id))
+    async def delete_run(self, thread_id: str, run_id: str, *, tenant: str) -> None:
+        """Delete a run (an active one is cancelled first). Raises ThreadNotFoundError, RunNotFoundError."""
+        await self.get_run(thread_id, run_id, tenant=tenant)
+        await self._worker.cancel(run_id, CancelAction.INTERRUPT, wait=True)
+        await self._store.delete_run(run_id, thread_id)
 
     async def cancel_thread_runs(self, thread_id: str) -> None:
         """Cancel every active run of a thread (before deleting it)."""
         for record in await self._store.active_runs(thread_id):
-            await self.cancel(record.run_id, wait=True)
+            await self._worker.cancel(record.run_id, CancelAction.INTERRUPT, wait=True)
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker, cancel the runs executing here (they record their status); idempotent."""
+        """Stop the worker, hand back the runs executing here, stop streaming; idempotent."""
         await self._worker.close(timeout)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
         await self._events.close()
         await self._hubs.close()
         if self._listener is not None:

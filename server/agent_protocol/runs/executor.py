@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -26,24 +25,24 @@ from langgraph.types import Command
 
 from server import logs
 from server.agent_protocol.config import AgentProtocolSettings
-from server.agent_protocol.events import EventLog
 from server.agent_protocol.graphs import GraphHost, interrupts_by_task
-from server.agent_protocol.hubs import StreamHubs
-from server.agent_protocol.run_queue import RunQueue
 from server.agent_protocol.schemas import RunCreate
 from server.agent_protocol.serde import dumps_to_obj
-from server.agent_protocol.storage import ProtocolStore, RunRecord
-from server.agent_protocol.streams import RunStream
+from server.agent_protocol.status import CancelAction, Handover, RunStatus, ThreadStatus
+from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.queue import RunQueue
+from server.agent_protocol.storage.records import RunRecord
+from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.streaming.hubs import StreamHubs
+from server.agent_protocol.streaming.streams import RunStream
 from server.metrics import RUN_DURATION, RUNS
 from server.tenancy import TenantStore
 
-__all__ = ["HANDOFF", "LOST", "ActiveRun", "RunExecutor"]
+__all__ = ["ActiveRun", "RunExecutor"]
 
 logger = logging.getLogger(__name__)
 
 AGENT_ADMISSION_WAIT_S = 300.0  # an agent's sandbox run waits this long for room before it fails
-LOST = "lost"  # cancel action of a run another process took over: it records the outcome, not this one
-HANDOFF = "handoff"  # this process is shutting down: the run goes back to the queue, no outcome recorded
 
 
 @dataclass(eq=False)
@@ -56,10 +55,16 @@ class ActiveRun:
     stream: RunStream | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    cancel_action: str | None = None
-    status: str = "pending"
+    cancel_action: CancelAction | None = None  # what a user asked for (the first request wins)
+    handover: Handover | None = None  # this process lets go of it: the next owner records the outcome
+    status: RunStatus = RunStatus.PENDING
     result: Any = None
     started: float | None = None  # monotonic time execution began
+
+    @property
+    def stopping(self) -> bool:
+        """Cancelled or handed over: it must not start, and stops at its next await."""
+        return self.cancel_action is not None or self.handover is not None
 
 
 def _graph_modes(requested: list[str]) -> list[str]:
@@ -82,7 +87,6 @@ class RunExecutor:
         events: EventLog | None,
         hubs: StreamHubs,
         context_extras: dict[str, Any] | None,
-        on_finished: Callable[[ActiveRun], None],
     ) -> None:
         self._store = store
         self._queue = queue
@@ -91,7 +95,6 @@ class RunExecutor:
         self._events = events
         self._hubs = hubs
         self._context_extras = {k: v for k, v in (context_extras or {}).items() if v is not None}
-        self._on_finished = on_finished
 
     def _publish(self, run: ActiveRun, event: str, data: object) -> None:
         assert run.stream is not None
@@ -100,31 +103,32 @@ class RunExecutor:
             self._events.append(run.record.run_id, item)
 
     async def execute(self, run: ActiveRun) -> None:
-        """The body of the run's task: start, drive the graph, record the outcome."""
+        """The body of the run's task: start, drive the graph, record the outcome, set ``done``."""
         rec = run.record
         logs.bind(tenant=rec.tenant, thread_id=rec.thread_id, run_id=rec.run_id)
         try:
-            if run.cancel_action is None:
+            if not run.stopping:
                 run.stream = await self._hubs.for_execution(rec.run_id, run.resuming)
-                run.status = "running"
+                run.status = RunStatus.RUNNING
                 run.started = time.monotonic()
                 attempt = await self._queue.start_attempt(rec.run_id)
-                await self._store.update_thread(rec.thread_id, status="busy")
+                first = run.payload.input if isinstance(run.payload.input, dict) else None
+                await self._store.update_thread(rec.thread_id, status=ThreadStatus.BUSY, first_values=first)
                 self._publish(run, "metadata", {"run_id": rec.run_id, "attempt": attempt})
-                status, error = "success", None
+                status, error = RunStatus.SUCCESS, None
                 try:
                     await self._drive(run)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     logger.warning("run %s failed: %s: %s", rec.run_id, type(exc).__name__, exc)
-                    status, error = "error", f"{type(exc).__name__}: {exc}"
+                    status, error = RunStatus.ERROR, f"{type(exc).__name__}: {exc}"
                     self._publish(run, "error", {"error": type(exc).__name__, "message": str(exc)})
                 await self._finish(run, status, error)
                 return
         except asyncio.CancelledError:
-            logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or "shutdown")
-        await self._finish(run, "interrupted", None)
+            logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or run.handover or "shutdown")
+        await self._finish(run, RunStatus.INTERRUPTED, None)
 
     def _config(self, run: ActiveRun) -> RunnableConfig:
         payload = run.payload
@@ -201,24 +205,24 @@ class RunExecutor:
             else:
                 self._publish(run, mode + suffix, chunk)
 
-    async def _finish(self, run: ActiveRun, status: str, error: str | None) -> None:
+    async def _finish(self, run: ActiveRun, status: RunStatus, error: str | None) -> None:
         """Record the outcome (events, run, then thread) and only then close the stream."""
         rec = run.record
         run.status = status
-        ended_here = run.cancel_action not in (LOST, HANDOFF)
+        ended_here = run.handover is None
         if ended_here:
             RUNS.labels(status=status).inc()
         if run.started is not None and ended_here:
             RUN_DURATION.labels(status=status).observe(time.monotonic() - run.started)
-        thread_status = "error" if status == "error" else "idle"
+        thread_status = ThreadStatus.ERROR if status == RunStatus.ERROR else ThreadStatus.IDLE
         try:
-            if run.cancel_action == HANDOFF and self._events is not None:
+            if run.handover == Handover.HANDOFF and self._events is not None:
                 await self._events.flush()  # the next owner numbers its events on from these
             if not ended_here:
                 return  # the process that takes it over records the outcome
             if self._events is not None:
                 await self._events.flush()
-            if run.cancel_action == "rollback":
+            if run.cancel_action == CancelAction.ROLLBACK:
                 await self._store.delete_run(rec.run_id, rec.thread_id)
             else:
                 await self._store.set_run_status(rec.run_id, status, error)
@@ -226,8 +230,8 @@ class RunExecutor:
                 await self._events.ended(rec.run_id)
             snapshot = await self._host.graph.aget_state({"configurable": {"thread_id": rec.thread_id}})
             interrupts = interrupts_by_task(snapshot)
-            if interrupts and status != "error":
-                thread_status = "interrupted"
+            if interrupts and status != RunStatus.ERROR:
+                thread_status = ThreadStatus.INTERRUPTED
             values = dumps_to_obj(snapshot.values)
             run.result = (
                 {"__error__": {"error": error.split(":", 1)[0], "message": error}} if error else values
@@ -243,4 +247,3 @@ class RunExecutor:
         finally:
             self._hubs.finished(rec.run_id)
             run.done.set()
-            self._on_finished(run)

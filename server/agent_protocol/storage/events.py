@@ -1,9 +1,10 @@
 """Stream events in the database, so a client of any process can follow a run executing on another.
 
-The run's own process publishes each event to its in-memory :class:`~server.agent_protocol.streams.RunStream`
-at once and appends it here; a background task writes the buffer in one batched ``INSERT`` every
-``event_flush_s`` (one transaction for all runs, not one per event), and on Postgres announces the
-runs that got events with ``NOTIFY`` (:data:`~server.agent_protocol.run_queue.EVENTS_CHANNEL`).
+The run's own process publishes each event to its in-memory
+:class:`~server.agent_protocol.streaming.streams.RunStream` at once and appends it here; a
+background task writes the buffer in one batched ``INSERT`` every ``event_flush_s`` (one
+transaction for all runs, not one per event), and on Postgres announces the runs that got events
+with ``NOTIFY`` (:data:`~server.agent_protocol.storage.notify.EVENTS_CHANNEL`).
 Before a run's end status is written its events are flushed, so a reader that sees the run ended
 and then reads the table has every event. Events of finished runs are deleted after
 ``run_events_retention_s``.
@@ -19,10 +20,11 @@ from collections.abc import Callable, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.agent_protocol.run_queue import EVENTS_CHANNEL, notify
-from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore
-from server.agent_protocol.streams import RunEvent
-from server.agent_protocol.tables import events_t, runs_t
+from server.agent_protocol.status import ACTIVE_STATUSES
+from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
+from server.agent_protocol.storage.records import RunEvent
+from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.storage.tables import events_t, runs_t
 
 __all__ = ["EventLog"]
 
@@ -41,7 +43,7 @@ class EventLog:
     ) -> None:
         self._store = store
         self._flush_s = flush_s
-        self._on_flushed = on_flushed
+        self._on_flushed: Callable[[Iterable[str]], None] | None = on_flushed
         self._buffer: list[dict[str, object]] = []
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
@@ -50,6 +52,10 @@ class EventLog:
         # skipped, not allowed to fail the whole batch with the other runs' events.
         dialect = postgresql if store.is_postgres else sqlite
         self._insert = dialect.insert(events_t).on_conflict_do_nothing()
+
+    def on_flushed(self, callback: Callable[[Iterable[str]], None]) -> None:
+        """Call ``callback`` with the run ids whose events were just written (the hubs wake their tails)."""
+        self._on_flushed = callback
 
     def start(self) -> None:
         """Start the background writer."""

@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from server.agent_protocol.deps import ServiceDep
+from server.agent_protocol.api.deps import ServiceDep
+from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.errors import AssistantNotFoundError
 from server.agent_protocol.schemas import AssistantSearch
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/assistants", tags=["agent-protocol"])
+router = APIRouter(prefix="/assistants", tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 
 def _check(service: ServiceDep, assistant_id: str) -> None:

@@ -7,7 +7,7 @@ a time in creation order (``multitask_strategy="enqueue"``) wherever they execut
 
 On Postgres the candidates are locked with ``FOR UPDATE SKIP LOCKED`` (concurrent claimers get
 different runs without waiting) and every change other processes care about is announced with
-``NOTIFY`` (:data:`QUEUE_CHANNEL`, :data:`CANCEL_CHANNEL`) in the same transaction. On SQLite the
+``NOTIFY`` (:mod:`.notify`) in the same transaction. On SQLite the
 conditional ``UPDATE`` is the atomic claim and processes poll.
 """
 
@@ -17,22 +17,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore, RunRecord, run_from_row
-from server.agent_protocol.tables import runs_t
+from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, RunStatus
+from server.agent_protocol.storage.notify import CANCEL_CHANNEL, QUEUE_CHANNEL, notify
+from server.agent_protocol.storage.records import RunRecord, run_from_row
+from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.storage.tables import runs_t
 
-__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "QUEUE_CHANNEL", "RunQueue", "notify"]
-
-QUEUE_CHANNEL = "ap_queue"  # a run was queued or a slot freed: claimers look again
-CANCEL_CHANNEL = "ap_cancel"  # payload: run id whose owner must cancel it
-EVENTS_CHANNEL = "ap_events"  # payload: run id with new persisted stream events
-
-
-async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
-    """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+__all__ = ["RunQueue"]
 
 
 def _lease_free(now: float) -> sa.ColumnElement[bool]:
@@ -90,7 +82,7 @@ class RunQueue:
         return claimed
 
     async def claim_to_cancel(
-        self, run_id: str, worker_id: str, now: float, until: float, action: str
+        self, run_id: str, worker_id: str, now: float, until: float, action: CancelAction
     ) -> RunRecord | None:
         """Claim a run nobody executes (whatever its place in the thread) to end it as cancelled."""
         async with self._store.write() as conn:
@@ -110,7 +102,7 @@ class RunQueue:
             )
         return run_from_row(row) if result.rowcount else None
 
-    async def request_cancel(self, run_id: str, action: str) -> bool:
+    async def request_cancel(self, run_id: str, action: CancelAction) -> bool:
         """Ask the owner of an active run to cancel it; False when the run is not active."""
         async with self._store.write() as conn:
             result = await conn.execute(
@@ -122,7 +114,7 @@ class RunQueue:
                 await notify(conn, CANCEL_CHANNEL, run_id)
         return bool(result.rowcount)
 
-    async def cancel_requests(self, worker_id: str) -> list[tuple[str, str]]:
+    async def cancel_requests(self, worker_id: str) -> list[tuple[str, CancelAction]]:
         """``(run_id, action)`` of this worker's active runs that another process asked to cancel."""
         query = sa.select(runs_t.c.run_id, runs_t.c.cancel_action).where(
             runs_t.c.worker_id == worker_id,
@@ -130,14 +122,14 @@ class RunQueue:
             runs_t.c.cancel_action.is_not(None),
         )
         async with self._store.engine.connect() as conn:
-            return [(r.run_id, r.cancel_action) for r in (await conn.execute(query)).all()]
+            return [(r.run_id, CancelAction(r.cancel_action)) for r in (await conn.execute(query)).all()]
 
-    async def cancel_action(self, run_id: str) -> str | None:
+    async def cancel_action(self, run_id: str) -> CancelAction | None:
         """The cancel requested for one run, if any."""
         query = sa.select(runs_t.c.cancel_action).where(runs_t.c.run_id == run_id)
         async with self._store.engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
-        return str(value) if value else None
+        return CancelAction(value) if value else None
 
     async def start_attempt(self, run_id: str) -> int:
         """Mark the run running and count the attempt; returns the attempt number (1 for the first)."""
@@ -145,7 +137,7 @@ class RunQueue:
             await conn.execute(
                 runs_t.update()
                 .where(runs_t.c.run_id == run_id)
-                .values(status="running", error=None, attempts=runs_t.c.attempts + 1,
+                .values(status=RunStatus.RUNNING, error=None, attempts=runs_t.c.attempts + 1,
                         updated_at=datetime.now(UTC).isoformat())
             )  # fmt: skip
             attempts = (
@@ -195,6 +187,6 @@ class RunQueue:
 
     async def pending_count(self) -> int:
         """Runs waiting in the database (the queue-depth gauge)."""
-        query = sa.select(sa.func.count()).select_from(runs_t).where(runs_t.c.status == "pending")
+        query = sa.select(sa.func.count()).select_from(runs_t).where(runs_t.c.status == RunStatus.PENDING)
         async with self._store.engine.connect() as conn:
             return int((await conn.execute(query)).scalar() or 0)

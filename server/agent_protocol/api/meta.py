@@ -7,11 +7,12 @@ from typing import Any
 import langgraph.version
 from fastapi import APIRouter
 
-from server.agent_protocol.deps import ServiceDep
+from server.agent_protocol.api.deps import ServiceDep
+from server.agent_protocol.api.json_body import JSONBodyRoute
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["agent-protocol"])
+router = APIRouter(tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 
 @router.get("/info")

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from server.agent_protocol.events import EventLog
-from server.agent_protocol.storage import ACTIVE_STATUSES, ProtocolStore
-from server.agent_protocol.streams import RunStream, Subscription
+from server.agent_protocol.status import ACTIVE_STATUSES
+from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.streaming.streams import RunStream, Subscription
 
 __all__ = ["StreamHubs"]
 
@@ -58,10 +59,6 @@ class StreamHubs:
 
     def _new(self, run_id: str, after: int) -> RunStream:
         return RunStream(run_id, queue_size=self._queue_size, replay_size=self._replay_size, after=after)
-
-    def get(self, run_id: str) -> RunStream | None:
-        """The shared hub of a run, if this process has one."""
-        return self._hubs.get(run_id)
 
     async def for_execution(self, run_id: str, resuming: bool) -> RunStream:
         """The hub a run executing here publishes into (taking it over from its tail, if any).

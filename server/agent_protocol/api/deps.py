@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from server.agent_protocol.errors import AgentProtocolError
 from server.agent_protocol.service import AgentProtocolService
 
-__all__ = ["ServiceDep", "get_service", "http_error"]
+__all__ = ["ServiceDep", "get_service"]
 
 
 def get_service(request: Request) -> AgentProtocolService:
@@ -25,8 +24,3 @@ def get_service(request: Request) -> AgentProtocolService:
 
 
 ServiceDep = Annotated[AgentProtocolService, Depends(get_service)]
-
-
-def http_error(exc: AgentProtocolError) -> HTTPException:
-    """Map a package error to the server's JSON error envelope."""
-    return HTTPException(status_code=exc.status, detail={"type": exc.kind, "message": str(exc)})

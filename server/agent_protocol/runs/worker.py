@@ -1,4 +1,9 @@
-"""The worker loop of one server process: claims runs from the database queue and executes them.
+"""The worker of one server process: the registry of the runs it executes, their claims, leases and cancels.
+
+It is the one owner of a run's life in this process: it claims runs from the database queue, starts
+each in its own task (:class:`~server.agent_protocol.runs.executor.RunExecutor` drives the graph),
+keeps their leases, applies cancel requests (made here or through another process) and hands its
+runs back to the queue when the process shuts down.
 
 It claims pending runs oldest first while fewer than ``max_concurrent_runs`` execute here, woken
 by this process's own new runs and freed slots, by ``NOTIFY`` on Postgres, and every
@@ -18,19 +23,20 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import ValidationError
 
 from server import logs
 from server.agent_protocol.config import AgentProtocolSettings
-from server.agent_protocol.events import EventLog
-from server.agent_protocol.executor import HANDOFF, LOST, ActiveRun
 from server.agent_protocol.graphs import GraphHost
-from server.agent_protocol.run_queue import RunQueue
+from server.agent_protocol.runs.executor import ActiveRun, RunExecutor
 from server.agent_protocol.schemas import RunCreate
-from server.agent_protocol.storage import ProtocolStore, RunRecord
+from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, Handover, RunStatus, ThreadStatus
+from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.queue import RunQueue
+from server.agent_protocol.storage.records import RunRecord
+from server.agent_protocol.storage.store import ProtocolStore
 from server.metrics import RECOVERED_RUNS, RUN_QUEUE_DEPTH, RUNS
 
 __all__ = ["RunWorker"]
@@ -39,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 class RunWorker:
-    """Claims and starts runs; keeps their leases; applies cancel requests from other processes."""
+    """Claims, starts and cancels runs; keeps their leases; the registry of the runs claimed here."""
 
     def __init__(
         self,
@@ -49,20 +55,21 @@ class RunWorker:
         host: GraphHost,
         settings: AgentProtocolSettings,
         events: EventLog | None,
-        execute: Callable[[ActiveRun], Coroutine[Any, Any, None]],
+        executor: RunExecutor,
     ) -> None:
         self._store = store
         self._queue = queue
         self._host = host
         self._settings = settings
         self._events = events
-        self._execute = execute
+        self._executor = executor
         self.worker_id = uuid.uuid4().hex
-        self.runs: dict[str, ActiveRun] = {}  # claimed here, kept a while after they end (for wait)
+        self._runs: dict[str, ActiveRun] = {}  # claimed here, kept a while after they end (for wait)
         self._executing: set[str] = set()
         self._claim_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
 
     def start(self) -> None:
@@ -77,6 +84,19 @@ class RunWorker:
     def wake(self, _payload: str = "") -> None:
         """Look at the queue now (a run was queued or a slot freed)."""
         self._wakeup.set()
+
+    def announce(self) -> None:
+        """Tell every process to look at the queue (a run waits that this one cannot take now)."""
+        self._spawn(self._queue.announce())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def active(self, run_id: str) -> ActiveRun | None:
+        """The run if this process claimed it (executing, or ended within ``finished_run_linger_s``)."""
+        return self._runs.get(run_id)
 
     @property
     def free_slots(self) -> int:
@@ -110,7 +130,7 @@ class RunWorker:
 
     async def _prepare(self, record: RunRecord) -> ActiveRun | None:
         """Start a claimed run, deciding how when it was orphaned by a dead process."""
-        mine = self.runs.get(record.run_id)
+        mine = self._runs.get(record.run_id)
         if mine is not None and not mine.done.is_set():
             return None  # ours: this loop stalled past the lease, nothing died
         try:
@@ -119,11 +139,11 @@ class RunWorker:
             await self._fail(record, f"cannot start: stored request is invalid: {exc}")
             return None
         # A running run with no owner was handed back by a process that shut down gracefully.
-        handed_back = record.worker_id is None and record.status == "running"
+        handed_back = record.worker_id is None and record.status == RunStatus.RUNNING
         orphaned = handed_back or (record.worker_id is not None and record.worker_id != self.worker_id)
         if orphaned and record.cancel_action is None:
             action = "started"  # claimed by a process that died before starting it
-            if record.status == "running":
+            if record.status == RunStatus.RUNNING:
                 if record.attempts >= self._settings.run_max_attempts:
                     await self._fail(
                         record,
@@ -144,21 +164,27 @@ class RunWorker:
             how = "shut down" if handed_back else "stopped"
             logger.warning("run %s of a %s server process %s (attempt %d)", record.run_id, how, action,
                            record.attempts + 1)  # fmt: skip
-        return self.start_run(record, payload, cancel_action=record.cancel_action)
+        return self._start(record, payload, cancel_action=record.cancel_action)
 
-    def start_run(
-        self, record: RunRecord, payload: RunCreate, *, cancel_action: str | None = None
+    def _start(
+        self, record: RunRecord, payload: RunCreate, *, cancel_action: CancelAction | None = None
     ) -> ActiveRun:
         """Register a run claimed by this process and start its task."""
-        resuming = record.attempts > 0 or record.status == "running"  # earlier events are stored
+        resuming = record.attempts > 0 or record.status == RunStatus.RUNNING  # earlier events are stored
         run = ActiveRun(record=record, payload=payload, resuming=resuming)
         run.cancel_action = cancel_action
-        self.runs[record.run_id] = run
+        self._runs[record.run_id] = run
         self._executing.add(record.run_id)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{record.run_id}")
         return run
 
-    def finished(self, run: ActiveRun) -> None:
+    async def _execute(self, run: ActiveRun) -> None:
+        try:
+            await self._executor.execute(run)
+        finally:
+            self._finished(run)
+
+    def _finished(self, run: ActiveRun) -> None:
         """A run ended here: free its slot, look at the queue, keep it a while for ``wait``."""
         run_id = run.record.run_id
         self._executing.discard(run_id)
@@ -169,16 +195,16 @@ class RunWorker:
         asyncio.get_running_loop().call_later(self._settings.finished_run_linger_s, self._forget, run)
 
     def _forget(self, run: ActiveRun) -> None:
-        if self.runs.get(run.record.run_id) is run:
-            del self.runs[run.record.run_id]
+        if self._runs.get(run.record.run_id) is run:
+            del self._runs[run.record.run_id]
 
     async def _fail(self, record: RunRecord, reason: str) -> None:
         RECOVERED_RUNS.labels(action="failed").inc()
         RUNS.labels(status="error").inc()
         logger.error("run %s marked failed: %s", record.run_id, reason)
-        await self._store.set_run_status(record.run_id, "error", reason)
+        await self._store.set_run_status(record.run_id, RunStatus.ERROR, reason)
         if await self._store.get_thread(record.thread_id) is not None:
-            await self._store.update_thread(record.thread_id, status="error")
+            await self._store.update_thread(record.thread_id, status=ThreadStatus.ERROR)
 
     # loops ---------------------------------------------------------------------------------------
 
@@ -220,11 +246,11 @@ class RunWorker:
 
     def _drop_lost(self, run_id: str) -> None:
         """Stop a run whose lease another process took over (this one stalled past it)."""
-        run = self.runs.get(run_id)
+        run = self._runs.get(run_id)
         if run is None or run.done.is_set() or run.task is None:
             return  # ended meanwhile
         logger.warning("run %s: lease lost to another process; stopping this copy", run_id)
-        run.cancel_action = LOST
+        run.handover = Handover.LOST
         run.task.cancel()
 
     async def _cancel_loop(self) -> None:
@@ -234,7 +260,7 @@ class RunWorker:
                 continue
             try:
                 for run_id, action in await self._queue.cancel_requests(self.worker_id):
-                    self.cancel_local(run_id, action)
+                    self._cancel_local(run_id, action)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -249,11 +275,56 @@ class RunWorker:
     async def _apply_cancel_request(self, run_id: str) -> None:
         action = await self._queue.cancel_action(run_id)
         if action is not None:
-            self.cancel_local(run_id, action)
+            self._cancel_local(run_id, action)
 
-    def cancel_local(self, run_id: str, action: str) -> bool:
+    # cancelling ----------------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, action: CancelAction, *, wait: bool = False) -> bool:
+        """Cancel a pending or running run wherever it executes; True when it was active.
+
+        Executing here: its task is cancelled. Claimed by nobody (queued, or its process died): it
+        is claimed here just to end it as cancelled. Executing elsewhere: the request is written on
+        its row, and its owner applies it (``NOTIFY`` or its poll).
+        """
+        run = self._runs.get(run_id)
+        if run is not None and self._cancel_local(run_id, action):
+            if wait:
+                await run.done.wait()
+            return True
+        now = time.time()
+        record = await self._queue.claim_to_cancel(
+            run_id, self.worker_id, now, now + self._settings.run_lease_s, action
+        )
+        if record is not None:  # nobody executes it: end it here
+            payload = RunCreate.model_validate(record.kwargs)
+            run = self._start(record, payload, cancel_action=action)
+            if wait:
+                await run.done.wait()
+            return True
+        if not await self._queue.request_cancel(run_id, action):
+            return False  # already ended
+        if wait:
+            await self._until_ended(run_id)
+        return True
+
+    async def _until_ended(self, run_id: str, poll_s: float = 0.05) -> None:
+        deadline = time.monotonic() + self._settings.run_lease_s + 10
+        while time.monotonic() < deadline:
+            record = await self._store.get_run(run_id)
+            if record is None or record.status not in ACTIVE_STATUSES:
+                return
+            await asyncio.sleep(poll_s)
+        logger.warning("run %s: cancel requested but it has not ended yet", run_id)
+
+    def cancel_soon(self, run_id: str, reason: str) -> None:
+        """Cancel without waiting (from the ``finally`` of a response whose client went away)."""
+        logger.info("run %s: cancelling (%s)", run_id, reason)
+        if not self._cancel_local(run_id, CancelAction.INTERRUPT):
+            self._spawn(self.cancel(run_id, CancelAction.INTERRUPT))
+
+    def _cancel_local(self, run_id: str, action: CancelAction) -> bool:
         """Cancel a run executing here; False when it does not."""
-        run = self.runs.get(run_id)
+        run = self._runs.get(run_id)
         if run is None or run.done.is_set() or run.task is None:
             return False
         if run.cancel_action is None:
@@ -276,11 +347,11 @@ class RunWorker:
         self._tasks = []
         handed: list[str] = []
         tasks: list[asyncio.Task[None]] = []
-        for run in self.runs.values():
+        for run in self._runs.values():
             if run.task is None or run.task.done():
                 continue
-            if run.cancel_action is None:
-                run.cancel_action = HANDOFF
+            if not run.stopping:
+                run.handover = Handover.HANDOFF
                 handed.append(run.record.run_id)
             run.task.cancel()
             tasks.append(run.task)
@@ -292,6 +363,9 @@ class RunWorker:
                     logger.warning("run %s handed back to the queue (server shutting down)", run_id)
             except Exception:  # the lease runs out instead: recovered like a crash
                 logger.exception("run %s: handing it back failed", run_id)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -13,12 +13,12 @@ from fastapi import APIRouter, Query, Response
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 
-from server.agent_protocol.deps import ServiceDep
+from server.agent_protocol.api.deps import ServiceDep
+from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.errors import (
     CheckpointNotFoundError,
     InvalidStateUpdateError,
     ThreadExistsError,
-    ThreadNotFoundError,
 )
 from server.agent_protocol.graphs import interrupts_by_task, snapshot_to_state
 from server.agent_protocol.schemas import (
@@ -32,11 +32,12 @@ from server.agent_protocol.schemas import (
     ThreadSearch,
 )
 from server.agent_protocol.serde import dumps_to_obj
+from server.agent_protocol.status import ThreadStatus
 from server.deps import TenantDep
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/threads", tags=["agent-protocol"])
+router = APIRouter(prefix="/threads", tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 # as_node values LangGraph itself understands besides the graph's nodes (clear tasks, input, fork).
 _SPECIAL_NODES = frozenset({"__end__", "__input__", "__copy__"})
@@ -44,8 +45,7 @@ _SPECIAL_NODES = frozenset({"__end__", "__input__", "__copy__"})
 
 async def _require(service: ServiceDep, thread_id: str, tenant: str) -> None:
     """404 unless the thread exists and belongs to ``tenant`` (another tenant's is "not found")."""
-    if await service.store.get_thread(thread_id, tenant) is None:
-        raise ThreadNotFoundError(f"thread {thread_id} not found")
+    await service.manager.require_thread(thread_id, tenant)
 
 
 def _config(
@@ -71,7 +71,7 @@ async def create_thread(body: ThreadCreate, service: ServiceDep, tenant: TenantD
     thread_id = body.thread_id or str(uuid.uuid4())
     existing = await service.store.get_thread(thread_id)
     if existing is None:
-        metadata = {"graph_id": service.host.graph_id, **body.metadata}
+        metadata = service.manager.thread_metadata(body.metadata)
         try:
             return (await service.store.create_thread(thread_id, metadata, tenant)).public()
         except ThreadExistsError:
@@ -117,10 +117,7 @@ async def count_threads(body: ThreadCount, service: ServiceDep, tenant: TenantDe
 @router.get("/{thread_id}")
 async def get_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
     """The thread with its status and last values."""
-    thread = await service.store.get_thread(thread_id, tenant)
-    if thread is None:
-        raise ThreadNotFoundError(f"thread {thread_id} not found")
-    return thread.public()
+    return (await service.manager.require_thread(thread_id, tenant)).public()
 
 
 @router.patch("/{thread_id}")
@@ -128,9 +125,7 @@ async def patch_thread(
     thread_id: str, body: ThreadPatch, service: ServiceDep, tenant: TenantDep
 ) -> dict[str, Any]:
     """Merge metadata."""
-    thread = await service.store.get_thread(thread_id, tenant)
-    if thread is None:
-        raise ThreadNotFoundError(f"thread {thread_id} not found")
+    thread = await service.manager.require_thread(thread_id, tenant)
     await service.store.update_thread(thread_id, metadata={**thread.metadata, **body.metadata})
     return await get_thread(thread_id, service, tenant)
 
@@ -213,7 +208,7 @@ async def update_thread_state(
     interrupts = interrupts_by_task(snapshot)
     await service.store.update_thread(
         thread_id, values=dumps_to_obj(snapshot.values), interrupts=interrupts, set_values=True,
-        status="interrupted" if interrupts else "idle",
+        status=ThreadStatus.INTERRUPTED if interrupts else ThreadStatus.IDLE,
     )  # fmt: skip
     return {"checkpoint": dumps_to_obj(config.get("configurable", {}))}
 

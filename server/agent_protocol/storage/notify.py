@@ -1,5 +1,10 @@
-"""``LISTEN`` for the run queue's notifications on Postgres, on a dedicated psycopg connection.
+"""Postgres notifications between server processes: the channels, ``NOTIFY`` and the ``LISTEN`` side.
 
+Changes other processes care about (a run queued or a slot freed, a cancel request, new stream
+events) are announced with ``NOTIFY`` in the transaction that makes them; on SQLite nothing is sent
+and processes poll.
+
+``LISTEN`` runs on a dedicated psycopg connection.
 Why a connection of its own: notifications arrive only on a connection that stays idle in
 ``LISTEN``; the SQLAlchemy pool hands its connections to queries. The connection reconnects after
 a failure and then calls every handler once with an empty payload, since notifications sent while
@@ -12,24 +17,31 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-__all__ = ["PgListener", "plain_postgres_url"]
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from workspace.engine import libpq_url
+
+__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "QUEUE_CHANNEL", "PgListener", "notify"]
 
 logger = logging.getLogger(__name__)
 
+QUEUE_CHANNEL = "ap_queue"  # a run was queued or a slot freed: claimers look again
+CANCEL_CHANNEL = "ap_cancel"  # payload: run id whose owner must cancel it
+EVENTS_CHANNEL = "ap_events"  # payload: run id with new persisted stream events
 
-def plain_postgres_url(url: str) -> str:
-    """A libpq URL from a SQLAlchemy one (``postgresql+psycopg://`` -> ``postgresql://``)."""
-    for prefix in ("postgresql+psycopg://", "postgresql+asyncpg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
+
+async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
+    """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
 
 
 class PgListener:
     """Dispatches ``NOTIFY`` payloads of some channels to their handlers."""
 
     def __init__(self, url: str, handlers: Mapping[str, Callable[[str], None]]) -> None:
-        self._url = plain_postgres_url(url)
+        self._url = libpq_url(url)
         self._handlers = dict(handlers)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()

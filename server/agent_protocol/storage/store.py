@@ -1,9 +1,10 @@
 """Threads and runs in the database (SQLite by default, Postgres with ``DATABASE_URL``).
 
 One code path over both dialects with SQLAlchemy Core async. JSON columns are stored as text so
-the schema is the same everywhere. Migrations (``tables.MIGRATIONS``) are an append-only list:
-position + 1 is the version, applied versions are recorded in ``agent_protocol_migrations``, and
-:meth:`setup` runs only the newer ones. Graph state itself lives in the checkpointer, not here.
+the schema is the same everywhere. :meth:`ProtocolStore.setup` applies ``tables.MIGRATIONS`` with
+the project's one migration runner (:func:`workspace.migrations.apply_migrations`: advisory lock,
+newer-schema guard). Graph state itself lives in the checkpointer, not here. The run queue
+(:mod:`.queue`) and the stream events (:mod:`.events`) share this store's engine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.agent_protocol.errors import ThreadExistsError
-from server.agent_protocol.serde import dumpb, loads
-from server.agent_protocol.tables import MIGRATIONS, events_t, migrations_t, runs_t, threads_t
-from workspace.engine import enable_wal
+from server.agent_protocol.serde import dumpb
+from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
+from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
+from server.agent_protocol.storage.tables import MIGRATIONS, events_t, runs_t, threads_t
+from workspace.engine import enable_wal, normalise_url
+from workspace.migrations import apply_migrations
 
-__all__ = ["ACTIVE_STATUSES", "ProtocolStore", "RunRecord", "ThreadRecord", "async_url", "run_from_row"]
+__all__ = ["ProtocolStore", "async_url"]
 
 logger = logging.getLogger(__name__)
-
-ACTIVE_STATUSES = ("pending", "running")
 
 
 def _now() -> str:
@@ -39,112 +40,11 @@ def _now() -> str:
 
 
 def async_url(database_url: str | None, data_dir: Path) -> str:
-    """Map a user-facing URL to its async SQLAlchemy driver (psycopg 3 / aiosqlite)."""
-    if not database_url:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite+aiosqlite:///{data_dir / 'agent_protocol.db'}"
-    for prefix in ("postgresql://", "postgres://"):
-        if database_url.startswith(prefix):
-            return "postgresql+psycopg://" + database_url[len(prefix) :]
-    if database_url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + database_url[len("sqlite:///") :]
-    return database_url
-
-
-@dataclass(frozen=True, kw_only=True)
-class ThreadRecord:
-    """One thread row; ``values`` is the last state a run left (the checkpointer holds the truth)."""
-
-    thread_id: str
-    created_at: str
-    updated_at: str
-    metadata: dict[str, Any]
-    status: str
-    values: Any
-    interrupts: dict[str, Any]
-    tenant: str = "default"
-
-    def public(self) -> dict[str, Any]:
-        """The Agent Protocol ``Thread`` shape."""
-        return {
-            "thread_id": self.thread_id,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "metadata": self.metadata,
-            "status": self.status,
-            "values": self.values,
-            "interrupts": self.interrupts,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunRecord:
-    """One run row; ``kwargs`` keeps the request (input, command, config, stream modes...)."""
-
-    run_id: str
-    thread_id: str
-    assistant_id: str
-    created_at: str
-    updated_at: str
-    status: str
-    metadata: dict[str, Any]
-    multitask_strategy: str
-    kwargs: dict[str, Any]
-    error: str | None
-    tenant: str = "default"
-    attempts: int = 0
-    worker_id: str | None = None  # the process that claimed it (when it was read)
-    cancel_action: str | None = None  # a cancel asked for while another process executes it
-
-    def public(self) -> dict[str, Any]:
-        """The Agent Protocol ``Run`` shape (plus ``error``, the reason, for a failed run)."""
-        return {
-            "run_id": self.run_id,
-            "thread_id": self.thread_id,
-            "assistant_id": self.assistant_id,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "status": self.status,
-            "metadata": self.metadata,
-            "multitask_strategy": self.multitask_strategy,
-            "kwargs": self.kwargs,
-            **({"error": self.error} if self.error else {}),
-        }
-
-
-def _thread(row: sa.Row[Any]) -> ThreadRecord:
-    m = row._mapping
-    return ThreadRecord(
-        thread_id=m["thread_id"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        metadata=loads(m["metadata"]) or {},
-        status=m["status"],
-        values=loads(m["state_values"]),
-        interrupts=loads(m["interrupts"]) or {},
-        tenant=m["tenant"],
-    )
-
-
-def run_from_row(row: sa.Row[Any]) -> RunRecord:
-    """A :class:`RunRecord` from an ``ap_runs`` row."""
-    m = row._mapping
-    return RunRecord(
-        run_id=m["run_id"],
-        thread_id=m["thread_id"],
-        assistant_id=m["assistant_id"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        status=m["status"],
-        metadata=loads(m["metadata"]) or {},
-        multitask_strategy=m["multitask_strategy"],
-        kwargs=loads(m["kwargs"]) or {},
-        error=m["error"],
-        tenant=m["tenant"],
-        attempts=m["attempts"] or 0,
-        worker_id=m["worker_id"],
-        cancel_action=m["cancel_action"],
-    )
+    """The async SQLAlchemy URL of the server's tables: the URL normalised, else SQLite in ``data_dir``."""
+    if database_url:
+        return normalise_url(database_url)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data_dir / 'agent_protocol.db'}"
 
 
 def _text(obj: Any) -> str:
@@ -198,17 +98,10 @@ class ProtocolStore:
         return cls(engine)
 
     async def setup(self) -> None:
-        """Apply the migrations newer than the recorded version."""
+        """Apply the migrations newer than the recorded version (safe from several processes at once)."""
         async with self.write() as conn:
-            await conn.run_sync(lambda c: migrations_t.create(c, checkfirst=True))
-            current = (await conn.execute(sa.select(sa.func.max(migrations_t.c.version)))).scalar() or 0
-            for version, statements in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                for stmt in statements:
-                    await conn.execute(sa.text(stmt))
-                await conn.execute(migrations_t.insert().values(version=version, applied_at=_now()))
-                logger.info("agent protocol schema migrated to version %d", version)
+            version = await apply_migrations(conn, MIGRATIONS)
+        logger.info("agent protocol schema ready (version %d)", version)
 
     async def close(self) -> None:
         """Dispose of the connection pool; idempotent."""
@@ -234,7 +127,7 @@ class ProtocolStore:
                         created_at=now,
                         updated_at=now,
                         metadata=_text(metadata),
-                        status="idle",
+                        status=ThreadStatus.IDLE,
                         state_values=None,
                         interrupts="{}",
                     )
@@ -246,7 +139,7 @@ class ProtocolStore:
             created_at=now,
             updated_at=now,
             metadata=metadata,
-            status="idle",
+            status=ThreadStatus.IDLE,
             values=None,
             interrupts={},
             tenant=tenant,
@@ -259,24 +152,33 @@ class ProtocolStore:
             query = query.where(threads_t.c.tenant == tenant)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _thread(row) if row else None
+        return thread_from_row(row) if row else None
 
     async def update_thread(
         self,
         thread_id: str,
         *,
-        status: str | None = None,
+        status: ThreadStatus | None = None,
         values: Any = None,
         interrupts: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         set_values: bool = False,
+        first_values: Any = None,
     ) -> None:
-        """Update the given columns and ``updated_at``."""
+        """Update the given columns and ``updated_at``.
+
+        ``first_values`` become the values only when the thread has none yet (a first run's input,
+        shown while it runs, as clients list threads by their first message).
+        """
         fields: dict[str, Any] = {"updated_at": _now()}
         if status is not None:
             fields["status"] = status
         if set_values:
             fields["state_values"] = _text(values)
+        elif first_values is not None:
+            column = threads_t.c.state_values
+            empty = sa.or_(column.is_(None), column == "null")
+            fields["state_values"] = sa.case((empty, _text(first_values)), else_=column)
         if interrupts is not None:
             fields["interrupts"] = _text(interrupts)
         if metadata is not None:
@@ -322,7 +224,7 @@ class ProtocolStore:
             query = query.limit(limit).offset(offset)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        found = [_thread(r) for r in rows]
+        found = [thread_from_row(r) for r in rows]
         if metadata:
             found = [t for t in found if all(t.metadata.get(k) == v for k, v in metadata.items())]
             found = found[offset : offset + limit]
@@ -357,7 +259,7 @@ class ProtocolStore:
                     assistant_id=assistant_id,
                     created_at=now,
                     updated_at=now,
-                    status="pending",
+                    status=RunStatus.PENDING,
                     metadata=_text(metadata),
                     multitask_strategy=multitask_strategy,
                     kwargs=_text(kwargs),
@@ -370,7 +272,7 @@ class ProtocolStore:
             assistant_id=assistant_id,
             created_at=now,
             updated_at=now,
-            status="pending",
+            status=RunStatus.PENDING,
             metadata=metadata,
             multitask_strategy=multitask_strategy,
             kwargs=kwargs,
@@ -410,7 +312,7 @@ class ProtocolStore:
             rows = (await conn.execute(query)).all()
         return [run_from_row(r) for r in rows]
 
-    async def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
+    async def set_run_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Record a status change (an end status also stamps ``ended_at`` for the event retention)."""
         ended = None if status in ACTIVE_STATUSES else time.time()
         async with self.write() as conn:

@@ -1,4 +1,9 @@
-"""Runs of a thread: create (background), stream, wait, get, list, join, rejoin a stream, cancel, delete."""
+"""Runs of a thread: create (background), stream, wait, get, list, join, rejoin a stream, cancel, delete.
+
+Every handler talks to the run manager only. A client that leaves a stream or a wait before the
+end cancels the run when it asked for it (``on_disconnect="cancel"`` on creation,
+``cancel_on_disconnect`` on a join): :meth:`RunManager.on_disconnect` decides, in one place.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
-from server.agent_protocol.deps import ServiceDep
-from server.agent_protocol.errors import ThreadNotFoundError
+from server.agent_protocol.api.deps import ServiceDep
+from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.schemas import EventId, RunCreate
-from server.agent_protocol.sse import event_stream_response, run_headers, wait_response
+from server.agent_protocol.status import CancelAction
+from server.agent_protocol.streaming.sse import event_stream_response, run_headers, wait_response
 from server.deps import TenantDep
 from server.schemas import MAX_INT64
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["agent-protocol"])
+router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
 
-async def _require_thread(service: ServiceDep, thread_id: str, tenant: str) -> None:
-    """404 unless the thread belongs to ``tenant``; a run is reached only through its thread."""
-    if await service.store.get_thread(thread_id, tenant) is None:
-        raise ThreadNotFoundError(f"thread {thread_id} not found")
+def _cancels(service: ServiceDep, body: RunCreate) -> bool:
+    """Whether a new run is cancelled when its creating client leaves."""
+    return (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
 
 
 @router.post("")
@@ -44,14 +49,13 @@ async def stream_run(
     thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep
 ) -> EventSourceResponse:
     """Start a run and stream its events (SSE); a disconnect cancels it if ``on_disconnect="cancel"``."""
-    record, sub = await service.manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
-    run_id = record.run_id
-    cancel = (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
     manager = service.manager
+    record, sub = await manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
+    assert sub is not None
     return event_stream_response(
         sub,
-        headers=run_headers(thread_id, run_id, "stream"),
-        on_disconnect=(lambda: manager.request_cancel(run_id, "client disconnected")) if cancel else None,
+        headers=run_headers(thread_id, record.run_id, "stream"),
+        on_disconnect=manager.on_disconnect(record.run_id, cancel=_cancels(service, body), who="client"),
         heartbeat_s=service.settings.heartbeat_s,
     )
 
@@ -59,14 +63,13 @@ async def stream_run(
 @router.post("/wait")
 async def wait_run(thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep) -> Response:
     """Start a run and answer with its final values when it ends."""
-    record, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
-    run_id = record.run_id
     manager = service.manager
-    cancel = (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
+    record, _ = await manager.create_run(thread_id, body, tenant=tenant)
+    run_id = record.run_id
     return wait_response(
         lambda: manager.wait(thread_id, run_id),
         headers=run_headers(thread_id, run_id, "join"),
-        on_disconnect=(lambda: manager.request_cancel(run_id, "client disconnected")) if cancel else None,
+        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
         heartbeat_s=service.settings.heartbeat_s,
     )
 
@@ -81,25 +84,21 @@ async def list_runs(
     status: str | None = Query(default=None),
 ) -> list[dict[str, Any]]:
     """Runs of the thread, newest first."""
-    await _require_thread(service, thread_id, tenant)
-    runs = await service.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
+    manager = service.manager
+    runs = await manager.list_runs(thread_id, tenant=tenant, limit=limit, offset=offset, status=status)
     return [r.public() for r in runs]
 
 
 @router.get("/{run_id}")
 async def get_run(thread_id: str, run_id: str, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
     """One run with its status."""
-    await _require_thread(service, thread_id, tenant)
-    return (await service.manager.get_run(thread_id, run_id)).public()
+    return (await service.manager.get_run(thread_id, run_id, tenant=tenant)).public()
 
 
 @router.delete("/{run_id}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, service: ServiceDep, tenant: TenantDep) -> Response:
     """Delete a finished run (an active one is cancelled first)."""
-    await _require_thread(service, thread_id, tenant)
-    await service.manager.get_run(thread_id, run_id)
-    await service.manager.cancel(run_id, wait=True)
-    await service.store.delete_run(run_id, thread_id)
+    await service.manager.delete_run(thread_id, run_id, tenant=tenant)
     return Response(status_code=204)
 
 
@@ -112,16 +111,14 @@ async def join_run(
     cancel_on_disconnect: str | None = Query(default=None),
 ) -> Response:
     """Wait for the run to end; answer with the thread's final values."""
-    await _require_thread(service, thread_id, tenant)
     manager = service.manager
-    await manager.get_run(thread_id, run_id)
+    await manager.get_run(thread_id, run_id, tenant=tenant)
     return wait_response(
         lambda: manager.wait(thread_id, run_id),
         headers=run_headers(thread_id, run_id, "join"),
-        on_disconnect=(lambda: manager.request_cancel(run_id, "join client disconnected"))
-        if _truthy(cancel_on_disconnect) else None,
+        on_disconnect=manager.on_disconnect(run_id, cancel=_truthy(cancel_on_disconnect), who="join client"),
         heartbeat_s=service.settings.heartbeat_s,
-    )  # fmt: skip
+    )
 
 
 @router.get("/{run_id}/stream")
@@ -135,19 +132,17 @@ async def join_run_stream(
     last_event_id: Annotated[EventId, Header()] = None,
 ) -> EventSourceResponse:
     """Rejoin a run's stream: new events (after ``Last-Event-ID`` if given) until the run ends."""
-    await _require_thread(service, thread_id, tenant)
     manager = service.manager
-    await manager.get_run(thread_id, run_id)
+    await manager.get_run(thread_id, run_id, tenant=tenant)
     modes = [m for m in stream_mode or [] if m] or None  # the SDK sends "stream_mode=" for "all"
     sub = await manager.subscribe(run_id, modes=modes, last_event_id=last_event_id)
-
+    cancel = _truthy(cancel_on_disconnect)
     return event_stream_response(
         sub,
         headers=run_headers(thread_id, run_id, "stream"),
-        on_disconnect=(lambda: manager.request_cancel(run_id, "stream client disconnected"))
-        if _truthy(cancel_on_disconnect) else None,
+        on_disconnect=manager.on_disconnect(run_id, cancel=cancel, who="stream client"),
         heartbeat_s=service.settings.heartbeat_s,
-    )  # fmt: skip
+    )
 
 
 @router.post("/{run_id}/cancel")
@@ -160,12 +155,8 @@ async def cancel_run(
     action: str = Query(default="interrupt"),
 ) -> Response:
     """Cancel a pending or running run (no-op for a finished one); ``wait=1`` returns once it stopped."""
-    await _require_thread(service, thread_id, tenant)
     manager = service.manager
-    await manager.get_run(thread_id, run_id)
-    act = action if action in ("interrupt", "rollback") else "interrupt"
-    if _truthy(wait):
-        await manager.cancel(run_id, action=act, wait=True)
-        return Response(status_code=204)
-    await manager.cancel(run_id, action=act, wait=False)
-    return Response(status_code=202)
+    await manager.get_run(thread_id, run_id, tenant=tenant)
+    waited = _truthy(wait)
+    await manager.cancel(run_id, action=CancelAction.parse(action), wait=waited)
+    return Response(status_code=204 if waited else 202)
