@@ -51,7 +51,8 @@ JS_TEST := tests/server/agent_protocol/browser
 js-test: $(JS_TEST)/node_modules/.package-lock.json
 $(JS_TEST)/node_modules/.package-lock.json: $(JS_TEST)/package.json $(JS_TEST)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		cd $(JS_TEST) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+		(cd $(JS_TEST) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json) \
+			|| echo "note: npm ci failed; the browser SDK test will be skipped"; \
 	else echo "note: npm not installed; the browser SDK test will be skipped"; fi
 
 # Library sets (base, datascience) for the local sandbox, built into the data dir; no-op when current.
