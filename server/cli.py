@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from sandbox.base import EndReason, Language, RunRequest, RunResult
+from sandbox.base import EndReason, RunRequest, RunResult
 from sandbox.errors import SandboxError
 from server.config import TENANT_PATTERN, Settings
 from server.doctor import render_checks, run_checks
@@ -34,8 +34,6 @@ app = typer.Typer(help="Agentic Platform: versioned workspaces and sandboxed run
                   add_completion=False)  # fmt: skip
 _err = Console(stderr=True)
 
-_LANGUAGES: dict[str, Language] = {"python": "python", "typescript": "typescript"}
-_EXTENSIONS: dict[str, Language] = {".py": "python", ".ts": "typescript", ".mts": "typescript"}
 
 
 def _configure_logging(level: str) -> None:
@@ -136,23 +134,31 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the sandbox does")] = False,
 ) -> None:
     """Run FILE in the local sandbox, streaming its output; exit with the program's exit code."""
-    from sandbox.resources import choose_tier, resolve_limits
+    from sandbox.plan import plan_run, require_language
 
     settings = Settings()
     _configure_logging("debug" if verbose else "warning")
-    language = _LANGUAGES.get(lang) if lang else _EXTENSIONS.get(file.suffix)
-    if language is None:
-        _err.print(f"[red]error:[/] cannot tell the language of {file.name}; pass --lang python|typescript")
-        raise typer.Exit(2)
+    try:
+        language = require_language(file.name, lang)
+    except SandboxError as exc:
+        _err.print(f"[red]error:[/] {exc} (pass --lang python|typescript)")
+        raise typer.Exit(2) from None
     try:
         code = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         _err.print(f"[red]error:[/] {file} is not UTF-8 text")
         raise typer.Exit(2) from None
     try:
-        chosen = choose_tier(code_size=len(code.encode()), library_set=library_set, declared=tier)  # type: ignore[arg-type]
         overrides = {"wall_seconds": timeout} if timeout is not None else None
-        limits = resolve_limits(chosen, overrides, settings.sandbox.max_limits)
+        plan = plan_run(
+            code_size=len(code.encode()),
+            file_count=1,
+            library_set=library_set,
+            tier=tier,  # type: ignore[arg-type]
+            overrides=overrides,
+            maximums=settings.sandbox.max_limits,
+        )
+        limits = plan.limits
         request = RunRequest(
             files={file.name: code}, language=language, entry=file.name, args=tuple(args or ()),
             stdin=sys.stdin.buffer.read() if stdin else b"", limits=limits, library_set=library_set,
@@ -167,7 +173,7 @@ def run(
     if result.stdout_truncated or result.stderr_truncated:
         _err.print(f"[yellow]agentic:[/] output truncated at {limits.output_bytes} bytes per stream")
     if verbose:
-        _err.print(f"[dim]agentic: {result.backend} tier={chosen} exit={result.exit_code} "
+        _err.print(f"[dim]agentic: {result.backend} tier={plan.tier} exit={result.exit_code} "
                    f"reason={result.reason.value} {result.duration_s:.3f}s[/]")  # fmt: skip
     raise typer.Exit(exit_code_for(result))
 

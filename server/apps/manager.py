@@ -23,6 +23,7 @@ from typing import Any
 
 from sandbox.base import RunRequest
 from sandbox.guard import GuardedSandbox
+from sandbox.plan import require_language
 from sandbox.resources import resolve_limits
 from sandbox.service import ServiceHandle
 from server.apps.access import LinkSigner, hash_token, new_token
@@ -157,7 +158,7 @@ class AppManager:
         port: int,
     ) -> str:
         """For the ``host_app`` tool: host ``entry`` and return a signed link path (``/apps/{id}/?...``)."""
-        language = "typescript" if entry.endswith(".ts") else "python"
+        language = require_language(entry)
         spec = AppSpec(
             workspace_id=workspace_id, name=entry, entry=entry, language=language, versions=None,
             port=port, permanent=permanent, ttl_s=ttl_s,

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
+from sandbox.plan import require_language
 from server.apps.manager import AppLimitError, AppManager, AppNotFoundError, AppSpec, AppStartError
 from server.apps.schemas import AppCreate, AppCreated, AppLink, AppPublic, AppUpdate
 from server.apps.store import AppRecord
@@ -63,7 +64,7 @@ async def create_app(body: AppCreate, request: Request, tenant: TenantDep, manag
         raise HTTPException(
             status_code=400, detail={"type": "invalid_app", "message": "give entry or command"}
         )
-    language = body.language or ("typescript" if (body.entry or "").endswith(".ts") else "python")
+    language = body.language or (require_language(body.entry) if body.entry else "python")
     spec = AppSpec(
         workspace_id=body.workspace_id, name=body.name, entry=body.entry, language=language,
         command=tuple(body.command) if body.command else None, versions=body.versions, port=body.port,

@@ -1,7 +1,7 @@
 """Runs: execute a workspace file or a snippet in the sandbox, as one JSON result or as SSE.
 
-The server picks the tier (:func:`sandbox.resources.choose_tier`) and the limits
-(:func:`sandbox.resources.resolve_limits`, capped by the server maximums) and reports both.
+The server plans the run with :func:`sandbox.plan.plan_run` (tier, limits capped by the server
+maximums, files checked from their stored sizes before loading) and reports tier and limits.
 Every file of the workspace is copied into the run's scratch dir so the entry can import its
 siblings; the entry itself is taken at the requested version.
 
@@ -27,10 +27,9 @@ from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
 
 from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
-from sandbox.errors import InvalidRunRequestError
-from sandbox.guard import check_files_fit
 from sandbox.libsets import get_library_set
-from sandbox.resources import Tier, choose_tier, resolve_limits
+from sandbox.plan import plan_run, require_language
+from sandbox.resources import Tier
 from server.config import Settings
 from server.deps import SandboxDep, SettingsDep, StoreDep, require_json
 from server.errors import error_body, status_for
@@ -38,13 +37,12 @@ from server.routes.files import parse_version
 from server.schemas import LanguageName, RunCreate, RunPublic, run_public
 from workspace.base import VersionStore
 
-__all__ = ["infer_language", "router"]
+__all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/workspaces/{workspace_id}/runs", tags=["runs"])
 
-_EXTENSIONS: dict[str, LanguageName] = {".py": "python", ".ts": "typescript", ".mts": "typescript"}
 _SNIPPET_NAMES: dict[LanguageName, str] = {"python": "_snippet.py", "typescript": "_snippet.ts"}
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -53,23 +51,6 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {}},
     }
 }
-
-
-def infer_language(path: str, declared: LanguageName | None) -> LanguageName:
-    """Use the declared language, else the file extension.
-
-    Raises:
-        InvalidRunRequestError: neither says which language it is.
-    """
-    if declared is not None:
-        return declared
-    for ext, language in _EXTENSIONS.items():
-        if path.endswith(ext):
-            return language
-    known = ", ".join(sorted(_EXTENSIONS))
-    raise InvalidRunRequestError(
-        f"cannot infer the language of {path!r} (known extensions: {known}); set 'language'"
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,10 +90,16 @@ async def _prepare(
     # a run never costs the server more memory than its own scratch dir holds.
     snippet = (body.code or "").encode() if body.path is None else b""
     code_size = sum(i.size for i in infos) + len(snippet)
-    tier = choose_tier(code_size=code_size, library_set=body.library_set, declared=body.tier)
     overrides = body.limits.as_mapping() if body.limits is not None else None
-    limits = resolve_limits(tier, overrides, settings.sandbox.max_limits)
-    check_files_fit(len(infos) + (1 if snippet else 0), code_size, limits)
+    plan = plan_run(
+        code_size=code_size,
+        file_count=len(infos) + (1 if snippet else 0),
+        library_set=body.library_set,
+        tier=body.tier,
+        overrides=overrides,
+        maximums=settings.sandbox.max_limits,
+    )
+    tier, limits = plan.tier, plan.limits
     files: dict[str, str | bytes] = {}
     for info in infos:
         files[info.path] = (await store.read(workspace_id, info.path)).content
@@ -121,7 +108,7 @@ async def _prepare(
         entry_version = await store.read(workspace_id, body.path, parse_version(body.version))
         entry, version_number = entry_version.path, entry_version.number
         files[entry] = entry_version.content
-        language = infer_language(entry, body.language)
+        language = require_language(entry, body.language)
     else:
         language = body.language or "python"
         entry = _SNIPPET_NAMES[language]
