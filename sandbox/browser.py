@@ -35,13 +35,15 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-
-from playwright.async_api import Browser, Playwright, async_playwright
+from typing import TYPE_CHECKING
 
 from sandbox.base import RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.egress_wiring import EGRESS_PORT
 from sandbox.errors import SandboxBusyError, SandboxStartError
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Playwright
 
 __all__ = ["BrowserPool", "chromium_flags"]
 
@@ -119,6 +121,8 @@ class BrowserPool:
     async def _driver(self) -> Playwright:
         async with self._lock:
             if self._playwright is None:
+                from playwright.async_api import async_playwright  # the driver starts node: only when used
+
                 self._playwright = await async_playwright().start()
             return self._playwright
 
