@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import unix_connect
@@ -46,6 +46,7 @@ _HOP = {
     b"trailer",
 }
 _DROP_UP = _HOP | {b"host", b"x-app-token"}
+_PATH_SAFE = "/:@!$&'()*+,;=~-._"
 _WS_DROP = _DROP_UP | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                        b"sec-websocket-protocol", b"origin"}  # fmt: skip
 
@@ -133,7 +134,8 @@ class AppProxy:
             logger.warning("app %s could not be woken: %s", app_id, exc)
             return await self._refuse(scope, receive, send, 502, "the app did not start")
         assert handle.socket_path is not None
-        target = "/" + rest + (f"?{query}" if query else "")
+        # scope["path"] is percent-decoded: encode it again (a decoded CR LF must never reach the app).
+        target = quote("/" + rest, safe=_PATH_SAFE) + (f"?{query}" if query else "")
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, record, str(handle.socket_path), target)
         else:

@@ -7,14 +7,16 @@ write of its head (plus its body, streamed), and the response is relayed as read
 framing only (``Content-Length``, chunked, or until EOF), body chunks passed on as they come, so
 streamed bodies and Server-Sent Events keep flowing. Chunked responses are decoded (the ASGI server
 re-frames them). A connection goes back to the pool only after a complete response that did not
-ask to close; a request without a body that finds a pooled connection stale is retried once on a
-new one (a request with a body always gets a new connection: it cannot be replayed).
+ask to close. Only GET / HEAD / OPTIONS without a body use pooled connections, and one that finds
+its connection stale (closed by the app while idle) is sent again on a new one; any other request
+gets a new connection (it must never be sent twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,9 @@ __all__ = ["RelayError", "Upstream", "UpstreamPool"]
 _LIMIT = 64 * 1024  # longest response head / chunk-size line
 _CHUNK = 64 * 1024
 _MAX_IDLE = 32
+_TOKEN = re.compile(r"[A-Z]{1,20}")
+_TARGET = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no space, no CR / LF
+_REPLAYABLE = {"GET", "HEAD", "OPTIONS"}  # safe to send again when a pooled connection was stale
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -117,12 +122,14 @@ class UpstreamPool:
             OSError: the socket refused the connection.
             RelayError: the app closed without answering, or answered with something else than HTTP.
         """
+        if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+            raise RelayError(f"refusing to send {method[:20]!r} {target[:80]!r}")
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: app\r\n"]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         if chunked:
             lines.append(b"transfer-encoding: chunked\r\n")
         head = b"".join(lines) + b"\r\n"
-        while self._idle and body is None:
+        while self._idle and body is None and method in _REPLAYABLE:
             conn = self._idle.pop()
             if conn[0].at_eof() or conn[1].is_closing():
                 conn[1].close()
