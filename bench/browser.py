@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.server
 import statistics
 import sys
@@ -45,7 +46,8 @@ class _Page(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(PAGE)))
         self.end_headers()
-        self.wfile.write(PAGE)
+        with contextlib.suppress(OSError):  # a browser may close before reading (favicon)
+            self.wfile.write(PAGE)
 
     def log_message(self, *args: Any) -> None:
         pass
