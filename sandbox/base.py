@@ -88,6 +88,10 @@ class RunRequest:
     # Set by the platform, never by clients (the guard overwrites "tenant"): who the run is for
     # ("tenant", "run", "app"), logged with each egress decision.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Set by the platform's browser only (never from a client): host pipe ends the program gets as
+    # fds 3, 4, ... (Chromium's ``--remote-debugging-pipe``). The caller keeps and closes its copies.
+    # Local backend only; with network only (the forwarder places them).
+    pipe_fds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -289,6 +289,8 @@ class BubblewrapSandbox:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
         check_limits(request.limits, self.settings.max_limits)
+        if request.pipe_fds and not request.network:
+            raise InvalidRunRequestError("pipe_fds need network=True (the forwarder places them)")
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset, python=f"{PYTHON_VENV}/bin/python3")
         if self._pool is None and request.language == "typescript":
@@ -364,8 +366,10 @@ class BubblewrapSandbox:
             assert run_args[-1] == "--"
             args_fd = _args_memfd([*rest, *run_args[:-1]])
             fds.append(args_fd)
-            program = wiring.argv(argv) if wiring is not None else argv
-            return [*full, prefix[0], "--args", str(args_fd), "--", *program], sorted(set(fds))
+            program = wiring.argv(argv, request.pipe_fds) if wiring is not None else argv
+            # The browser's pipe ends pass through unchanged (the caller owns and closes them).
+            passed = sorted({*fds, *request.pipe_fds})
+            return [*full, prefix[0], "--args", str(args_fd), "--", *program], passed
 
         def on_spawn(pid: int) -> None:
             nonlocal watchdog

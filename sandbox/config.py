@@ -9,13 +9,20 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.base import Limits
 from sandbox.egress_policy import EgressPolicy
 
-__all__ = ["DEFAULT_MAX_LIMITS", "SandboxSettings", "default_cache_dir", "default_data_dir", "egress_policy"]
+__all__ = [
+    "BROWSER_LIMITS",
+    "DEFAULT_MAX_LIMITS",
+    "SandboxSettings",
+    "default_cache_dir",
+    "default_data_dir",
+    "egress_policy",
+]
 
 
 def default_data_dir() -> Path:
@@ -38,6 +45,17 @@ DEFAULT_MAX_LIMITS = Limits(
     output_bytes=16_000_000,
 )
 """The server maximums when the operator sets none."""
+
+BROWSER_LIMITS = Limits(
+    cpu_seconds=120.0,
+    cpus=1.0,
+    memory_mb=1024,  # Chromium's browser, renderer and utility processes (~200-400 MB on simple pages)
+    wall_seconds=120.0,  # a browser session's lifetime
+    pids=256,  # pids.max counts threads: Chromium starts ~60-100
+    disk_mb=256,  # profile and shared memory (--disable-dev-shm-usage puts it in /tmp)
+    output_bytes=1_000_000,
+)
+"""A browser session's limits (larger than a light run: Chromium is a many-process program)."""
 
 
 class SandboxSettings(BaseSettings):
@@ -86,18 +104,25 @@ class SandboxSettings(BaseSettings):
     egress_allow_internet: bool = False
     egress_allow: list[str] = Field(default_factory=list)
     egress_platform_ports: list[int] = Field(default_factory=lambda: [5432])
+    # Sandboxed browser (sandbox.browser): Chromium's binary (not Debian's /usr/bin/chromium script,
+    # which reads the host's /etc/chromium.d), a session's limits (wall_seconds: its lifetime, clamped
+    # by max_limits like any run) and how many sessions run at once in this process.
+    browser_path: Path = Path("/usr/lib/chromium/chromium")
+    browser_limits: Limits = Field(default_factory=lambda: BROWSER_LIMITS)
+    browser_max_sessions: int = Field(default=2, gt=0)
     # gVisor backend.
     runsc_path: Path | None = None  # default: `runsc` on PATH
     gvisor_platform: str = "ptrace"  # the only platform that works on this kind of host (no /dev/kvm)
 
-    @field_validator("max_limits", mode="before")
+    @field_validator("max_limits", "browser_limits", mode="before")
     @classmethod
-    def _merge_max_limits(cls, value: object) -> object:
-        """``{"memory_mb": 1024}`` lowers that one maximum; the others keep their defaults."""
+    def _merge_max_limits(cls, value: object, info: ValidationInfo) -> object:
+        """``{"memory_mb": 1024}`` changes that one field; the others keep their defaults."""
         if isinstance(value, str):
             value = json.loads(value)
         if isinstance(value, dict):
-            return {**dataclasses.asdict(DEFAULT_MAX_LIMITS), **value}
+            base = BROWSER_LIMITS if info.field_name == "browser_limits" else DEFAULT_MAX_LIMITS
+            return {**dataclasses.asdict(base), **value}
         return value
 
 

@@ -43,12 +43,17 @@ class NetWiring:
         """Host path of the hosted app's socket (exists once the forwarder is up)."""
         return self.host_dir / "app.sock"
 
-    def argv(self, program: list[str]) -> list[str]:
-        """``program`` wrapped in the forwarder, which binds its sockets, then execs the program."""
+    def argv(self, program: list[str], pipe_fds: tuple[int, ...] = ()) -> list[str]:
+        """``program`` wrapped in the forwarder, which binds its sockets, then execs the program.
+
+        ``pipe_fds``: inherited fds the forwarder moves to 3, 4, ... for the program (the browser's pipe).
+        """
         args = [_PYTHON, "-I", "-S", f"{NET_DIR}/forwarder.py"]
         args += ["--egress", str(EGRESS_PORT), f"{NET_DIR}/egress.sock"]
         if self.ingress_port is not None:
             args += ["--ingress", f"{NET_DIR}/app.sock", str(self.ingress_port)]
+        for target, fd in enumerate(pipe_fds, start=3):
+            args += ["--fd", str(fd), str(target)]
         return [*args, "--", *program]
 
     @staticmethod

@@ -8,6 +8,8 @@ proxy on the host decides; the code may bypass this script and only reaches the 
 * ``--egress PORT SOCKET``: ``127.0.0.1:PORT`` -> the egress proxy's socket (``HTTP_PROXY``).
 * ``--ingress SOCKET PORT``: a Unix socket it creates (the host connects to it) -> the hosted
   app on ``127.0.0.1:PORT`` (for hosted apps: the platform's reverse proxy reaches the app so).
+* ``--fd FROM TO``: the inherited fd ``FROM`` becomes the program's fd ``TO`` (the browser's
+  ``--remote-debugging-pipe`` wants fds 3 and 4); the serving child does not keep it.
 
 Usage: ``python3 -I -S forwarder.py [--egress P S] [--ingress S P] -- PROGRAM ARGS...``. The sockets
 are bound before the program starts; a detached child serves them, the process execs the program
@@ -15,6 +17,7 @@ are bound before the program starts; a detached child serves them, the process e
 """
 
 import asyncio
+import fcntl
 import os
 import socket
 import sys
@@ -78,10 +81,25 @@ def _tcp(port: int) -> Connect:
     return lambda: asyncio.open_connection("127.0.0.1", port)
 
 
+def _move_fds(args: list[str]) -> list[int]:
+    """Apply every ``--fd FROM TO`` (before any socket takes a low number); the targets."""
+    moves = [(int(args[i + 1]), int(args[i + 2])) for i in range(0, len(args), 3) if args[i] == "--fd"]
+    parked = [(fcntl.fcntl(src, fcntl.F_DUPFD_CLOEXEC, 100), dst) for src, dst in moves]
+    for src, _ in moves:
+        os.close(src)
+    for tmp, dst in parked:
+        os.dup2(tmp, dst)  # inheritable: the program gets it
+        os.close(tmp)
+    return [dst for _, dst in parked]
+
+
 def _listeners(args: list[str]) -> list[tuple[socket.socket, Connect]]:
     listeners: list[tuple[socket.socket, Connect]] = []
     i = 0
     while i < len(args):
+        if args[i] == "--fd":
+            i += 3
+            continue
         if args[i] == "--egress":
             port, path = int(args[i + 1]), args[i + 2]
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -103,10 +121,13 @@ def _listeners(args: list[str]) -> list[tuple[socket.socket, Connect]]:
 def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--")
+    moved = _move_fds(argv[:split])
     listeners, program = _listeners(argv[:split]), argv[split + 1 :]
     if os.fork() == 0:  # first child: detach a grandchild that serves, so the program never waits on it
         if os.fork() == 0:
             os.setsid()
+            for fd in moved:
+                os.close(fd)
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)

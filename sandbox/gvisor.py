@@ -348,6 +348,9 @@ class GVisorSandbox:
             raise SandboxStartError("sandbox is closed")
         s = self.settings
         check_limits(request.limits, s.max_limits)
+        if request.pipe_fds:
+            # runsc gives the container only its own stdio: host pipes cannot reach the program.
+            raise SandboxStartError("the gvisor backend cannot pass host pipes (the browser runs on local)")
         libset = self._library_set(request.library_set)
         argv = build_argv(request, libset)
         env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)

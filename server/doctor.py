@@ -9,6 +9,7 @@ import glob
 import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,14 +57,25 @@ def _seccomp() -> tuple[bool, str]:
     return True, f"libseccomp filter compiles ({size // 8} BPF instructions)"
 
 
-def _chromium() -> tuple[bool, str]:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return True, found
-    if os.access("/usr/bin/chromium", os.X_OK):
-        return True, "/usr/bin/chromium"
-    return False, "not found; fix: apt-get install chromium (used by the sandboxed browser)"
+def _browser(settings: Settings) -> tuple[bool, str]:
+    """The sandboxed browser's parts: Chromium's binary (run for its version only) and Playwright."""
+    s = settings.sandbox
+    path = s.browser_path
+    if not os.access(path, os.X_OK):
+        return False, f"{path} not found; fix: apt-get install chromium (the sandboxed browser runs it)"
+    try:
+        from importlib.metadata import version
+
+        playwright = version("playwright")
+    except Exception:
+        return False, "playwright missing; fix: pip install playwright (Debian's Chromium is used)"
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=20, check=False)
+    limits = s.browser_limits
+    return out.returncode == 0, (
+        f"{out.stdout.strip() or out.stderr.strip()[:200]}, playwright {playwright}; sessions: "
+        f"{s.browser_max_sessions} at once, {limits.wall_seconds:.0f} s, {limits.memory_mb} MB, "
+        f"{limits.pids} pids (local backend only)"
+    )
 
 
 def _postgres() -> tuple[bool, str]:
@@ -143,7 +155,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _guard("cgroups v1 writable", False, from_host("cgroups", ok_text=f"{settings.sandbox.cgroup_root}")),
         _guard("seccomp (libseccomp)", True, _seccomp),
         _guard("runsc (gVisor)", False, from_host("runsc", "runsc_works", ok_text="runsc runs")),
-        _guard("chromium", False, _chromium),
+        _guard("browser", False, lambda: _browser(settings)),
         _guard("postgres binaries", False, _postgres),
         _guard("deno (TypeScript)", False, _deno),
         *_library_sets(settings),

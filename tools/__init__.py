@@ -1,6 +1,8 @@
 """LangChain tools the agents call: thin, typed wrappers over ``workspace`` and ``sandbox``.
 
 Each tool is an async function whose docstring is what the model reads; errors come back as text.
+``BROWSER_TOOLS``: ``browse`` (Search Agent) and ``check_app`` (Code Agent, after ``host_app``; a
+"CHECK FAILED" answer is repair-loop input, like a failed run).
 """
 
 from __future__ import annotations
@@ -8,13 +10,17 @@ from __future__ import annotations
 from langchain_core.tools import BaseTool
 
 from tools.apps import host_app
+from tools.browser import BROWSER_TOOLS, browse, check_app
 from tools.files import diff, file_history, list_files, read_file, rollback, write_file
 from tools.run import run_code
 from tools.search import search_workspace, web_search
 
 __all__ = [
     "APP_TOOLS",
+    "BROWSER_TOOLS",
     "TOOLS",
+    "browse",
+    "check_app",
     "diff",
     "file_history",
     "host_app",

@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from sandbox.base import Sandbox
+from sandbox.browser import BrowserPool
 from tools.search_backends import DdgsSearch, WebSearchBackend
 from workspace.base import VersionStore
 
 __all__ = [
     "MissingServiceError",
     "close_services",
+    "get_browsers",
     "get_sandbox",
     "get_store",
     "get_web_search",
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _stores: dict[int, VersionStore] = {}
 _sandboxes: dict[tuple[int, str], Sandbox] = {}
+_browsers: dict[int, BrowserPool] = {}
 _lock: asyncio.Lock | None = None
 _lock_loop: int | None = None
 _servers = 0  # servers running in this process: while any is, process-wide services are refused
@@ -123,6 +126,21 @@ async def get_sandbox(context: object | None = None) -> Sandbox:
         return _sandboxes[key]
 
 
+async def get_browsers(context: object | None = None) -> BrowserPool:
+    """Return the injected browser pool, or this process's (per loop; it holds no tenant data: each
+    session runs in the caller's own guarded sandbox)."""
+    injected = _attr(context, "browsers")
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    from sandbox.config import SandboxSettings
+
+    key = id(asyncio.get_running_loop())
+    async with _guard():
+        if key not in _browsers:
+            _browsers[key] = BrowserPool(await asyncio.to_thread(SandboxSettings))
+        return _browsers[key]
+
+
 def get_web_search(context: object | None = None) -> WebSearchBackend:
     """Return the injected web search backend, or DuckDuckGo through ``ddgs``."""
     injected = _attr(context, "web_search")
@@ -138,5 +156,8 @@ async def close_services() -> None:
     store = _stores.pop(loop_id, None)
     if store is not None:
         await store.close()
+    browsers = _browsers.pop(loop_id, None)
+    if browsers is not None:
+        await browsers.close()
     for key in [k for k in _sandboxes if k[0] == loop_id]:
         await _sandboxes.pop(key).close()

@@ -20,15 +20,15 @@ import logging
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
-import httpx
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from server.apps.access import COOKIE, LINK_PARAM, hash_token
 from server.apps.manager import AppError, AppManager
+from server.apps.relay import RelayError, UpstreamPool
 from server.apps.store import AppRecord
 from server.keys import KeyRing
 
@@ -46,6 +46,7 @@ _HOP = {
     b"trailer",
 }
 _DROP_UP = _HOP | {b"host", b"x-app-token"}
+_PATH_SAFE = "/:@!$&'()*+,;=~-._"
 _WS_DROP = _DROP_UP | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
                        b"sec-websocket-protocol", b"origin"}  # fmt: skip
 
@@ -70,24 +71,23 @@ class AppProxy:
     def __init__(self, manager: AppManager, keyring: KeyRing | None) -> None:
         self.manager = manager
         self.keyring = keyring
-        self._clients: dict[str, tuple[str, httpx.AsyncClient]] = {}
+        self._pools: dict[str, UpstreamPool] = {}
 
     async def aclose(self) -> None:
         """Close the pooled upstream connections."""
-        for _, client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
-    def _client(self, app_id: str, socket_path: str) -> httpx.AsyncClient:
-        cached = self._clients.get(app_id)
-        if cached is not None and cached[0] == socket_path:
-            return cached[1]
-        if cached is not None:
-            asyncio.ensure_future(cached[1].aclose())
-        transport = httpx.AsyncHTTPTransport(uds=socket_path)
-        client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, read=None))
-        self._clients[app_id] = (socket_path, client)
-        return client
+    def _pool(self, app_id: str, socket_path: str) -> UpstreamPool:
+        """The app's keep-alive pool (a new one when its service, hence its socket, changed)."""
+        pool = self._pools.get(app_id)
+        if pool is not None and pool.socket_path == socket_path:
+            return pool
+        if pool is not None:
+            pool.close()
+        pool = self._pools[app_id] = UpstreamPool(socket_path)
+        return pool
 
     async def _allowed(self, scope: Scope, record: AppRecord) -> bool:
         if record.public:
@@ -134,7 +134,8 @@ class AppProxy:
             logger.warning("app %s could not be woken: %s", app_id, exc)
             return await self._refuse(scope, receive, send, 502, "the app did not start")
         assert handle.socket_path is not None
-        target = "/" + rest + (f"?{query}" if query else "")
+        # scope["path"] is percent-decoded: encode it again (a decoded CR LF must never reach the app).
+        target = quote("/" + rest, safe=_PATH_SAFE) + (f"?{query}" if query else "")
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, record, str(handle.socket_path), target)
         else:
@@ -161,23 +162,30 @@ class AppProxy:
         cookie = f"{COOKIE}={link}; Path={prefix}/; Max-Age={left}; HttpOnly; SameSite=Lax"
         await _simple(send, 303, b"", [(b"location", location.encode()), (b"set-cookie", cookie.encode())])
 
-    def _upstream_headers(self, scope: Scope, record: AppRecord, drop: set[bytes]) -> list[tuple[str, str]]:
-        headers: list[tuple[str, str]] = []
+    def _upstream_headers(
+        self, scope: Scope, record: AppRecord, drop: set[bytes]
+    ) -> list[tuple[bytes, bytes]]:
+        """The client's headers minus hop-by-hop ones and our credentials, plus the X-Forwarded ones."""
+        headers: list[tuple[bytes, bytes]] = []
+        host = b""
         for key, value in scope["headers"]:
+            if key == b"host":
+                host = value
             if key in drop or key == b"authorization" and not record.public:
                 continue
             if key == b"cookie":
                 jar = _cookies(scope)
                 kept = "; ".join(f"{k}={m.value}" for k, m in jar.items() if k != COOKIE)
                 if kept:
-                    headers.append(("cookie", kept))
+                    headers.append((b"cookie", kept.encode("latin-1")))
                 continue
-            headers.append((key.decode("latin-1"), value.decode("latin-1")))
+            headers.append((key, value))
         client = scope.get("client")
-        host = _header(scope, b"host") or ""
-        headers += [("x-forwarded-prefix", self.manager.prefix(record.id)), ("x-forwarded-host", host),
-                    ("x-forwarded-proto", scope.get("scheme", "http").replace("ws", "http")),
-                    ("x-forwarded-for", client[0] if client else "")]  # fmt: skip
+        scheme = scope.get("scheme", "http").replace("ws", "http")
+        prefix = self.manager.prefix(record.id).encode()
+        headers += [(b"x-forwarded-prefix", prefix), (b"x-forwarded-host", host),
+                    (b"x-forwarded-proto", scheme.encode()),
+                    (b"x-forwarded-for", client[0].encode() if client else b"")]  # fmt: skip
         return headers
 
     async def _http(
@@ -193,34 +201,29 @@ class AppProxy:
                 if not message.get("more_body", False):
                     return
 
-        client = self._client(record.id, socket_path)
-        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-        request = client.build_request(
-            scope["method"], "http://app" + target, headers=self._upstream_headers(scope, record, _DROP_UP),
-            content=body() if has_body else None,
-        )  # fmt: skip
+        pool = self._pool(record.id, socket_path)
+        request_headers = scope["headers"]
+        has_length = any(k == b"content-length" for k, _ in request_headers)
+        chunked = not has_length and any(k == b"transfer-encoding" for k, _ in request_headers)
+        headers = self._upstream_headers(scope, record, _DROP_UP)
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            upstream = await pool.request(
+                scope["method"], target, headers, body if has_length or chunked else None, chunked=chunked
+            )
+        except (OSError, RelayError) as exc:
             logger.info("app %s did not answer: %s", record.id, exc)
             await _simple(send, 502, b"the app did not answer\n", [(b"content-type", b"text/plain")])
             return
         try:
-            headers = [
-                (k, v)
-                for k, v in response.headers.raw
-                if k.lower() not in _HOP and k.lower() != b"content-length"
-            ]
-            if "content-length" in response.headers and not response.headers.get("content-encoding"):
-                headers.append((b"content-length", response.headers["content-length"].encode()))
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-            async for chunk in response.aiter_raw():
+            out = [(k, v) for k, v in upstream.headers if k not in _HOP]
+            await send({"type": "http.response.start", "status": upstream.status, "headers": out})
+            async for chunk in upstream.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (httpx.HTTPError, OSError) as exc:
+        except (RelayError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             logger.info("app %s: stream ended early: %s", record.id, exc)
         finally:
-            await response.aclose()
+            upstream.done()
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, record: AppRecord, socket_path: str, target: str
@@ -234,7 +237,11 @@ class AppProxy:
         try:
             upstream = await unix_connect(
                 socket_path, uri="ws://app" + target, subprotocols=protocols or None,
-                additional_headers=self._upstream_headers(scope, record, _WS_DROP), max_size=16 * 1024 * 1024,
+                additional_headers=[
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in self._upstream_headers(scope, record, _WS_DROP)
+                ],
+                max_size=16 * 1024 * 1024,
             )  # fmt: skip
         except (OSError, WebSocketException, TimeoutError) as exc:
             logger.info("app %s refused the websocket: %s", record.id, exc)

@@ -1,0 +1,211 @@
+"""The browser tools in real Chromium, sandboxed by the local backend, with the real egress proxy.
+
+Pages are served by the test on 127.0.0.2, which the egress allow-list admits; refusals (the
+platform's port, a private address, a redirect into one) are decided by the proxy before any
+connection, so no packet leaves 127.0.0.0/8. The gVisor backend cannot hand host pipes to a
+program (``RunRequest.pipe_fds``), so the browser runs on the local backend only.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.prebuilt import ToolRuntime
+
+from sandbox.browser import BrowserPool, chromium_flags
+from sandbox.config import SandboxSettings
+from sandbox.factory import create_sandbox
+from sandbox.guard import GuardedSandbox
+from server.apps.access import LinkSigner
+from server.apps.config import AppSettings
+from server.apps.manager import AppManager, AppSpec
+from server.apps.store import AppStore
+from server.tenancy import TenantStore
+from tests.support.leftovers import descendants, our_cgroups, our_mounts
+from tools.browser import browse, check_app
+from workspace.sql import SqlVersionStore
+
+pytestmark = pytest.mark.skipif(
+    not os.access("/usr/lib/chromium/chromium", os.X_OK),
+    reason="Chromium not installed (apt-get install chromium)",
+)
+
+ALLOWED = "127.0.0.2"
+PLATFORM_PORT = 18765  # listed as a platform port: refused even on an allow-listed address
+
+COUNTER = """
+import http.server, os
+PAGE = b'''<html><body><h1>Counter</h1><span id="count">0</span>
+<button id="add" onclick="fetch('add', {method: 'POST'}).then(r => r.text())
+  .then(t => document.getElementById('count').textContent = t)">add one</button></body></html>'''
+count = 0
+class H(http.server.BaseHTTPRequestHandler):
+    def _send(self, body, kind):
+        self.send_response(200); self.send_header('Content-Type', kind)
+        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        self._send(PAGE, 'text/html')
+    def do_POST(self):
+        global count
+        count += 1
+        self._send(str(count).encode(), 'text/plain')
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+"""
+
+
+class _Pages(http.server.BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        _Pages.seen.append(self.path)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://10.1.2.3/secret")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"<html><head><title>Hello page</title></head><body><p>Sandboxed hello</p>"
+        body += b'<a href="/next">next page</a></body></html>'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer((ALLOWED, 0), _Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{ALLOWED}:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def settings() -> SandboxSettings:
+    return SandboxSettings(
+        cgroup_pool_size=1, egress_allow=[ALLOWED], egress_platform_ports=[5432, PLATFORM_PORT]
+    )
+
+
+@pytest.fixture(scope="module")
+async def env(settings: SandboxSettings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('browser') / 'db.sqlite'}"
+    async with SqlVersionStore.from_url(url) as files, create_sandbox(settings, "local") as backend:
+        await files.setup()
+        apps_store = AppStore.from_url(url)
+        await apps_store.setup()
+        guarded = GuardedSandbox.from_settings(backend, settings)
+        manager = AppManager(apps_store, files, guarded, AppSettings(), LinkSigner(b"k" * 32))
+        backend.egress.app_route = manager.egress_route  # type: ignore[attr-defined]
+        pool = BrowserPool(settings)
+        store = TenantStore(files, "acme")
+        ws = await store.create_workspace("w")
+        try:
+            yield {"store": store, "ws": ws, "sandbox": guarded.for_owner("acme"), "browsers": pool,
+                   "manager": manager, "files": files}  # fmt: skip
+        finally:
+            await pool.close()
+            await manager.close()
+            await apps_store.close()
+
+
+def _runtime(env: dict[str, Any]) -> ToolRuntime[Any, Any]:
+    return ToolRuntime(
+        state={"workspace_id": env["ws"].id, "files": {}},
+        context={"store": env["store"], "sandbox": env["sandbox"], "browsers": env["browsers"]},
+        config={}, stream_writer=lambda _: None, tool_call_id="", store=None,
+    )  # fmt: skip
+
+
+def _chromiums() -> list[int]:
+    """Chromium processes of the sandbox uids that are our descendants."""
+    return [p for p in descendants(os.getpid()) if b"chromium" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+async def test_browse_returns_text_links_and_stores_a_screenshot(env: dict[str, Any], site: str) -> None:
+    mounts, cgroups = our_mounts(), sorted(our_cgroups())  # the backend's own (stage, pooled groups)
+    answer = await browse.coroutine(url=f"{site}/", runtime=_runtime(env), screenshot=True)  # type: ignore[misc]
+    assert "Sandboxed hello" in answer and "Hello page" in answer, answer
+    assert f"next page: {site}/next" in answer, answer
+    assert "screenshot saved as screenshots/127.0.0.2-" in answer, answer
+    (shot,) = [f for f in await env["store"].list_files(env["ws"].id) if f.path.startswith("screenshots/")]
+    content = (await env["store"].read(env["ws"].id, shot.path)).content
+    assert content.startswith("iVBORw0KGgo")  # base64 of the PNG signature
+    # Nothing of the session remains: no Chromium, no mount or cgroup, no session dir or socket.
+    assert not _chromiums()
+    assert our_mounts() == mounts and sorted(our_cgroups()) == cgroups
+    assert not list(Path(tempfile.gettempdir()).glob(f"agentic-browser-{os.getpid()}-*"))
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        (f"http://{ALLOWED}:{PLATFORM_PORT}/", "platform"),
+        ("http://10.1.2.3/", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "metadata"),
+        ("/redirect", "redirect refused"),
+    ],
+)
+async def test_browse_refusals_come_from_the_egress_proxy(
+    env: dict[str, Any], site: str, path: str, why: str
+) -> None:
+    url = site + path if path.startswith("/") else path
+    _Pages.seen.clear()
+    answer = await browse.coroutine(url=url, runtime=_runtime(env))  # type: ignore[misc]
+    assert answer.startswith("Error: the platform's egress proxy refused"), answer
+    assert why in answer, answer
+    if path == "/redirect":
+        assert _Pages.seen[0] == "/redirect"  # the proxy fetched the page, then refused where it leads
+
+
+async def test_check_app_clicks_a_button_and_reads_the_result(env: dict[str, Any]) -> None:
+    store, manager = env["store"], env["manager"]
+    await store.write(env["ws"].id, "counter.py", COUNTER)
+    spec = AppSpec(workspace_id=env["ws"].id, entry="counter.py", language="python")
+    app, _ = await manager.create("acme", spec)
+    steps = [
+        {"action": "open", "target": "/"},
+        {"action": "read", "target": "#count", "expect": "0"},
+        {"action": "click", "target": "#add"},
+        {"action": "read", "target": "#count", "expect": "1"},
+        {"action": "screenshot"},
+    ]
+    answer = await check_app.coroutine(app_id=app.id, steps=steps, runtime=_runtime(env))  # type: ignore[misc]
+    assert answer.startswith("CHECK PASSED"), answer
+    assert "'1'" in answer and "screenshot saved as screenshots/check-" in answer, answer
+    failing = [{"action": "click", "target": "#add"}, {"action": "read", "target": "#count", "expect": "7"}]
+    answer = await check_app.coroutine(app_id=app.id, steps=failing, runtime=_runtime(env))  # type: ignore[misc]
+    assert answer.startswith("CHECK FAILED at step 3"), answer
+    assert "expected '7'" in answer and "add one" in answer, answer
+
+
+async def test_check_app_of_another_tenant_is_refused(env: dict[str, Any]) -> None:
+    manager = env["manager"]
+    other = TenantStore(env["files"], "other")
+    ws = await other.create_workspace("o")
+    await other.write(ws.id, "counter.py", COUNTER)
+    app, _ = await manager.create("other", AppSpec(workspace_id=ws.id, entry="counter.py", language="python"))
+    answer = await check_app.coroutine(app_id=app.id, steps=[], runtime=_runtime(env))  # type: ignore[misc]
+    assert answer.startswith("CHECK FAILED at step 1"), answer
+    assert "HTTP 403" in answer, answer
+
+
+def test_the_flags_ask_for_a_pipe_and_our_proxy() -> None:
+    """No debugging port: Chromium's flags ask for the pipe, never a port, and our proxy wins."""
+    flags = chromium_flags(["--remote-debugging-port=9222", "--proxy-server=direct://", "--user-data-dir=/x"])
+    assert "--remote-debugging-pipe" in flags
+    assert not [f for f in flags if f.startswith("--remote-debugging-port")]
+    assert "--proxy-server=http://127.0.0.1:3128" in flags and "--proxy-server=direct://" not in flags

@@ -1,0 +1,180 @@
+"""Browser tools: ``browse`` reads a web page, ``check_app`` verifies a hosted app, in a sandboxed Chromium.
+
+Each call opens its own short session (:class:`sandbox.browser.BrowserPool`) in the conversation's
+guarded sandbox, so the tenant's limits and budgets hold and the egress proxy decides every request
+(a refused address comes back as the proxy's refusal, never as a page from that address). Hosted apps
+are reached as ``http://<app_id>.apps.internal/`` (the proxy routes a tenant to its own apps only).
+Screenshots are stored as workspace file versions (base64 text: the store keeps UTF-8 text).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool, tool
+from langgraph.prebuilt import ToolRuntime
+from langgraph.types import Command
+from pydantic import BaseModel, Field
+
+from tools.files import workspace_id_of
+from tools.readable import readable_errors
+from tools.services import get_browsers, get_sandbox, get_store
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+__all__ = ["BROWSER_TOOLS", "AppStep", "browse", "check_app"]
+
+logger = logging.getLogger(__name__)
+
+APP_HOST_SUFFIX = ".apps.internal"
+TEXT_CHARS = 8000
+MAX_LINKS = 40
+STEP_TIMEOUT_MS = 10_000
+_LINKS_JS = "els => els.map(e => [(e.innerText || '').trim().slice(0, 80), e.href])"
+
+
+class AppStep(BaseModel):
+    """One step of an app check."""
+
+    action: Literal["open", "click", "fill", "read", "screenshot"]
+    target: str = Field(default="", description="CSS selector (click, fill, read) or path (open)")
+    value: str = Field(default="", description="Text to type (fill)")
+    expect: str | None = Field(default=None, description="Text the element must contain (read)")
+
+
+def _answer(runtime: ToolRuntime[Any, Any], text: str, files: dict[str, str]) -> Command[Any] | str:
+    """A state update (new file versions) when called by a ToolNode, plain text otherwise."""
+    if not runtime.tool_call_id or not files:
+        return text
+    message = ToolMessage(content=text, tool_call_id=runtime.tool_call_id)
+    return Command(update={"files": files, "messages": [message]})
+
+
+async def _screenshot(runtime: ToolRuntime[Any, Any], page: Page, name: str, files: dict[str, str]) -> str:
+    """Store a PNG of ``page`` as a new version of ``screenshots/<name>.png.b64``; describe it."""
+    workspace_id = workspace_id_of(runtime)
+    if workspace_id is None:
+        return "(no screenshot: this conversation has no workspace yet)"
+    png = await page.screenshot(timeout=STEP_TIMEOUT_MS)
+    store = await get_store(runtime.context)
+    version = await store.write(
+        workspace_id, f"screenshots/{name}.png.b64", base64.b64encode(png).decode(),
+        author="agent", message=f"screenshot of {page.url}",
+    )  # fmt: skip
+    files[version.path] = version.id
+    return f"screenshot saved as {version.path} version {version.number} (id {version.id})"
+
+
+@tool
+@readable_errors
+async def browse(url: str, runtime: ToolRuntime[Any, Any], screenshot: bool = False) -> Command[Any] | str:
+    """Open a web page in a sandboxed browser and return its readable text and links.
+
+    Args:
+        url: An http:// or https:// address.
+        screenshot: Also save a screenshot of the page as a workspace file.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"only http:// and https:// addresses can be browsed, not {url[:100]!r}")
+    pool = await get_browsers(runtime.context)
+    sandbox = await get_sandbox(runtime.context)
+    files: dict[str, str] = {}
+    async with pool.session(sandbox) as browser:
+        page = await browser.new_page()
+        response = await page.goto(url, timeout=STEP_TIMEOUT_MS * 3)
+        if response is not None and response.headers.get("x-agentic-egress") == "denied":
+            return f"Error: the platform's egress proxy refused {url}: {(await response.text()).strip()}"
+        status = response.status if response is not None else 0
+        title = await page.title()
+        text = (await page.inner_text("body", timeout=STEP_TIMEOUT_MS))[:TEXT_CHARS]
+        links: list[list[str]] = await page.eval_on_selector_all("a[href]", _LINKS_JS)
+        lines = [f"{page.url} (HTTP {status}) {title}".rstrip(), "", text, "", "Links:"]
+        lines += [f"- {label or '(no text)'}: {href}" for label, href in links[:MAX_LINKS]]
+        if screenshot:
+            lines.append(await _screenshot(runtime, page, f"{parts.hostname}-{int(time.time())}", files))
+    logger.info("browsed %s (HTTP %s)", url, status)
+    return _answer(runtime, "\n".join(lines), files)
+
+
+async def _step(
+    runtime: ToolRuntime[Any, Any], page: Page, base: str, step: AppStep, files: dict[str, str]
+) -> str:
+    """Do one step; its outcome as text (raises on failure)."""
+    if step.action == "open":
+        response = await page.goto(base + (step.target or "/").lstrip("/"), timeout=STEP_TIMEOUT_MS * 2)
+        status = response.status if response is not None else 0
+        if status >= 400:
+            raise AssertionError(f"HTTP {status}: {(await page.inner_text('body'))[:300]}")
+        return f"opened {page.url} (HTTP {status})"
+    if step.action == "click":
+        await page.click(step.target, timeout=STEP_TIMEOUT_MS)
+        return f"clicked {step.target}"
+    if step.action == "fill":
+        await page.fill(step.target, step.value, timeout=STEP_TIMEOUT_MS)
+        return f"filled {step.target}"
+    if step.action == "read":
+        locator = page.locator(step.target or "body").first
+        if step.expect is not None:  # wait for it (the page may update after a click)
+            try:
+                await locator.filter(has_text=step.expect).wait_for(timeout=STEP_TIMEOUT_MS)
+            except Exception:
+                seen = (await locator.inner_text(timeout=STEP_TIMEOUT_MS))[:300]
+                raise AssertionError(f"{step.target} shows {seen!r}, expected {step.expect!r}") from None
+        return f"{step.target or 'body'}: {(await locator.inner_text(timeout=STEP_TIMEOUT_MS))[:500]!r}"
+    return await _screenshot(runtime, page, f"check-{int(time.time())}", files)
+
+
+@tool
+@readable_errors
+async def check_app(app_id: str, steps: list[AppStep], runtime: ToolRuntime[Any, Any]) -> Command[Any] | str:
+    """Check a hosted app in a sandboxed browser: open pages, click, fill, read, take screenshots.
+
+    Returns "CHECK PASSED" with what each step saw, or "CHECK FAILED at step N" with the error, the
+    page's text and its console errors: fix the app's code from that, host it again and re-check.
+
+    Args:
+        app_id: The app's id (the part after /apps/ in its link).
+        steps: In order, e.g. [{"action": "open", "target": "/"}, {"action": "click", "target": "button"},
+            {"action": "read", "target": "#count", "expect": "1"}, {"action": "screenshot"}].
+    """
+    if not app_id.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"not an app id: {app_id[:80]!r}")
+    steps = [s if isinstance(s, AppStep) else AppStep.model_validate(s) for s in steps]
+    if not steps or steps[0].action != "open":
+        steps = [AppStep(action="open", target="/"), *steps]
+    base = f"http://{app_id}{APP_HOST_SUFFIX}/"
+    pool = await get_browsers(runtime.context)
+    sandbox = await get_sandbox(runtime.context)
+    files: dict[str, str] = {}
+    done: list[str] = []
+    console: list[str] = []
+    async with pool.session(sandbox) as browser:
+        page = await browser.new_page()
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.append(str(e)))
+        for number, step in enumerate(steps, start=1):
+            try:
+                done.append(f"{number}. {step.action}: {await _step(runtime, page, base, step, files)}")
+            except Exception as exc:
+                text = ""
+                try:
+                    text = (await page.inner_text("body", timeout=2000))[:1500]
+                except Exception:
+                    pass
+                report = [f"CHECK FAILED at step {number} ({step.action} {step.target}): {exc}".strip()]
+                report += ["Steps that passed:", *done, "Page text:", text]
+                report += ["Console errors:", *console[-10:]] if console else []
+                logger.info("check of app %s failed at step %d", app_id, number)
+                return _answer(runtime, "\n".join(report), files)
+    report = ["CHECK PASSED", *done] + (["Console errors:", *console[-10:]] if console else [])
+    return _answer(runtime, "\n".join(report), files)
+
+
+BROWSER_TOOLS: list[BaseTool] = [browse, check_app]
