@@ -110,7 +110,8 @@ async def test_sdk_runs_the_graph(dev_server: str, llm: ScriptedOpenAI) -> None:
             values = part.data
         elif part.event == "error":
             pytest.fail(f"run failed: {part.data}")
-    assert [(e["attempt"], e["passed"]) for e in custom] == [(1, True)], (custom, llm.unmatched[-3:])
+    summaries = [(e.get("error_class"), e.get("summary"), e.get("reason")) for e in custom]
+    assert [(e["attempt"], e["passed"]) for e in custom] == [(1, True)], (summaries, llm.unmatched[-3:])
     assert values["messages"][-1]["content"] == "It prints 42."
     assert "main.py" in values["files"]
     state = await client.threads.get_state(thread["thread_id"])
