@@ -54,9 +54,14 @@ def bare_runner(workdir: Path) -> Runner:
         folder.mkdir(exist_ok=True)
         (folder / "main.py").write_text(program)
         proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-s", "-B", "main.py", cwd=folder,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            PYTHON,
+            "-s",
+            "-B",
+            "main.py",
+            cwd=folder,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             _, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)
         except TimeoutError:

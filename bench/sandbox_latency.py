@@ -107,8 +107,20 @@ async def http_server(data_dir: Path) -> AsyncIterator[str]:
     env = {k: v for k, v in os.environ.items() if k not in private}
     env["AGENTIC_DATA_DIR"] = str(data_dir)
     env["AGENTIC_SANDBOX_DATA_DIR"] = str(SandboxSettings().data_dir)  # keep the built library sets
-    argv = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "server.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -54,9 +54,16 @@ _HANDOFF_TIMEOUT_S = 20.0
 _LAUNCH_TIMEOUT_S = 60.0
 # Our flags win over Playwright's: these names are dropped from what Playwright asks for.
 _OURS = {
-    "user-data-dir", "remote-debugging-port", "remote-debugging-address", "proxy-server",
-    "proxy-bypass-list", "proxy-pac-url", "no-proxy-server", "proxy-auto-detect", "load-extension",
-}  # fmt: skip
+    "user-data-dir",
+    "remote-debugging-port",
+    "remote-debugging-address",
+    "proxy-server",
+    "proxy-bypass-list",
+    "proxy-pac-url",
+    "no-proxy-server",
+    "proxy-auto-detect",
+    "load-extension",
+}
 # The wrapper Playwright starts (stdlib only, isolated mode): fds 3 and 4 go to the session.
 _WRAPPER = """#!{python} -I
 import json, os, socket, struct, sys
@@ -73,16 +80,21 @@ sys.exit(int(code) & 255 if code else 1)
 
 def chromium_flags(requested: list[str]) -> list[str]:
     """Playwright's flags without those we own (profile, debugging, proxy), then ours."""
-    kept = [
-        arg for arg in requested
-        if arg.startswith("--") and arg[2:].split("=", 1)[0] not in _OURS
-    ]  # fmt: skip
+    kept = [arg for arg in requested if arg.startswith("--") and arg[2:].split("=", 1)[0] not in _OURS]
     ours = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={PROFILE_DIR}",
-        f"--proxy-server=http://127.0.0.1:{EGRESS_PORT}", "--proxy-bypass-list=<-loopback>",
-    ]  # fmt: skip
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--remote-debugging-pipe",
+        f"--user-data-dir={PROFILE_DIR}",
+        f"--proxy-server=http://127.0.0.1:{EGRESS_PORT}",
+        "--proxy-bypass-list=<-loopback>",
+    ]
     return [*dict.fromkeys([*kept, *ours])]
 
 
@@ -178,7 +190,7 @@ class BrowserPool:
                 handle_sigint=False,
                 handle_sigterm=False,
                 handle_sighup=False,
-            )  # fmt: skip
+            )
         )
         await asyncio.wait({launch, handoff}, return_when=asyncio.FIRST_COMPLETED)
         if launch.done() and launch.exception() is None:
@@ -205,9 +217,11 @@ class BrowserPool:
             try:
                 request = RunRequest(
                     command=(str(self.settings.browser_path), *chromium_flags(argv)),
-                    network=True, limits=self.settings.browser_limits, pipe_fds=(fds[0], fds[1]),
+                    network=True,
+                    limits=self.settings.browser_limits,
+                    pipe_fds=(fds[0], fds[1]),
                     labels=labels,
-                )  # fmt: skip
+                )
                 logger.info("browser session %s starting", labels.get("run"))
                 run = asyncio.ensure_future(sandbox.run(request))
                 gone = asyncio.ensure_future(loop.sock_recv(conn, 1))  # b"": the wrapper died

@@ -187,10 +187,11 @@ class BubblewrapSandbox:
         try:
             self._netns = _open_netns_pool(self._launcher, self._stage.netns_dir)
             self._prefix = {
-                net: static_args(s, self._stage.etc, network=net, new_netns=self._netns is None,
-                                 venv=self._stage.venv)
+                net: static_args(
+                    s, self._stage.etc, network=net, new_netns=self._netns is None, venv=self._stage.venv
+                )
                 for net in (False, True)
-            }  # fmt: skip
+            }
             self._pool = open_pool(
                 s.cgroup_root, s.cgroup_pool_size, enabled=s.use_cgroups, fallback="rlimits instead"
             )
@@ -404,10 +405,12 @@ class BubblewrapSandbox:
         try:
             if request.network:
                 wiring = await open_wiring(
-                    self.egress, self._stage.root / "net", request.labels,
+                    self.egress,
+                    self._stage.root / "net",
+                    request.labels,
                     owner=self._host_ids(slot) if service is not None else None,
                     ingress_port=service[1] if service is not None else None,
-                )  # fmt: skip
+                )
                 if service is not None:
                     service[0].socket_path = wiring.app_socket
             try:

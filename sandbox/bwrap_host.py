@@ -219,12 +219,25 @@ def static_args(
     """
     s = settings
     args = [
-        str(s.bwrap_path), "--unshare-user", "--uid", str(s.sandbox_uid), "--gid", str(s.sandbox_gid),
-        "--disable-userns", "--unshare-pid", "--unshare-ipc",
-        "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-        "--hostname", "sandbox",
-        "--ro-bind", "/usr", "/usr",
-    ]  # fmt: skip
+        str(s.bwrap_path),
+        "--unshare-user",
+        "--uid",
+        str(s.sandbox_uid),
+        "--gid",
+        str(s.sandbox_gid),
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     if network or new_netns:  # network: a namespace of its own with ``lo`` up (bwrap sets it up)
         args.append("--unshare-net")
     for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):

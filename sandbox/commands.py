@@ -50,10 +50,21 @@ WORK_DIR = f"{SCRATCH_DIR}/work"
 TMP_DIR = f"{SCRATCH_DIR}/tmp"
 # Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
 ETC_PIECES = (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types",
-    "protocols", "services", "python3", "python3.11", "ssl/certs", "ssl/openssl.cnf",
-    "ca-certificates.conf", "fonts",
-)  # fmt: skip
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "localtime",
+    "mime.types",
+    "protocols",
+    "services",
+    "python3",
+    "python3.11",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "ca-certificates.conf",
+    "fonts",
+)
 # /etc files written for the sandbox instead of the host's (format with ``uid`` and ``gid``).
 ETC_SYNTH = {
     "passwd": "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"

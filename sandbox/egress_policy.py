@@ -180,6 +180,11 @@ def log_decision(decision: Decision, host: str, port: int, labels: Mapping[str, 
     """Log one decision with the run's tenant and id (every decision, allowed or not)."""
     logger.info(
         "egress %s %s:%d -> %s (%s) tenant=%s run=%s",
-        "ALLOW" if decision.allowed else "DENY", host, port, decision.address or "-", decision.reason,
-        labels.get("tenant", "-"), labels.get("run", "-"),
-    )  # fmt: skip
+        "ALLOW" if decision.allowed else "DENY",
+        host,
+        port,
+        decision.address or "-",
+        decision.reason,
+        labels.get("tenant", "-"),
+        labels.get("run", "-"),
+    )

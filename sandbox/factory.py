@@ -115,16 +115,33 @@ def host_checks(settings: SandboxSettings) -> dict[str, str | None]:
         checks["bwrap_works"] = "bubblewrap is not installed"
     else:
         # The same shape as a real run: an unprivileged uid creating its own user / pid / net namespaces.
-        argv = [str(bwrap), "--unshare-user", "--unshare-pid", "--unshare-net", "--die-with-parent",
-                "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"]  # fmt: skip
+        argv = [
+            str(bwrap),
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-net",
+            "--die-with-parent",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "/bin/true",
+        ]
         if checks["root"] is None and launcher is not None:
             argv = launch_args(launcher, uid=settings.sandbox_uid, gid=settings.sandbox_gid) + argv
         problem = _run_probe(argv)
-        checks["bwrap_works"] = None if problem is None else (
-            f"bubblewrap cannot create namespaces ({problem}); fix: sysctl -w "
-            "kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000, or run outside a "
-            "container that forbids user namespaces"
-        )  # fmt: skip
+        checks["bwrap_works"] = (
+            None
+            if problem is None
+            else (
+                f"bubblewrap cannot create namespaces ({problem}); fix: sysctl -w "
+                "kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000, or run outside a "
+                "container that forbids user namespaces"
+            )
+        )
     checks["cgroups"] = _cgroups_problem(settings.cgroup_root)
     runsc = _runsc_path(settings)
     if runsc is None:

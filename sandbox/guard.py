@@ -198,8 +198,13 @@ class Admission:
                     running, held = self._owner_usage(owner)
                     logger.info(
                         "admission refused for %s: %d MB asked, %d/%d MB granted (owner %d MB, %d runs)",
-                        owner, memory_mb, self._granted, self.memory_budget_mb, held, running,
-                    )  # fmt: skip
+                        owner,
+                        memory_mb,
+                        self._granted,
+                        self.memory_budget_mb,
+                        held,
+                        running,
+                    )
                     raise SandboxBusyError(
                         f"the sandboxes are at capacity ({self._granted} of {self.memory_budget_mb} MB "
                         f"granted, {len(self._by_id)} running; this tenant {held} MB in {running} runs); "

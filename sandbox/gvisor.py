@@ -380,18 +380,24 @@ class GVisorSandbox:
             rundir.mkdir(mode=0o700)
             try:
                 await asyncio.to_thread(
-                    prepare_scratch, scratch, request.files, disk_mb=limits.disk_mb, uid=s.sandbox_uid,
+                    prepare_scratch,
+                    scratch,
+                    request.files,
+                    disk_mb=limits.disk_mb,
+                    uid=s.sandbox_uid,
                     gid=s.sandbox_gid,
-                )  # fmt: skip
+                )
             except OSError as exc:
                 logger.warning("could not prepare the scratch dir of %s: %s", cid, exc)
                 raise SandboxStartError(f"could not prepare the scratch dir: {exc.strerror}") from exc
             if request.network:
                 wiring = await open_wiring(
-                    self.egress, self._tmp / "net", request.labels,
+                    self.egress,
+                    self._tmp / "net",
+                    request.labels,
                     owner=(s.sandbox_uid, s.sandbox_gid) if service is not None else None,
                     ingress_port=service[1] if service is not None else None,
-                )  # fmt: skip
+                )
                 if service is not None:
                     service[0].socket_path = wiring.app_socket
                 argv, env = wiring.argv(argv), env | wiring.env()
@@ -402,11 +408,16 @@ class GVisorSandbox:
                 cgroup = await asyncio.to_thread(self._pool.acquire, padded)
                 cpuacct = await asyncio.to_thread(self._prepare_cgroup, cgroup)
             spec = RunSpec(
-                args=argv, env=env, limits=limits, uid=s.sandbox_uid, gid=s.sandbox_gid,
-                network=request.network, extra_mounts=self._extra_mounts(request, libset, scratch, wiring),
+                args=argv,
+                env=env,
+                limits=limits,
+                uid=s.sandbox_uid,
+                gid=s.sandbox_gid,
+                network=request.network,
+                extra_mounts=self._extra_mounts(request, libset, scratch, wiring),
                 memory_headroom_mb=MEMORY_HEADROOM_MB,
                 rlimit_memory=self._pool is None,
-            )  # fmt: skip
+            )
             config = build_config(self._rootfs, self._static, spec)
             (rundir / "config.json").write_text(json.dumps(config))
             if cgroup is not None and cpuacct is not None:

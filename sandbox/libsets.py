@@ -227,12 +227,26 @@ def _run_step(what: str, argv: list[str], *, env: Mapping[str, str] | None = Non
 def _install(spec: LibrarySetSpec, target: Path, python_version: str) -> None:
     major_minor = "".join(python_version.split(".")[:2])
     argv = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-        "--target", str(target), "--no-compile", "--only-binary=:all:",
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--target",
+        str(target),
+        "--no-compile",
+        "--only-binary=:all:",
         # Wheels for the *sandbox* interpreter, whatever Python runs this builder.
-        "--implementation", "cp", "--python-version", major_minor, "--abi", f"cp{major_minor}",
+        "--implementation",
+        "cp",
+        "--python-version",
+        major_minor,
+        "--abi",
+        f"cp{major_minor}",
         *spec.requirements,
-    ]  # fmt: skip
+    ]
     logger.info("  pip install --target (%d pinned packages)...", len(spec.requirements))
     _run_step("pip install", argv)
 

@@ -51,18 +51,33 @@ _ORDER: tuple[Tier, ...] = get_args(Tier)
 
 TIERS: dict[Tier, Limits] = {
     "light": Limits(
-        cpus=1.0, cpu_seconds=10.0, memory_mb=256, wall_seconds=10.0, pids=64, disk_mb=64,
+        cpus=1.0,
+        cpu_seconds=10.0,
+        memory_mb=256,
+        wall_seconds=10.0,
+        pids=64,
+        disk_mb=64,
         output_bytes=1_000_000,
     ),
     "medium": Limits(
-        cpus=1.0, cpu_seconds=60.0, memory_mb=1024, wall_seconds=60.0, pids=128, disk_mb=256,
+        cpus=1.0,
+        cpu_seconds=60.0,
+        memory_mb=1024,
+        wall_seconds=60.0,
+        pids=128,
+        disk_mb=256,
         output_bytes=4_000_000,
     ),
     "heavy": Limits(
-        cpus=2.0, cpu_seconds=120.0, memory_mb=4096, wall_seconds=300.0, pids=256, disk_mb=1024,
+        cpus=2.0,
+        cpu_seconds=120.0,
+        memory_mb=4096,
+        wall_seconds=300.0,
+        pids=256,
+        disk_mb=1024,
         output_bytes=16_000_000,
     ),
-}  # fmt: skip
+}
 
 LIBRARY_SET_FLOORS: dict[str, Tier] = {"base": "light", "datascience": "medium"}
 # (bytes of code strictly above which, tier at least)

@@ -51,14 +51,16 @@ CORS_EXPOSED_HEADERS = ["Content-Location", "Location", "X-Pagination-Next", "X-
 _ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorPublic, "description": text}
     for code, text in {
-        400: "Bad input", 401: "Missing or wrong API key",
+        400: "Bad input",
+        401: "Missing or wrong API key",
         404: "Unknown workspace, file or version (or one of another tenant)",
-        413: "File or request body too large", 415: "Not JSON, or binary content",
+        413: "File or request body too large",
+        415: "Not JSON, or binary content",
         422: "Malformed JSON or invalid field",
         429: "Rate limit of the API key reached, or the sandboxes are at capacity (see Retry-After)",
         500: "Internal error",
     }.items()
-}  # fmt: skip
+}
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -83,9 +85,10 @@ async def _open_apps(
     await apps_store.setup()
     configured = settings.apps.link_secret
     secret = (
-        configured.get_secret_value().encode() if configured is not None
+        configured.get_secret_value().encode()
+        if configured is not None
         else await asyncio.to_thread(load_secret, settings.apps.secret_file or ap.data_dir / "app_link.key")
-    )  # fmt: skip
+    )
     manager = AppManager(apps_store, store, sandbox, settings.apps, LinkSigner(secret))
     stack.push_async_callback(manager.close)
     egress = getattr(backend, "egress", None)
@@ -114,9 +117,11 @@ def sandbox_settings(settings: Settings) -> SandboxSettings:
     s = settings.sandbox
     ports = sorted({*s.egress_platform_ports, settings.port})
     return s.model_copy(
-        update={"egress_allow_internet": s.egress_allow_internet or settings.allow_network,
-                "egress_platform_ports": ports}
-    )  # fmt: skip
+        update={
+            "egress_allow_internet": s.egress_allow_internet or settings.allow_network,
+            "egress_platform_ports": ports,
+        }
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -154,9 +159,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.apps.enabled:
                 await _open_apps(app, stack, settings, store, sandbox, backend)
             if not await app.state.keyring.enabled():
-                logger.warning("no API key (AGENTIC_API_KEYS is empty, none created with `agentic keys "
-                               "create`): authentication is OFF, anyone reaching %s:%s can use the API",
-                               settings.host, settings.port)  # fmt: skip
+                logger.warning(
+                    "no API key (AGENTIC_API_KEYS is empty, none created with `agentic keys "
+                    "create`): authentication is OFF, anyone reaching %s:%s can use the API",
+                    settings.host,
+                    settings.port,
+                )
             logger.info(
                 "server ready (sandbox backend %s)", getattr(sandbox, "name", settings.sandbox.backend)
             )

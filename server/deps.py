@@ -118,10 +118,12 @@ async def require_api_key(
         )
         raise HTTPException(
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail={"type": "rate_limited",
-                    "message": f"too many requests for this API key; retry in {retry} s"},
+            detail={
+                "type": "rate_limited",
+                "message": f"too many requests for this API key; retry in {retry} s",
+            },
             headers={"Retry-After": str(retry)},
-        )  # fmt: skip
+        )
     logs.bind(tenant=principal.tenant)
     request.state.principal = principal
     return principal

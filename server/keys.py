@@ -92,8 +92,9 @@ class ApiKeyInfo:
 
 def _info(row: sa.Row[Any]) -> ApiKeyInfo:
     m = row._mapping
-    return ApiKeyInfo(key_id=m["key_id"], tenant=m["tenant"], created_at=m["created_at"],
-                      revoked_at=m["revoked_at"])  # fmt: skip
+    return ApiKeyInfo(
+        key_id=m["key_id"], tenant=m["tenant"], created_at=m["created_at"], revoked_at=m["revoked_at"]
+    )
 
 
 class KeyStore:
@@ -124,9 +125,14 @@ class KeyStore:
         info = ApiKeyInfo(key_id=secrets.token_hex(6), tenant=tenant, created_at=_now(), revoked_at=None)
         async with self._engine.begin() as conn:
             await conn.execute(
-                keys_t.insert().values(key_id=info.key_id, tenant=tenant, key_hash=hash_key(key),
-                                       created_at=info.created_at, revoked_at=None)
-            )  # fmt: skip
+                keys_t.insert().values(
+                    key_id=info.key_id,
+                    tenant=tenant,
+                    key_hash=hash_key(key),
+                    created_at=info.created_at,
+                    revoked_at=None,
+                )
+            )
         return info, key
 
     async def list_keys(self, tenant: str | None = None) -> list[ApiKeyInfo]:

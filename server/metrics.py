@@ -50,9 +50,11 @@ SANDBOX_RUNS = Counter(
     "agentic_sandbox_runs", "Sandbox runs, by backend and end reason", ["backend", "reason"]
 )
 SANDBOX_DURATION = Histogram(
-    "agentic_sandbox_run_duration_seconds", "Sandbox run wall time, by backend", ["backend"],
+    "agentic_sandbox_run_duration_seconds",
+    "Sandbox run wall time, by backend",
+    ["backend"],
     buckets=_DURATION_BUCKETS,
-)  # fmt: skip
+)
 ACTIVE_SANDBOXES = Gauge("agentic_active_sandboxes", "Sandbox runs in progress, by backend", ["backend"])
 RATE_LIMITED = Counter("agentic_rate_limited_requests", "Requests refused with 429 by the rate limit")
 SANDBOX_GRANTED_MB = Gauge(

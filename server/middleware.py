@@ -28,9 +28,11 @@ class RequestTooLargeError(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(
             status_code=413,
-            detail={"type": "request_too_large",
-                    "message": f"request body is larger than the limit of {limit} bytes"},
-        )  # fmt: skip
+            detail={
+                "type": "request_too_large",
+                "message": f"request body is larger than the limit of {limit} bytes",
+            },
+        )
 
 
 class BodySizeLimitMiddleware:
@@ -46,8 +48,13 @@ class BodySizeLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            logger.info("refused %s %s: content-length %s over %d", scope["method"], scope["path"],
-                        declared, self.max_bytes)  # fmt: skip
+            logger.info(
+                "refused %s %s: content-length %s over %d",
+                scope["method"],
+                scope["path"],
+                declared,
+                self.max_bytes,
+            )
             await _drain(receive, _DRAIN_BYTES)
             await self._send_413(send)
             return
@@ -67,16 +74,25 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _send_413(self, send: Send) -> None:
-        body = json.dumps({"error": {
-            "type": "request_too_large",
-            "message": f"request body is larger than the limit of {self.max_bytes} bytes",
-        }}).encode()  # fmt: skip
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })  # fmt: skip
+        body = json.dumps(
+            {
+                "error": {
+                    "type": "request_too_large",
+                    "message": f"request body is larger than the limit of {self.max_bytes} bytes",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

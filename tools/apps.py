@@ -28,9 +28,16 @@ class AppHost(Protocol):
     """What the tool needs of the server's app manager."""
 
     async def host_app(
-        self, tenant: str, workspace_id: str, *, entry: str, versions: Mapping[str, str], permanent: bool,
-        ttl_s: float, port: int,
-    ) -> str: ...  # fmt: skip
+        self,
+        tenant: str,
+        workspace_id: str,
+        *,
+        entry: str,
+        versions: Mapping[str, str],
+        permanent: bool,
+        ttl_s: float,
+        port: int,
+    ) -> str: ...
 
 
 def _apps(context: object) -> AppHost | None:
@@ -68,8 +75,13 @@ async def host_app(
     store = await get_store(runtime.context)
     tenant = str(getattr(store, "tenant", "default"))
     link = await apps.host_app(
-        tenant, workspace_id, entry=entry, versions=pinned_files(runtime), permanent=permanent,
-        ttl_s=ttl_minutes * 60, port=port,
-    )  # fmt: skip
+        tenant,
+        workspace_id,
+        entry=entry,
+        versions=pinned_files(runtime),
+        permanent=permanent,
+        ttl_s=ttl_minutes * 60,
+        port=port,
+    )
     logger.info("hosted %s of workspace %s", entry, workspace_id)
     return f"The app is running. Open it at: {link}"

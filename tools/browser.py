@@ -64,9 +64,12 @@ async def _screenshot(runtime: ToolRuntime[Any, Any], page: Page, name: str, fil
     png = await page.screenshot(timeout=STEP_TIMEOUT_MS)
     store = await get_store(runtime.context)
     version = await store.write(
-        workspace_id, f"screenshots/{name}.png.b64", base64.b64encode(png).decode(),
-        author="agent", message=f"screenshot of {page.url}",
-    )  # fmt: skip
+        workspace_id,
+        f"screenshots/{name}.png.b64",
+        base64.b64encode(png).decode(),
+        author="agent",
+        message=f"screenshot of {page.url}",
+    )
     files[version.path] = version.id
     return f"screenshot saved as {version.path} version {version.number} (id {version.id})"
 

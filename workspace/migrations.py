@@ -210,8 +210,12 @@ async def apply_migrations(conn: AsyncConnection, migrations: MigrationSet = WOR
     applied = await current_version(conn, migrations)
     wanted = migrations.steps[dialect]
     if applied > len(wanted):
-        logger.warning("%s schema is at version %d, newer than this code (%d); left as it is",
-                       migrations.name, applied, len(wanted))  # fmt: skip
+        logger.warning(
+            "%s schema is at version %d, newer than this code (%d); left as it is",
+            migrations.name,
+            applied,
+            len(wanted),
+        )
         return applied
     for version, statements in enumerate(wanted, start=1):
         if version <= applied:

@@ -127,14 +127,28 @@ class AppManager:
         token = new_token()
         ttl = min(spec.ttl_s or s.default_ttl_s, s.max_ttl_s)
         record = AppRecord(
-            id=secrets.token_hex(12), tenant=tenant, workspace_id=spec.workspace_id, name=spec.name[:200],
-            token_hash=hash_token(token), permanent=spec.permanent, public=spec.public, stopped=False,
-            memory_mb=limits.memory_mb, expires_at=None if spec.permanent else time.time() + ttl,
+            id=secrets.token_hex(12),
+            tenant=tenant,
+            workspace_id=spec.workspace_id,
+            name=spec.name[:200],
+            token_hash=hash_token(token),
+            permanent=spec.permanent,
+            public=spec.public,
+            stopped=False,
+            memory_mb=limits.memory_mb,
+            expires_at=None if spec.permanent else time.time() + ttl,
             created_at=time.time(),
-            spec={"files": pins, "entry": spec.entry, "language": spec.language,
-                  "command": list(spec.command) if spec.command else None, "port": spec.port,
-                  "tier": spec.tier, "library_set": spec.library_set, "env": spec.env or {}},
-        )  # fmt: skip
+            spec={
+                "files": pins,
+                "entry": spec.entry,
+                "language": spec.language,
+                "command": list(spec.command) if spec.command else None,
+                "port": spec.port,
+                "tier": spec.tier,
+                "library_set": spec.library_set,
+                "env": spec.env or {},
+            },
+        )
         await self.store.add(record)
         logger.info(
             "app %s created for tenant %s (%s)", record.id, tenant, "permanent" if spec.permanent else "ttl"
@@ -160,9 +174,15 @@ class AppManager:
         """For the ``host_app`` tool: host ``entry`` and return a signed link path (``/apps/{id}/?...``)."""
         language = require_language(entry)
         spec = AppSpec(
-            workspace_id=workspace_id, name=entry, entry=entry, language=language, versions=None,
-            port=port, permanent=permanent, ttl_s=ttl_s,
-        )  # fmt: skip
+            workspace_id=workspace_id,
+            name=entry,
+            entry=entry,
+            language=language,
+            versions=None,
+            port=port,
+            permanent=permanent,
+            ttl_s=ttl_s,
+        )
         if versions:
             latest = {i.path: None for i in await self.files.list_files(workspace_id)}
             spec = replace(spec, versions={**latest, **versions})
@@ -206,11 +226,16 @@ class AppManager:
         env = {**spec["env"], "PORT": str(spec["port"]), "ROOT_PATH": self.prefix(record.id)}
         command = tuple(spec["command"]) if spec["command"] else None
         return RunRequest(
-            files=files, language=spec["language"] if command is None else None,
-            entry=spec["entry"] if command is None else None, command=command, env=env,
-            limits=resolve_limits(spec["tier"]), library_set=spec["library_set"], network=True,
+            files=files,
+            language=spec["language"] if command is None else None,
+            entry=spec["entry"] if command is None else None,
+            command=command,
+            env=env,
+            limits=resolve_limits(spec["tier"]),
+            library_set=spec["library_set"],
+            network=True,
             labels={"app": record.id, "workspace": record.workspace_id},
-        )  # fmt: skip
+        )
 
     async def ensure_running(self, record: AppRecord) -> ServiceHandle:
         """The app's live service, started from its pinned versions when none runs (wake on request).

@@ -47,8 +47,13 @@ _HOP = {
 }
 _DROP_UP = _HOP | {b"host", b"x-app-token"}
 _PATH_SAFE = "/:@!$&'()*+,;=~-._"
-_WS_DROP = _DROP_UP | {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
-                       b"sec-websocket-protocol", b"origin"}  # fmt: skip
+_WS_DROP = _DROP_UP | {
+    b"sec-websocket-key",
+    b"sec-websocket-version",
+    b"sec-websocket-extensions",
+    b"sec-websocket-protocol",
+    b"origin",
+}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -183,9 +188,12 @@ class AppProxy:
         client = scope.get("client")
         scheme = scope.get("scheme", "http").replace("ws", "http")
         prefix = self.manager.prefix(record.id).encode()
-        headers += [(b"x-forwarded-prefix", prefix), (b"x-forwarded-host", host),
-                    (b"x-forwarded-proto", scheme.encode()),
-                    (b"x-forwarded-for", client[0].encode() if client else b"")]  # fmt: skip
+        headers += [
+            (b"x-forwarded-prefix", prefix),
+            (b"x-forwarded-host", host),
+            (b"x-forwarded-proto", scheme.encode()),
+            (b"x-forwarded-for", client[0].encode() if client else b""),
+        ]
         return headers
 
     async def _http(
@@ -236,13 +244,15 @@ class AppProxy:
         ]
         try:
             upstream = await unix_connect(
-                socket_path, uri="ws://app" + target, subprotocols=protocols or None,
+                socket_path,
+                uri="ws://app" + target,
+                subprotocols=protocols or None,
                 additional_headers=[
                     (k.decode("latin-1"), v.decode("latin-1"))
                     for k, v in self._upstream_headers(scope, record, _WS_DROP)
                 ],
                 max_size=16 * 1024 * 1024,
-            )  # fmt: skip
+            )
         except (OSError, WebSocketException, TimeoutError) as exc:
             logger.info("app %s refused the websocket: %s", record.id, exc)
             await send({"type": "websocket.close", "code": 1011})

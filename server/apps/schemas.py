@@ -61,11 +61,19 @@ class AppPublic(BaseModel):
     def of(cls, record: AppRecord, *, url: str, running: bool) -> AppPublic:
         """The public view of ``record``."""
         return cls(
-            id=record.id, name=record.name, workspace_id=record.workspace_id, url=url,
-            permanent=record.permanent, public=record.public, stopped=record.stopped, running=running,
-            expires_at=record.expires_at, memory_mb=record.memory_mb, files=record.spec["files"],
+            id=record.id,
+            name=record.name,
+            workspace_id=record.workspace_id,
+            url=url,
+            permanent=record.permanent,
+            public=record.public,
+            stopped=record.stopped,
+            running=running,
+            expires_at=record.expires_at,
+            memory_mb=record.memory_mb,
+            files=record.spec["files"],
             port=record.spec["port"],
-        )  # fmt: skip
+        )
 
 
 class AppLink(BaseModel):

@@ -91,11 +91,19 @@ class AppRecord:
 def _record(row: sa.Row[Any]) -> AppRecord:
     m = row._mapping
     return AppRecord(
-        id=m["id"], tenant=m["tenant"], workspace_id=m["workspace_id"], name=m["name"],
-        token_hash=m["token_hash"], permanent=bool(m["permanent"]), public=bool(m["public"]),
-        stopped=bool(m["stopped"]), memory_mb=m["memory_mb"], expires_at=m["expires_at"],
-        created_at=m["created_at"], spec=json.loads(m["spec"]),
-    )  # fmt: skip
+        id=m["id"],
+        tenant=m["tenant"],
+        workspace_id=m["workspace_id"],
+        name=m["name"],
+        token_hash=m["token_hash"],
+        permanent=bool(m["permanent"]),
+        public=bool(m["public"]),
+        stopped=bool(m["stopped"]),
+        memory_mb=m["memory_mb"],
+        expires_at=m["expires_at"],
+        created_at=m["created_at"],
+        spec=json.loads(m["spec"]),
+    )
 
 
 class AppStore:

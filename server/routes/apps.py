@@ -66,11 +66,20 @@ async def create_app(body: AppCreate, request: Request, tenant: TenantDep, manag
         )
     language = body.language or (require_language(body.entry) if body.entry else "python")
     spec = AppSpec(
-        workspace_id=body.workspace_id, name=body.name, entry=body.entry, language=language,
-        command=tuple(body.command) if body.command else None, versions=body.versions, port=body.port,
-        tier=body.tier, library_set=body.library_set, env=body.env, permanent=body.permanent,
-        ttl_s=body.ttl_s, public=body.public,
-    )  # fmt: skip
+        workspace_id=body.workspace_id,
+        name=body.name,
+        entry=body.entry,
+        language=language,
+        command=tuple(body.command) if body.command else None,
+        versions=body.versions,
+        port=body.port,
+        tier=body.tier,
+        library_set=body.library_set,
+        env=body.env,
+        permanent=body.permanent,
+        ttl_s=body.ttl_s,
+        public=body.public,
+    )
     try:
         record, token = await manager.create(tenant, spec)
     except _ERRORS as exc:

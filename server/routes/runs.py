@@ -67,10 +67,16 @@ class _PreparedRun:
     def public(self, result: RunResult) -> RunPublic:
         """The API's view of the sandbox's result, with what the server decided."""
         return run_public(
-            result, run_id=self.run_id, workspace_id=self.workspace_id, path=self.path,
-            version=self.version, language=self.language, tier=self.tier, limits=self.limits,
+            result,
+            run_id=self.run_id,
+            workspace_id=self.workspace_id,
+            path=self.path,
+            version=self.version,
+            language=self.language,
+            tier=self.tier,
+            limits=self.limits,
             library_set=self.request.library_set,
-        )  # fmt: skip
+        )
 
 
 async def _prepare(
@@ -80,9 +86,11 @@ async def _prepare(
     if body.network and not settings.allow_network:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
-            detail={"type": "network_not_allowed",
-                    "message": "this server does not allow runs with network access (AGENTIC_ALLOW_NETWORK)"},
-        )  # fmt: skip
+            detail={
+                "type": "network_not_allowed",
+                "message": "this server does not allow runs with network access (AGENTIC_ALLOW_NETWORK)",
+            },
+        )
     await store.get_workspace(workspace_id)
     get_library_set(body.library_set, settings.sandbox)  # unknown / unbuilt set: fail now
     infos = await store.list_files(workspace_id)
@@ -115,14 +123,26 @@ async def _prepare(
         files[entry] = body.code or ""
     run_id = uuid.uuid4().hex
     request = RunRequest(
-        files=files, language=language, entry=entry, args=tuple(body.args), stdin=body.stdin.encode(),
-        limits=limits, library_set=body.library_set, network=body.network,
+        files=files,
+        language=language,
+        entry=entry,
+        args=tuple(body.args),
+        stdin=body.stdin.encode(),
+        limits=limits,
+        library_set=body.library_set,
+        network=body.network,
         labels={"run": run_id, "workspace": workspace_id},  # the guard adds the tenant
-    )  # fmt: skip
+    )
     return _PreparedRun(
-        run_id=run_id, workspace_id=workspace_id, path=body.path and entry,
-        version=version_number, language=language, tier=tier, limits=limits, request=request,
-    )  # fmt: skip
+        run_id=run_id,
+        workspace_id=workspace_id,
+        path=body.path and entry,
+        version=version_number,
+        language=language,
+        tier=tier,
+        limits=limits,
+        request=request,
+    )
 
 
 def _wants_stream(request: Request) -> bool:

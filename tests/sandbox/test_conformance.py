@@ -50,10 +50,23 @@ async def test_host_files_are_hidden(sandbox: Sandbox, tmp_path: Path) -> None:
     secret.write_text("host secret")
     data_dir = SandboxSettings().data_dir
     targets = [
-        "/etc/shadow", "/etc/gshadow", "/root", "/root/.bashrc", "/home", str(secret), str(tmp_path),
-        __file__, str(Path(__file__).parents[2]), str(data_dir), "/work", "/var/lib", "/run",
-        "/sys/fs/cgroup", "/proc/1/root/etc/shadow", "/boot",
-    ]  # fmt: skip
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/root",
+        "/root/.bashrc",
+        "/home",
+        str(secret),
+        str(tmp_path),
+        __file__,
+        str(Path(__file__).parents[2]),
+        str(data_dir),
+        "/work",
+        "/var/lib",
+        "/run",
+        "/sys/fs/cgroup",
+        "/proc/1/root/etc/shadow",
+        "/boot",
+    ]
     code = f"""
 import json, os
 found = {{}}
@@ -121,8 +134,11 @@ async def test_request_env_reaches_only_the_program(sandbox: Sandbox) -> None:
     """The request's env (LD_PRELOAD, LD_DEBUG, LOCPATH ...) must not reach host-side launchers."""
     request = RunRequest(command=("/usr/bin/python3", "-c", "pass"), env={"LD_DEBUG": "libs"})
     result = await sandbox.run(request)
-    programs = {line.split("initialize program:")[1].strip() for line in result.stderr.splitlines()
-                if "initialize program:" in line}  # fmt: skip
+    programs = {
+        line.split("initialize program:")[1].strip()
+        for line in result.stderr.splitlines()
+        if "initialize program:" in line
+    }
     assert programs and all("python3" in p for p in programs), programs
 
 

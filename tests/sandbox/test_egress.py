@@ -140,9 +140,13 @@ print(json.dumps({{"page": page, "other": other, "proxy": os.environ["HTTP_PROXY
 """
     try:
         request = RunRequest(
-            files={"main.py": code}, language="python", entry="main.py", network=True, limits=LIMITS,
+            files={"main.py": code},
+            language="python",
+            entry="main.py",
+            network=True,
+            limits=LIMITS,
             labels={"run": "run-egress-1"},
-        )  # fmt: skip
+        )
         data = probe_json(await sandbox.run(request))
     finally:
         server.shutdown()

@@ -80,13 +80,15 @@ def test_allow_list_opens_networks_but_never_platform_ports() -> None:
 
 
 async def test_names_are_decided_on_their_dns_answers() -> None:
-    resolve = stub({
-        "internal.example": ["10.0.0.5"],
-        "meta.example": ["169.254.169.254"],
-        "rebind.example": [PUBLIC, "192.168.0.10"],
-        "public.example": [PUBLIC],
-        "db.corp": ["10.9.9.9"],
-    })  # fmt: skip
+    resolve = stub(
+        {
+            "internal.example": ["10.0.0.5"],
+            "meta.example": ["169.254.169.254"],
+            "rebind.example": [PUBLIC, "192.168.0.10"],
+            "public.example": [PUBLIC],
+            "db.corp": ["10.9.9.9"],
+        }
+    )
     policy = EgressPolicy.from_entries(["db.corp"], allow_internet=True, platform_ports=[5432])
     for name in ("internal.example", "meta.example", "rebind.example"):
         decision = await policy.decide(name, 80, resolve)

@@ -86,9 +86,18 @@ async def _ask(channel: EgressChannel, head: str) -> bytes:
 
 @pytest.mark.parametrize(
     "target",
-    ["169.254.169.254:80", "10.0.0.1:443", "192.168.1.1:22", "meta.example:80", "intranet.example:443",
-     "127.0.0.1:8000", "127.0.0.2:8000", "[::1]:443", "[fd00:ec2::254]:80"],
-)  # fmt: skip
+    [
+        "169.254.169.254:80",
+        "10.0.0.1:443",
+        "192.168.1.1:22",
+        "meta.example:80",
+        "intranet.example:443",
+        "127.0.0.1:8000",
+        "127.0.0.2:8000",
+        "[::1]:443",
+        "[fd00:ec2::254]:80",
+    ],
+)
 async def test_connect_to_internal_targets_is_refused(channel: EgressChannel, target: str) -> None:
     answer = await _ask(channel, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403"), answer

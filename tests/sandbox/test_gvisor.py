@@ -47,10 +47,15 @@ def test_bundle_shows_only_chosen_host_paths(tmp_path: Path) -> None:
     rootfs = tmp_path / "rootfs"
     static = build_rootfs(rootfs, uid=65534, gid=65534, mount_points=("/opt/libset",))
     spec = RunSpec(
-        args=["/usr/bin/python3", "main.py"], env={"A": "1"}, limits=Limits(pids=7, memory_mb=100),
-        uid=65534, gid=65534, network=False, extra_mounts=[BindMount(tmp_path, "/sandbox", writable=True)],
+        args=["/usr/bin/python3", "main.py"],
+        env={"A": "1"},
+        limits=Limits(pids=7, memory_mb=100),
+        uid=65534,
+        gid=65534,
+        network=False,
+        extra_mounts=[BindMount(tmp_path, "/sandbox", writable=True)],
         memory_headroom_mb=10,
-    )  # fmt: skip
+    )
     config = build_config(rootfs, static, spec)
     assert config["root"] == {"path": str(rootfs), "readonly": True}
     sources = {m["source"] for m in config["mounts"] if m["type"] == "bind"}

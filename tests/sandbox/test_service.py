@@ -28,10 +28,13 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve
 
 async def test_service_is_reachable_and_leaves_nothing(sandbox: Sandbox) -> None:
     request = RunRequest(
-        files={"app.py": APP}, language="python", entry="app.py",
+        files={"app.py": APP},
+        language="python",
+        entry="app.py",
         limits=Limits(wall_seconds=1, memory_mb=256),
-        env={"PORT": "8080", "ROOT_PATH": "/apps/x"}, labels={"app": "svc-test"},
-    )  # fmt: skip
+        env={"PORT": "8080", "ROOT_PATH": "/apps/x"},
+        labels={"app": "svc-test"},
+    )
     handle = await sandbox.start_service(request, port=8080)
     try:
         assert await handle.wait_ready(30), handle.logs()
@@ -57,9 +60,12 @@ async def test_guard_clamps_and_holds_the_grant_while_the_service_lives(sandbox:
         sandbox, maximums=maximums, admission=Admission(memory_budget_mb=1000, max_running=4)
     )
     request = RunRequest(
-        files={"app.py": APP}, language="python", entry="app.py", limits=Limits(memory_mb=2048),
+        files={"app.py": APP},
+        language="python",
+        entry="app.py",
+        limits=Limits(memory_mb=2048),
         env={"PORT": "8080", "ROOT_PATH": ""},
-    )  # fmt: skip
+    )
     handle = await guard.for_owner("tenant-a").start_service(request, port=8080)
     try:
         stats = guard.admission.stats()

@@ -18,9 +18,13 @@ def _agentic(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [AGENTIC, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        [AGENTIC, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def test_run_python_file_exit_code_propagates(tmp_path: Path) -> None:
@@ -91,8 +95,12 @@ def test_serve_starts_and_answers(tmp_path: Path) -> None:
     }
     proc = subprocess.Popen(
         [AGENTIC, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -35,9 +35,14 @@ def ws(client: httpx.Client, workspace_id: str) -> str:
     ],
 )
 def test_version_numbers_past_64_bits_are_422(
-    client: httpx.Client, ws: str, method: str, url: str, params: dict[str, str] | None,
-    body: dict[str, object] | None, field: str,
-) -> None:  # fmt: skip
+    client: httpx.Client,
+    ws: str,
+    method: str,
+    url: str,
+    params: dict[str, str] | None,
+    body: dict[str, object] | None,
+    field: str,
+) -> None:
     response = client.request(method, ws + url, params=params, json=body)
     error = assert_error(response, 422, "validation_error")
     assert field in str(error["message"]), error

@@ -35,9 +35,14 @@ async def test_json_lines_carry_the_ids_bound_in_each_task() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     by_message = {line["message"]: line for line in lines}
     assert by_message["step 1"] | {"time": ""} == {
-        "time": "", "level": "info", "logger": "tests.server.logs", "message": "step 1",
-        "tenant": "t1", "thread_id": "th1", "run_id": "r1",
-    }  # fmt: skip
+        "time": "",
+        "level": "info",
+        "logger": "tests.server.logs",
+        "message": "step 1",
+        "tenant": "t1",
+        "thread_id": "th1",
+        "run_id": "r1",
+    }
     assert by_message["step 2"]["run_id"] == "r2"  # tasks do not see each other's ids
     assert by_message["outside a run"]["tenant"] == "outer" and "run_id" not in by_message["outside a run"]
     assert "tenant" not in by_message["nothing bound"]  # ``bound`` restored the previous value

@@ -138,9 +138,12 @@ def test_no_server_errors(fuzz_server: ServerProcess) -> None:
     run_fuzzer(fuzz_server.url, "stateful", start + BUDGET_S, report)
     print(report.summary())
     assert not report.server_errors, (
-        report.summary() + "\n" + "\n".join(report.server_errors[:30]) + "\nserver log:\n"
+        report.summary()
+        + "\n"
+        + "\n".join(report.server_errors[:30])
+        + "\nserver log:\n"
         + _tracebacks(fuzz_server.log_path)
-    )  # fmt: skip
+    )
     # Each phase got somewhere (a loaded machine may stop coverage before the last operations).
     assert report.scenarios.get("coverage", 0) >= 15, report.summary()
     assert report.calls.get("stateful", 0) > 0, report.summary()

@@ -18,6 +18,7 @@ SANDBOX_UIDS = {_SETTINGS.sandbox_uid}
 if _SETTINGS.host_uid_base is not None:
     SANDBOX_UIDS |= set(range(_SETTINGS.host_uid_base, _SETTINGS.host_uid_base + 4096))
 
+
 def descendants(pid: int) -> set[int]:
     """Return the pids of every live descendant of ``pid`` that is sandbox machinery or code.
 
@@ -70,5 +71,3 @@ def our_mounts() -> list[str]:
     """Host mounts that mention our sandboxes (there should be none)."""
     text = Path("/proc/self/mountinfo").read_text()
     return [line for line in text.splitlines() if "agentic-" in line and f"-{os.getpid()}-" in line]
-
-

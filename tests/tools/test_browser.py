@@ -114,8 +114,14 @@ async def env(settings: SandboxSettings, tmp_path_factory: pytest.TempPathFactor
         store = TenantStore(files, "acme")
         ws = await store.create_workspace("w")
         try:
-            yield {"store": store, "ws": ws, "sandbox": guarded.for_owner("acme"), "browsers": pool,
-                   "manager": manager, "files": files}  # fmt: skip
+            yield {
+                "store": store,
+                "ws": ws,
+                "sandbox": guarded.for_owner("acme"),
+                "browsers": pool,
+                "manager": manager,
+                "files": files,
+            }
         finally:
             await pool.close()
             await manager.close()
@@ -126,8 +132,11 @@ def _runtime(env: dict[str, Any]) -> ToolRuntime[Any, Any]:
     return ToolRuntime(
         state={"workspace_id": env["ws"].id, "files": {}},
         context={"store": env["store"], "sandbox": env["sandbox"], "browsers": env["browsers"]},
-        config={}, stream_writer=lambda _: None, tool_call_id="", store=None,
-    )  # fmt: skip
+        config={},
+        stream_writer=lambda _: None,
+        tool_call_id="",
+        store=None,
+    )
 
 
 def _chromiums() -> list[int]:

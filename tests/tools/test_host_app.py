@@ -44,9 +44,12 @@ async def test_host_app_tool_hosts_the_pinned_version(tmp_path: Path) -> None:
             await store.write(ws.id, "app.py", "raise SystemExit('a later, broken version')")
             runtime = ToolRuntime(
                 state={"workspace_id": ws.id, "files": {"app.py": first.id}},
-                context={"store": store, "apps": manager}, config={}, stream_writer=lambda _: None,
-                tool_call_id="t1", store=None,
-            )  # fmt: skip
+                context={"store": store, "apps": manager},
+                config={},
+                stream_writer=lambda _: None,
+                tool_call_id="t1",
+                store=None,
+            )
             answer = await host_app.coroutine(entry="app.py", runtime=runtime)  # type: ignore[misc]
             assert "Open it at: /apps/" in answer and "agentic_link=" in answer, answer
             (record,) = await apps_store.list("acme")

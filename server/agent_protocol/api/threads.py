@@ -89,10 +89,15 @@ async def create_thread(body: ThreadCreate, service: ServiceDep, tenant: TenantD
 async def search_threads(body: ThreadSearch, service: ServiceDep, tenant: TenantDep) -> list[dict[str, Any]]:
     """Filter by metadata, status, ids (and values, by equality of top-level keys)."""
     found = await service.store.search_threads(
-        metadata=body.metadata, status=body.status, ids=body.ids,
-        limit=body.limit if not body.values else 10_000, offset=body.offset if not body.values else 0,
-        sort_by=body.sort_by, sort_order=body.sort_order, tenant=tenant,
-    )  # fmt: skip
+        metadata=body.metadata,
+        status=body.status,
+        ids=body.ids,
+        limit=body.limit if not body.values else 10_000,
+        offset=body.offset if not body.values else 0,
+        sort_by=body.sort_by,
+        sort_order=body.sort_order,
+        tenant=tenant,
+    )
     if body.values:
         wanted = body.values
         found = [
@@ -108,9 +113,15 @@ async def search_threads(body: ThreadSearch, service: ServiceDep, tenant: Tenant
 async def count_threads(body: ThreadCount, service: ServiceDep, tenant: TenantDep) -> int:
     """How many threads match."""
     found = await service.store.search_threads(
-        metadata=body.metadata, status=body.status, ids=None, limit=1_000_000, offset=0,
-        sort_by="created_at", sort_order="desc", tenant=tenant,
-    )  # fmt: skip
+        metadata=body.metadata,
+        status=body.status,
+        ids=None,
+        limit=1_000_000,
+        offset=0,
+        sort_by="created_at",
+        sort_order="desc",
+        tenant=tenant,
+    )
     return len(found)
 
 
@@ -207,9 +218,12 @@ async def update_thread_state(
     snapshot = await graph.aget_state(_config(thread_id))
     interrupts = interrupts_by_task(snapshot)
     await service.store.update_thread(
-        thread_id, values=dumps_to_obj(snapshot.values), interrupts=interrupts, set_values=True,
+        thread_id,
+        values=dumps_to_obj(snapshot.values),
+        interrupts=interrupts,
+        set_values=True,
         status=ThreadStatus.INTERRUPTED if interrupts else ThreadStatus.IDLE,
-    )  # fmt: skip
+    )
     return {"checkpoint": dumps_to_obj(config.get("configurable", {}))}
 
 

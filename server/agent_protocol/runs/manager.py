@@ -69,16 +69,24 @@ class RunManager:
         self._queue = queue
         self._events = EventLog(store, flush_s=settings.event_flush_s)
         self._hubs = StreamHubs(
-            store, self._events, queue_size=settings.subscriber_queue_size,
-            replay_size=settings.replay_buffer_size, tail_poll_s=settings.tail_poll_s,
+            store,
+            self._events,
+            queue_size=settings.subscriber_queue_size,
+            replay_size=settings.replay_buffer_size,
+            tail_poll_s=settings.tail_poll_s,
             linger_s=settings.finished_run_linger_s,
-        )  # fmt: skip
+        )
         self._events.on_flushed(self._hubs.wake)
         persisted = self._events if settings.persist_events else None
         executor = RunExecutor(
-            store=store, queue=queue, host=host, settings=settings, events=persisted, hubs=self._hubs,
+            store=store,
+            queue=queue,
+            host=host,
+            settings=settings,
+            events=persisted,
+            hubs=self._hubs,
             context_extras=context_extras,
-        )  # fmt: skip
+        )
         self._worker = RunWorker(
             store=store, queue=queue, host=host, settings=settings, events=persisted, executor=executor
         )

@@ -162,8 +162,13 @@ class RunWorker:
                     action = "restarted"  # it died before its first checkpoint: nothing to resume from
             RECOVERED_RUNS.labels(action=action).inc()
             how = "shut down" if handed_back else "stopped"
-            logger.warning("run %s of a %s server process %s (attempt %d)", record.run_id, how, action,
-                           record.attempts + 1)  # fmt: skip
+            logger.warning(
+                "run %s of a %s server process %s (attempt %d)",
+                record.run_id,
+                how,
+                action,
+                record.attempts + 1,
+            )
         return self._start(record, payload, cancel_action=record.cancel_action)
 
     def _start(

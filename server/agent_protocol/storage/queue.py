@@ -73,10 +73,13 @@ class RunQueue:
             for row in (await conn.execute(query)).all():
                 result = await conn.execute(
                     runs_t.update()
-                    .where(runs_t.c.run_id == row._mapping["run_id"], runs_t.c.status.in_(ACTIVE_STATUSES),
-                           _lease_free(now))
+                    .where(
+                        runs_t.c.run_id == row._mapping["run_id"],
+                        runs_t.c.status.in_(ACTIVE_STATUSES),
+                        _lease_free(now),
+                    )
                     .values(worker_id=worker_id, lease_until=until)
-                )  # fmt: skip
+                )
                 if result.rowcount:
                     claimed.append(run_from_row(row))
         return claimed
@@ -91,7 +94,7 @@ class RunQueue:
                     runs_t.select().where(
                         runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now)
                     )
-                )  # fmt: skip
+                )
             ).first()
             if row is None:
                 return None
@@ -137,9 +140,13 @@ class RunQueue:
             await conn.execute(
                 runs_t.update()
                 .where(runs_t.c.run_id == run_id)
-                .values(status=RunStatus.RUNNING, error=None, attempts=runs_t.c.attempts + 1,
-                        updated_at=datetime.now(UTC).isoformat())
-            )  # fmt: skip
+                .values(
+                    status=RunStatus.RUNNING,
+                    error=None,
+                    attempts=runs_t.c.attempts + 1,
+                    updated_at=datetime.now(UTC).isoformat(),
+                )
+            )
             attempts = (
                 await conn.execute(sa.select(runs_t.c.attempts).where(runs_t.c.run_id == run_id))
             ).scalar()
@@ -152,11 +159,14 @@ class RunQueue:
         async with self._store.write() as conn:
             result = await conn.execute(
                 runs_t.update()
-                .where(runs_t.c.run_id.in_(list(run_ids)), runs_t.c.worker_id == worker_id,
-                       runs_t.c.status.in_(ACTIVE_STATUSES))
+                .where(
+                    runs_t.c.run_id.in_(list(run_ids)),
+                    runs_t.c.worker_id == worker_id,
+                    runs_t.c.status.in_(ACTIVE_STATUSES),
+                )
                 .values(lease_until=until)
                 .returning(runs_t.c.run_id)
-            )  # fmt: skip
+            )
             return {row.run_id for row in result.all()}
 
     async def hand_back(self, run_id: str, worker_id: str) -> bool:
@@ -168,12 +178,18 @@ class RunQueue:
         async with self._store.write() as conn:
             result = await conn.execute(
                 runs_t.update()
-                .where(runs_t.c.run_id == run_id, runs_t.c.worker_id == worker_id,
-                       runs_t.c.status.in_(ACTIVE_STATUSES))
-                .values(worker_id=None, lease_until=None,
-                        attempts=sa.case((runs_t.c.attempts > 0, runs_t.c.attempts - 1), else_=0),
-                        updated_at=datetime.now(UTC).isoformat())
-            )  # fmt: skip
+                .where(
+                    runs_t.c.run_id == run_id,
+                    runs_t.c.worker_id == worker_id,
+                    runs_t.c.status.in_(ACTIVE_STATUSES),
+                )
+                .values(
+                    worker_id=None,
+                    lease_until=None,
+                    attempts=sa.case((runs_t.c.attempts > 0, runs_t.c.attempts - 1), else_=0),
+                    updated_at=datetime.now(UTC).isoformat(),
+                )
+            )
             if result.rowcount:
                 await notify(conn, QUEUE_CHANNEL)
         return bool(result.rowcount)

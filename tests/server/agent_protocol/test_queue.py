@@ -120,10 +120,11 @@ async def test_stream_and_join_a_run_executing_on_the_other_process(
     try:
         tid = (await here.threads.create())["thread_id"]
         parts = [
-            p async for p in here.runs.stream(
+            p
+            async for p in here.runs.stream(
                 tid, "agent", input={"ticks": 8, "delay": 0.05}, stream_mode=["custom", "values"]
             )
-        ]  # fmt: skip
+        ]
         assert parts[0].event == "metadata"
         run_id = parts[0].data["run_id"]
         custom = [p.data for p in parts if p.event == "custom"]

@@ -78,12 +78,18 @@ def test_kill_9_mid_run_then_restart(tmp_path: Path) -> None:
         _until("the queued run to succeed", lambda: _run(c, tid, queued)["status"] == "success")
         # Step 1 of the killed run was not repeated: one "drafted v1", then the queued run's two steps.
         assert _messages(c, tid) == [
-            "drafted notes.md v1", "finished notes.md v2", "drafted notes.md v3", "finished notes.md v4",
-        ]  # fmt: skip
+            "drafted notes.md v1",
+            "finished notes.md v2",
+            "drafted notes.md v3",
+            "finished notes.md v4",
+        ]
         history = c.get(f"/v1/workspaces/{ws}/history/notes.md").json()
         assert [(v["number"], v["message"]) for v in history] == [
-            (1, "draft"), (2, "final"), (3, "draft"), (4, "final"),
-        ]  # fmt: skip
+            (1, "draft"),
+            (2, "final"),
+            (3, "draft"),
+            (4, "final"),
+        ]
         assert _metric(c, "agentic_recovered_runs_total", 'action="resumed"') == 1
         # The queued run never belonged to the dead process (it waited in the shared queue, no owner):
         # it is simply claimed, not recovered.

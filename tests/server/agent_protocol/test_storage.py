@@ -56,10 +56,14 @@ async def test_threads_and_runs_round_trip(store: ProtocolStore) -> None:
     for _ in range(3):
         runs.append(
             await store.create_run(
-                run_id=str(uuid.uuid4()), thread_id=tid, assistant_id="a", metadata={},
-                multitask_strategy="enqueue", kwargs={"input": {"q": 1}},
+                run_id=str(uuid.uuid4()),
+                thread_id=tid,
+                assistant_id="a",
+                metadata={},
+                multitask_strategy="enqueue",
+                kwargs={"input": {"q": 1}},
             )
-        )  # fmt: skip
+        )
         await asyncio.sleep(0.002)
     assert [r.run_id for r in await store.active_runs(tid)] == [r.run_id for r in runs]
     await store.set_run_status(runs[0].run_id, "success")
@@ -82,18 +86,31 @@ async def test_tenants_and_orphan_claims(store: ProtocolStore) -> None:
     assert await store.get_thread(tid, "beta") is None
     assert (await store.get_thread(tid, "alpha")) is not None
     found = await store.search_threads(
-        metadata={"tag": tag}, status=None, ids=None, limit=10, offset=0, sort_by="created_at",
-        sort_order="desc", tenant="beta",
-    )  # fmt: skip
+        metadata={"tag": tag},
+        status=None,
+        ids=None,
+        limit=10,
+        offset=0,
+        sort_by="created_at",
+        sort_order="desc",
+        tenant="beta",
+    )
     assert found == []
     now = 1_000_000.0
     runs = {}
     for name, lease in (("dead", now - 1), ("live", now + 60)):
         runs[name] = str(uuid.uuid4())
         await store.create_run(
-            run_id=runs[name], thread_id=tid, assistant_id="a", metadata={}, multitask_strategy="enqueue",
-            kwargs={}, tenant="alpha", worker_id="w0", lease_until=lease,
-        )  # fmt: skip
+            run_id=runs[name],
+            thread_id=tid,
+            assistant_id="a",
+            metadata={},
+            multitask_strategy="enqueue",
+            kwargs={},
+            tenant="alpha",
+            worker_id="w0",
+            lease_until=lease,
+        )
     queue = RunQueue(store)
     assert await queue.start_attempt(runs["dead"]) == 1
     # Two processes recover at once: each orphan goes to exactly one of them; a live lease to neither.
@@ -113,9 +130,13 @@ async def _runs(store: ProtocolStore, thread_id: str, n: int) -> list[str]:
     for _ in range(n):
         ids.append(str(uuid.uuid4()))
         await store.create_run(
-            run_id=ids[-1], thread_id=thread_id, assistant_id="a", metadata={}, multitask_strategy="enqueue",
+            run_id=ids[-1],
+            thread_id=thread_id,
+            assistant_id="a",
+            metadata={},
+            multitask_strategy="enqueue",
             kwargs={},
-        )  # fmt: skip
+        )
         await asyncio.sleep(0.002)
     return ids
 
@@ -189,9 +210,11 @@ async def test_event_log_round_trip_and_retention(store: ProtocolStore) -> None:
     log.append(run_id, RunEvent(6, "custom", b'{"i": 6}'))
     await log.flush()
     assert [(e.id, e.event, e.data) for e in await log.read(run_id, 2)] == [
-        (3, "custom", b'{"i": 3}'), (4, "custom", b'{"i": 4}'), (5, "custom", b'{"i": 5}'),
+        (3, "custom", b'{"i": 3}'),
+        (4, "custom", b'{"i": 4}'),
+        (5, "custom", b'{"i": 5}'),
         (6, "custom", b'{"i": 6}'),
-    ]  # fmt: skip
+    ]
     assert await log.last_seq(run_id) == 6
     assert await log.delete_expired(0) == 0  # still active
     await store.set_run_status(run_id, "success")
