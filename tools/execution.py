@@ -1,28 +1,23 @@
 """Run workspace files in a sandbox and describe the outcome in words a model can use.
 
-Shared by the ``run_code`` tool and the Code Agent, so both pick the resource tier the same way
-(``sandbox.resources.choose_tier``) and report runs in the same shape.
+Shared by the ``run_code`` tool and the Code Agent, so both plan runs the same way as REST runs and
+``agentic run`` (:func:`sandbox.plan.plan_run`: one language table, tier, limits, sizes checked
+first) and report runs in the same shape. The server's maximums are held by the guard in front of
+the sandbox the run context carries (:mod:`sandbox.guard`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import PurePosixPath
 
 from sandbox.base import Language, RunRequest, RunResult, Sandbox
-from sandbox.resources import Tier, choose_tier, resolve_limits
+from sandbox.plan import language_of, plan_run
+from sandbox.resources import Tier
 
 __all__ = ["format_run", "language_of", "run_program", "tail"]
 
 logger = logging.getLogger(__name__)
-
-_SUFFIXES: dict[str, Language] = {".py": "python", ".ts": "typescript", ".mts": "typescript"}
-
-
-def language_of(path: str) -> Language | None:
-    """Guess the language from the file suffix (None for anything we cannot run)."""
-    return _SUFFIXES.get(PurePosixPath(path).suffix.lower())
 
 
 async def run_program(
@@ -42,9 +37,9 @@ async def run_program(
     Raises:
         SandboxError: the backend could not run it (the program failing is a result, not an error).
     """
-    code_size = sum(len(text) for text in files.values())
-    chosen = choose_tier(code_size=code_size, library_set=library_set, declared=tier)
-    limits = resolve_limits(chosen)
+    code_size = sum(len(text.encode()) for text in files.values())
+    plan = plan_run(code_size=code_size, file_count=len(files), library_set=library_set, tier=tier)
+    chosen, limits = plan.tier, plan.limits
     request = RunRequest(
         files=dict(files), language=language, entry=entry, limits=limits, library_set=library_set
     )

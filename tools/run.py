@@ -9,8 +9,7 @@ from typing import Any, Literal
 from langchain_core.tools import tool
 from langgraph.prebuilt import ToolRuntime
 
-from sandbox.guard import check_files_fit
-from sandbox.resources import TIERS
+from sandbox.plan import plan_run
 from tools.execution import format_run, language_of, run_program
 from tools.files import pinned_files, workspace_id_of
 from tools.readable import MissingWorkspaceError, readable_errors
@@ -63,7 +62,8 @@ async def run_code(
     store = await get_store(runtime.context)
     pins = pinned_files(runtime)
     infos = await store.list_files(workspace_id)
-    check_files_fit(len(infos), sum(i.size for i in infos), TIERS["heavy"])  # before loading contents
+    # The same plan run_program makes, from stored sizes: files that cannot fit are never loaded.
+    plan_run(code_size=sum(i.size for i in infos), file_count=len(infos), library_set=library_set, tier=tier)
     files: dict[str, str] = {}
     for info in infos:
         files[info.path] = (await store.read(workspace_id, info.path, pins.get(info.path))).content
