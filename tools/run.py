@@ -21,12 +21,17 @@ __all__ = ["index_output", "run_code"]
 logger = logging.getLogger(__name__)
 
 
-async def index_output(store: VersionStore, workspace_id: str, path: str, text: str) -> str | None:
-    """Make a run's output searchable when the store supports it; returns the run id used."""
+async def index_output(
+    store: VersionStore, workspace_id: str, path: str, text: str, run_id: str | None = None
+) -> str | None:
+    """Make a run's output searchable when the store supports it; returns the run id used.
+
+    The one indexing path for REST runs and the agents' runs; a failure never fails the run.
+    """
     indexer = getattr(store, "index_run_output", None)
     if indexer is None or not text.strip():
         return None
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     try:
         await indexer(workspace_id, run_id, path, text)
     except Exception:  # indexing is a convenience; a failure must not fail the run

@@ -35,6 +35,7 @@ from server.deps import SandboxDep, SettingsDep, StoreDep, require_json
 from server.errors import error_body, status_for
 from server.routes.files import parse_version
 from server.schemas import LanguageName, RunCreate, RunPublic, run_public
+from tools.run import index_output
 from workspace.base import VersionStore
 
 __all__ = ["router"]
@@ -188,15 +189,9 @@ _DONE = object()
 
 
 async def _index_output(store: VersionStore, run: RunPublic) -> None:
-    """Make the run's output searchable when the store supports it; never fails the run."""
-    index = getattr(store, "index_run_output", None)
-    if index is None or not (run.stdout or run.stderr):
-        return
+    """Make the run's output searchable (the agents' indexing path); never fails the run."""
     text = run.stdout + ("\n" + run.stderr if run.stderr else "")
-    try:
-        await index(run.workspace_id, run.id, run.path or "_snippet", text)
-    except Exception as exc:  # search is a convenience: the run's answer matters more
-        logger.warning("could not index the output of run %s: %s", run.id, exc)
+    await index_output(store, run.workspace_id, run.path or "_snippet", text, run_id=run.id)
 
 
 async def _pump(sandbox: Sandbox, request: RunRequest, queue: asyncio.Queue[object]) -> None:
