@@ -13,7 +13,6 @@ its own task, so a client that disconnects cancels it and the sandbox kills the 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
 
-from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.base import Limits, RunRequest, RunResult, Sandbox
 from sandbox.libsets import get_library_set
 from sandbox.plan import plan_run, require_language
 from sandbox.resources import Tier
@@ -185,63 +184,38 @@ async def stream_run(
     return EventSourceResponse(_sse_events(sandbox, store, prepared), ping=15)
 
 
-_DONE = object()
-
-
 async def _index_output(store: VersionStore, run: RunPublic) -> None:
     """Make the run's output searchable (the agents' indexing path); never fails the run."""
     text = run.stdout + ("\n" + run.stderr if run.stderr else "")
     await index_output(store, run.workspace_id, run.path or "_snippet", text, run_id=run.id)
 
 
-async def _pump(sandbox: Sandbox, request: RunRequest, queue: asyncio.Queue[object]) -> None:
-    """Copy the sandbox stream into ``queue``; cancelling this task stops the run."""
-    stream = sandbox.stream(request)
-    try:
-        async for chunk in stream:
-            await queue.put(chunk)
-    except Exception as exc:  # handed to the consumer, which reports it as an SSE error event
-        await queue.put(exc)
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
-        queue.put_nowait(_DONE)
-
-
 async def _sse_events(
     sandbox: Sandbox, store: VersionStore, prepared: _PreparedRun
 ) -> AsyncIterator[dict[str, str]]:
-    """Yield SSE events for one run; closing this generator (client gone) cancels the run."""
-    queue: asyncio.Queue[object] = asyncio.Queue()
+    """Yield SSE events for one run; closing this generator (client gone) cancels the run.
+
+    The sandbox's own stream (``sandbox.streaming``) does the work: leaving it early kills the run.
+    """
     logger.info("streamed run %s: %s tier=%s", prepared.run_id, prepared.request.entry, prepared.tier)
-    task = asyncio.create_task(_pump(sandbox, prepared.request, queue), name=f"run-{prepared.run_id}")
+    finished = False
     try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, Exception):
-                status_code, kind = status_for(item)
-                if status_code >= 500:
-                    logger.error("streamed run %s failed: %s: %s", prepared.run_id, type(item).__name__, item)
-                message = (
-                    str(item) if status_code < 500 or kind != "internal_error" else "internal server error"
-                )
-                yield {"event": "error", "data": json.dumps(error_body(kind, message))}
-                return
-            assert isinstance(item, OutputChunk)
-            if item.stream == "result":
-                assert item.result is not None
-                public = prepared.public(item.result)
-                yield {"event": "result", "data": public.model_dump_json()}
-                await _index_output(store, public)
-            else:
-                yield {"event": item.stream, "data": json.dumps({"data": item.data})}
+        async with contextlib.aclosing(sandbox.stream(prepared.request)) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                if chunk.stream == "result":
+                    assert chunk.result is not None
+                    finished = True
+                    public = prepared.public(chunk.result)
+                    yield {"event": "result", "data": public.model_dump_json()}
+                    await _index_output(store, public)
+                else:
+                    yield {"event": chunk.stream, "data": json.dumps({"data": chunk.data})}
+    except Exception as exc:  # reported as the stream's last event (the status line is already sent)
+        status_code, kind = status_for(exc)
+        if status_code >= 500:
+            logger.error("streamed run %s failed: %s: %s", prepared.run_id, type(exc).__name__, exc)
+        message = str(exc) if status_code < 500 or kind != "internal_error" else "internal server error"
+        yield {"event": "error", "data": json.dumps(error_body(kind, message))}
     finally:
-        if not task.done():
-            logger.info("streamed run %s: client went away, cancelling", prepared.run_id)
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        if not finished:
+            logger.info("streamed run %s: ended before its result (client gone or error)", prepared.run_id)
