@@ -1,27 +1,49 @@
-"""Human approval before a sandbox run (``interrupt``), resumed with approve / edit / reject.
+"""Human approval before a sandbox run (``interrupt``), in LangChain's human-in-the-loop shape.
 
-Resume values accepted: ``"approve"`` / ``"reject"`` strings, or a dict with ``action`` and, for
-``edit``, the new ``code`` (saved as a new version authored by ``user``), for ``reject`` an optional
-``reason``. Anything unrecognised counts as a rejection, so nothing runs without a clear yes.
+The interrupt value carries ``action_requests`` (one ``run_code`` action with the path, attempt
+and code) and ``review_configs`` (approve / edit / reject allowed), as agent-chat-ui expects, plus
+the flat fields (``type``, ``path``, ``code``, ...) older clients and the built-in web UI read.
+
+Resume values accepted: ``{"decisions": [{"type": "approve" | "edit" | "reject", ...}]}`` (an edit
+carries ``edited_action.args.code``, a reject an optional ``message``), and the older forms: the
+strings ``"approve"`` / ``"reject"`` or ``{"action": ..., "code" | "reason": ...}``. An edit is saved
+as a new version authored by ``user``. Anything unrecognised counts as a rejection, so nothing runs
+without a clear yes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from agents.code.state import CodeState
 from agents.context import Context
 from tools.services import get_store
 
-if TYPE_CHECKING:
-    from agents.code_agent import CodeState
-
-__all__ = ["approve", "parse_decision"]
+__all__ = ["ACTION", "approve", "parse_decision"]
 
 logger = logging.getLogger(__name__)
+
+ACTION = "run_code"
+
+
+def _from_decision(decision: dict[str, Any]) -> tuple[str, str] | None:
+    kind = str(decision.get("type", decision.get("action", ""))).strip().lower()
+    if kind in ("approve", "accept", "yes"):
+        return "approve", ""
+    if kind == "edit":
+        edited = decision.get("edited_action") or {}
+        args = edited.get("args", {}) if isinstance(edited, dict) else {}
+        code = args.get("code") if isinstance(args, dict) else None
+        code = code if isinstance(code, str) else decision.get("code")
+        if isinstance(code, str) and code.strip():
+            return "edit", code
+    if kind == "reject":
+        return "reject", str(decision.get("message", decision.get("reason", "")) or "")
+    return None
 
 
 def parse_decision(value: Any) -> tuple[str, str]:
@@ -32,22 +54,31 @@ def parse_decision(value: Any) -> tuple[str, str]:
             (action, "") if action in ("approve", "reject") else ("reject", f"unrecognised answer {value!r}")
         )
     if isinstance(value, dict):
-        action = str(value.get("action", value.get("type", ""))).strip().lower()
-        if action in ("approve", "accept", "yes"):
-            return "approve", ""
-        if action == "edit" and isinstance(value.get("code"), str) and value["code"].strip():
-            return "edit", str(value["code"])
-        if action == "reject":
-            return "reject", str(value.get("reason", "") or "")
+        decisions = value.get("decisions")
+        if isinstance(decisions, list) and decisions and isinstance(decisions[0], dict):
+            value = decisions[0]
+        found = _from_decision(value)
+        if found is not None:
+            return found
     return "reject", f"unrecognised answer {value!r}"
 
 
 async def approve(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Pause for a human decision on the code about to run."""
+    attempt = state.attempts + 1
+    args = {"path": state.code_path, "attempt": attempt, "code": state.code}
     decision = interrupt(
         {
+            "action_requests": [
+                {
+                    "name": ACTION,
+                    "args": args,
+                    "description": f"Run {state.code_path} (attempt {attempt}) in the sandbox.",
+                }
+            ],
+            "review_configs": [{"action_name": ACTION, "allowed_decisions": ["approve", "edit", "reject"]}],
             "type": "approval",
-            "attempt": state.attempts + 1,
+            "attempt": attempt,
             "path": state.code_path,
             "version_id": state.files.get(state.code_path),
             "code": state.code,

@@ -1,74 +1,43 @@
 """The Code Agent: write code, save it as versions, run it in the sandbox, repair from the log.
 
-A subgraph ``prepare -> write_code -> save -> [approve] -> run -> (write_code | report)``. Each run
-is one sandbox call (program + assert checks, see ``agents.harness``), is reported as a ``custom``
-stream event, and updates ``last_run``. Repairs get the analysed failure, a one-sentence cause is
-asked before the patch, and sampling varies per retry. The best attempt (passing, else fewest
-failed checks) is the result. With ``require_approval`` each run waits for a human decision
-(``interrupt``; resume with ``Command(resume={"action": "approve" | "edit" | "reject", ...})``).
+A subgraph ``prepare -> write_code -> save -> [approve] -> run -> (write_code | report)``. It works
+from the user's request verbatim (``agents.code.request``): a file the request names is the file it
+writes, code pasted into the request is saved first as the user's version, and the user's examples
+are the first checks (``agents.code.checks``). Each run is one sandbox call (``agents.code.execute``),
+reported as a ``custom`` stream event. Repairs get the analysed failure and a cause sentence first;
+sampling varies per retry. The report (``agents.code.report``) states the outcome as structured facts.
+With ``require_approval`` each run waits for a human decision (``agents.code.approval``).
 """
 
 from __future__ import annotations
 
+import ast
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, cast
+from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph, add_messages
+from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.approval import approve
 from agents.chat import ask_model
-from agents.code_messages import draft_messages, repair_messages, sampling_for, tests_messages
-from agents.code_report import best_attempt, report_text
+from agents.code.approval import approve
+from agents.code.checks import render_checks, user_checks
+from agents.code.diagnosis import Diagnosis
+from agents.code.execute import run
+from agents.code.prompts import draft_messages, repair_messages, sampling_for, tests_messages
+from agents.code.report import report
+from agents.code.request import blocks_by_file, read_request
+from agents.code.state import CodeOutput, CodeState
 from agents.context import Context
-from agents.diagnose import Diagnosis, diagnose
-from agents.harness import build_files
 from agents.parsing import extract_cause, pick_code
-from agents.state import AttemptRecord, RunOutcome, merge_files
-from sandbox.errors import SandboxError
-from tools.execution import run_program, tail
-from tools.run import index_output
-from tools.services import get_sandbox, get_store
+from tools.services import get_store
+from workspace.errors import FileNotFoundInWorkspaceError, VersionNotFoundError
 
-__all__ = ["CodeOutput", "CodeState", "build_code_agent", "code_agent_graph"]
+_MISSING = (FileNotFoundInWorkspaceError, VersionNotFoundError)
+
+__all__ = ["MAX_RESAMPLES", "build_code_agent", "code_agent_graph"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(kw_only=True)
-class CodeOutput:
-    """What the Code Agent hands back to the parent graph."""
-
-    messages: Annotated[Sequence[AnyMessage], add_messages] = field(default_factory=list)
-    workspace_id: str | None = None
-    files: Annotated[dict[str, str], merge_files] = field(default_factory=dict)
-    attempts: int = 0
-    last_run: RunOutcome | None = None
-
-
-@dataclass(kw_only=True)
-class CodeState(CodeOutput):
-    """The Code Agent's working state (private fields stay inside the subgraph)."""
-
-    task: str = ""
-    language: Literal["python", "typescript"] = "python"
-    code_path: str = "main.py"
-    tests_path: str = "test_main.py"
-    code: str = ""
-    tests: str = ""
-    cause: str = ""
-    diagnosis: dict[str, Any] | None = None
-    history: list[AttemptRecord] = field(default_factory=list)
-    versions: list[str] = field(default_factory=list)
-    status: Literal["working", "passed", "exhausted", "rejected", "error"] = "working"
-    error: str = ""
-
-
-_TS_WORDS = ("typescript", " ts ", ".ts", "deno")
 MAX_RESAMPLES = 2
 """Extra samples per attempt when a reply has no code or repeats tried code (not counted as attempts)."""
 
@@ -78,38 +47,88 @@ def _normalized(code: str) -> str:
     return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
 
 
-def _task_of(state: CodeState) -> str:
-    if state.task:
-        return state.task
-    human = [m for m in state.messages if isinstance(m, HumanMessage)]
-    return str(human[-1].content) if human else ""
+def _tests_path(code_path: str) -> str:
+    head, _, base = code_path.rpartition("/")
+    stem = base.rsplit(".", 1)[0]
+    return f"{head}/test_{stem}.py" if head else f"test_{stem}.py"
+
+
+def _defines_functions(code: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) for node in tree.body)
+
+
+def _paths(state: CodeState, named: list[str], language: str) -> tuple[str, str, list[str]]:
+    """The program, its checks file and any other files to write."""
+    programs = [p for p in named if not p.split("/")[-1].startswith("test_")]
+    tests = [p for p in named if p.split("/")[-1].startswith("test_") and p.endswith(".py")]
+    if programs:
+        code_path = programs[0]
+    elif state.last_path and not named:
+        code_path = state.last_path
+    else:
+        code_path = "main.ts" if language == "typescript" else "main.py"
+    return code_path, (tests[0] if tests else _tests_path(code_path)), programs[1:]
 
 
 async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Open (or create) the workspace, pick the language, reset the attempt counter."""
+    """Open the workspace, read the request, save pasted code as the user's version."""
     store = await get_store(runtime.context)
     workspace_id = state.workspace_id or (await store.create_workspace("agent workspace")).id
-    task = _task_of(state)
-    lowered = f" {task.lower()} "
-    language: Literal["python", "typescript"] = (
-        "typescript" if any(w in lowered for w in _TS_WORDS) else "python"
-    )
-    code_path = "main.ts" if language == "typescript" else "main.py"
-    return {
+    request = read_request(state.messages)
+    code_path, tests_path, extra_paths = _paths(state, request.files, request.language)
+    language = "typescript" if code_path.endswith((".ts", ".mts")) else "python"
+    update: dict[str, Any] = {
         "workspace_id": workspace_id,
-        "task": task,
+        "request": request.text or state.task,
+        "earlier": request.earlier,
         "language": language,
         "code_path": code_path,
+        "tests_path": tests_path,
+        "extra_paths": extra_paths,
+        "pasted": False,
+        "user_checks": user_checks(request.text) if language == "python" else [],
         "attempts": 0,
         "history": [],
         "versions": [],
         "code": "",
+        "extra": {},
+        "model_checks": [],
+        "dropped_checks": [],
         "tests": "",
         "cause": "",
         "diagnosis": None,
         "status": "working",
         "error": "",
+        "code_result": None,
     }
+    if request.pasted is not None and request.pasted.strip():
+        try:
+            current = (await store.read(workspace_id, code_path)).content
+        except _MISSING:
+            current = None
+        if current is None or _normalized(current) != _normalized(request.pasted):
+            saved = await store.write(
+                workspace_id, code_path, request.pasted, author="user", message="pasted in the request"
+            )
+            update["files"] = {saved.path: saved.id}
+            update["versions"] = [saved.id]
+            logger.info("pasted code saved as the user's version of %s", code_path)
+        update["pasted"] = True
+    return update
+
+
+async def _current(state: CodeState, ctx: Context) -> str | None:
+    """The content the first draft changes: the pinned version, else the workspace's file, if any."""
+    store = await get_store(ctx)
+    try:
+        pinned = state.files.get(state.code_path)
+        return (await store.read(state.workspace_id or "", state.code_path, pinned)).content
+    except _MISSING:
+        return None
 
 
 async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -123,22 +142,30 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     attempt = state.attempts + 1
     current: str | None = None
     if attempt == 1:
-        if state.code_path in state.files:
-            store = await get_store(ctx)
-            pinned = state.files[state.code_path]
-            current = (await store.read(state.workspace_id or "", state.code_path, pinned)).content
-        messages = draft_messages(state.task, state.language, state.code_path, current)
+        current = await _current(state, ctx)
+        messages = draft_messages(
+            state.request,
+            state.language,
+            state.code_path,
+            current,
+            note=state.task,
+            earlier=state.earlier,
+            checks=state.user_checks,
+            pasted=state.pasted,
+        )
     else:
         diagnosis = Diagnosis(**state.diagnosis) if state.diagnosis else None
         messages = repair_messages(
-            state.task, state.language, state.code_path, state.code, diagnosis, note=state.error
-        )
+            state.request, state.language, state.code_path, state.code, diagnosis, note=state.error,
+            earlier=state.earlier,
+        )  # fmt: skip
     seen = {_normalized(c) for c in (state.code, current, *(r.get("code") for r in state.history)) if c}
     reply, code = "", None
     for resample in range(MAX_RESAMPLES + 1):
         temperature, seed = sampling_for(attempt, resample)
         sample = await ask_model(ctx, messages, temperature=temperature, seed=seed)
-        picked = pick_code(sample, state.language)
+        named = blocks_by_file(sample, [state.code_path]) if state.extra_paths else {}
+        picked = named.get(state.code_path) or pick_code(sample, state.language)
         if picked is not None or code is None:
             reply, code = sample, picked
         if code is not None and _normalized(code) not in seen:
@@ -155,15 +182,26 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
         update["code"] = state.code
         return update
     update["code"], update["error"] = code, ""
-    if state.language == "python" and ctx.generate_tests and not state.tests:
-        tests_reply = await ask_model(ctx, tests_messages(state.task, code), temperature=0.0)
-        tests = pick_code(tests_reply, "python") or ""
-        update["tests"] = tests if "assert" in tests else ""
+    wanted = [*state.extra_paths, state.tests_path] if state.extra_paths else []
+    extra = {p: c for p, c in blocks_by_file(reply, wanted).items() if p != state.code_path}
+    if extra:
+        update["extra"] = {**state.extra, **extra}
+    if state.language == "python" and not state.tests:
+        if state.tests_path in extra:  # the user asked for a tests file: the model wrote it with the code
+            update["tests"] = extra[state.tests_path]
+        else:
+            model_checks: list[str] = []
+            if ctx.generate_tests and not state.user_checks and _defines_functions(code):
+                tests_reply = await ask_model(ctx, tests_messages(state.request, code), stream=False)
+                lines = (pick_code(tests_reply, "python") or "").splitlines()
+                model_checks = [line for line in lines if line.startswith("assert ")]
+            update["model_checks"] = model_checks
+            update["tests"] = render_checks(state.user_checks, model_checks)
     return update
 
 
 async def save(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Store the new code (and the checks, the first time) as new versions."""
+    """Store the new code (other files and the checks when they changed) as new versions."""
     if state.error:  # no code this time: nothing to save
         return {}
     store = await get_store(runtime.context)
@@ -173,107 +211,20 @@ async def save(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     saved = await store.write(workspace_id, state.code_path, state.code, author="code_agent", message=message)
     files = {saved.path: saved.id}
     versions = [*state.versions, saved.id]
-    if state.tests and state.tests_path not in state.files:
-        checks = await store.write(
-            workspace_id, state.tests_path, state.tests, author="code_agent", message="assert checks"
-        )
-        files[checks.path] = checks.id
-        versions.append(checks.id)
-    return {"files": files, "versions": versions}
-
-
-async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Run the current version in the sandbox, analyse the log, emit the attempt as a custom event."""
-    ctx = runtime.context
-    attempt = state.attempts + 1
-    version_ids = [v for p, v in state.files.items() if p in (state.code_path, state.tests_path)]
-    record: AttemptRecord
-    diagnosis: Diagnosis | None = None
-    if state.error:
-        record = AttemptRecord(
-            attempt=attempt,
-            passed=False,
-            exit_code=-1,
-            reason="no_code",
-            error_class="NoCodeBlock",
-            error_line=None,
-            duration_s=0.0,
-            checks_failed=0,
-            checks_total=0,
-            version_ids=[],
-            summary=state.error,
-            code=state.code,
-            output="",
-        )
-    else:
-        if state.language == "python":
-            files, entry = build_files(state.code_path, state.code, state.tests_path, state.tests)
-        else:
-            files, entry = {state.code_path: state.code}, state.code_path
+    others = {p: c for p, c in state.extra.items() if p != state.tests_path}
+    if state.tests:
+        others[state.tests_path] = state.tests
+    for path, content in others.items():
         try:
-            sandbox = await get_sandbox(ctx)
-            result, tier = await run_program(
-                sandbox,
-                files=files,
-                entry=entry,
-                language=state.language,
-                library_set=ctx.library_set,
-                tier=ctx.tier,  # type: ignore[arg-type]
-            )
-        except SandboxError as exc:
-            logger.warning("sandbox refused attempt %d: %s", attempt, exc)
-            return {
-                "status": "error",
-                "error": f"the sandbox could not run the code: {exc}",
-                "attempts": attempt,
-            }
-        diagnosis = diagnose(result, {state.code_path: state.code}, state.language)
-        output = result.stdout + ("\n" + result.stderr if result.stderr else "")
-        await index_output(await get_store(ctx), state.workspace_id or "", state.code_path, output)
-        record = AttemptRecord(
-            attempt=attempt,
-            passed=diagnosis.passed,
-            exit_code=result.exit_code,
-            reason=result.reason.value,
-            error_class=diagnosis.error_class,
-            error_line=diagnosis.line,
-            duration_s=round(result.duration_s, 3),
-            checks_failed=diagnosis.checks_failed,
-            checks_total=diagnosis.checks_total,
-            version_ids=version_ids,
-            tier=tier,
-            summary=(f"{diagnosis.error_class}: {diagnosis.message}" if not diagnosis.passed else "passed"),
-            code=state.code,
-            output=tail(output, 4000),
-        )
-    outcome = cast(RunOutcome, {k: v for k, v in record.items() if k not in ("code", "output")})
-    get_stream_writer()({"type": "code_attempt", **outcome})
-    status = "passed" if record["passed"] else ("exhausted" if attempt >= ctx.max_attempts else "working")
-    return {
-        "attempts": attempt,
-        "last_run": outcome,
-        "history": [*state.history, record],
-        "diagnosis": asdict(diagnosis) if diagnosis is not None and not diagnosis.passed else None,
-        "status": status,
-    }
-
-
-async def report(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Pick the best attempt, make it the current version, and report to the conversation."""
-    update: dict[str, Any] = {}
-    best = best_attempt(state.history)
-    last_ids = state.history[-1].get("version_ids", []) if state.history else []
-    if best is not None and best.get("version_ids") and best.get("version_ids") != last_ids:
-        store = await get_store(runtime.context)
-        code_version = best["version_ids"][0]
-        restored = await store.rollback(
-            state.workspace_id or "", state.code_path, code_version, author="code_agent"
-        )
-        update["files"] = {restored.path: restored.id}
-        update["versions"] = [*state.versions, restored.id]
-    text = report_text(state, best, restored_id=update.get("files", {}).get(state.code_path))
-    update["messages"] = [AIMessage(content=text, name="code_agent")]
-    return update
+            unchanged = (await store.read(workspace_id, path)).content == content
+        except _MISSING:
+            unchanged = False
+        if not unchanged:
+            what = "checks" if path == state.tests_path else f"attempt {attempt}"
+            written = await store.write(workspace_id, path, content, author="code_agent", message=what)
+            files[written.path] = written.id
+            versions.append(written.id)
+    return {"files": files, "versions": versions}
 
 
 def after_save(state: CodeState, runtime: Runtime[Context]) -> Literal["approve", "run"]:

@@ -1,15 +1,21 @@
-"""The Code Agent's final report: which attempt is the result, and what to tell the user."""
+"""The Code Agent's result: which attempt is kept, and the facts of the outcome (``CodeResult``).
+
+The result is structured state, not text: the Task Agent's final reply (``agents.reply``) is built
+from it, so what the user reads is what happened (passed or failed, the program's own output).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-from agents.state import AttemptRecord
+from langgraph.runtime import Runtime
 
-if TYPE_CHECKING:
-    from agents.code_agent import CodeState
+from agents.code.state import CodeState
+from agents.context import Context
+from agents.state import AttemptRecord, CodeResult
+from tools.services import get_store
 
-__all__ = ["best_attempt", "failing_checks", "report_text"]
+__all__ = ["best_attempt", "code_result", "failing_checks", "report"]
 
 
 def failing_checks(record: AttemptRecord) -> int:
@@ -26,36 +32,56 @@ def best_attempt(history: list[AttemptRecord]) -> AttemptRecord | None:
     return max(ran, key=lambda r: (bool(r.get("passed")), -failing_checks(r), int(r.get("attempt", 0))))
 
 
-def report_text(state: CodeState, best: AttemptRecord | None, *, restored_id: str | None) -> str:
-    """A short report: outcome, attempts, versions, output of the result."""
-    fence = "python" if state.language == "python" else "typescript"
-    versions = ", ".join(state.versions) or "none"
-    lines: list[str] = []
+def code_result(
+    state: CodeState, best: AttemptRecord | None, version_id: str | None, max_attempts: int
+) -> CodeResult:
+    """The outcome as facts: status, attempts, the kept code and what it printed, file and version."""
+    last = state.history[-1] if state.history else None
     if state.status == "rejected":
-        lines.append(f"The run of {state.code_path} was rejected ({state.error}); nothing was run.")
+        status, error = "rejected", state.error
     elif state.status == "error":
-        lines.append(f"Could not run {state.code_path}: {state.error}.")
+        status, error = "error", state.error
     elif best is not None and best.get("passed"):
-        lines.append(
-            f"{state.code_path} works: attempt {best['attempt']} of {state.attempts} passed"
-            + (f" with {best.get('checks_total', 0)} checks." if best.get("checks_total") else ".")
-        )
+        status, error = "passed", ""
     else:
-        last = state.history[-1] if state.history else None
-        lines.append(f"FAILED: {state.code_path} still fails after {state.attempts} attempt(s) (the limit).")
-        if last is not None:
-            lines.append(f"Last error: {last.get('summary', '')}")
-        if state.cause:
-            lines.append(f"Model's diagnosis: {state.cause}")
-        if best is not None:
-            lines.append(
-                f"Kept attempt {best['attempt']} as the result ({failing_checks(best)} failing check(s))"
-                + (f", restored as version {restored_id}." if restored_id else ".")
-            )
-    lines.append(f"Versions written: {versions}.")
-    if best is not None:
-        output = (best.get("output") or "").strip()
-        if output:
-            lines.append(f"Output of attempt {best['attempt']}:\n```\n{output}\n```")
-        lines.append(f"Code ({state.code_path}):\n```{fence}\n{best.get('code', '').rstrip()}\n```")
-    return "\n".join(lines)
+        status, error = "failed", (last.get("summary", "") if last else state.error) or "no code was produced"
+    result = CodeResult(
+        status=status,  # type: ignore[typeddict-item]
+        path=state.code_path,
+        version_id=version_id or "",
+        language=state.language,
+        attempts=state.attempts,
+        max_attempts=max_attempts,
+        error=error,
+        user_checks=len(state.user_checks),
+        dropped_checks=list(state.dropped_checks),
+        files=sorted({state.code_path, *state.extra, *([state.tests_path] if state.tests else [])}),
+    )
+    shown = best if status != "failed" or best is not None else last
+    if shown is not None:
+        result["attempt"] = int(shown.get("attempt", 0))
+        result["code"] = str(shown.get("code", ""))
+        result["printed"] = str(shown.get("printed", ""))
+        result["checks_total"] = int(shown.get("checks_total", 0))
+        result["checks_failed"] = int(shown.get("checks_failed", 0))
+    elif state.code:
+        result["code"] = state.code
+    return result
+
+
+async def report(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Pick the best attempt, make it the current version, and hand back the outcome's facts."""
+    update: dict[str, Any] = {}
+    best = best_attempt(state.history)
+    last_ids = state.history[-1].get("version_ids", []) if state.history else []
+    version_id = state.files.get(state.code_path)
+    if best is not None and best.get("version_ids") and best.get("version_ids") != last_ids:
+        store = await get_store(runtime.context)
+        restored = await store.rollback(
+            state.workspace_id or "", state.code_path, best["version_ids"][0], author="code_agent"
+        )
+        update["files"] = {restored.path: restored.id}
+        update["versions"] = [*state.versions, restored.id]
+        version_id = restored.id
+    update["code_result"] = code_result(state, best, version_id, runtime.context.max_attempts)
+    return update

@@ -13,8 +13,8 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from agents.context import Context
-from agents.embedded import get_embedded_server
 from agents.models import achat_model, chat_model
+from agents.runtime.embedded import get_embedded_server
 from sandbox.base import Sandbox
 from tools.execution import run_program
 from workspace.sql import SqlVersionStore
@@ -97,7 +97,7 @@ async def test_graph_writes_and_runs_a_function(
 async def test_code_agent_fixes_a_buggy_file_within_three_attempts(
     embedded: str, store: SqlVersionStore, sandbox: Sandbox
 ) -> None:
-    from agents.code_agent import code_agent_graph
+    from agents.code.graph import code_agent_graph
 
     workspace = await store.create_workspace("llm-buggy")
     version = await store.write(workspace.id, "main.py", BUGGY, author="user", message="buggy average")
