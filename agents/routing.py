@@ -33,7 +33,7 @@ _CODE_VERBS = re.compile(
 )
 _COMPUTE = re.compile(
     r"\d\s*(?:[-+*/%^]|\*\*)\s*\d|\b(how many|sum of|product of|average of|factorial|fibonacci|prime|"
-    r"digits of)\b",
+    r"digits of|power of|squared|cubed|square root|catalan)\b",
     re.I,
 )
 _SEARCH = re.compile(
@@ -45,8 +45,8 @@ _SUMMARY = re.compile(
     r"\b(summari[sz]e|summary|tl;?dr|condense|résume|résumé|zusammenfass\w*|resume)\b", re.I
 )
 _GREETING = re.compile(
-    r"^\W*(hi|hello|hey|thanks?|thank you|bye|good (morning|evening|afternoon)|bonjour|hola|hallo|ok|okay|"
-    r"great|cool|who are you|what can you do)\b",
+    r"^\W*(hi|hello|hey|thanks?|thank you|cheers|bye|good (morning|evening|afternoon)|bonjour|hola|hallo|"
+    r"ok|okay|great|cool|who are you|what can you do)\b",
     re.I,
 )
 _CONCEPT = re.compile(

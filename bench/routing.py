@@ -4,8 +4,10 @@ Each labeled request (``bench/routing_cases.py``: 80 threads: code, code-bearing
 greetings and conceptual questions, search, summary, turns after a specialist reported) goes
 through the real Task Agent node (``task_agent(state, runtime)``) with the embedded Qwen model; the
 route it picks is compared with the label (``answer`` also counts ``done`` / ``reply``: the turn
-ends with a reply). The baseline in the same run is the keyword guess alone (no model), the last
-resort of the old router. Prints each miss, accuracy per label, the code-bearing rate, and overall last.
+ends with a reply). Baselines in the same run: the model's JSON choice alone (``decide``, without
+the deterministic first pass), and the old router's keyword fallback (its regexes, copied here).
+Cases marked ``held_out`` were written after the first pass's rules and not tuned on; their rate is
+printed apart. Prints each miss, accuracy per label, the code-bearing rate, and overall last.
 
 Usage: python bench/routing.py [--limit N] [--only LABEL]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -32,9 +35,17 @@ from agents.context import Context  # noqa: E402
 from agents.state import State  # noqa: E402
 
 try:  # the Task Agent's module (agents.router before issue 9)
-    from agents.task_agent import guess_route, task_agent
+    from agents.task_agent import decide, task_agent
 except ImportError:  # pragma: no cover - the old layout, for the before figure
-    from agents.router import guess_route, task_agent  # type: ignore[no-redef]
+    from agents.router import decide, task_agent  # type: ignore[no-redef]
+
+# The old router's keyword fallback (agents/router.py before issue 9), as a fixed baseline.
+_OLD_CODE = re.compile(
+    r"\b(write|code|program|script|function|python|typescript|implement|fix|bug|run|compute|calculate)\b",
+    re.I,
+)
+_OLD_SEARCH = re.compile(r"\b(search|look up|find|latest|news|who is|what is|docs?|documentation)\b", re.I)
+_OLD_SUMMARY = re.compile(r"\b(summari[sz]e|summary|tl;?dr|condense)\b", re.I)
 
 
 def thread_of(case: RoutingCase) -> list[BaseMessage]:
@@ -59,10 +70,19 @@ async def route_case(case: RoutingCase, context: Context) -> str:
 
 
 def keyword_label(case: RoutingCase) -> str:
-    """Baseline: the keyword guess on the request alone (``answer`` when nothing fits)."""
+    """Baseline: the old keyword guess on the request alone (``answer`` when nothing fits)."""
     if case.speaker:
         return "answer"
-    return label_of(guess_route(case.text))
+    for pattern, label in ((_OLD_SUMMARY, "summarize"), (_OLD_CODE, "code"), (_OLD_SEARCH, "search")):
+        if pattern.search(case.text):
+            return label
+    return "answer"
+
+
+async def model_label(case: RoutingCase, context: Context) -> str:
+    """Baseline: the model's JSON choice alone, without the first pass (``answer`` when unreadable)."""
+    decision = await decide(context, thread_of(case))
+    return label_of(decision[0] if decision else None)
 
 
 def table(name: str, results: list[tuple[RoutingCase, str]]) -> float:
@@ -86,6 +106,7 @@ async def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each label")
     parser.add_argument("--only", default="", help="only cases with this label")
+    parser.add_argument("--no-model-baseline", action="store_true", help="skip the model-alone baseline")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cases = [c for c in CASES if not args.only or c.label == args.only]
@@ -112,13 +133,24 @@ async def main() -> None:
         )
     elapsed = time.monotonic() - started
     keyword_results = [(c, keyword_label(c)) for c in cases]
-    print(f"\n{len(cases)} requests, {elapsed / max(len(cases), 1):.1f} s per request with the model")
+    alone: list[tuple[RoutingCase, str]] = []
+    if not args.no_model_baseline:
+        for case in cases:
+            alone.append((case, await model_label(case, context)))
+    print(f"\n{len(cases)} requests, {elapsed / max(len(cases), 1):.1f} s per request through the Task Agent")
     base = table("keywords", keyword_results)
+    model_only = table("model", alone) if alone else float("nan")
     ours = table("router", model_results)
+    held = [(c, got) for c, got in model_results if c.held_out]
+    if held:
+        hits = sum(got == c.label for c, got in held)
+        print(
+            f"  held-out (written after the rules): {hits}/{len(held)} = {100 * hits / len(held):.1f}%"
+        )
     bearing = [got == "code" for c, got in model_results if c.bearing]
     bearing_pct = 100 * sum(bearing) / len(bearing) if bearing else 0.0
     print(
-        f"routing accuracy: overall {ours:.1f}% (keywords alone {base:.1f}%), "
+        f"routing accuracy: overall {ours:.1f}% (model alone {model_only:.1f}%, old keywords {base:.1f}%), "
         f"code-bearing to code {bearing_pct:.0f}%, n={len(cases)}"
     )
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Labeled requests for ``bench/routing.py``: what a user types, and where it must go.
 
 Each case is a thread (earlier turns, then the request) and the expected label: ``code`` (write, run,
@@ -22,6 +23,8 @@ class RoutingCase:
     before: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
     bearing: bool = False
     speaker: str = ""
+    held_out: bool = False
+    """Written after the first pass's rules, without changing them: a check against overfitting."""
     """Set when ``text`` is a specialist's report (that agent's name), not a user message."""
 
 
@@ -190,3 +193,37 @@ CASES: list[RoutingCase] = [
         speaker="summarize_agent",
     ),
 ]
+
+_HELD_OUT = [
+    (
+        "Could you put together a small Python tool that renames every .txt extension to .md in a list of names?",
+        "code",
+    ),
+    ("I'd like to see the output of sorted([3, 1, 2], reverse=True)", "code"),
+    ("Please produce a TypeScript class for a stack with push and pop", "code"),
+    ("what's 2 to the power of 64", "code"),
+    ("Give me the 12th Catalan number", "code"),
+    ("My script throws KeyError: 'name' when the dict is empty, help me handle it", "code"),
+    ("Zeig mir ein Python-Programm, das die Zahlen von 1 bis 10 quadriert", "code"),
+    ("Generate a CSV of the first 5 squares and print it", "code"),
+    ("```python\nx = [1, 2, 3]\nprint(x[5])\n```", "code"),
+    ("is this correct?\n```python\ndef inc(x):\n    return x + 2\n```", "code"),
+    ("hey there", "answer"),
+    ("What's the difference between == and is in Python?", "answer"),
+    ("How do decorators work?", "answer"),
+    ("cheers!", "answer"),
+    ("Do you keep old versions of my files?", "answer"),
+    ("Look up the release date of Python 3.14", "search"),
+    ("Which companies sponsor the Rust foundation? Search online.", "search"),
+    ("Find recent blog posts about WebAssembly components", "search"),
+    (
+        "Please give me a tl;dr: the server now streams tokens, routes better and reports failures honestly.",
+        "summarize",
+    ),
+    (
+        "Summarise the following in one sentence: caching cut the p99 latency from 900 ms to 120 ms.",
+        "summarize",
+    ),
+]
+
+CASES += [RoutingCase(t, label, held_out=True, bearing="```" in t) for t, label in _HELD_OUT]
