@@ -14,7 +14,7 @@ REPORT = "Done: main.py ran successfully on attempt 1 of 3.\nIt printed:\n```\n2
     ("text", "route"),
     [
         (
-            "Write a Python program that prints the sum of the squares from 1 to 20, run it, tell me the number",
+            "Write a Python program that prints the sum of the squares from 1 to 20, run it, tell me",
             "code",
         ),
         ("what is 123456789 * 987654321?", "code"),
