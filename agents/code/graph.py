@@ -89,6 +89,7 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
         "code_path": code_path,
         "tests_path": tests_path,
         "extra_paths": extra_paths,
+        "named_tests": tests_path in request.files,
         "pasted": False,
         "user_checks": user_checks(request.text) if language == "python" else [],
         "attempts": 0,
@@ -152,6 +153,7 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
             earlier=state.earlier,
             checks=state.user_checks,
             pasted=state.pasted,
+            also=[*state.extra_paths, *([state.tests_path] if state.named_tests else [])],
         )
     else:
         diagnosis = Diagnosis(**state.diagnosis) if state.diagnosis else None
@@ -164,7 +166,8 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     for resample in range(MAX_RESAMPLES + 1):
         temperature, seed = sampling_for(attempt, resample)
         sample = await ask_model(ctx, messages, temperature=temperature, seed=seed)
-        named = blocks_by_file(sample, [state.code_path]) if state.extra_paths else {}
+        several = bool(state.extra_paths or state.named_tests)
+        named = blocks_by_file(sample, [state.code_path]) if several else {}
         picked = named.get(state.code_path) or pick_code(sample, state.language)
         if picked is not None or code is None:
             reply, code = sample, picked
@@ -182,7 +185,7 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
         update["code"] = state.code
         return update
     update["code"], update["error"] = code, ""
-    wanted = [*state.extra_paths, state.tests_path] if state.extra_paths else []
+    wanted = [*state.extra_paths, state.tests_path] if state.extra_paths or state.named_tests else []
     extra = {p: c for p, c in blocks_by_file(reply, wanted).items() if p != state.code_path}
     if extra:
         update["extra"] = {**state.extra, **extra}

@@ -81,6 +81,7 @@ def draft_messages(
     earlier: str = "",
     checks: list[str] | None = None,
     pasted: bool = False,
+    also: list[str] | None = None,
 ) -> list[BaseMessage]:
     """Ask for the first version of ``path`` (or a change to its current content when there is one)."""
     fence = FENCES[language]
@@ -91,6 +92,12 @@ def draft_messages(
         body += (
             f"\n\nCurrent content of {path}:\n```{fence}\n{current.rstrip()}\n```\n"
             f"Change it as the request asks. Reply with the whole new {path}."
+        )
+    elif also:
+        names = " and ".join([path, *also])
+        body += (
+            f"\n\nWrite the files {names}, each in its own code block with its file name on the line "
+            "before the block."
         )
     else:
         body += f"\n\nWrite the file {path}."

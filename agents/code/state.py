@@ -46,6 +46,8 @@ class CodeState(CodeOutput):
     code_path: str = "main.py"
     tests_path: str = "test_main.py"
     extra_paths: list[str] = field(default_factory=list)
+    named_tests: bool = False
+    """The user named the tests file: the model writes it with the code (several files, one reply)."""
     pasted: bool = False
     code: str = ""
     extra: dict[str, str] = field(default_factory=dict)

@@ -168,3 +168,53 @@ async def test_routing_json_and_check_generation_are_not_streamed_as_chat(
 def test_the_graphs_output_schema_is_published() -> None:
     schema = graph.get_output_jsonschema()
     assert "messages" in schema["properties"] and "code_result" in schema["properties"]
+
+
+async def test_fix_main_py_in_an_existing_workspace_edits_that_file(
+    llm: ScriptedOpenAI, make_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    workspace = await store.create_workspace("existing")
+    await store.write(workspace.id, "main.py", BUGGY_MEAN, author="user", message="mine")
+    llm.add(Reply(fenced(FIXED_MEAN), match=CODE))
+    final, events = await turn(make_context(generate_tests=False), "fix main.py", workspace_id=workspace.id)
+    assert events[-1]["passed"] is True and list(final["files"]) == ["main.py"]
+    history = await store.history(workspace.id, "main.py")
+    assert [v.author for v in history] == ["user", "code_agent"] and history[-1].content == FIXED_MEAN
+    assert BUGGY_MEAN.strip() in llm.requests_matching(CODE)[0]["messages"][-1]["content"]
+
+
+async def test_a_module_and_its_tests_are_two_files(
+    llm: ScriptedOpenAI, make_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    module = "def area(w, h):\n    return w * h\n"
+    tests = "from shapes import area\n\n\ndef test_area():\n    assert area(2, 3) == 6\n"
+    llm.add(Reply(f"shapes.py:\n```python\n{module}```\ntest_shapes.py:\n```python\n{tests}```", match=CODE))
+    final, events = await turn(
+        make_context(), "Write shapes.py with area(w, h) and its tests in test_shapes.py"
+    )
+    assert events[-1]["passed"] is True, events
+    assert {"shapes.py", "test_shapes.py"} <= set(final["files"])
+    assert (await store.read(final["workspace_id"], "test_shapes.py")).content == tests
+
+
+async def test_a_follow_up_carries_the_earlier_turn(
+    llm: ScriptedOpenAI, make_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agents.graph import build_graph
+
+    threaded = build_graph().compile(checkpointer=InMemorySaver())
+    config: dict[str, Any] = {"configurable": {"thread_id": "follow-up"}}
+    ctx = make_context(generate_tests=False)
+    llm.add(Reply(fenced(FIZZBUZZ), match=CODE), Reply(fenced(FIZZBUZZ.replace("16", "31")), match=CODE))
+    await threaded.ainvoke(
+        {"messages": [HumanMessage("Write fizzbuzz.py that prints FizzBuzz up to 15")]}, config, context=ctx
+    )
+    final = await threaded.ainvoke(
+        {"messages": [HumanMessage("now make it go up to 30 instead")]}, config, context=ctx
+    )
+    second = llm.requests_matching(CODE)[1]["messages"][-1]["content"]
+    assert "User: Write fizzbuzz.py that prints FizzBuzz up to 15" in second
+    assert "Current content of fizzbuzz.py" in second and "range(1, 16)" in second
+    assert len(await store.history(final["workspace_id"], "fizzbuzz.py")) == 2
