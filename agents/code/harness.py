@@ -147,7 +147,8 @@ if TESTS:
             failed += 1
             print("CHECK %d FAIL: %s -> %s: %s" % (total, text, type(exc).__name__, exc))
     for stmt in stmts:  # pytest-style test functions of a tests file the user asked for
-        if isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test_") and callable(ns.get(stmt.name)):  # noqa: E501
+        is_test = isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test_")
+        if is_test and callable(ns.get(stmt.name)):
             total += 1
             try:
                 ns[stmt.name]()
