@@ -190,3 +190,14 @@ async def test_the_ui_placeholder_task_passes(
     assert result.stdout.split() == expected, result.stdout  # held out: the model never saw this list
     reply = final["messages"][-1].content
     assert reply.startswith("Done: fizzbuzz.py ran successfully") and "FizzBuzz" in reply
+
+
+async def test_the_assistant_introduces_itself_as_this_platforms(
+    embedded: str, store: SqlVersionStore, sandbox: Sandbox
+) -> None:
+    from agents.graph import graph
+
+    final = await graph.ainvoke(
+        {"messages": [HumanMessage("Who are you?")]}, context=_context(store, sandbox)
+    )
+    assert "agentic platform" in final["messages"][-1].content.lower(), final["messages"][-1].content
