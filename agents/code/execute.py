@@ -8,6 +8,7 @@ file gets a new version saying why, and the attempt counts by the checks that re
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -32,6 +33,16 @@ logger = logging.getLogger(__name__)
 
 MAX_JUDGED = 3
 """Failing model-written checks judged per run (each costs one short model call)."""
+
+
+NO_OUTPUT = "the request asks the program to print something, but it printed nothing"
+_ASKS_PRINT = re.compile(r"\b(print|prints|printed|display|show|output|tell me)\b", re.I)
+
+
+def _silent(state: CodeState, stdout: str) -> bool:
+    """A clean run that printed nothing although the user asked for printed output."""
+    printed = stdout.split(CHECKS_MARKER, 1)[0]
+    return not printed.strip() and bool(_ASKS_PRINT.search(state.request))
 
 
 def _no_code_record(state: CodeState, attempt: int) -> AttemptRecord:
@@ -88,6 +99,10 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
                 "attempts": attempt,
             }
         diagnosis = diagnose(result, {state.code_path: state.code}, state.language)
+        if diagnosis.passed and _silent(state, result.stdout):
+            diagnosis = Diagnosis(
+                passed=False, error_class="NoOutput", message=NO_OUTPUT, checks_total=diagnosis.checks_total
+            )
         clean = result.reason is EndReason.EXIT and "Traceback" not in result.stderr
         wrong = await _judge_checks(state, ctx, result.stdout) if clean and not diagnosis.passed else []
         if wrong:

@@ -218,3 +218,18 @@ async def test_a_follow_up_carries_the_earlier_turn(
     assert "User: Write fizzbuzz.py that prints FizzBuzz up to 15" in second
     assert "Current content of fizzbuzz.py" in second and "range(1, 16)" in second
     assert len(await store.history(final["workspace_id"], "fizzbuzz.py")) == 2
+
+
+async def test_a_silent_program_does_not_pass_when_output_was_asked_for(
+    llm: ScriptedOpenAI, make_context: Callable[..., Context]
+) -> None:
+    silent = "def squares():\n    return [i * i for i in range(1, 6)]\n"
+    loud = silent + "\n\nfor s in squares():\n    print(s)\n"
+    llm.add(
+        Reply(fenced(silent), match=CODE), Reply("Cause: never prints.\n" + fenced(loud), match="It failed.")
+    )
+    final, events = await turn(
+        make_context(generate_tests=False), "Create squares.py that prints the squares of 1 to 5."
+    )
+    assert [(e["passed"], e["error_class"]) for e in events] == [(False, "NoOutput"), (True, None)]
+    assert "It printed:\n```\n1\n4\n9\n16\n25\n```" in final["messages"][-1].content
