@@ -51,7 +51,7 @@ _GREETING = re.compile(
 )
 _CONCEPT = re.compile(
     r"^\W*(what is|what are|what does|what's|explain|why|when should|how does|how do|what's the difference|"
-    r"difference between|is it|can you explain)\b",
+    r"difference between|is it|can you explain|is|are|should i|which|do you|does it|can i)\b",
     re.I,
 )
 _FOLLOW_UP = re.compile(

@@ -170,6 +170,9 @@ def _program_value(check: FailedCheck) -> object:
     return _literal(match.group(1))
 
 
+_PRINTS = re.compile(r"\b(print|prints|printed|display|show)\b", re.I)
+
+
 async def judge(context: Context, request: str, check: FailedCheck) -> bool | None:
     """Whether ``check`` is wrong: True when a second, independent prediction agrees with the program,
     False when it agrees with the check, None when it settles nothing (unreadable, or neither side).
@@ -198,6 +201,8 @@ async def judge(context: Context, request: str, check: FailedCheck) -> bool | No
         actual = _program_value(check)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None  # compares something we cannot read back
+    if actual is None and _PRINTS.search(request) and not re.search(r"\breturn", request, re.I):
+        return True  # the request asks for printing; a check on a return value tests what was not asked
     question = (
         f"Task:\n{request}\n\nWhat is the exact value of `{ast.unparse(call)}` for a correct solution? "
         "Think step by step in at most three short lines, "

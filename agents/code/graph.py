@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -59,6 +60,15 @@ def _defines_functions(code: str) -> bool:
     except SyntaxError:
         return False
     return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) for node in tree.body)
+
+
+_PRINTS = re.compile(r"\b(print|prints|printed|display|show|output)\b", re.I)
+_VALUES = re.compile(r"\b(return|returns|returning|function|method|def)\b", re.I)
+
+
+def _asks_values(state: CodeState) -> bool:
+    """Whether model-written checks of return values fit: not for a request that only asks to print."""
+    return bool(_VALUES.search(state.request)) or not _PRINTS.search(state.request)
 
 
 def _paths(state: CodeState, named: list[str], language: str) -> tuple[str, str, list[str]]:
@@ -194,7 +204,12 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
             update["tests"] = extra[state.tests_path]
         else:
             model_checks: list[str] = []
-            if ctx.generate_tests and not state.user_checks and _defines_functions(code):
+            if (
+                ctx.generate_tests
+                and not state.user_checks
+                and _defines_functions(code)
+                and _asks_values(state)
+            ):
                 tests_reply = await ask_model(ctx, tests_messages(state.request, code), stream=False)
                 lines = (pick_code(tests_reply, "python") or "").splitlines()
                 model_checks = [line for line in lines if line.startswith("assert ")]
