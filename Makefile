@@ -57,11 +57,11 @@ $(JS_TEST)/node_modules/.package-lock.json: $(JS_TEST)/package.json $(JS_TEST)/p
 
 # Library sets (base, datascience) for the local sandbox, built into the data dir; no-op when current.
 libsets: venv
-	$(PY) -m sandbox.libsets build
+	$(VENV)/bin/agentic libsets build
 
 # The embedded model (Qwen2.5-Coder-1.5B Q4_K_M), assembled once into the user cache dir.
 model: venv
-	$(PY) -m agents.embedded setup
+	$(VENV)/bin/agentic model setup
 
 lint: venv
 	$(VENV)/bin/ruff check agents tools sandbox workspace server tests bench

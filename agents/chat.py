@@ -8,17 +8,27 @@ sampling settings, so a run does not rebuild HTTP clients for every call.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 
 from agents.context import Context
 from agents.models import achat_model
 
-__all__ = ["ask_model", "make_chat_model", "text_of"]
+__all__ = ["STREAM_AS", "ask_model", "make_chat_model", "text_of"]
 
 logger = logging.getLogger(__name__)
+
+STREAM_AS: ContextVar[dict[str, Any] | None] = ContextVar("agentic_stream_as", default=None)
+"""Run metadata that makes a subgraph's model calls stream as its parent node's (set by that node).
+
+LangGraph's ``messages`` stream drops tokens from subgraphs unless the client asks for subgraph
+streaming; the Code Agent runs as a subgraph, yet its draft is what a user wants to watch.
+"""
 
 _cache: dict[tuple[str | None, str | None, str | None, float, int | None], BaseChatModel] = {}
 
@@ -58,11 +68,20 @@ async def ask_model(
     *,
     temperature: float = 0.0,
     seed: int | None = None,
+    stream: bool = True,
     **bind: Any,
 ) -> str:
-    """Send ``messages`` and return the reply text; ``bind`` adds request options (response_format)."""
+    """Send ``messages`` and return the reply text; ``bind`` adds request options (response_format).
+
+    With ``stream=False`` the call is tagged ``nostream`` (LangGraph's convention): internal calls
+    such as the router's JSON or check generation are not shown to clients as chat tokens.
+    """
     model: Any = await make_chat_model(context, temperature=temperature, seed=seed)
     if bind:
         model = model.bind(**bind)
-    reply = await model.ainvoke(messages)
+    config: RunnableConfig = {"tags": [TAG_NOSTREAM]} if not stream else {}
+    stream_as = STREAM_AS.get()
+    if stream and stream_as:
+        config["metadata"] = dict(stream_as)
+    reply = await model.ainvoke(messages, config=config)
     return text_of(reply) if isinstance(reply, BaseMessage) else str(reply)

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
-from agents.config import ModelSettings
-from agents.settings import GraphSettings
+from agents.settings import GraphSettings, ModelSettings
 
 __all__ = ["CLIENT", "Context", "client_fields"]
 

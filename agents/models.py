@@ -14,7 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agents.config import ModelSettings
+from agents.settings import ModelSettings
 
 __all__ = ["DEFAULT_REMOTE_MODEL", "achat_model", "chat_model", "operator_key_for"]
 
@@ -68,11 +68,11 @@ def chat_model(
         settings: Model settings; read from the environment when omitted.
 
     Raises:
-        agents.embedded.EmbeddedServerError: The embedded model could not be started.
+        agents.runtime.embedded.EmbeddedServerError: The embedded model could not be started.
     """
     settings = settings or ModelSettings()
     if base_url is None:
-        from agents.embedded import EMBEDDED_MODEL_NAME, embedded_base_url
+        from agents.runtime.embedded import EMBEDDED_MODEL_NAME, embedded_base_url
 
         return ChatOpenAI(
             base_url=embedded_base_url(settings),
@@ -108,7 +108,7 @@ async def achat_model(
     import asyncio
 
     if base_url is None:
-        from agents.embedded import get_embedded_server
+        from agents.runtime.embedded import get_embedded_server
 
         await asyncio.to_thread(get_embedded_server, settings or ModelSettings())
     return chat_model(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
+from typing_extensions import TypedDict
 
 __all__ = [
     "AttemptRecord",
+    "CodeResult",
     "InputState",
     "Route",
     "RunOutcome",
@@ -49,6 +51,29 @@ class AttemptRecord(RunOutcome, total=False):
 
     code: str
     output: str
+    printed: str
+    """What the program itself printed (stdout before the checks), verbatim."""
+
+
+class CodeResult(TypedDict, total=False):
+    """The Code Agent's outcome, the facts the final reply is built from (never model text)."""
+
+    status: Literal["passed", "failed", "rejected", "error"]
+    path: str
+    version_id: str
+    language: str
+    attempts: int
+    max_attempts: int
+    attempt: int
+    """The attempt whose code is the result."""
+    code: str
+    printed: str
+    error: str
+    checks_total: int
+    checks_failed: int
+    user_checks: int
+    dropped_checks: list[str]
+    files: list[str]
 
 
 class SearchNote(TypedDict):
@@ -94,7 +119,7 @@ class State(InputState):
     route: Route | None = None
     """The Task Agent's last decision."""
     task: str = ""
-    """The instruction the Task Agent gave the specialist."""
+    """The Task Agent's note to the specialist (an addition to the user's words, never a replacement)."""
     steps: int = 0
     """Task Agent decisions in the current user turn."""
     files: Annotated[dict[str, str], merge_files] = field(default_factory=dict)
@@ -102,6 +127,8 @@ class State(InputState):
     attempts: int = 0
     """Code Agent attempts in its last job."""
     last_run: RunOutcome | None = None
+    code_result: CodeResult | None = None
+    """What the Code Agent's last job ended with (the final reply quotes it)."""
     search_notes: Annotated[list[SearchNote], _add_notes] = field(default_factory=list)
     app_ids: Annotated[list[str], add_unique] = field(default_factory=list)
     """Hosted apps started for this conversation."""

@@ -31,12 +31,12 @@ from autofix_cases import CASES, Case  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage  # noqa: E402
 
 from agents.chat import text_of  # noqa: E402
-from agents.code_agent import code_agent_graph  # noqa: E402
-from agents.code_messages import draft_messages  # noqa: E402
+from agents.code.graph import code_agent_graph  # noqa: E402
+from agents.code.prompts import draft_messages  # noqa: E402
 from agents.context import Context  # noqa: E402
-from agents.embedded import get_embedded_server  # noqa: E402
 from agents.models import chat_model  # noqa: E402
 from agents.parsing import pick_code  # noqa: E402
+from agents.runtime.embedded import get_embedded_server  # noqa: E402
 from sandbox.base import Sandbox  # noqa: E402
 from sandbox.config import SandboxSettings  # noqa: E402
 from sandbox.factory import create_sandbox  # noqa: E402
@@ -152,7 +152,7 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     counter = ResampleCounter()
-    agent_logger = logging.getLogger("agents.code_agent")
+    agent_logger = logging.getLogger("agents.code.graph")
     agent_logger.setLevel(logging.INFO)
     agent_logger.addHandler(counter)
     agent_logger.propagate = False

@@ -31,24 +31,29 @@ from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
 from agents.checkpoint import open_postgres_checkpointer, open_sqlite_checkpointer  # noqa: E402
 from agents.context import Context  # noqa: E402
 from agents.graph import build_graph  # noqa: E402
-from tests.support.scripted_openai import ScriptedOpenAI  # noqa: E402
+from tests.support.scripted_openai import RESPOND, ROUTER, Reply, ScriptedOpenAI  # noqa: E402
 from tools.search_backends import LocalCorpusSearch, WebResult  # noqa: E402
 
-STEPS_PER_TURN = 3
+STEPS_PER_TURN = 4
 CORPUS = [WebResult(title="Doc", url="https://example/doc", snippet="graph checkpoint overhead")]
 
 
 class _Router:
-    """Alternates search / answer so each turn is exactly three node steps."""
+    """Alternates search / answer so each turn is exactly four node steps.
+
+    task_agent -> search_agent -> task_agent -> respond (the reply is streamed by its own node since
+    issue 9, the router no longer writes it).
+    """
 
     def __init__(self, server: ScriptedOpenAI) -> None:
         self.server = server
 
     def arm(self, turns: int) -> None:
         self.server.reset()
+        self.server.when(RESPOND, "done")
         for _ in range(turns):
-            self.server.add('{"next": "search", "task": "graph overhead"}')
-            self.server.add('{"next": "answer", "answer": "done"}')
+            self.server.add(Reply('{"next": "search", "task": "graph overhead"}', match=ROUTER))
+            self.server.add(Reply('{"next": "answer"}', match=ROUTER))
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 from langgraph_sdk.client import LangGraphClient  # noqa: E402
 
 from tests.server.agent_protocol.support import ServerProcess  # noqa: E402
-from tests.support.scripted_openai import ROUTER, ScriptedOpenAI  # noqa: E402
+from tests.support.scripted_openai import RESPOND, ROUTER, ScriptedOpenAI  # noqa: E402
 
 ANSWER = "The answer is 42. " * 8
 MODES = ["values", "messages-tuple", "custom"]
@@ -104,6 +104,7 @@ def summary(label: str, samples: list[Sample]) -> str:
 async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, ScriptedOpenAI() as llm:
         llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
+        llm.when(RESPOND, ANSWER.strip())  # the reply is streamed by the respond node (issue 9)
         env = {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
         env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
         env.update(extra_env or {})

@@ -1,5 +1,6 @@
 """The ``agentic`` command: ``serve`` the API, ``run`` a file in the local sandbox, ``doctor`` the host,
-``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output.
+``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output, ``model setup`` the
+embedded model, ``libsets build`` the library sets.
 
 This is the only module (with start-up) that prints and configures logging.
 """
@@ -265,3 +266,45 @@ def keys_revoke(
     _err.print(f"revoked {count} key(s) of tenant {tenant}")
     if count == 0:
         raise typer.Exit(1)
+
+        raise typer.Exit(1)
+
+
+model_app = typer.Typer(help="The embedded model (Qwen2.5-Coder-1.5B Q4_K_M).", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("setup")
+def model_setup() -> None:
+    """Download and assemble the embedded model (a fast no-op when it is current)."""
+    from agents.runtime.cli import main as model_main
+
+    raise typer.Exit(model_main(["setup"]))
+
+
+@model_app.command("path")
+def model_path() -> None:
+    """Print where the model file lives (exit 1 when it is missing or stale)."""
+    from agents.runtime.cli import main as model_main
+
+    raise typer.Exit(model_main(["path"]))
+
+
+@model_app.command("bench")
+def model_bench(max_tokens: Annotated[int, typer.Option("--max-tokens")] = 128) -> None:
+    """Start the embedded server and measure its generation speed."""
+    from agents.runtime.cli import main as model_main
+
+    raise typer.Exit(model_main(["bench", "--max-tokens", str(max_tokens)]))
+
+
+libsets_app = typer.Typer(help="Library sets for the local sandbox.", no_args_is_help=True)
+app.add_typer(libsets_app, name="libsets")
+
+
+@libsets_app.command("build")
+def libsets_build() -> None:
+    """Build the library sets (base, datascience) into the data dir; a no-op when current."""
+    from sandbox.libsets import main as libsets_main
+
+    raise typer.Exit(libsets_main(["build"]))

@@ -115,14 +115,14 @@ def _library_sets(settings: Settings) -> list[Check]:
 def _model() -> tuple[bool, str]:
     """The embedded model's file; the agents package may not be installed or finished yet."""
     try:
-        from agents.config import ModelSettings
-        from agents.embedded_assembly import DEFAULT_MODEL
+        from agents.runtime.assembly import DEFAULT_MODEL
+        from agents.settings import ModelSettings
     except ImportError as exc:
         return False, f"agents package not available ({exc})"
     path = ModelSettings().models_dir / DEFAULT_MODEL.filename
     if path.is_file():
         return True, f"{path} ({path.stat().st_size / 2**20:.0f} MiB)"
-    return False, f"{path} missing; fix: make model (python -m agents.embedded setup), or set OPENAI_BASE_URL"
+    return False, f"{path} missing; fix: make model (agentic model setup), or set OPENAI_BASE_URL"
 
 
 def run_checks(settings: Settings) -> list[Check]:

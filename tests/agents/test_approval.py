@@ -54,6 +54,12 @@ async def start(make_context: Callable[..., Context]) -> tuple[Any, dict[str, An
     ask = paused["interrupt"]
     assert ask["type"] == "approval" and ask["code"] == PROGRAM and ask["attempt"] == 1
     assert ask["actions"] == ["approve", "edit", "reject"]
+    # LangChain's human-in-the-loop shape, so agent-chat-ui's Approve / Edit / Reject panel works.
+    assert (
+        ask["action_requests"][0]["name"] == "run_code"
+        and ask["action_requests"][0]["args"]["code"] == PROGRAM
+    )
+    assert ask["review_configs"][0]["allowed_decisions"] == ["approve", "edit", "reject"]
     return graph, config, ctx, ask
 
 
@@ -63,7 +69,7 @@ async def test_approve_runs_the_code(llm: ScriptedOpenAI, make_context: Callable
     done, events = await drive(graph, Command(resume={"action": "approve"}), config, ctx)
     assert [e["passed"] for e in events] == [True]
     assert len(llm.requests_matching(CODE)) == 1, "resuming must not ask the model again"
-    assert done["values"]["messages"][-1].content == "Done."
+    assert done["values"]["messages"][-1].content.startswith("Done: main.py ran successfully on attempt 1")
 
 
 async def test_edit_runs_the_edited_code(
@@ -78,8 +84,7 @@ async def test_edit_runs_the_edited_code(
     history = await store.history(values["workspace_id"], "main.py")
     assert [(v.author, v.content) for v in history] == [("code_agent", PROGRAM), ("user", edited + "\n")]
     assert values["files"]["main.py"] == history[-1].id
-    report = next(m for m in values["messages"] if getattr(m, "name", None) == "code_agent")
-    assert "edited by a human" in report.content
+    assert "edited by a human" in values["messages"][-1].content
 
 
 async def test_reject_runs_nothing(llm: ScriptedOpenAI, make_context: Callable[..., Context]) -> None:
@@ -87,6 +92,25 @@ async def test_reject_runs_nothing(llm: ScriptedOpenAI, make_context: Callable[.
     graph, config, ctx, _ = await start(make_context)
     done, events = await drive(graph, Command(resume={"action": "reject", "reason": "not now"}), config, ctx)
     assert events == []
-    report = next(m for m in done["values"]["messages"] if getattr(m, "name", None) == "code_agent")
-    assert "rejected (not now); nothing was run" in report.content
+    assert "rejected (not now); nothing was run" in done["values"]["messages"][-1].content
     assert done["values"]["last_run"] is None
+
+
+async def test_hitl_decisions_resume(
+    llm: ScriptedOpenAI, make_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    """agent-chat-ui resumes with ``{"decisions": [...]}``: approve runs, edit runs the edited code."""
+    script_run(llm)
+    graph, config, ctx, _ = await start(make_context)
+    done, events = await drive(graph, Command(resume={"decisions": [{"type": "approve"}]}), config, ctx)
+    assert [e["passed"] for e in events] == [True], (
+        "an approval in the HITL shape must not read as a rejection"
+    )
+
+    llm.reset()
+    script_run(llm)
+    graph, config, ctx, _ = await start(make_context)
+    edit = {"type": "edit", "edited_action": {"name": "run_code", "args": {"code": "print('via hitl')"}}}
+    done, events = await drive(graph, Command(resume={"decisions": [edit]}), config, ctx)
+    assert [e["passed"] for e in events] == [True]
+    assert "via hitl" in done["values"]["messages"][-1].content

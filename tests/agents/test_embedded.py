@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.config import ModelSettings
-from agents.embedded_assembly import (
+from agents.models import DEFAULT_REMOTE_MODEL, chat_model
+from agents.runtime.assembly import (
     ModelChecksumError,
     ModelDownloadError,
     ModelSpec,
@@ -26,7 +26,7 @@ from agents.embedded_assembly import (
     is_current,
     part_members,
 )
-from agents.models import DEFAULT_REMOTE_MODEL, chat_model
+from agents.settings import ModelSettings
 from tests.support.scripted_openai import Reply, ScriptedOpenAI
 
 VERSION = "0.2.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from langchain_core.messages import HumanMessage
 from agents.context import Context
 from agents.graph import graph
 from tests.agents.scripts import BROKEN_ADD, CHECKS, FIXED_ADD, answer, fenced, route
-from tests.support.scripted_openai import CODE, REPAIR, ROUTER, SUMMARY, TESTS, Reply, ScriptedOpenAI
+from tests.support.scripted_openai import CODE, REPAIR, RESPOND, ROUTER, SUMMARY, TESTS, Reply, ScriptedOpenAI
 from workspace.sql import SqlVersionStore
 
 
@@ -62,10 +63,12 @@ async def test_code_agent_repairs_name_error(
     first = llm.requests_matching(CODE)[0]
     assert first.get("temperature", 0) == 0
 
-    report = next(m for m in final["messages"] if getattr(m, "name", None) == "code_agent")
-    assert "works: attempt 2 of 2 passed" in report.content
-    assert history[0].id in report.content and history[1].id in report.content
-    assert final["messages"][-1].content == "add() works and prints 5."
+    reply = final["messages"][-1]
+    assert reply.name == "task_agent"
+    assert reply.content.startswith("Done: main.py ran successfully on attempt 2 of 3 (3 of 3 checks passed)")
+    assert "It printed:\n```\n5\n```" in reply.content  # the program's own output, verbatim
+    assert f"main.py, version {history[-1].id}" in reply.content and FIXED_ADD.strip() in reply.content
+    assert not llm.requests_matching("[code_agent]"), "no model call writes the final reply"
 
 
 async def test_max_attempts_ends_with_failure_report(
@@ -79,10 +82,11 @@ async def test_max_attempts_ends_with_failure_report(
 
     assert [e["error_class"] for e in events] == ["ZeroDivisionError", "ZeroDivisionError"]
     assert final["attempts"] == 2 and final["last_run"]["passed"] is False
-    report = next(m for m in final["messages"] if getattr(m, "name", None) == "code_agent")
-    assert report.content.startswith("FAILED: main.py still fails after 2 attempt(s)")
-    assert "ZeroDivisionError: division by zero" in report.content
-    assert "Model's diagnosis: I am not sure." in report.content
+    reply = final["messages"][-1].content
+    assert reply.startswith("Failed: main.py still fails after 2 of 2 attempts.")
+    assert "Error: ZeroDivisionError: division by zero" in reply
+    assert not re.search(r"\b(works|passed|success)", reply, re.I), reply
+    assert "It still fails, see the report." not in reply  # the router's text is never the reply
     assert len(await store.history(final["workspace_id"], "main.py")) == 2
 
 
@@ -104,8 +108,7 @@ async def test_best_attempt_is_kept(
     history = await store.history(final["workspace_id"], "main.py")
     assert [v.content for v in history] == [nearly, crash, nearly]
     assert final["files"]["main.py"] == history[-1].id
-    report = next(m for m in final["messages"] if getattr(m, "name", None) == "code_agent")
-    assert "Kept attempt 1 as the result" in report.content
+    assert "kept from attempt 1, main.py, version " + history[-1].id in final["messages"][-1].content
 
 
 async def test_typescript_runs_in_deno(llm: ScriptedOpenAI, make_context: Callable[..., Context]) -> None:
@@ -119,18 +122,16 @@ async def test_typescript_runs_in_deno(llm: ScriptedOpenAI, make_context: Callab
     assert llm.unmatched == []
     assert events and events[-1]["passed"] is True, events
     assert "main.ts" in final["files"]
-    report = next(m for m in final["messages"] if getattr(m, "name", None) == "code_agent")
-    assert "6" in report.content
+    assert "It printed:\n```\n6\n```" in final["messages"][-1].content
 
 
 async def test_routes_to_search_then_summarize(
     llm: ScriptedOpenAI, make_context: Callable[..., Context]
 ) -> None:
     llm.add(
-        Reply(route("search", "LangGraph checkpoints"), match=ROUTER),
         Reply(route("summarize", "What is LangGraph?"), match=ROUTER),
         Reply("LangGraph builds agents as graphs with checkpoints [1].", match=SUMMARY),
-        Reply(answer("LangGraph builds stateful agent graphs [1]."), match=ROUTER),
+        Reply("LangGraph builds stateful agent graphs [1].", match=RESPOND),
     )
     final, _ = await run_graph(make_context(), "What is LangGraph? Search the web.")
     assert llm.unmatched == []
@@ -142,26 +143,29 @@ async def test_routes_to_search_then_summarize(
     assert "Sources:\n[1] https://docs.example/langgraph" in summary.content
     summary_request = llm.requests_matching(SUMMARY)[0]["messages"][-1]["content"]
     assert "[1] LangGraph overview" in summary_request
+    assert final["messages"][-1].content == "LangGraph builds stateful agent graphs [1]."
 
 
 async def test_routes_to_direct_answer(llm: ScriptedOpenAI, make_context: Callable[..., Context]) -> None:
-    llm.add(Reply(answer("Hello! How can I help?"), match=ROUTER))
+    llm.add(Reply("Hello! I am the Agentic Platform's assistant.", match=RESPOND))
     final, events = await run_graph(make_context(), "hi")
     assert events == []
-    assert final["messages"][-1].content == "Hello! How can I help?"
+    assert final["messages"][-1].content == "Hello! I am the Agentic Platform's assistant."
     assert final["route"] == "done" and final["steps"] == 1
+    assert not llm.requests_matching(ROUTER), "a greeting needs no routing call"
+    assert "Agentic Platform" in llm.requests_matching(RESPOND)[0]["messages"][0]["content"]
 
 
 async def test_answer_without_text_goes_to_respond(
     llm: ScriptedOpenAI, make_context: Callable[..., Context]
 ) -> None:
-    llm.add(Reply(route("answer"), match=ROUTER), Reply("Plain answer.", match="helpful coding assistant"))
-    final, _ = await run_graph(make_context(), "thanks")
+    llm.add(Reply(route("answer"), match=ROUTER), Reply("Plain answer.", match=RESPOND))
+    final, _ = await run_graph(make_context(), "Is Python fun to learn?")
     assert final["messages"][-1].content == "Plain answer."
 
 
 async def test_step_limit_stops_the_turn(llm: ScriptedOpenAI, make_context: Callable[..., Context]) -> None:
     llm.when(ROUTER, route("search", "again"))
-    final, _ = await run_graph(make_context(max_steps=2), "find things")
+    final, _ = await run_graph(make_context(max_steps=2), "the LangGraph project")
     assert final["messages"][-1].content.startswith("Stopped after 2 steps")
     assert len(llm.requests_matching(ROUTER)) == 2

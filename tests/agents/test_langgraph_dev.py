@@ -93,7 +93,9 @@ async def test_sdk_runs_the_graph(dev_server: str, llm: ScriptedOpenAI) -> None:
     assistant_id = assistants[0]["assistant_id"]
     drawn = await client.assistants.get_graph(assistant_id)
     node_ids = {node["id"] for node in drawn["nodes"]}
-    assert {"task_agent", "code_agent", "search_agent", "summarize_agent"} <= node_ids
+    assert {"task_agent", "code_agent", "search_agent", "summarize_agent", "reply"} <= node_ids
+    schemas = await client.assistants.get_schemas(assistant_id)
+    assert schemas["output_schema"] and "code_result" in schemas["output_schema"]["properties"]
 
     thread = await client.threads.create()
     custom: list[Any] = []
@@ -112,7 +114,8 @@ async def test_sdk_runs_the_graph(dev_server: str, llm: ScriptedOpenAI) -> None:
             pytest.fail(f"run failed: {part.data}")
     summaries = [(e.get("error_class"), e.get("summary"), e.get("reason")) for e in custom]
     assert [(e["attempt"], e["passed"]) for e in custom] == [(1, True)], (summaries, llm.unmatched[-3:])
-    assert values["messages"][-1]["content"] == "It prints 42."
+    assert values["messages"][-1]["content"].startswith("Done: main.py ran successfully")
+    assert "```\n42\n```" in values["messages"][-1]["content"]
     assert "main.py" in values["files"]
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["last_run"]["passed"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.diagnose import diagnose, render_diagnosis
+from agents.code.diagnosis import diagnose, render_diagnosis
 from agents.parsing import extract_cause, parse_json_object, pick_code
 from sandbox.base import EndReason, RunResult
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from agents.code_agent import MAX_RESAMPLES, code_agent_graph
+from agents.code.graph import MAX_RESAMPLES, code_agent_graph
 from agents.context import Context
 from tests.agents.scripts import BROKEN_ADD, FIXED_ADD, fenced
 from tests.support.scripted_openai import CODE, REPAIR, Reply, ScriptedOpenAI

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["CODE", "REPAIR", "RESPOND", "ROUTER", "SUMMARY", "TESTS", "Reply", "ScriptedOpenAI"]
+__all__ = ["CODE", "PREDICT", "REPAIR", "RESPOND", "ROUTER", "SUMMARY", "TESTS", "Reply", "ScriptedOpenAI"]
 
 # Substrings of our agents' prompts, to aim a reply at one kind of request.
 ROUTER = "You are the Task Agent"
@@ -34,6 +34,7 @@ REPAIR = "It failed."
 TESTS = "You write tests"
 SUMMARY = "Condense the material"
 RESPOND = "helpful coding assistant"
+PREDICT = "You compute values precisely"
 
 
 @dataclass

@@ -69,13 +69,15 @@ async def test_chat_streams_answer_attempts_and_diff(
 
     _script_turn(scripted_llm, "print('hello')", "Done: the program prints hello.")
     await _submit(page, "Write a program that prints hello")
-    await expect(page.locator(".msg.ai").last).to_contain_text("Done: the program prints hello.")
+    # The reply is built from the run's outcome (issue 9), not from the router's text.
+    await expect(page.locator(".msg.ai").last).to_contain_text("Done: main.py ran successfully")
+    await expect(page.locator(".msg.ai").last).to_contain_text("hello")
     await expect(page.locator(".event.attempt .badge.pass").first).to_be_visible()
     await expect(page.locator(".msg.user")).to_have_count(1)
 
     _script_turn(scripted_llm, "name = 'world'\nprint('hello,', name)", "Done: it now greets the world.")
     await _submit(page, "Make it greet the world")
-    await expect(page.locator(".msg.ai").last).to_contain_text("greets the world")
+    await expect(page.locator(".msg.ai").last).to_contain_text("hello, world")
 
     file_item = page.locator("#files li[data-path]").first
     await expect(file_item).to_be_visible()

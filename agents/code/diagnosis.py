@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agents.harness import ASSERT_MARKER, CHECKS_MARKER
+from agents.code.harness import ASSERT_MARKER, CHECKS_MARKER
 from sandbox.base import EndReason, RunResult
 
 __all__ = ["Diagnosis", "diagnose", "render_diagnosis"]

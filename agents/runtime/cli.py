@@ -1,4 +1,4 @@
-"""Command line of the embedded model: ``python -m agents.embedded setup|path|bench``.
+"""Commands of the embedded model: ``agentic model setup|path|bench`` (or ``python -m agents.runtime ...``).
 
 ``setup`` is what ``make test`` / ``make run`` call: a fast no-op when the model is current, otherwise a
 download + assembly with a progress bar. ``bench`` starts the server and measures generation speed.
@@ -21,8 +21,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agents.config import ModelSettings
-from agents.embedded_assembly import DEFAULT_MODEL, ModelSetupError, ensure_model, is_current
+from agents.runtime.assembly import DEFAULT_MODEL, ModelSetupError, ensure_model, is_current
+from agents.settings import ModelSettings
 
 __all__ = ["main", "measure_tokens_per_second"]
 
@@ -72,7 +72,7 @@ def measure_tokens_per_second(settings: ModelSettings, max_tokens: int = 128) ->
     """Start the embedded server and time one generation; returns llama.cpp's own timings."""
     import httpx
 
-    from agents.embedded import EMBEDDED_MODEL_NAME, get_embedded_server
+    from agents.runtime.embedded import EMBEDDED_MODEL_NAME, get_embedded_server
 
     t0 = time.monotonic()
     server = get_embedded_server(settings)
@@ -101,7 +101,7 @@ def measure_tokens_per_second(settings: ModelSettings, max_tokens: int = 128) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m agents.embedded", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m agents.runtime", description=__doc__)
     parser.add_argument("command", choices=["setup", "path", "bench"])
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args(argv)

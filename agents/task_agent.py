@@ -1,8 +1,11 @@
-"""The Task Agent: reads the conversation and picks the next step until the request is done.
+"""The Task Agent: routes each request, and ends the turn with a reply that tells the truth.
 
-Small local models are unreliable at JSON, so the decision is requested with a JSON schema where the
-endpoint supports it, read with a tolerant parser, asked for once more when unreadable, then guessed
-from keywords of the user's request; if even that fails the turn ends with a clear message.
+Routing is a deterministic first pass (``agents.routing``: code blocks, file names, verbs, follow-ups,
+greetings) and, only when that decides nothing, the model's choice, asked as JSON with a schema where
+the endpoint supports it (tagged ``nostream``: clients never see it as chat), read with a tolerant
+parser and asked once more when unreadable. The specialist gets the user's own words; the model's
+``task`` is only a note beside them. After the Code Agent the reply is built from its structured
+result (``agents.reply``), never generated; other replies are streamed from the model.
 """
 
 from __future__ import annotations
@@ -19,9 +22,20 @@ from agents.chat import ask_model, text_of
 from agents.context import Context
 from agents.parsing import parse_json_object
 from agents.prompts import RESPOND_SYSTEM, ROUTER_RETRY, ROUTER_SYSTEM
+from agents.reply import render_code_reply
+from agents.routing import first_pass, guess_route
 from agents.state import Route, State
 
-__all__ = ["ROUTE_SCHEMA", "Decision", "decide", "guess_route", "respond", "route_after_task", "task_agent"]
+__all__ = [
+    "ROUTE_SCHEMA",
+    "Decision",
+    "decide",
+    "guess_route",
+    "reply",
+    "respond",
+    "route_after_task",
+    "task_agent",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +44,6 @@ ROUTE_SCHEMA: dict[str, Any] = {
     "properties": {
         "next": {"type": "string", "enum": ["code", "search", "summarize", "answer"]},
         "task": {"type": "string", "maxLength": 400},
-        "answer": {"type": "string", "maxLength": 1200},
     },
     "required": ["next"],
 }
@@ -59,13 +72,6 @@ _ALIASES: dict[str, Route] = {
     "end": "done",
     "stop": "done",
 }
-_CODE_WORDS = re.compile(
-    r"\b(write|code|program|script|function|python|typescript|implement|fix|bug|run|compute|calculate)\b",
-    re.I,
-)
-_SEARCH_WORDS = re.compile(r"\b(search|look up|find|latest|news|who is|what is|docs?|documentation)\b", re.I)
-_SUMMARY_WORDS = re.compile(r"\b(summari[sz]e|summary|tl;?dr|condense)\b", re.I)
-
 Decision = tuple[Route, str, str]
 _MAX_CHARS = 2500
 
@@ -80,17 +86,6 @@ def _normalise(value: dict[str, Any] | None, raw: str) -> Decision | None:
     if route is None:
         return None
     return route, str(value.get("task") or ""), str(value.get("answer") or "")
-
-
-def guess_route(text: str) -> Route | None:
-    """Last-resort routing from keywords of the user's request (None when nothing fits)."""
-    if _SUMMARY_WORDS.search(text):
-        return "summarize"
-    if _CODE_WORDS.search(text):
-        return "code"
-    if _SEARCH_WORDS.search(text):
-        return "search"
-    return None
 
 
 def _conversation(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
@@ -120,7 +115,7 @@ async def decide(context: Context, messages: Sequence[BaseMessage]) -> Decision 
         }
     for attempt in (1, 2):
         try:
-            raw = await ask_model(context, prompt, **bind)
+            raw = await ask_model(context, prompt, stream=False, **bind)
         except Exception as exc:  # endpoint refusing response_format, or a transient error
             logger.warning("router request failed (attempt %d): %s", attempt, exc)
             if bind:
@@ -148,7 +143,10 @@ async def task_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if steps >= runtime.context.max_steps:
         note = f"Stopped after {steps} steps (the limit for one request); the results so far are above."
         return {"route": "done", "steps": steps, "messages": [AIMessage(note, name="task_agent")]}
-    request = _last_request(messages)
+    decided = first_pass(messages)
+    if decided is not None:
+        logger.info("routed by the request's signals: %s", decided)
+        return {"route": decided, "task": "", "steps": steps + 1}
     try:
         decision = await decide(runtime.context, messages)
     except Exception as exc:
@@ -156,21 +154,24 @@ async def task_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         failure = f"The model could not be reached ({type(exc).__name__}: {exc}). Please try again."
         return {"route": "done", "steps": steps + 1, "messages": [AIMessage(failure, name="task_agent")]}
     if decision is None:
-        guessed = guess_route(request) if new_turn else None
-        if guessed is None:
-            failure = (
-                "I could not understand the model's routing reply twice, so I stopped. "
-                "Please rephrase the request (for example: 'write a Python program that ...')."
-            )
-            return {"route": "done", "steps": steps + 1, "messages": [AIMessage(failure, name="task_agent")]}
-        logger.info("routing by keywords: %s", guessed)
-        decision = (guessed, request, "")
-    route, task, answer = decision
-    update: dict[str, Any] = {"route": route, "task": task or request, "steps": steps + 1}
-    if route == "answer" and answer.strip():
-        update["messages"] = [AIMessage(answer.strip(), name="task_agent")]
-        update["route"] = "done"
-    return update
+        if not new_turn:
+            return {"route": "answer", "task": "", "steps": steps + 1}
+        failure = (
+            "I could not understand the model's routing reply twice, so I stopped. "
+            "Please rephrase the request (for example: 'write a Python program that ...')."
+        )
+        return {"route": "done", "steps": steps + 1, "messages": [AIMessage(failure, name="task_agent")]}
+    route, task, _ = decision
+    return {"route": route, "task": task, "steps": steps + 1}
+
+
+async def reply(state: State) -> dict[str, Any]:
+    """End the turn after the Code Agent with its outcome, rendered from structured state."""
+    if state.code_result is None:
+        text = "Failed: the Code Agent ended without a result."
+    else:
+        text = render_code_reply(state.code_result)
+    return {"messages": [AIMessage(text, name="task_agent")], "route": "done"}
 
 
 async def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

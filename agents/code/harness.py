@@ -146,6 +146,16 @@ if TESTS:
         except BaseException as exc:
             failed += 1
             print("CHECK %d FAIL: %s -> %s: %s" % (total, text, type(exc).__name__, exc))
+    for stmt in stmts:  # pytest-style test functions of a tests file the user asked for
+        is_test = isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test_")
+        if is_test and callable(ns.get(stmt.name)):
+            total += 1
+            try:
+                ns[stmt.name]()
+                print("CHECK %d PASS: %s()" % (total, stmt.name))
+            except BaseException as exc:
+                failed += 1
+                print("CHECK %d FAIL: %s() -> %s: %s" % (total, stmt.name, type(exc).__name__, exc))
     print("CHECKS: %d/%d passed" % (total - failed, total))
 sys.exit(0 if program_ok and failed == 0 else 1)
 """

@@ -3,8 +3,8 @@
 With no external endpoint configured the agents talk to Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), served by
 ``xllamacpp`` (llama.cpp's own C++ HTTP server, continuous batching, thread safe) on a free
 ``127.0.0.1`` port. The server is started lazily, once per process, under a lock, and stopped at exit.
-The model file comes from :mod:`agents.embedded_assembly`; ``python -m agents.embedded setup`` prepares it
-(called by ``make test`` / ``make run``), and ``python -m agents.embedded bench`` measures tokens/s.
+The model file comes from :mod:`agents.runtime.assembly`; ``agentic model setup`` (or
+``python -m agents.runtime setup``) prepares it, ``agentic model bench`` measures tokens/s.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from agents.config import ModelSettings
-from agents.embedded_assembly import DEFAULT_MODEL, ModelSetupError, ModelSpec, ensure_model
+from agents.runtime.assembly import DEFAULT_MODEL, ModelSetupError, ModelSpec, ensure_model
+from agents.settings import ModelSettings
 
 __all__ = [
     "EMBEDDED_MODEL_NAME",
@@ -163,9 +163,3 @@ def stop_embedded_server() -> None:
         if _server is not None:
             _server.stop()
             _server = None
-
-
-if __name__ == "__main__":  # pragma: no cover - CLI entry point
-    from agents.embedded_cli import main
-
-    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Code Agent's room: state, graph, prompts, checks, run step, diagnosis, report, approval."""

@@ -1,0 +1,1 @@
+"""The model runtime: the embedded llama.cpp server, its model's download and assembly, its commands."""
