@@ -63,8 +63,10 @@ libsets: venv
 model: venv
 	$(VENV)/bin/agentic model setup
 
+# Habits, checked in CI before the tests: lint, formatting, strict types, DESIGN's import arrows.
 lint: venv
 	$(VENV)/bin/ruff check agents tools sandbox workspace server tests bench
+	$(VENV)/bin/ruff format --check agents tools sandbox workspace server tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

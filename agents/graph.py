@@ -48,9 +48,11 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     label = STREAM_AS.set({k: v for k, v in metadata.items() if k.startswith("langgraph_")})
     try:
         async for mode, chunk in code_agent_graph.astream(
-            inputs, {"callbacks": config.get("callbacks")}, context=runtime.context,
+            inputs,
+            {"callbacks": config.get("callbacks")},
+            context=runtime.context,
             stream_mode=["custom", "values"],
-        ):  # fmt: skip
+        ):
             if mode == "custom":
                 runtime.stream_writer(chunk)
             elif isinstance(chunk, dict):

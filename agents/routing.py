@@ -63,8 +63,20 @@ _FOLLOW_UP = re.compile(
 Decided = Literal["code", "search", "summarize", "answer"]
 
 
-_NOUNS = {"code", "program", "script", "function", "snippet", "algorithm", "programme", "funktion",
-          "programm", "programa", "función", "funcion"}  # fmt: skip
+_NOUNS = {
+    "code",
+    "program",
+    "script",
+    "function",
+    "snippet",
+    "algorithm",
+    "programme",
+    "funktion",
+    "programm",
+    "programa",
+    "función",
+    "funcion",
+}
 _REPORT = re.compile(r"^(Done|Failed|Not run):")
 
 

@@ -144,9 +144,7 @@ async def main() -> None:
     held = [(c, got) for c, got in model_results if c.held_out]
     if held:
         hits = sum(got == c.label for c, got in held)
-        print(
-            f"  held-out (written after the rules): {hits}/{len(held)} = {100 * hits / len(held):.1f}%"
-        )
+        print(f"  held-out (written after the rules): {hits}/{len(held)} = {100 * hits / len(held):.1f}%")
     bearing = [got == "code" for c, got in model_results if c.bearing]
     bearing_pct = 100 * sum(bearing) / len(bearing) if bearing else 0.0
     print(

@@ -147,8 +147,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-n", "--runs", type=int, default=200, help="concurrent runs (default 200)")
     parser.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra server setting, e.g. AGENTIC_PERSIST_EVENTS=always or AGENTIC_DATABASE_URL=postgresql://...",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     raise SystemExit(asyncio.run(main(args.runs, dict(kv.split("=", 1) for kv in args.env))))

@@ -31,10 +31,12 @@ __all__ = ["app", "exit_code_for", "keys_app"]
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Agentic Platform: versioned workspaces and sandboxed runs.", no_args_is_help=True,
-                  add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Agentic Platform: versioned workspaces and sandboxed runs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 _err = Console(stderr=True)
-
 
 
 def _configure_logging(level: str) -> None:
@@ -60,8 +62,13 @@ def serve(
         overrides["port"] = port
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=None)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+    )
 
 
 def exit_code_for(result: RunResult) -> int:
@@ -161,9 +168,14 @@ def run(
         )
         limits = plan.limits
         request = RunRequest(
-            files={file.name: code}, language=language, entry=file.name, args=tuple(args or ()),
-            stdin=sys.stdin.buffer.read() if stdin else b"", limits=limits, library_set=library_set,
-        )  # fmt: skip
+            files={file.name: code},
+            language=language,
+            entry=file.name,
+            args=tuple(args or ()),
+            stdin=sys.stdin.buffer.read() if stdin else b"",
+            limits=limits,
+            library_set=library_set,
+        )
         result = asyncio.run(_run_streaming(settings, request, backend))
     except SandboxError as exc:
         _err.print(f"[red]error:[/] {exc}")
@@ -174,8 +186,10 @@ def run(
     if result.stdout_truncated or result.stderr_truncated:
         _err.print(f"[yellow]agentic:[/] output truncated at {limits.output_bytes} bytes per stream")
     if verbose:
-        _err.print(f"[dim]agentic: {result.backend} tier={plan.tier} exit={result.exit_code} "
-                   f"reason={result.reason.value} {result.duration_s:.3f}s[/]")  # fmt: skip
+        _err.print(
+            f"[dim]agentic: {result.backend} tier={plan.tier} exit={result.exit_code} "
+            f"reason={result.reason.value} {result.duration_s:.3f}s[/]"
+        )
     raise typer.Exit(exit_code_for(result))
 
 

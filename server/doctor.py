@@ -130,8 +130,10 @@ def run_checks(settings: Settings) -> list[Check]:
     try:
         host = _host(settings)
     except Exception as exc:
-        host = {k: f"host checks failed: {exc}" for k in ("root", "launcher", "bwrap", "bwrap_works",
-                                                            "cgroups", "runsc", "runsc_works")}  # fmt: skip
+        host = {
+            k: f"host checks failed: {exc}"
+            for k in ("root", "launcher", "bwrap", "bwrap_works", "cgroups", "runsc", "runsc_works")
+        }
 
     def from_host(*keys: str, ok_text: str) -> Callable[[], tuple[bool, str]]:
         def check() -> tuple[bool, str]:

@@ -47,10 +47,21 @@ def _silent(state: CodeState, stdout: str) -> bool:
 
 def _no_code_record(state: CodeState, attempt: int) -> AttemptRecord:
     return AttemptRecord(
-        attempt=attempt, passed=False, exit_code=-1, reason="no_code", error_class="NoCodeBlock",
-        error_line=None, duration_s=0.0, checks_failed=0, checks_total=0, version_ids=[],
-        summary=state.error, code=state.code, output="", printed="",
-    )  # fmt: skip
+        attempt=attempt,
+        passed=False,
+        exit_code=-1,
+        reason="no_code",
+        error_class="NoCodeBlock",
+        error_line=None,
+        duration_s=0.0,
+        checks_failed=0,
+        checks_total=0,
+        version_ids=[],
+        summary=state.error,
+        code=state.code,
+        output="",
+        printed="",
+    )
 
 
 async def _judge_checks(state: CodeState, ctx: Context, stdout: str) -> list[str]:
@@ -88,9 +99,13 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
         try:
             sandbox = await get_sandbox(ctx)
             result, tier = await run_program(
-                sandbox, files=files, entry=entry, language=state.language, library_set=ctx.library_set,
+                sandbox,
+                files=files,
+                entry=entry,
+                language=state.language,
+                library_set=ctx.library_set,
                 tier=ctx.tier,  # type: ignore[arg-type]
-            )  # fmt: skip
+            )
         except SandboxError as exc:
             logger.warning("sandbox refused attempt %d: %s", attempt, exc)
             return {
@@ -114,12 +129,20 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
                 + "; ".join(wrong)
                 + " (contradicted by the program and a second prediction)"
             )
-            saved = await store.write(state.workspace_id or "", state.tests_path, tests or "# no checks\n",
-                                      author="code_agent", message=note)  # fmt: skip
+            saved = await store.write(
+                state.workspace_id or "",
+                state.tests_path,
+                tests or "# no checks\n",
+                author="code_agent",
+                message=note,
+            )
             update.update(
-                model_checks=kept, tests=tests, dropped_checks=[*state.dropped_checks, *wrong],
-                files={saved.path: saved.id}, versions=[*state.versions, saved.id],
-            )  # fmt: skip
+                model_checks=kept,
+                tests=tests,
+                dropped_checks=[*state.dropped_checks, *wrong],
+                files={saved.path: saved.id},
+                versions=[*state.versions, saved.id],
+            )
             version_ids = [version_ids[0], saved.id] if version_ids else [saved.id]
             diagnosis = Diagnosis(
                 passed=True, checks_total=diagnosis.checks_total - len(wrong), checks_failed=0
@@ -127,14 +150,22 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
         output = result.stdout + ("\n" + result.stderr if result.stderr else "")
         await index_output(await get_store(ctx), state.workspace_id or "", state.code_path, output)
         record = AttemptRecord(
-            attempt=attempt, passed=diagnosis.passed, exit_code=0 if wrong else result.exit_code,
-            reason=result.reason.value, error_class=diagnosis.error_class, error_line=diagnosis.line,
-            duration_s=round(result.duration_s, 3), checks_failed=diagnosis.checks_failed,
-            checks_total=diagnosis.checks_total, version_ids=version_ids, tier=tier,
+            attempt=attempt,
+            passed=diagnosis.passed,
+            exit_code=0 if wrong else result.exit_code,
+            reason=result.reason.value,
+            error_class=diagnosis.error_class,
+            error_line=diagnosis.line,
+            duration_s=round(result.duration_s, 3),
+            checks_failed=diagnosis.checks_failed,
+            checks_total=diagnosis.checks_total,
+            version_ids=version_ids,
+            tier=tier,
             summary=(f"{diagnosis.error_class}: {diagnosis.message}" if not diagnosis.passed else "passed"),
-            code=state.code, output=tail(output, 4000),
+            code=state.code,
+            output=tail(output, 4000),
             printed=tail(result.stdout.split(CHECKS_MARKER, 1)[0], 3000),
-        )  # fmt: skip
+        )
     outcome = cast(RunOutcome, {k: v for k, v in record.items() if k not in ("code", "output", "printed")})
     get_stream_writer()({"type": "code_attempt", **outcome})
     status = "passed" if record["passed"] else ("exhausted" if attempt >= ctx.max_attempts else "working")

@@ -168,9 +168,14 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     else:
         diagnosis = Diagnosis(**state.diagnosis) if state.diagnosis else None
         messages = repair_messages(
-            state.request, state.language, state.code_path, state.code, diagnosis, note=state.error,
+            state.request,
+            state.language,
+            state.code_path,
+            state.code,
+            diagnosis,
+            note=state.error,
             earlier=state.earlier,
-        )  # fmt: skip
+        )
     seen = {_normalized(c) for c in (state.code, current, *(r.get("code") for r in state.history)) if c}
     reply, code = "", None
     for resample in range(MAX_RESAMPLES + 1):
