@@ -27,10 +27,9 @@ async def open_postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSa
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
-    plain = url.replace("postgresql+psycopg://", "postgresql://").replace(
-        "postgresql+asyncpg://", "postgresql://"
-    )
-    conn = await AsyncConnection.connect(plain, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    from workspace.engine import libpq_url  # the project's one URL normaliser
+
+    conn = await AsyncConnection.connect(libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row)
     try:
         saver = AsyncPostgresSaver(conn)
         await saver.setup()

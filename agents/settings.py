@@ -15,12 +15,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workspace.config import default_data_dir  # the project's one default (agents may import workspace)
+
 __all__ = ["GraphSettings", "ModelSettings", "default_cache_dir", "default_data_dir"]
-
-
-def default_data_dir() -> Path:
-    """Return the default data dir (``~/.local/share/agentic``)."""
-    return Path.home() / ".local" / "share" / "agentic"
 
 
 class GraphSettings(BaseSettings):
