@@ -29,7 +29,9 @@ async def open_postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSa
 
     from workspace.engine import libpq_url  # the project's one URL normaliser
 
-    conn = await AsyncConnection.connect(libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    conn = await AsyncConnection.connect(
+        libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row
+    )
     try:
         saver = AsyncPostgresSaver(conn)
         await saver.setup()
