@@ -23,7 +23,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.server.agent_protocol.support import ServerProcess, free_port
-from tests.support.scripted_openai import ROUTER, ScriptedOpenAI
+from tests.support.scripted_openai import RESPOND, ROUTER, ScriptedOpenAI
 
 HERE = Path(__file__).parent / "browser"
 CHROMIUM = "/usr/bin/chromium"
@@ -135,6 +135,7 @@ async def test_chat_turn_from_another_origin(
 ) -> None:
     scripted_llm.reset()
     scripted_llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER}))
+    scripted_llm.when(RESPOND, ANSWER)  # the reply itself is streamed by the respond node
     page = await _open(browser, page_origin, agent_server)
     try:
         result = await page.evaluate(CHAT_TURN)
