@@ -193,7 +193,9 @@ async def run_mode(
     results: list[tuple[ChatTask, Outcome]] = []
 
     async def record(task: ChatTask, outcome: Outcome) -> None:
-        g = await grade(sandbox, task, outcome, reply_counts=mode == "http")
+        # One rule for every mode: a "tell me the number" task is solved only when the reply quotes it
+        # (the user reads the reply; a model that never ran its code must not be credited with its output).
+        g = await grade(sandbox, task, outcome, reply_counts=True)
         results.append((task, outcome))
         verdict = "SOLVED" if g.solved else "failed"
         lie = "  CLAIMS SUCCESS ON FAILING CODE" if g.claims_success and not g.runs_clean else ""
@@ -255,7 +257,7 @@ async def main() -> None:
         async with create_sandbox(SandboxSettings(), "local") as sandbox:
             for mode in modes:
                 results = await run_mode(mode, tasks, sandbox, Path(tmp))
-                grades = [await grade(sandbox, t, o, reply_counts=mode == "http") for t, o in results]
+                grades = [await grade(sandbox, t, o, reply_counts=True) for t, o in results]
                 solved = sum(g.solved for g in grades)
                 lies = sum(g.claims_success and not g.runs_clean for g in grades)
                 wrong_claims = sum(g.claims_success and not g.solved for g in grades)
