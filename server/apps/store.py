@@ -3,7 +3,7 @@
 Why in the database: an app outlives the process that started it; after a restart a permanent or
 unexpired app is started again on its next request from the versions pinned here. Only the
 SHA-256 of an app's access token is stored. Migrations: an append-only list, versions recorded in
-``hosted_app_migrations`` (the same scheme as :mod:`server.keys`).
+``hosted_app_migrations``, applied by the project's one runner (:mod:`workspace.migrations`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from workspace.migrations import MigrationSet, apply_migrations
 
 __all__ = ["AppRecord", "AppStore"]
 
@@ -47,6 +49,13 @@ _migrations_t = sa.Table(
     _meta,
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.Float, nullable=False),
+)
+_MIGRATION_SET = MigrationSet(
+    "hosted apps",
+    _migrations_t,
+    {"sqlite": MIGRATIONS, "postgresql": MIGRATIONS},
+    {"sqlite": "DOUBLE PRECISION", "postgresql": "DOUBLE PRECISION"},
+    lambda when: when.timestamp(),
 )
 apps_t = sa.Table(
     "hosted_apps",
@@ -120,17 +129,10 @@ class AppStore:
         return cls(create_async_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True))
 
     async def setup(self) -> None:
-        """Apply the migrations newer than the recorded version."""
+        """Apply the migrations newer than the recorded version (the project's one runner: advisory
+        lock, newer-schema guard, safe from several processes at once)."""
         async with self._engine.begin() as conn:
-            await conn.run_sync(lambda c: _migrations_t.create(c, checkfirst=True))
-            current = (await conn.execute(sa.select(sa.func.max(_migrations_t.c.version)))).scalar() or 0
-            for version, statements in enumerate(MIGRATIONS, start=1):
-                if version <= current:
-                    continue
-                for stmt in statements:
-                    await conn.execute(sa.text(stmt))
-                await conn.execute(_migrations_t.insert().values(version=version, applied_at=time.time()))
-                logger.info("hosted apps schema migrated to version %d", version)
+            await apply_migrations(conn, _MIGRATION_SET)
 
     async def close(self) -> None:
         """Dispose of the connection pool; idempotent."""
