@@ -85,6 +85,7 @@ from sandbox.config import SandboxSettings, egress_policy
 from sandbox.egress_proxy import EgressProxy
 from sandbox.egress_wiring import FORWARDER_PIDS, NET_DIR, NetWiring, open_wiring
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
+from sandbox.guard import check_file_count
 from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
 from sandbox.libsets import LibrarySet, deno_binary, get_library_set
 from sandbox.netns import NetnsPool
@@ -100,7 +101,6 @@ logger = logging.getLogger(__name__)
 UID_SLOTS = 4096  # host uids host_uid_base .. +4095, one per concurrent run
 
 _LAUNCHER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
-_MAX_FILES = 2000
 _FALLBACK_OOM_MARKERS = ("MemoryError", "JavaScript heap out of memory", "out of memory")
 # bwrap reports a signal death of the program as 128 + signal number.
 _SIGNALS = {s.value for s in signal.Signals}
@@ -224,8 +224,7 @@ class BubblewrapSandbox:
         args = ["--size", size, "--perms", "0755", "--tmpfs", SCRATCH_DIR]
         args += ["--dir", WORK_DIR, "--dir", TMP_DIR, "--symlink", TMP_DIR, "/tmp"]
         made: set[str] = set()
-        if len(request.files) > _MAX_FILES:
-            raise InvalidRunRequestError(f"too many files ({len(request.files)} > {_MAX_FILES})")
+        check_file_count(len(request.files))  # defence in depth: the guard checked it already
         total = sum(len(c.encode() if isinstance(c, str) else c) for c in request.files.values())
         if total > max(1, limits.disk_mb) * 1024 * 1024:
             raise InvalidRunRequestError(f"files ({total} bytes) exceed the {limits.disk_mb} MB scratch dir")

@@ -47,6 +47,7 @@ __all__ = [
     "Admission",
     "AdmissionStats",
     "GuardedSandbox",
+    "check_file_count",
     "check_files_fit",
     "clamp_limits",
     "default_memory_budget_mb",
@@ -80,16 +81,25 @@ def clamp_limits(limits: Limits, maximums: Limits) -> Limits:
     return limits
 
 
+def check_file_count(count: int) -> None:
+    """Refuse a run that carries more files than a sandbox takes.
+
+    Raises:
+        InvalidRunRequestError: more than :data:`MAX_FILES` files.
+    """
+    if count > MAX_FILES:
+        raise InvalidRunRequestError(
+            f"the run carries {count} files; at most {MAX_FILES} fit in a sandbox (remove some files)"
+        )
+
+
 def check_files_fit(count: int, total_bytes: int, limits: Limits) -> None:
     """Refuse a run whose files cannot fit, from their stored sizes, before any content is loaded.
 
     Raises:
         InvalidRunRequestError: too many files, or more bytes than the run's scratch dir holds.
     """
-    if count > MAX_FILES:
-        raise InvalidRunRequestError(
-            f"the run carries {count} files; at most {MAX_FILES} fit in a sandbox (remove some files)"
-        )
+    check_file_count(count)
     capacity = max(1, limits.disk_mb) * 1024 * 1024
     if total_bytes > capacity:
         raise InvalidRunRequestError(
@@ -272,10 +282,7 @@ class GuardedSandbox:
     def guard(self, request: RunRequest) -> RunRequest:
         """The request as the backend will see it: limits clamped, file count checked."""
         limits = clamp_limits(request.limits, self.maximums)
-        if len(request.files) > MAX_FILES:
-            raise InvalidRunRequestError(
-                f"the run carries {len(request.files)} files; at most {MAX_FILES} fit in a sandbox"
-            )
+        check_file_count(len(request.files))
         labels = {**request.labels, "tenant": self.owner}
         return dataclasses.replace(request, limits=limits, labels=labels)
 
