@@ -38,6 +38,7 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         files=dict(state.files),
         task=state.task,
         last_path=(state.code_result or {}).get("path"),
+        last_kind=(state.code_result or {}).get("app_kind"),
     )
     final: dict[str, Any] = {}
     # The node's callbacks carry the parent's ``messages`` stream handler, and STREAM_AS labels the
@@ -60,7 +61,9 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     finally:
         STREAM_AS.reset(label)
     new: list[BaseMessage] = [m for m in final.get("messages", []) if m.id not in known]
+    result = final.get("code_result") or {}
     return {
+        "app_ids": [result["app_id"]] if result.get("app_id") else [],
         "messages": new,
         "workspace_id": final.get("workspace_id"),
         "files": final.get("files", {}),

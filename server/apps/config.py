@@ -28,3 +28,6 @@ class AppSettings(BaseSettings):
     link_ttl_s: float = Field(default=24 * 3600, gt=0)  # signed links (and their cookie)
     link_secret: SecretStr | None = Field(default=None, repr=False)  # None: generated into secret_file
     secret_file: Path | None = None  # default: <agent protocol data dir>/app_link.key
+    # How users reach this server (e.g. https://agents.example.org): agents' replies then carry
+    # absolute app links. None: links are paths (/apps/{id}/?agentic_link=...) on this server.
+    public_url: str | None = None
