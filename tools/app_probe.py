@@ -276,7 +276,8 @@ async def _probe(
     except Exception:
         pass  # a page that keeps polling is fine; what it shows after load is what counts
     first = await _snapshot(page)
-    session.steps.append(f"opened / (HTTP {status}); the page shows {first['text'][:160]!r}")
+    shown = " ".join(first["text"].split())[:160]
+    session.steps.append(f"opened / (HTTP {status}); the page shows {shown!r}")
     if session.console:
         return "JSError", "the page has JavaScript errors after loading"
     await _fill_inputs(page, session)

@@ -130,25 +130,6 @@ async def update_app(
     return _public(request, manager, record)
 
 
-@router.post("/{app_id}/{action}", response_model=AppPublic)
-async def act_on_app(
-    app_id: str, action: str, request: Request, tenant: TenantDep, manager: AppsDep
-) -> AppPublic:
-    """``stop``, ``start`` or ``restart`` the app (restart: a fresh sandbox from the pinned versions)."""
-    try:
-        if action == "stop":
-            record = await manager.stop(tenant, app_id)
-        elif action in ("start", "restart"):
-            record = await manager.start(tenant, app_id, restart=action == "restart")
-        else:
-            raise HTTPException(
-                status_code=404, detail={"type": "not_found", "message": f"no action {action!r}"}
-            )
-    except _ERRORS as exc:
-        raise _http_error(exc) from exc
-    return _public(request, manager, record)
-
-
 @router.post("/{app_id}/links", response_model=AppLink)
 async def create_link(app_id: str, request: Request, tenant: TenantDep, manager: AppsDep) -> AppLink:
     """An expiring signed link that opens the app in a browser (sets a cookie scoped to the app)."""
@@ -166,6 +147,28 @@ async def rotate_token(app_id: str, tenant: TenantDep, manager: AppsDep) -> dict
         return {"token": await manager.rotate_token(tenant, app_id)}
     except _ERRORS as exc:
         raise _http_error(exc) from exc
+
+
+@router.post("/{app_id}/{action}", response_model=AppPublic)
+async def act_on_app(
+    app_id: str, action: str, request: Request, tenant: TenantDep, manager: AppsDep
+) -> AppPublic:
+    """``stop``, ``start`` or ``restart`` the app (restart: a fresh sandbox from the pinned versions).
+
+    Declared after ``/links`` and ``/token``: routes match in order, and this one takes any name.
+    """
+    try:
+        if action == "stop":
+            record = await manager.stop(tenant, app_id)
+        elif action in ("start", "restart"):
+            record = await manager.start(tenant, app_id, restart=action == "restart")
+        else:
+            raise HTTPException(
+                status_code=404, detail={"type": "not_found", "message": f"no action {action!r}"}
+            )
+    except _ERRORS as exc:
+        raise _http_error(exc) from exc
+    return _public(request, manager, record)
 
 
 @router.get(
