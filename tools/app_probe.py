@@ -9,7 +9,8 @@ What counts as working, in order (the first failure is the one reported):
    number that each click of a button changes by a given step ("a button that adds one").
 4. Generically, every button does something observable: after filling the page's empty inputs with
    sample values, clicking it changes the page (its text, an input's value, or the DOM), or opens
-   a dialog. A form that reloads the page showing the same text did nothing.
+   a dialog. A form that reloads the page showing the same text did nothing (its result, if any,
+   vanished with the old document).
 
 The browser reaches the app as ``http://<app_id>.apps.internal/`` through the egress proxy, which
 routes a tenant to its own apps only. Raises :class:`sandbox.errors.SandboxError` when the browser
@@ -54,6 +55,8 @@ _SNAPSHOT_JS = """() => {
   return {text, state: [document.title, text, values, body ? body.innerHTML : ''].join('\\u0000')};
 }"""
 _CHANGED_JS = f"before => ({_SNAPSHOT_JS})().state !== before"
+_MARK_JS = "() => { window.__agenticProbe = 1; }"
+_MARKED_JS = "() => window.__agenticProbe === 1"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,16 +193,23 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
         before = await _snapshot(page)
         dialogs = len(session.dialogs)
         try:
+            await page.evaluate(_MARK_JS)
             changed = await _click(page, control, before["state"])
+            await page.wait_for_load_state("load", timeout=CHANGE_WAIT_MS)
+            reloaded = not await page.evaluate(_MARKED_JS)
         except Exception as exc:
             return "ClickError", f"the button {label!r} could not be clicked: {str(exc).splitlines()[0]}"
         clicked += 1
         after = await _snapshot(page)
+        if reloaded:  # a new document (a form submitted): only a different text counts
+            changed = after["text"] != before["text"]
+            await _fill_inputs(page, session)
         if len(session.dialogs) > dialogs:
             changed = True
-        session.steps.append(
-            f"clicked {label!r}: " + ("the page changed" if changed else "nothing changed on the page")
-        )
+        what = "the page changed" if changed else "nothing changed on the page"
+        if reloaded and not changed:
+            what = "the page reloaded (a form was submitted) and shows the same text"
+        session.steps.append(f"clicked {label!r}: {what}")
         if not changed:
             idle.append(label)
             continue
@@ -221,7 +231,7 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
         return "ExpectationFailed", f"no button changed a number on the page by {step} per click ({seen})"
     if idle:
         names = ", ".join(repr(n) for n in idle)
-        return "NoEffect", f"clicking {names} changed nothing on the page (no text, value or element changed)"
+        return "NoEffect", f"clicking {names} changed nothing on the page (see what the check did)"
     return None
 
 

@@ -49,7 +49,8 @@ def page(
     script: str, body: str = '<p>Count: <span id="count">0</span></p><button id="add">Add one</button>'
 ) -> str:
     """A self-contained page, the shape the app prompt asks for."""
-    return f"<!DOCTYPE html>\n<html><head><title>Counter</title></head>\n<body>\n{body}\n<script>\n{script}\n</script>\n</body></html>\n"
+    head = "<!DOCTYPE html>\n<html><head><title>Counter</title></head>\n"
+    return f"{head}<body>\n{body}\n<script>\n{script}\n</script>\n</body></html>\n"
 
 
 COUNTER = page(
