@@ -4,8 +4,9 @@
 summary hand back to the Task Agent, the Code Agent's outcome goes straight to the reply built from
 its structured result. The Code Agent is its own subgraph; its ``custom`` stream events (one per
 attempt) are forwarded to this graph's stream, and its model calls stream as ``messages`` tokens
-through the inherited callbacks. ``graph`` at the end is what ``langgraph.json`` names; its input and
-output schemas are published (``/assistants/{id}/schemas``).
+through the inherited callbacks. An app the Code Agent hosted joins the state's ``app_ids`` (the web UI
+lists them). ``graph`` at the end is what ``langgraph.json`` names; its input and output schemas are
+published (``/assistants/{id}/schemas``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ What counts as working, in order (the first failure is the one reported):
 3. The user's explicit expectations (:class:`AppExpectations`): texts the page must show, and a
    number that each click of a button changes by a given step ("a button that adds one").
 4. Generically, every button does something observable: after filling the page's empty inputs with
-   sample values, clicking it changes the page (its text, an input's value, or the DOM), or opens
-   a dialog. A form that reloads the page showing the same text did nothing (its result, if any,
-   vanished with the old document).
+   sample values, clicking it changes the page (its text, an input's value, or the DOM). A dialog
+   alone does not count (measured: the small model's broken pages answer a click with an
+   ``alert('Please enter ...')``; the prompt asks for no ``alert()``), and the report names it. A
+   form that reloads the page showing the same text did nothing (its result, if any, vanished with
+   the old document).
 
 The browser reaches the app as ``http://<app_id>.apps.internal/`` through the egress proxy, which
 routes a tenant to its own apps only. Raises :class:`sandbox.errors.SandboxError` when the browser
@@ -187,9 +189,12 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
     clicked = 0
     for index in range(min(count, MAX_CONTROLS)):
         control = controls.nth(index)
-        if not await control.is_visible() or not await control.is_enabled():
+        try:
+            if not await control.is_visible() or not await control.is_enabled():
+                continue
+            label = _label(await control.inner_text() or await control.get_attribute("value") or "")
+        except Exception:  # gone since it was counted (the page changed itself): nothing to click
             continue
-        label = _label(await control.inner_text() or await control.get_attribute("value") or "")
         before = await _snapshot(page)
         dialogs = len(session.dialogs)
         try:
@@ -204,11 +209,11 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
         if reloaded:  # a new document (a form submitted): only a different text counts
             changed = after["text"] != before["text"]
             await _fill_inputs(page, session)
-        if len(session.dialogs) > dialogs:
-            changed = True
         what = "the page changed" if changed else "nothing changed on the page"
         if reloaded and not changed:
             what = "the page reloaded (a form was submitted) and shows the same text"
+        if len(session.dialogs) > dialogs:
+            what += f" (a dialog said {session.dialogs[-1]!r})"
         session.steps.append(f"clicked {label!r}: {what}")
         if not changed:
             idle.append(label)
@@ -245,6 +250,7 @@ async def probe_app(context: object, app_id: str, expectations: AppExpectations 
     session = _Session()
     async with pool.session(sandbox) as browser:
         page = await browser.new_page()
+        page.set_default_timeout(CLICK_TIMEOUT_MS)  # no step of a small page waits longer
         page.on("console", lambda m: _console_error(session, m))
         page.on("pageerror", lambda e: session.console.append(str(e)[:300]))
         page.on("dialog", lambda d: _on_dialog(session, d))

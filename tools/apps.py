@@ -43,12 +43,14 @@ HOSTING_UNAVAILABLE = (
 class AppHostingError(Exception):
     """The app could not be hosted (it did not start, or the tenant's app limits are reached).
 
-    ``log`` holds the end of the app's output when it started and then failed.
+    ``fixable`` is True when the app's own code is at fault (it exited or never listened: a repair
+    may help); ``log`` then holds the end of its output.
     """
 
-    def __init__(self, message: str, *, log: str = "") -> None:
+    def __init__(self, message: str, *, log: str = "", fixable: bool = False) -> None:
         super().__init__(message)
         self.log = log
+        self.fixable = fixable
 
 
 @dataclass(frozen=True, kw_only=True)

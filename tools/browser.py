@@ -5,6 +5,7 @@ guarded sandbox, so the tenant's limits and budgets hold and the egress proxy de
 (a refused address comes back as the proxy's refusal, never as a page from that address). Hosted apps
 are reached as ``http://<app_id>.apps.internal/`` (the proxy routes a tenant to its own apps only).
 Screenshots are stored as workspace file versions (base64 text: the store keeps UTF-8 text).
+:func:`read_pages` reads several pages in one session (the Search Agent's result pages).
 """
 
 from __future__ import annotations

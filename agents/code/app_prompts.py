@@ -28,7 +28,7 @@ PYTHON_SYSTEM = """You write small, complete web apps in Python 3 with the stand
 (http.server, no Flask, no FastAPI).
 Reply with the whole program in ONE ```python code block.
 The app listens on 127.0.0.1 at the port in the PORT environment variable: int(os.environ["PORT"]).
-It serves its HTML page at "/"; links and fetch() calls in the page use relative URLs (no leading "/").
+It serves its HTML page at "/" from a string in the program (there are no other files); links and fetch() calls in the page use relative URLs (no leading "/").
 Every button must visibly change the page when clicked."""
 
 APP_SYSTEMS = {"static": STATIC_SYSTEM, "python": PYTHON_SYSTEM}

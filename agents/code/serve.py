@@ -76,6 +76,12 @@ async def _host_and_check(
     try:
         app = await apps.host(state.workspace_id or "", entry=state.code_path, versions=versions)
     except AppHostingError as exc:
+        if not exc.fixable:  # a limit or a refusal: no repair of the code changes that
+            return None, {
+                "app_check": "not_hosted",
+                "status": "error",
+                "error": f"the app was not hosted: {exc}",
+            }
         return _start_failure(exc), {}
     kept = {
         "app_id": app.id,
@@ -89,8 +95,12 @@ async def _host_and_check(
         logger.warning("app %s hosted but not checked: %s", app.id, exc)
         reason = f"the browser check could not run: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         return None, {**kept, "app_check": "unchecked", "status": "error", "error": reason}
-    status = await apps.status(app.id)
-    facts = _check_failure(check, status.log_tail, status.exits > 0 or not status.running)
+    try:
+        status = await apps.status(app.id)
+        log_tail, ended = status.log_tail, status.exits > 0 or not status.running
+    except AppHostingError:  # removed meanwhile (expired, deleted): it does not run
+        log_tail, ended = "", True
+    facts = _check_failure(check, log_tail, ended)
     if facts is not None:
         await apps.remove(app.id)
         logger.info("attempt's app %s failed its check (%s); removed", app.id, facts["problem"])
@@ -142,7 +152,7 @@ async def serve(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
         record, facts = no_code_record(state, attempt), {"problem": "NoCodeBlock", "message": state.error}
     else:
         facts, update = await _host_and_check(state, ctx, apps)
-        if update.get("app_check") == "unchecked":
+        if update.get("status") == "error":  # not hosted for a reason no repair changes, or unchecked
             return {**update, "attempts": attempt}
         record = _record(state, attempt, facts, time.monotonic() - started)
     outcome = cast(RunOutcome, {k: v for k, v in record.items() if k not in ("code", "output", "printed")})

@@ -66,7 +66,8 @@ class TenantApps:
             )
             record, _token = await self.manager.create(self.tenant, spec)
         except AppStartError as exc:
-            raise AppHostingError(str(exc).split("; its output:", 1)[0], log=exc.log) from exc
+            message = str(exc).split("; its output:", 1)[0]
+            raise AppHostingError(message, log=exc.log, fixable=bool(exc.log)) from exc
         except (AppError, SandboxError, WorkspaceError) as exc:
             raise AppHostingError(str(exc)) from exc
         link, link_expires = self.link(record.id)

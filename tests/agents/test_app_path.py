@@ -228,3 +228,16 @@ async def test_a_follow_up_changes_the_hosted_page(
     reply = final["messages"][-1].content
     assert reply.startswith("Done: index.html is hosted and passed its browser check"), reply
     assert len(final["app_ids"]) == 2  # both apps of the conversation are listed
+
+
+async def test_a_tenant_at_its_app_limit_gets_a_plain_answer_without_repairs(
+    llm: ScriptedOpenAI, app_context: Callable[..., Context], hosting: dict[str, Any], store: SqlVersionStore
+) -> None:
+    full = AppManager(
+        hosting["apps_store"], store, hosting["guarded"], AppSettings(max_per_tenant=0), LinkSigner(b"k" * 32)
+    )
+    llm.when(CODE, fenced(COUNTER, "html"))
+    final, events = await turn(app_context(apps=TenantApps(full, "acme")), COUNTER_REQUEST)
+    reply = final["messages"][-1].content
+    assert reply.startswith("Not hosted: the app was not hosted: this tenant already hosts"), reply
+    assert events == [] and len(llm.requests_matching(CODE)) == 1  # no repair can change a limit

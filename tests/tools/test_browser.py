@@ -232,8 +232,12 @@ async def _probe_page(env: dict[str, Any], html: str, expect: AppExpectations | 
         await manager.delete("acme", app.id)
 
 
-async def test_probe_counts_a_dialog_as_an_effect_and_finds_expected_text(env: dict[str, Any]) -> None:
-    html = "<h1>Hello, probe</h1><button onclick=\"alert('hi')\">Say hi</button>"
+async def test_probe_wants_the_page_changed_not_a_dialog_and_finds_expected_text(env: dict[str, Any]) -> None:
+    alerting = "<h1>Hello, probe</h1><button onclick=\"alert('Please enter a task.')\">Add</button>"
+    check = await _probe_page(env, alerting)
+    assert not check.passed and check.problem == "NoEffect", check.render()
+    assert "clicked 'Add': nothing changed on the page (a dialog said 'Please enter a task.')" in check.steps
+    html = "<h1>Hello, probe</h1><button onclick=\"this.textContent = 'Hi!'\">Say hi</button>"
     check = await _probe_page(env, html, AppExpectations(texts=("hello, PROBE",)))
     assert check.passed, check.render()
     assert "clicked 'Say hi': the page changed" in check.steps
