@@ -8,11 +8,11 @@ What counts as working, in order (the first failure is the one reported):
 3. The user's explicit expectations (:class:`AppExpectations`): texts the page must show, and a
    number that each click of a button changes by a given step ("a button that adds one").
 4. Generically, every button does something observable: after filling the page's empty inputs with
-   sample values, clicking it changes the page (its text, an input's value, or the DOM). A dialog
-   alone does not count (measured: the small model's broken pages answer a click with an
-   ``alert('Please enter ...')``; the prompt asks for no ``alert()``), and the report names it. A
-   form that reloads the page showing the same text did nothing (its result, if any, vanished with
-   the old document).
+   sample values, clicking it changes the page's text (or its title, or an input's value). Elements
+   that change without text (an empty ``<div>`` appended, a class toggled) do not count, nor does a
+   dialog alone (measured: the small model's broken to-do pages appended empty items, or answered
+   a click with ``alert('Please enter a task.')``); the report names the dialog. A form that
+   reloads the page showing the same text did nothing (its result vanished with the old document).
 
 The browser reaches the app as ``http://<app_id>.apps.internal/`` through the egress proxy, which
 routes a tenant to its own apps only. Raises :class:`sandbox.errors.SandboxError` when the browser
@@ -48,13 +48,12 @@ _INPUTS = (
     "input:not([type]), input[type=text], input[type=number], input[type=search], input[type=email], "
     "input[type=tel], input[type=url], textarea"
 )
-# What the page shows (text) and what it is (text, input values, DOM): compared around each click.
+# What the page shows: its text, and with its title and input values what a click must change.
 _SNAPSHOT_JS = """() => {
-  const body = document.body;
-  const text = body ? body.innerText : '';
+  const text = document.body ? document.body.innerText : '';
   const values = Array.from(document.querySelectorAll('input, textarea, select'))
     .map(e => (e.type === 'checkbox' || e.type === 'radio') ? String(e.checked) : e.value).join('\\u0001');
-  return {text, state: [document.title, text, values, body ? body.innerHTML : ''].join('\\u0000')};
+  return {text, state: [document.title, text, values].join('\\u0000')};
 }"""
 _CHANGED_JS = f"before => ({_SNAPSHOT_JS})().state !== before"
 _MARK_JS = "() => { window.__agenticProbe = 1; }"
@@ -138,10 +137,13 @@ async def _snapshot(page: Page) -> dict[str, str]:
     return value
 
 
-async def _fill_inputs(page: Page, session: _Session) -> None:
+async def _fill_inputs(page: Page, session: _Session, *, first: bool = True) -> None:
     """Type sample values into the page's visible, empty inputs (numbers get 3, text gets "test")."""
     inputs = page.locator(_INPUTS)
-    for index in range(min(await inputs.count(), MAX_CONTROLS)):
+    count = await inputs.count()
+    if not count and first:
+        session.steps.append("the page has no text input to type into")
+    for index in range(min(count, MAX_CONTROLS)):
         box = inputs.nth(index)
         try:
             if not await box.is_visible() or not await box.is_editable() or await box.input_value():
@@ -208,7 +210,7 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
         after = await _snapshot(page)
         if reloaded:  # a new document (a form submitted): only a different text counts
             changed = after["text"] != before["text"]
-            await _fill_inputs(page, session)
+            await _fill_inputs(page, session, first=False)
         what = "the page changed" if changed else "nothing changed on the page"
         if reloaded and not changed:
             what = "the page reloaded (a form was submitted) and shows the same text"

@@ -22,14 +22,17 @@ STATIC_SYSTEM = """You write small, complete web pages: ONE HTML file with its C
 its JavaScript in a <script> tag.
 Reply with the whole page in ONE ```html code block.
 No external files, no CDN links, no frameworks. Keep the CSS short.
-Every button must visibly change the page when clicked (update text on the page; never use alert())."""
+Use <input> elements for what the user types. Every button must visibly change the text on the page \
+when clicked (never use alert())."""
 
 PYTHON_SYSTEM = """You write small, complete web apps in Python 3 with the standard library only \
 (http.server, no Flask, no FastAPI).
 Reply with the whole program in ONE ```python code block.
 The app listens on 127.0.0.1 at the port in the PORT environment variable: int(os.environ["PORT"]).
-It serves its HTML page at "/" from a string in the program (there are no other files); links and fetch() calls in the page use relative URLs (no leading "/").
-Every button must visibly change the page when clicked."""
+It serves its HTML page at "/" from a string in the program (there are no other files); links and \
+fetch() calls in the page use relative URLs (no leading "/").
+The page's JavaScript goes in a <script> tag of that HTML, defining every function its buttons call.
+Every button must visibly change the text on the page when clicked."""
 
 APP_SYSTEMS = {"static": STATIC_SYSTEM, "python": PYTHON_SYSTEM}
 _FENCES = {"static": "html", "python": "python"}

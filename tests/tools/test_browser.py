@@ -265,3 +265,15 @@ async def test_probe_reports_a_javascript_error_with_the_console_text(env: dict[
     assert not check.passed and check.problem == "JSError", check.render()
     assert any("undefinedFunction is not defined" in line for line in check.console_errors)
     assert check.render().startswith("CHECK FAILED: JSError")
+
+
+async def test_probe_wants_text_not_an_empty_element(env: dict[str, Any]) -> None:
+    """A broken to-do page the small model wrote: reads .value of a <p>, appends an empty item."""
+    html = (
+        '<p id="task">Add a task</p><button onclick="add()">Add</button>'
+        "<script>function add() { const d = document.createElement('div');"
+        " d.textContent = document.getElementById('task').value; document.body.appendChild(d); }</script>"
+    )
+    check = await _probe_page(env, html)
+    assert not check.passed and check.problem == "NoEffect", check.render()
+    assert "the page has no text input to type into" in check.steps
