@@ -1,9 +1,9 @@
-"""What a backend adds to a run with network: a per-run dir bound at ``/sandbox/net`` and the forwarder.
+"""What a host backend adds to a run with network: a per-run dir bound at ``/sandbox/net`` and the forwarder.
 
 Shared by the local and gVisor backends so both give a program the same view: its own network
 namespace with only ``lo``, ``HTTP_PROXY`` / ``HTTPS_PROXY`` = ``http://127.0.0.1:3128`` served by
-:mod:`sandbox.forwarder`, which relays to the egress proxy's per-run Unix socket; for a hosted app
-also ``/sandbox/net/app.sock`` (created inside) through which the host reaches the app's port.
+:mod:`sandbox.host.forwarder`, which relays to the egress proxy's per-run Unix socket; for a hosted
+app also ``/sandbox/net/app.sock`` (created inside) through which the host reaches the app's port.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.commands import EGRESS_PORT
 from sandbox.egress_proxy import EgressChannel, EgressProxy
 
-__all__ = ["EGRESS_PORT", "NET_DIR", "NetWiring", "open_wiring"]
+__all__ = ["FORWARDER_PIDS", "NET_DIR", "NetWiring", "open_wiring"]
 
 logger = logging.getLogger(__name__)
 
 NET_DIR = "/sandbox/net"  # inside the sandbox
-EGRESS_PORT = 3128
 FORWARDER = Path(__file__).with_name("forwarder.py")
 FORWARDER_PIDS = 1  # the forwarder's own process, counted in the run's pids cap
 _PYTHON = "/usr/bin/python3"
@@ -55,13 +55,6 @@ class NetWiring:
         for target, fd in enumerate(pipe_fds, start=3):
             args += ["--fd", str(fd), str(target)]
         return [*args, "--", *program]
-
-    @staticmethod
-    def env() -> dict[str, str]:
-        """Proxy variables every common HTTP client reads (curl, requests, urllib, httpx, Deno)."""
-        url = f"http://127.0.0.1:{EGRESS_PORT}"
-        names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
-        return {name: url for name in names} | {"NO_PROXY": "", "no_proxy": ""}
 
     async def close(self) -> None:
         """Stop the run's proxy channel and remove its dir; idempotent."""

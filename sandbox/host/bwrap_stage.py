@@ -1,53 +1,28 @@
-"""Host-side preparation for the bubblewrap backend (:mod:`sandbox.bubblewrap`).
+"""The bubblewrap backend's stage on the host: a private dir every run's sandbox is built from.
 
-Why a module of its own: everything here runs on the host as root *before* a sandbox exists:
-the staged ``/etc`` (harmless host pieces plus a synthesized passwd / group / hosts, never the
-host's), read-only bind staging of root-only sources (library sets under ``/root``) so the
-unprivileged bwrap can reach them, the launcher's rlimits, and the bwrap arguments that do not
-depend on one run. Nothing here is per-run heavy.
+Why a module of its own: everything here runs on the host as root *before* a sandbox exists, once
+per backend: the staged ``/etc`` (harmless host pieces plus a synthesized passwd / group / hosts,
+never the host's), the venv-style Python launcher, the directory of pooled network namespaces, and
+read-only bind staging of root-only sources (library sets under ``/root``) so the unprivileged bwrap
+can reach them. The stage is its own small tmpfs, so a bind from it shows the sandbox no host path.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
 
-from sandbox.base import Limits
-from sandbox.cgroups import Cgroup
-from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR
-from sandbox.config import SandboxSettings
+from sandbox.commands import ETC_PIECES, ETC_SYNTH
 from sandbox.errors import SandboxStartError
 
-__all__ = [
-    "BWRAP_PIDS",
-    "SCRATCH_DIR",
-    "TMP_DIR",
-    "WORK_DIR",
-    "PYTHON_VENV",
-    "HostStage",
-    "launcher_rlimits",
-    "shm_bytes",
-    "static_args",
-    "unsized_tmpfs",
-    "unmount",
-]
+__all__ = ["HostStage", "unmount"]
 
 logger = logging.getLogger(__name__)
-
-# A venv-style launcher of the system interpreter (``pyvenv.cfg`` with no system site-packages).
-# Why: the sets are "stdlib only" / their own PYTHONPATH closure, so the host's dist-packages and
-# their ``.pth`` start-up hooks (which import whatever the host installed) must not run in every
-# sandbox; this also saves ~1.5 ms per Python start. ``site`` (``exit()``, ``help()``) stays.
-PYTHON_VENV = "/opt/python"
-# Our processes counted in the pids cap: the launcher (a subreaper), bwrap's monitor, its namespace init.
-BWRAP_PIDS = 3
-
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MNT_DETACH = 1, 2, 4, 32, 4096, 2
@@ -169,12 +144,12 @@ class HostStage:
 
     @property
     def netns_dir(self) -> Path:
-        """Where pooled network namespaces are bound (see :mod:`sandbox.netns`)."""
+        """Where pooled network namespaces are bound (see :mod:`sandbox.host.netns`)."""
         return self.root / "netns"
 
     @property
     def venv(self) -> Path:
-        """The directory bound read-only at :data:`PYTHON_VENV` in every sandbox."""
+        """The directory bound read-only at :data:`~sandbox.host.bwrap_args.PYTHON_VENV` in every sandbox."""
         return self.root / "python"
 
     def reachable(self, path: Path) -> Path:
@@ -207,88 +182,3 @@ class HostStage:
             self._tmpfs = not unmounted
         if unmounted:  # never recurse into a still-mounted library set
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def static_args(
-    settings: SandboxSettings, etc: Path, *, network: bool, new_netns: bool = True, venv: Path | None = None
-) -> list[str]:
-    """Return the bwrap argv prefix shared by every run with this network setting.
-
-    ``new_netns=False``: the launcher already put the run in a pooled empty network namespace
-    (runs without network only; a run with network always gets a new one with ``lo`` up).
-    """
-    s = settings
-    args = [
-        str(s.bwrap_path),
-        "--unshare-user",
-        "--uid",
-        str(s.sandbox_uid),
-        "--gid",
-        str(s.sandbox_gid),
-        "--disable-userns",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--new-session",
-        "--hostname",
-        "sandbox",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-    ]
-    if network or new_netns:  # network: a namespace of its own with ``lo`` up (bwrap sets it up)
-        args.append("--unshare-net")
-    for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
-        host = Path("/") / top
-        if host.is_symlink():
-            args += ["--symlink", os.readlink(host), f"/{top}"]
-        elif host.is_dir():
-            args += ["--ro-bind", str(host), f"/{top}"]
-    args += ["--ro-bind", str(etc), "/etc"]  # one mount instead of one per file (no resolv.conf:
-    # names are resolved by the egress proxy, the only way out)
-    if venv is not None:
-        args += ["--ro-bind", str(venv), PYTHON_VENV]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    return args
-
-
-def launcher_rlimits(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True) -> dict[str, int]:
-    """The rlimits the launcher sets before bwrap (root may lower them, never raise).
-
-    ``data_rlimit=False`` skips RLIMIT_DATA in the fallback (V8 reserves more than it uses).
-    """
-    rlimits = {
-        "core": 0,
-        "cpu": max(1, math.ceil(limits.cpu_seconds)),
-        "fsize": max(1, limits.disk_mb) * 1024 * 1024,
-    }
-    if cgroup is None:  # no cgroups: processes and memory are capped by rlimits instead
-        rlimits["nproc"] = max(limits.pids, 1) + BWRAP_PIDS
-        if data_rlimit:
-            rlimits["data"] = limits.memory_mb * 1024 * 1024
-    return rlimits
-
-
-SHM_MAX_MB = 64
-
-
-def shm_bytes(limits: Limits) -> int:
-    """Size of a run's ``/dev/shm`` tmpfs: ``min(disk_mb, 64)`` MB (POSIX shm, multiprocessing locks)."""
-    return max(1, min(limits.disk_mb, SHM_MAX_MB)) * 1024 * 1024
-
-
-def unsized_tmpfs(args: list[str]) -> list[str]:
-    """Writable tmpfs mounts of a bwrap argv without ``--size`` (``--dev`` too, unless remounted ro)."""
-    unsized: dict[str, bool] = {}
-    for i, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg == "--tmpfs":
-            unsized[args[i + 1]] = i < 2 or args[i - 2] != "--size" and args[i - 4 : i - 3] != ["--size"]
-        elif arg == "--dev":
-            unsized[args[i + 1]] = True
-        elif arg == "--remount-ro" and args[i + 1] in unsized:
-            unsized[args[i + 1]] = False
-    return [path for path, bad in unsized.items() if bad]

@@ -1,4 +1,4 @@
-"""Build and call ``agentic-launch`` (``launcher.c``), the root-side step before bubblewrap.
+"""Build and call ``agentic-launch`` (``launcher.c`` beside this file), the root-side step before bubblewrap.
 
 Why a compiled launcher: joining the run's cgroups, lowering rlimits, entering a pooled network
 namespace and dropping to the run's uid happen once per sandboxed program. As ``sh -c`` +
@@ -41,7 +41,7 @@ def _check_private(binary: Path) -> None:
         st = path.stat()
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise SandboxUnavailableError(
-                f"{path} is writable by another user or not ours; the sandbox launcher runs as root. "
+                f"{path} is writable by another user or not ours (the sandbox launcher runs as root); "
                 "fix: chown it to this user and chmod go-w, or set AGENTIC_CACHE_DIR to a private dir"
             )
 

@@ -25,7 +25,7 @@ from typing import Any
 from sandbox.base import Limits
 from sandbox.commands import ETC_PIECES, ETC_SYNTH, SCRATCH_DIR, TMP_DIR, WORK_DIR, check_relative_path
 from sandbox.errors import InvalidRunRequestError
-from sandbox.seccomp_policy import Rule, policy
+from sandbox.host.seccomp_policy import Rule, policy
 
 __all__ = [
     "SCRATCH_DIR",
@@ -210,7 +210,7 @@ def _oci_rule(rule: Rule) -> dict[str, Any]:
 
 
 def seccomp_profile(*, network: bool) -> dict[str, Any]:
-    """Return ``linux.seccomp``: :func:`sandbox.seccomp_policy.policy`, enforced inside gVisor.
+    """Return ``linux.seccomp``: :func:`sandbox.host.seccomp_policy.policy`, enforced inside gVisor.
 
     Why, when gVisor already isolates: namespace and mount calls succeed *inside* the Sentry (they
     are harmless to the host, but a program should see the same policy on every backend), and

@@ -1,4 +1,4 @@
-"""The async child-process runner shared by local-host backends (bubblewrap, gVisor).
+"""The async child-process runner shared by the backends on this host (bubblewrap, gVisor).
 
 Why a module of its own: every backend needs the same careful plumbing: both pipes drained
 concurrently (a program printing 100 MB must neither block nor grow our memory: bytes past the
@@ -19,13 +19,13 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-__all__ = ["ArgvFactory", "KillCallback", "OutputCallback", "ProcessOutcome", "StreamName", "run_process"]
+from sandbox.streaming import StreamName
+
+__all__ = ["ArgvFactory", "KillCallback", "OutputCallback", "ProcessOutcome", "run_process"]
 
 logger = logging.getLogger(__name__)
 
-StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, bytes], Awaitable[None] | None]
 KillCallback = Callable[[int], Awaitable[None] | None]
 # Builds (argv, pass_fds) right before the spawn, in the same worker thread (see ``run_process``).

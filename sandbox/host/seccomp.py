@@ -1,6 +1,6 @@
 """The seccomp filter applied to every program of the bubblewrap backend (built with ``pyseccomp``).
 
-What is refused and why is :mod:`sandbox.seccomp_policy` (shared with the gVisor OCI profile);
+What is refused and why is :mod:`sandbox.host.seccomp_policy` (shared with the gVisor OCI profile);
 this module only compiles that table.
 
 The filter is compiled to BPF once per network setting (:func:`bpf_program`) and handed to
@@ -16,7 +16,7 @@ import tempfile
 
 import pyseccomp as sc
 
-from sandbox.seccomp_policy import DENIED_SYSCALLS, ArgCheck, policy
+from sandbox.host.seccomp_policy import DENIED_SYSCALLS, ArgCheck, policy
 
 __all__ = ["DENIED_SYSCALLS", "bpf_fd", "bpf_program", "build_filter"]
 
@@ -32,7 +32,7 @@ def _arg(check: ArgCheck) -> sc.Arg:
 
 
 def build_filter(*, network: bool) -> sc.SyscallFilter:
-    """Return the filter (default allow, the denials of :func:`sandbox.seccomp_policy.policy`)."""
+    """Return the filter (default allow, the denials of :func:`sandbox.host.seccomp_policy.policy`)."""
     filt = sc.SyscallFilter(sc.ALLOW)
     for rule in policy(network=network):
         args = (_arg(rule.arg),) if rule.arg is not None else ()

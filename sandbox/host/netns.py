@@ -18,8 +18,8 @@ import logging
 import threading
 from pathlib import Path
 
-from sandbox.bwrap_host import unmount
-from sandbox.launcher import make_netns
+from sandbox.host.bwrap_stage import unmount
+from sandbox.host.launcher import make_netns
 
 __all__ = ["NetnsPool"]
 

@@ -1,7 +1,7 @@
 """The one seccomp policy of every sandbox, as data: which calls fail, with which errno, on which args.
 
-Why a table: the bubblewrap backend compiles it with ``pyseccomp`` (:mod:`sandbox.seccomp`) and the
-gVisor backend writes it into the OCI profile the Sentry enforces (:func:`sandbox.oci.seccomp_profile`).
+Why a table: the bubblewrap backend compiles it with ``pyseccomp`` (:mod:`sandbox.host.seccomp`) and the
+gVisor backend writes it into the OCI profile the Sentry enforces (:func:`sandbox.host.oci.seccomp_profile`).
 Both are built from :func:`policy` only, so a call refused on one backend cannot stay open on the
 other (the OCI profile once copied the deny list but not the ``ENOSYS`` list, and ``io_uring_setup``
 worked under gVisor). A unit test compares the two compiled forms.
