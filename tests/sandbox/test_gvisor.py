@@ -1,4 +1,4 @@
-"""gVisor-specific checks (the shared containment suite runs against gVisor via conftest.BACKENDS)."""
+"""gVisor-specific checks (the shared containment suite runs against gVisor too: every registered backend)."""
 
 from __future__ import annotations
 

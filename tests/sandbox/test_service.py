@@ -83,6 +83,7 @@ async def test_guard_clamps_and_holds_the_grant_while_the_service_lives(sandbox:
 
 async def test_a_url_endpoint_is_probed_like_a_socket() -> None:
     """A remote backend's service answers at a URL: ``wait_ready`` probes it over HTTP (here on loopback)."""
+
     class Ok(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self) -> None:
             self.send_response(200)
