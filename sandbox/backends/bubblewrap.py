@@ -288,9 +288,9 @@ def _preflight(settings: SandboxSettings) -> list[Check]:
     root = root_check(ROOT_NEEDED)
     try:
         launcher = build_launcher(settings.cache_dir, local.launcher_cc)
-        launcher_check = Check(name="launcher (agentic-launch)", ok=True, detail=str(launcher))
+        launcher_check = Check(name="launcher", ok=True, detail=str(launcher))
     except SandboxUnavailableError as exc:
-        launcher, launcher_check = None, failed("launcher (agentic-launch)", str(exc))
+        launcher, launcher_check = None, failed("launcher", str(exc))
     bwrap = bwrap_present(local.bwrap_path)
     if bwrap.ok:
         # The same shape as a real run: an unprivileged uid creating its own user / pid / net namespaces.
@@ -312,13 +312,13 @@ def _preflight(settings: SandboxSettings) -> list[Check]:
         )
     try:
         seccomp_check = Check(
-            name="seccomp (libseccomp)",
+            name="seccomp",
             ok=True,
-            detail=f"filter compiles ({len(seccomp.bpf_program(False)) // 8} BPF instructions)",
+            detail=f"libseccomp filter compiles ({len(seccomp.bpf_program(False)) // 8} BPF instructions)",
         )
     except Exception as exc:  # pyseccomp or libseccomp missing or broken
         seccomp_check = Check(
-            name="seccomp (libseccomp)",
+            name="seccomp",
             ok=False,
             detail=str(exc),
             fix="apt-get install libseccomp2 and pip install pyseccomp==0.1.2",

@@ -48,7 +48,7 @@ def root_check(why: str) -> Check:
 
 def cgroups_check(root: Path, *, enabled: bool, fallback: str) -> Check:
     """Whether runs get cgroup v1 limits (optional: ``fallback`` says what the backend does instead)."""
-    name = "cgroups v1 writable"
+    name = "cgroups v1"
     if not enabled:
         return Check(
             name=name,
@@ -59,7 +59,9 @@ def cgroups_check(root: Path, *, enabled: bool, fallback: str) -> Check:
         )
     missing = [c for c in CONTROLLERS if not os.access(root / c / own_cgroup_path(c).lstrip("/"), os.W_OK)]
     if not missing:
-        return Check(name=name, ok=True, detail=f"{', '.join(CONTROLLERS)} under {root}", required=False)
+        return Check(
+            name=name, ok=True, detail=f"{', '.join(CONTROLLERS)} writable under {root}", required=False
+        )
     return Check(
         name=name,
         ok=False,
@@ -72,9 +74,9 @@ def cgroups_check(root: Path, *, enabled: bool, fallback: str) -> Check:
 def deno_check() -> Check:
     """Whether the Deno binary for TypeScript runs is there (optional: Python runs need none)."""
     try:
-        return Check(name="deno (TypeScript)", ok=True, detail=str(deno_binary()), required=False)
+        return Check(name="deno", ok=True, detail=f"{deno_binary()} (TypeScript runs)", required=False)
     except SandboxUnavailableError as exc:
-        return failed("deno (TypeScript)", str(exc), required=False)
+        return failed("deno", str(exc), required=False)
 
 
 def failed(name: str, message: str, *, required: bool = True) -> Check:

@@ -68,11 +68,11 @@ def runsc_check(settings: GVisorSettings) -> Check:
     runsc = _find(settings)
     if runsc is None:
         where = settings.runsc_path or "runsc on PATH"
-        return Check(name="runsc (gVisor)", ok=False, detail=f"{where} not found", fix=_FIX)
+        return Check(name="runsc", ok=False, detail=f"{where} not found", fix=_FIX)
     problem = run_probe([runsc, "--version"])
     if problem is not None:
-        return Check(name="runsc (gVisor)", ok=False, detail=f"{runsc} does not run ({problem})", fix=_FIX)
-    return Check(name="runsc (gVisor)", ok=True, detail=f"{runsc} runs")
+        return Check(name="runsc", ok=False, detail=f"{runsc} does not run ({problem})", fix=_FIX)
+    return Check(name="runsc", ok=True, detail=f"{runsc} runs")
 
 
 class Runsc:
