@@ -86,13 +86,15 @@ def create_sandbox(settings: SandboxSettings, backend: str | None = None) -> San
 async def open_sandbox(settings: SandboxSettings, backend: str | None = None) -> Sandbox:
     """A new backend (``backend`` or ``settings.backend``), opened; the caller closes it.
 
-    The host or network I/O of opening happens off the event loop (the backend's ``open``).
+    Nothing here blocks the event loop: the backend's module is imported in a worker thread (an
+    import may do I/O: ``pyseccomp`` runs ``ldconfig``), and its ``open`` keeps its own I/O off the loop.
 
     Raises:
         SandboxError: the name is not a known backend.
         SandboxUnavailableError: the backend cannot run here (the message says what to fix).
     """
-    sandbox = await create_sandbox(settings, backend).open()
+    created = await asyncio.to_thread(create_sandbox, settings, backend)  # importing may do I/O
+    sandbox = await created.open()
     logger.info("opened sandbox backend %s", sandbox.name)
     return sandbox
 
@@ -106,7 +108,8 @@ async def preflight(settings: SandboxSettings, names: Iterable[str] | None = Non
 
     async def one(name: str) -> list[Check]:
         try:
-            return await create_sandbox(settings, name).preflight()
+            backend = await asyncio.to_thread(create_sandbox, settings, name)  # importing may do I/O
+            return await backend.preflight()
         except SandboxError as exc:  # its module cannot be imported here
             fix = "install the backend's dependencies"
             return [Check(name="backend", ok=False, detail=str(exc), fix=fix)]

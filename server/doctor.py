@@ -101,7 +101,8 @@ async def _library_sets(settings: Settings) -> list[Check]:
     """The configured backend's library sets (``base`` is required: every run needs one)."""
     backend = settings.sandbox.backend
     try:
-        sets = await create_sandbox(settings.sandbox).library_sets()
+        sandbox = await asyncio.to_thread(create_sandbox, settings.sandbox)  # importing may do I/O
+        sets = await sandbox.library_sets()
     except Exception as exc:  # a check must never break the doctor
         return [Check(name="library sets", ok=False, detail=f"{type(exc).__name__}: {exc}", required=False)]
     rows = []

@@ -44,14 +44,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import weakref
-from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import Any, Self
 
-from sandbox.base import Check, OutputChunk, RunRequest, RunResult
+from sandbox.base import Check, RunRequest, RunResult
 from sandbox.commands import TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
-from sandbox.config import SandboxSettings, egress_policy
+from sandbox.config import SandboxSettings
 from sandbox.egress_proxy import EgressProxy
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.host import seccomp
@@ -66,14 +62,14 @@ from sandbox.host.bwrap_run import (
 )
 from sandbox.host.cgroup import CgroupUsage
 from sandbox.host.egress_wiring import NetWiring, open_wiring
+from sandbox.host.host_sandbox import HostSandbox
 from sandbox.host.launcher import build_launcher, launch_args
-from sandbox.host.libset_dirs import LibrarySetDirs
 from sandbox.host.outcome import run_result
 from sandbox.host.probes import cgroups_check, deno_check, failed, root_check, run_probe
 from sandbox.host.process import ProcessOutcome, run_process
 from sandbox.resources import check_limits
 from sandbox.service import ServiceEndpoint, ServiceHandle
-from sandbox.streaming import ChunkDecoder, ChunkSink, stream_chunks
+from sandbox.streaming import ChunkDecoder, ChunkSink
 
 __all__ = ["BubblewrapSandbox"]
 
@@ -86,96 +82,37 @@ _USERNS_FIX = (
 )
 
 
-class BubblewrapSandbox:
+class BubblewrapSandbox(HostSandbox[BwrapHost]):
     """Run untrusted code locally with bubblewrap. See :mod:`sandbox.base` for the contract."""
 
     name = "local"
 
     def __init__(self, settings: SandboxSettings | None = None, *, egress: EgressProxy | None = None) -> None:
-        """Keep the settings; no I/O here (see :meth:`open`).
+        """Keep the settings; no I/O here (``open`` builds the launcher, stages ``/etc``, fills the pools).
 
         ``egress``: the proxy of runs with network (default: one with the settings' policy, made by ``open``).
         """
-        self.settings = settings or SandboxSettings()
-        self._egress = egress
-        self._host: BwrapHost | None = None
-        self._open_lock = asyncio.Lock()
-        self._closed = False
+        super().__init__(settings, egress=egress)
         local = self.settings.local
         self._slots = UidSlots(local.host_uid_base, (local.sandbox_uid, local.sandbox_gid))
-        self._libsets = LibrarySetDirs(self.settings)
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._finalizer: weakref.finalize[[], Any] | None = None
 
-    async def open(self) -> Self:
-        """Check the host, build the launcher, stage ``/etc`` and fill the pools, in a worker thread.
+    def _open_host(self) -> BwrapHost:
+        return BwrapHost.open(self.settings)
 
-        Raises:
-            SandboxUnavailableError: bubblewrap or a C compiler for the launcher is missing, or we
-                are not root.
-            SandboxStartError: the sandbox was closed.
-        """
-        async with self._open_lock:
-            if self._closed:
-                raise SandboxStartError("sandbox is closed")
-            if self._host is None:
-                host, self._egress = await asyncio.to_thread(self._open_host)
-                # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.
-                self._host, self._finalizer = host, weakref.finalize(self, host.close)
-        return self
+    def _preflight(self) -> list[Check]:
+        return _preflight(self.settings)
 
-    def _open_host(self) -> tuple[BwrapHost, EgressProxy]:
-        host = BwrapHost.open(self.settings)
-        return host, self._egress or EgressProxy(egress_policy(self.settings))
-
-    @property
-    def egress(self) -> EgressProxy | None:
-        """The egress proxy of runs with network (None until opened, unless one was given)."""
-        return self._egress
-
-    @property
-    def uses_cgroups(self) -> bool:
-        """True when limits are enforced with cgroups (False: rlimit fallback)."""
-        return self._opened().pool is not None
-
-    def _opened(self) -> BwrapHost:
-        if self._closed:
-            raise SandboxStartError("sandbox is closed")
-        if self._host is None:
-            raise SandboxStartError("the local sandbox is not open; await open() (or use `async with`) first")
-        return self._host
-
-    async def preflight(self) -> list[Check]:
-        """Root, the launcher, bubblewrap (run once), seccomp, cgroups, Deno; opens nothing."""
-        return await asyncio.to_thread(_preflight, self.settings)
-
-    async def library_sets(self) -> Mapping[str, str | None]:
-        """Every known set -> None when built in the data dir (or stdlib only), else the fix."""
-        return await self._libsets.states()
-
-    async def run(self, request: RunRequest) -> RunResult:
-        """Run ``request`` to completion (never raises for program failures)."""
-        return await self._execute(request, None)
-
-    async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
-        """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
-        # aclosing: when our consumer leaves early, the inner generator must stop (and kill the run)
-        # now, not whenever the garbage collector finalizes it.
-        async with contextlib.aclosing(stream_chunks(lambda q: self._execute(request, q))) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
-        """Start ``request`` as a service on ``port`` (no wall-clock cap; network through the proxy)."""
-        self._opened()
-        check_limits(request.limits, self.settings.max_limits)
-        handle = ServiceHandle(request.labels.get("app", "service"))
-        # A service listens on its own loopback: it gets the network profile and the proxy, always.
-        request = dataclasses.replace(request, network=True)
-        handle.start(self._execute(request, handle, service=(handle, port)))
-        return handle
+    async def _before_close(self, host: BwrapHost) -> None:
+        if self._inflight:
+            # Runs still going (a stream nobody closed, a concurrent caller): end them, then let
+            # each return its cgroup, so every group this sandbox made is gone when we return.
+            if host.pool is not None:
+                await asyncio.to_thread(host.pool.kill_everything)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=10.0)
 
     async def _execute(
         self, request: RunRequest, sink: ChunkSink | None, service: tuple[ServiceHandle, int] | None = None
@@ -196,7 +133,6 @@ class BubblewrapSandbox:
         slot = self._slots.take()
         ids = self._slots.ids(slot)
         wiring: NetWiring | None = None
-        run: BwrapRun | None = None
         outcome: ProcessOutcome | None = None
         usage: CgroupUsage | None = None
         self._inflight += 1
@@ -250,36 +186,6 @@ class BubblewrapSandbox:
         if decoder is not None:
             decoder.flush()
         return run_result(outcome, usage, backend=self.name, cpu_exceeded=run.cpu_exceeded)
-
-    async def close(self) -> None:
-        """Kill what is left, remove the cgroup pool and temp files; idempotent."""
-        async with self._open_lock:
-            if self._closed:
-                return
-            self._closed = True
-        host = self._host
-        if host is None:
-            return
-        if self._inflight:
-            # Runs still going (a stream nobody closed, a concurrent caller): end them, then let
-            # each return its cgroup, so every group this sandbox made is gone when we return.
-            if host.pool is not None:
-                await asyncio.to_thread(host.pool.kill_everything)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout=10.0)
-        if self._finalizer is not None:
-            await asyncio.to_thread(self._finalizer)
-
-    async def __aenter__(self) -> Self:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 def _preflight(settings: SandboxSettings) -> list[Check]:

@@ -59,20 +59,17 @@ import math
 import os
 import secrets
 import shutil
-import weakref
-from collections.abc import AsyncIterator, Mapping
 from pathlib import Path, PurePosixPath
-from types import TracebackType
-from typing import Any, Self
 
-from sandbox.base import Check, Limits, OutputChunk, RunRequest, RunResult
+from sandbox.base import Check, Limits, RunRequest, RunResult
 from sandbox.commands import DENO_PATH, TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
-from sandbox.config import SandboxSettings, egress_policy
+from sandbox.config import SandboxSettings
 from sandbox.egress_proxy import EgressProxy
 from sandbox.errors import SandboxStartError
 from sandbox.host.cgroup import Cgroup, CgroupUsage, watch_cpu
 from sandbox.host.egress_wiring import FORWARDER_PIDS, NET_DIR, NetWiring, open_wiring
-from sandbox.host.libset_dirs import LibrarySet, LibrarySetDirs, deno_binary
+from sandbox.host.host_sandbox import HostSandbox
+from sandbox.host.libset_dirs import LibrarySet, deno_binary
 from sandbox.host.oci import BindMount, RunSpec, build_config, prepare_scratch, release_scratch
 from sandbox.host.outcome import run_result
 from sandbox.host.probes import cgroups_check, deno_check, root_check
@@ -87,7 +84,7 @@ from sandbox.host.runsc import (
 )
 from sandbox.resources import check_limits
 from sandbox.service import ServiceEndpoint, ServiceHandle
-from sandbox.streaming import ChunkDecoder, ChunkSink, stream_chunks
+from sandbox.streaming import ChunkDecoder, ChunkSink
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
 
@@ -100,106 +97,33 @@ _RUNSC_KILL_S = 2.0  # how long ``runsc kill`` may take before the cgroup SIGKIL
 _ids = itertools.count()
 
 
-class GVisorSandbox:
+class GVisorSandbox(HostSandbox[GVisorHost]):
     """Run untrusted code in gVisor (runsc). See :mod:`sandbox.base` for the contract."""
 
     name = "gvisor"
 
     def __init__(self, settings: SandboxSettings | None = None, *, egress: EgressProxy | None = None) -> None:
-        """Keep the settings; no I/O here (see :meth:`open`).
+        """Keep the settings; no I/O here (``open`` finds runsc, builds the root, fills the pool).
 
         ``egress``: the proxy of runs with network (default: one with the settings' policy, made by ``open``).
         """
-        self.settings = settings or SandboxSettings()
-        self._egress = egress
-        self._host: GVisorHost | None = None
-        self._open_lock = asyncio.Lock()
-        self._closed = False
-        self._libsets = LibrarySetDirs(self.settings)
+        super().__init__(settings, egress=egress)
         self._deno: Path | None = None
         self._boot_s: float | None = None
-        self._finalizer: weakref.finalize[[], Any] | None = None
 
-    async def open(self) -> Self:
-        """Find runsc, build the shared read-only root and fill the cgroup pool (in a worker thread),
-        then measure ``boot_s`` with one ``/usr/bin/true`` run.
+    def _open_host(self) -> GVisorHost:
+        return GVisorHost.open(self.settings.gvisor)
 
-        Raises:
-            SandboxUnavailableError: runsc is missing or we are not root.
-            SandboxStartError: the sandbox was closed, or the calibration run could not start.
-        """
-        async with self._open_lock:
-            if self._closed:
-                raise SandboxStartError("sandbox is closed")
-            if self._host is None:
-                host, self._egress = await asyncio.to_thread(self._open_host)
-                # If the owner forgets close(), still remove groups, mounts and temp files at exit / GC.
-                self._host, self._finalizer = host, weakref.finalize(self, host.close)
-                if host.pool is not None and "cpuacct" not in host.pool.base_dirs:
-                    logger.warning("no writable cpuacct cgroup: gvisor cannot enforce cpu_seconds")
-                calibration = RunRequest(command=("/usr/bin/true",), limits=Limits())
-                try:
-                    result = await self._execute(calibration, None)
-                except BaseException:
-                    self._host = None  # not open after all: nothing of it stays
-                    await asyncio.to_thread(self._finalizer)
-                    raise
-                self._boot_s = round(result.duration_s, 4)
-                logger.info("gvisor: a /usr/bin/true run costs %.3fs", self._boot_s)
-        return self
+    def _preflight(self) -> list[Check]:
+        return _preflight(self.settings)
 
-    def _open_host(self) -> tuple[GVisorHost, EgressProxy]:
-        host = GVisorHost.open(self.settings.gvisor)
-        return host, self._egress or EgressProxy(egress_policy(self.settings))
-
-    @property
-    def egress(self) -> EgressProxy | None:
-        """The egress proxy of runs with network (None until opened, unless one was given)."""
-        return self._egress
-
-    @property
-    def uses_cgroups(self) -> bool:
-        """True when memory / CPU limits are enforced with cgroups (False: rlimit fallback)."""
-        return self._opened().pool is not None
-
-    def _opened(self) -> GVisorHost:
-        if self._closed:
-            raise SandboxStartError("sandbox is closed")
-        if self._host is None:
-            raise SandboxStartError(
-                "the gvisor sandbox is not open; await open() (or use `async with`) first"
-            )
-        return self._host
-
-    async def preflight(self) -> list[Check]:
-        """Root, runsc (run once), cgroups, Deno; opens nothing."""
-        return await asyncio.to_thread(_preflight, self.settings)
-
-    async def library_sets(self) -> Mapping[str, str | None]:
-        """Every known set -> None when built in the data dir (or stdlib only), else the fix."""
-        return await self._libsets.states()
-
-    async def run(self, request: RunRequest) -> RunResult:
-        """Run ``request`` to completion (never raises for program failures)."""
-        return await self._execute(request, None)
-
-    async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
-        """Yield stdout / stderr chunks as produced, then one ``result`` chunk."""
-        # aclosing: when our consumer leaves early, the inner generator must stop (and kill the run)
-        # now, not whenever the garbage collector finalizes it.
-        async with contextlib.aclosing(stream_chunks(lambda q: self._execute(request, q))) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
-        """Start ``request`` as a service on ``port`` (no wall-clock cap; network through the proxy)."""
-        self._opened()
-        check_limits(request.limits, self.settings.max_limits)
-        handle = ServiceHandle(request.labels.get("app", "service"))
-        # A service listens on its own loopback: it gets the network profile and the proxy, always.
-        request = dataclasses.replace(request, network=True)
-        handle.start(self._execute(request, handle, service=(handle, port)))
-        return handle
+    async def _after_open(self, host: GVisorHost) -> None:
+        """Measure ``boot_s``: one ``/usr/bin/true`` run, runsc's own start and tear-down."""
+        if host.pool is not None and "cpuacct" not in host.pool.base_dirs:
+            logger.warning("no writable cpuacct cgroup: gvisor cannot enforce cpu_seconds")
+        result = await self._execute(RunRequest(command=("/usr/bin/true",), limits=Limits()), None)
+        self._boot_s = round(result.duration_s, 4)
+        logger.info("gvisor: a /usr/bin/true run costs %.3fs", self._boot_s)
 
     def _extra_mounts(
         self, request: RunRequest, libset: LibrarySet, scratch: Path, wiring: NetWiring | None
@@ -364,26 +288,6 @@ class GVisorSandbox:
         if scratch.exists():
             release_scratch(scratch)
         await asyncio.to_thread(shutil.rmtree, rundir, True)
-
-    async def close(self) -> None:
-        """Remove the cgroup pool, runsc's state and the shared root; idempotent."""
-        async with self._open_lock:
-            if self._closed:
-                return
-            self._closed = True
-        if self._finalizer is not None:
-            await asyncio.to_thread(self._finalizer)
-
-    async def __aenter__(self) -> Self:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 def _preflight(settings: SandboxSettings) -> list[Check]:
