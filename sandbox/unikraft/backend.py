@@ -186,7 +186,14 @@ class UnikraftSandbox:
 
     async def _stopped_instance(self, uuid: str, lost: UnikraftCloudError) -> Instance:
         """The instance after its plugin stopped answering; an error unless it really stopped."""
-        instance = await self.control.read(uuid)
+        try:
+            instance = await self.control.read(uuid)
+        except SandboxStartError as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                raise SandboxStartError(
+                    f"instance {uuid} disappeared during the run (deleted outside this backend?)"
+                ) from exc
+            raise
         if instance.state not in ("stopped", "stopping", "deleted"):
             raise SandboxStartError(
                 f"lost contact with the sandbox plugin of instance {uuid}: {lost}"

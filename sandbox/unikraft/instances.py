@@ -84,6 +84,11 @@ def translate(exc: UnikraftCloudError, what: str, settings: UnikraftSettings) ->
             f"Unikraft Cloud quota exhausted while {what}: {detail}; fix: raise the account's quota, "
             "lower the pool size or the tier's memory, or wait for running sandboxes to end"
         )
+    if isinstance(exc, NotFoundError):
+        return SandboxStartError(
+            f"Unikraft Cloud answered 404 while {what}: {detail}; fix: check "
+            f"AGENTIC_SANDBOX_UNIKRAFT_BASE_URL / _METRO ({settings.platform_url})"
+        )
     if exc.kind == "network":
         return SandboxStartError(
             f"cannot reach Unikraft Cloud at {settings.platform_url} while {what}: {detail}"
@@ -193,11 +198,6 @@ class InstanceControl:
             raise SandboxStartError(
                 f"instance of {image} did not boot within {self.settings.boot_timeout_s} s "
                 f"(state {exc.state}); fix: raise AGENTIC_SANDBOX_UNIKRAFT_BOOT_TIMEOUT_S or check the image"
-            ) from exc
-        except NotFoundError as exc:
-            raise SandboxStartError(
-                f"Unikraft Cloud does not know image {image!r} ({_message(exc)}); fix: push the image "
-                "or correct AGENTIC_SANDBOX_UNIKRAFT_IMAGES"
             ) from exc
         except UnikraftCloudError as exc:
             raise translate(exc, what, self.settings) from exc
