@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.sandbox.unikraft.fake_api import (
-    STOP_FORCED_USER,
-    STOP_USER_COMPLETE,
+from tests.sandbox.unikraft.fake_state import STOP_FORCED_USER, STOP_USER_COMPLETE
+from tests.sandbox.unikraft.fake_wire import (
     BodyError,
-    FakeCloud,
-    _envelope,
-    _instance_json,
-    _missing,
     body_json,
     cp,
+    envelope,
+    instance_json,
+    missing,
     pm,
     strict,
 )
+
+if TYPE_CHECKING:
+    from tests.sandbox.unikraft.fake_api import FakeCloud
 
 LIST_QUERY = frozenset({"uuid", "name", "details", "count", "from", "order", "sortby", "tags"})
 
@@ -46,7 +47,9 @@ async def create_instance(fake: FakeCloud, request: Request) -> Response:
     problem = state.quota_problem(memory if spec.get("autostart") else 0, new_instance=True)
     if problem is not None:
         item = {"status": "error", "error": 10, "message": problem}
-        return JSONResponse(_envelope(pm.CreateInstanceResponse, {"instances": [item]}, status="error", message=problem))
+        return JSONResponse(
+            envelope(pm.CreateInstanceResponse, {"instances": [item]}, status="error", message=problem)
+        )
     instance = state.create(spec)
     if spec.get("autostart"):
         state.start(instance)
@@ -54,13 +57,22 @@ async def create_instance(fake: FakeCloud, request: Request) -> Response:
         if wait > 0:
             await state.wait_state(instance, ("running", "stopped"), wait)
             if instance.state != "running":
-                item = {"status": "error", "uuid": instance.uuid, "name": instance.name, "state": instance.state}
-                message = "Timed out waiting for instance" if instance.state == "starting" else "Instance stopped"
+                item = {
+                    "status": "error",
+                    "uuid": instance.uuid,
+                    "name": instance.name,
+                    "state": instance.state,
+                }
+                message = (
+                    "Timed out waiting for instance" if instance.state == "starting" else "Instance stopped"
+                )
                 item["message"] = message
-                body = _envelope(pm.CreateInstanceResponse, {"instances": [item]}, status="error", message=message)
+                body = envelope(
+                    pm.CreateInstanceResponse, {"instances": [item]}, status="error", message=message
+                )
                 return JSONResponse(body)
     item = {"status": "success", "uuid": instance.uuid, "name": instance.name, "state": instance.state}
-    return JSONResponse(_envelope(pm.CreateInstanceResponse, {"instances": [item]}))
+    return JSONResponse(envelope(pm.CreateInstanceResponse, {"instances": [item]}))
 
 
 async def list_instances(fake: FakeCloud, request: Request) -> Response:
@@ -74,12 +86,12 @@ async def list_instances(fake: FakeCloud, request: Request) -> Response:
     if uuids or names:
         for uid in uuids:
             found = state.find(uid, None)
-            items.append(_instance_json(found) if found else _missing(uid, None))
+            items.append(instance_json(found) if found else missing(uid, None))
         for name in names:
             found = state.find(None, name)
-            items.append(_instance_json(found) if found else _missing(None, name))
+            items.append(instance_json(found) if found else missing(None, name))
     else:
-        items = [_instance_json(i) for i in state.instances.values() if all(t in i.tags for t in tags)]
+        items = [instance_json(i) for i in state.instances.values() if all(t in i.tags for t in tags)]
         start = request.query_params.get("from")
         if start is not None:
             uids = [i["uuid"] for i in items]
@@ -87,7 +99,7 @@ async def list_instances(fake: FakeCloud, request: Request) -> Response:
         items = items[: int(request.query_params.get("count", "100"))]
     failed = any(i.get("status") == "error" for i in items)
     status = ("partial_success" if len(items) > 1 else "error") if failed else "success"
-    return JSONResponse(_envelope(pm.GetInstancesResponse, {"instances": items}, status=status))
+    return JSONResponse(envelope(pm.GetInstancesResponse, {"instances": items}, status=status))
 
 
 async def start_instances(fake: FakeCloud, request: Request) -> Response:
@@ -96,7 +108,7 @@ async def start_instances(fake: FakeCloud, request: Request) -> Response:
     for entry in body:
         instance = fake.state.find(entry.uuid, entry.name)
         if instance is None:
-            items.append(_missing(entry.uuid, entry.name))
+            items.append(missing(entry.uuid, entry.name))
             continue
         problem = fake.state.quota_problem(instance.memory_mb, new_instance=False)
         if problem is not None:
@@ -107,11 +119,16 @@ async def start_instances(fake: FakeCloud, request: Request) -> Response:
         if entry.timeout_s:
             await fake.state.wait_state(instance, ("running", "stopped"), entry.timeout_s)
         items.append(
-            {"status": "success", "uuid": instance.uuid, "name": instance.name, "state": instance.state,
-             "previous_state": previous}
+            {
+                "status": "success",
+                "uuid": instance.uuid,
+                "name": instance.name,
+                "state": instance.state,
+                "previous_state": previous,
+            }
         )
     status = "success" if all(i["status"] == "success" for i in items) else "error"
-    return JSONResponse(_envelope(pm.StartInstancesResponse, {"instances": items}, status=status))
+    return JSONResponse(envelope(pm.StartInstancesResponse, {"instances": items}, status=status))
 
 
 async def stop_instances(fake: FakeCloud, request: Request) -> Response:
@@ -120,14 +137,21 @@ async def stop_instances(fake: FakeCloud, request: Request) -> Response:
     for entry in body:
         instance = fake.state.find(entry.uuid, entry.name)
         if instance is None:
-            items.append(_missing(entry.uuid, entry.name))
+            items.append(missing(entry.uuid, entry.name))
             continue
         previous = instance.state
         await fake.state.stop(instance, reason=STOP_FORCED_USER if entry.force else STOP_USER_COMPLETE)
-        items.append({"status": "success", "uuid": instance.uuid, "name": instance.name, "state": "stopped",
-                      "previous_state": previous})
+        items.append(
+            {
+                "status": "success",
+                "uuid": instance.uuid,
+                "name": instance.name,
+                "state": "stopped",
+                "previous_state": previous,
+            }
+        )
     status = "success" if all(i["status"] == "success" for i in items) else "error"
-    return JSONResponse(_envelope(pm.StopInstancesResponse, {"instances": items}, status=status))
+    return JSONResponse(envelope(pm.StopInstancesResponse, {"instances": items}, status=status))
 
 
 async def delete_instances(fake: FakeCloud, request: Request) -> Response:
@@ -136,13 +160,15 @@ async def delete_instances(fake: FakeCloud, request: Request) -> Response:
     for entry in body:
         instance = fake.state.find(entry.uuid, entry.name)
         if instance is None:
-            items.append(_missing(entry.uuid, entry.name))
+            items.append(missing(entry.uuid, entry.name))
             continue
         previous = instance.state
         await fake.state.delete(instance)
-        items.append({"status": "success", "uuid": instance.uuid, "name": instance.name, "previous_state": previous})
+        items.append(
+            {"status": "success", "uuid": instance.uuid, "name": instance.name, "previous_state": previous}
+        )
     status = "success" if all(i["status"] == "success" for i in items) else "error"
-    return JSONResponse(_envelope(pm.DeleteInstancesResponse, {"instances": items}, status=status))
+    return JSONResponse(envelope(pm.DeleteInstancesResponse, {"instances": items}, status=status))
 
 
 async def quotas(fake: FakeCloud, request: Request) -> Response:
@@ -150,23 +176,31 @@ async def quotas(fake: FakeCloud, request: Request) -> Response:
     used = {"instances": len(state.instances), "live_memory_mb": state.live_memory_mb()}
     hard = {"instances": state.quota_instances or 1000, "live_memory_mb": state.quota_live_memory_mb or 65536}
     item = {"status": "success", "uuid": "q-1", "used": used, "hard": hard, "limits": {"min_memory_mb": 16}}
-    return JSONResponse(_envelope(pm.QuotasResponse, {"quotas": [item]}))
+    return JSONResponse(envelope(pm.QuotasResponse, {"quotas": [item]}))
 
 
 async def list_metros(fake: FakeCloud, request: Request) -> Response:
-    metro = {"uuid": "m-1", "name": fake.state.metro, "iata_code": fake.state.metro.upper(),
-             "endpoint": str(request.base_url).rstrip("/"), "country": "XX"}
-    return JSONResponse(_envelope(cp.ListMetroResponse, {"metros": [metro]}))
+    metro = {
+        "uuid": "m-1",
+        "name": fake.state.metro,
+        "iata_code": fake.state.metro.upper(),
+        "endpoint": str(request.base_url).rstrip("/"),
+        "country": "XX",
+    }
+    return JSONResponse(envelope(cp.ListMetroResponse, {"metros": [metro]}))
 
 
 async def list_images(fake: FakeCloud, request: Request) -> Response:
     namespaces = set(request.query_params.getlist("namespace"))
     images = [
-        {"name": repo, "tags": [{"name": tag, "digest": f"sha256:{abs(hash((repo, tag))):064x}"[:71]} for tag in tags]}
+        {
+            "name": repo,
+            "tags": [{"name": tag, "digest": f"sha256:{abs(hash((repo, tag))):064x}"[:71]} for tag in tags],
+        }
         for repo, tags in sorted(fake.state.registry.items())
         if not namespaces or repo.split("/")[0] in namespaces
     ]
-    return JSONResponse(_envelope(cp.ListImagesResponse, {"images": images}))
+    return JSONResponse(envelope(cp.ListImagesResponse, {"images": images}))
 
 
 def routes(route: Callable[..., Route]) -> list[Route]:

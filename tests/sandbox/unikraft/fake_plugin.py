@@ -14,14 +14,17 @@ import contextlib
 import os
 import signal as signals
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.sandbox.unikraft.fake_api import PLUGIN, BodyError, FakeCloud, _envelope, body_json, sm, strict
 from tests.sandbox.unikraft.fake_state import FakeCommand, FakeInstance
+from tests.sandbox.unikraft.fake_wire import PLUGIN, BodyError, body_json, envelope, sm, strict
+
+if TYPE_CHECKING:
+    from tests.sandbox.unikraft.fake_api import FakeCloud
 
 NOT_RUNNING = 503
 
@@ -50,7 +53,9 @@ def _command(instance: FakeInstance, request: Request) -> FakeCommand:
     return command
 
 
-def _plugin(handler: Callable[[FakeCloud, Request, FakeInstance], Any]) -> Callable[[FakeCloud, Request], Any]:
+def _plugin(
+    handler: Callable[[FakeCloud, Request, FakeInstance], Any],
+) -> Callable[[FakeCloud, Request], Any]:
     async def wrapped(fake: FakeCloud, request: Request) -> Response:
         try:
             return await handler(fake, request, _instance(fake, request))  # type: ignore[no-any-return]
@@ -61,7 +66,7 @@ def _plugin(handler: Callable[[FakeCloud, Request, FakeInstance], Any]) -> Calla
 
 
 def _ok(model: Any, data: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse(_envelope(model, data))
+    return JSONResponse(envelope(model, data))
 
 
 @_plugin
@@ -157,7 +162,11 @@ async def stdin(fake: FakeCloud, request: Request, instance: FakeInstance) -> Re
 async def signal(fake: FakeCloud, request: Request, instance: FakeInstance) -> Response:
     command = _command(instance, request)
     body = strict(sm.CommandSignalRequest, await body_json(request))
-    number = body.signal if isinstance(body.signal, int) else getattr(signals, f"SIG{str(body.signal).removeprefix('SIG')}")
+    number = (
+        body.signal
+        if isinstance(body.signal, int)
+        else getattr(signals, f"SIG{str(body.signal).removeprefix('SIG')}")
+    )
     if command.proc is not None and command.proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(command.proc.pid, int(number))

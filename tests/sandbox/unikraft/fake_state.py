@@ -259,7 +259,12 @@ class FakeCloudState:
         env = body.get("env") if body.get("env") is not None else {"PATH": "/usr/bin:/bin"}
         with command.out_path.open("wb") as out, command.err_path.open("wb") as err:
             command.proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err,
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=out,
+                stderr=err,
                 start_new_session=True,
             )
         instance.commands[uid] = command
