@@ -33,12 +33,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 from unikraft_cloud import Instance, NotFoundError, UnikraftCloud, UnikraftCloudError
 
-from sandbox.base import EndReason, OutputChunk, RunRequest, RunResult
+from sandbox.base import EndReason, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
 from sandbox.streaming import ChunkQueue, ChunkSink, stream_chunks
 from sandbox.unikraft.execution import CommandOutcome, follow_command, start_command, upload_files
@@ -82,7 +82,7 @@ class UnikraftSandbox:
             token=settings.token_value() or "",
             base_url=settings.platform_url,
             control_plane_url=settings.control_plane_url,
-            trust_env=False,  # the platform's own proxy variables are not for the control plane
+            trust_env=settings.trust_env,
             timeout=timeout,
         )
         box = cls(settings, client)
@@ -170,6 +170,9 @@ class UnikraftSandbox:
                 return await self.control.start(pooled.uuid)
             except NotFoundError:
                 logger.info("unikraft: pooled instance %s is gone; creating one", pooled.uuid)
+            except BaseException:
+                await asyncio.shield(self.control.delete(pooled.uuid))  # it served no run, but it was taken
+                raise
         return await self.control.create(
             kind="run", image=job.image, memory_mb=memory, vcpus=vcpus, expires_at=expires
         )
@@ -342,3 +345,10 @@ def _app_host(instance: Instance) -> str:
         if domain.fqdn:
             return domain.fqdn.rstrip(".")
     raise SandboxStartError(f"Unikraft Cloud gave app instance {instance.uuid} no domain")
+
+
+if TYPE_CHECKING:
+
+    def _is_a_sandbox(box: UnikraftSandbox) -> Sandbox:
+        """mypy checks here that the backend fulfils the protocol."""
+        return box

@@ -38,6 +38,7 @@ class UnikraftSettings(BaseSettings):
         validation_alias=AliasChoices("AGENTIC_SANDBOX_UNIKRAFT_TOKEN", "UKC_TOKEN", "token"),
     )
     request_timeout_s: float = Field(default=30.0, gt=0)  # one API request (waits add their own time)
+    trust_env: bool = True  # API calls honour HTTP(S)_PROXY / NO_PROXY of the server's environment
     # One image per library set: {"base": "my-org/agentic-base:1", "datascience": "..."}. Each image
     # must carry the interpreters below; the sandbox plugin (``plugin_image``) runs commands in it.
     images: dict[str, str] = Field(default_factory=dict)

@@ -103,6 +103,7 @@ class FakeServer:
             "python_command": ["/usr/bin/python3", "-s", "-B"],
             "app_edge_url": self.url,
             "allow_direct_egress": True,
+            "trust_env": False,
             "reap_interval_s": 0,
         }
 
