@@ -1,7 +1,7 @@
 """The Unikraft Cloud backend: each run in a unikernel instance of its own, through the official SDK.
 
-Import cost: the SDK (httpx, pydantic models) loads with this package, so ``sandbox`` imports it only
-when the ``unikraft`` backend is chosen. Entry points for the backend registry:
+Import cost: the SDK (httpx, pydantic models) loads with this package; nothing else in ``sandbox``
+imports it, so only a registry that picks ``unikraft`` pays for it. Entry points for the registry:
 ``await UnikraftSandbox.open(UnikraftSettings())``, ``await box.preflight()``,
 ``await box.library_sets()``.
 """

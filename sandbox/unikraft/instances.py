@@ -14,7 +14,8 @@ Error mapping (the SDK's classes on the left):
 * a refusal that mentions a quota -> :class:`SandboxStartError` saying which quota;
 * an instance that stopped while booting because its image could not be pulled, or a missing image
   -> :class:`SandboxStartError` naming the image and the setting;
-* anything else (404, 5xx, network, parse) -> :class:`SandboxStartError` with the API's message.
+* a 404 -> :class:`SandboxStartError` naming the base URL / metro settings;
+* anything else (5xx, network, parse) -> :class:`SandboxStartError` with the API's message.
 """
 
 from __future__ import annotations
