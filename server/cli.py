@@ -70,6 +70,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

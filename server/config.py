@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     rate_limit_burst: int | None = Field(default=None, ge=1)
     # Prometheus text format at /metrics (no tenant data in it; no auth, like most exporters).
     metrics_enabled: bool = True
+    # On SIGTERM / Ctrl-C: how long open requests (a REST run, a stream) may go on before they are
+    # cancelled, so the shutdown always reaches the step that hands this process's runs back to the
+    # queue (without a cap, one long request would hold it until the process is killed).
+    shutdown_grace_s: int = Field(default=30, ge=1, le=3600)
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
