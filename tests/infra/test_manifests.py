@@ -131,6 +131,9 @@ def test_references_resolve(overlay: tuple[str, list[Obj]]) -> None:
     templates = _pod_templates(objs)
     services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in find(objs, "Service")}
     for (ns, name), svc in services.items():
+        if name == "agentic-blocked":  # no selector on purpose: see test_hosted_apps_ingress
+            assert "selector" not in svc["spec"]
+            continue
         selector = svc["spec"]["selector"]
         matches = [
             spec
@@ -246,8 +249,14 @@ def test_hosted_apps_ingress(overlay: tuple[str, list[Obj]]) -> None:
     ingress = find(overlay[1], "Ingress", "agentic-apps")[0]
     hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
     assert any(h.startswith("*.") for h in hosts)
-    main_hosts = {rule["host"] for rule in find(overlay[1], "Ingress", "agentic-server")[0]["spec"]["rules"]}
-    assert not main_hosts & set(hosts), "apps must not share the UI's origin"
+    main = find(overlay[1], "Ingress", "agentic-server")[0]["spec"]["rules"]
+    assert not {rule["host"] for rule in main} & set(hosts), "apps must not share the UI's origin"
+    # The server's proxy answers /apps on any host: on the UI's host it goes to a Service without
+    # endpoints, so an app's scripts never run on the UI's origin (where the UI keeps the API key).
+    for rule in main:
+        blocked = [p for p in rule["http"]["paths"] if p["path"] == APP_PREFIX]
+        assert [p["backend"]["service"]["name"] for p in blocked] == ["agentic-blocked"]
+        assert blocked[0]["pathType"] == "Prefix"
     for rule in ingress["spec"]["rules"]:
         assert [p["path"] for p in rule["http"]["paths"]] == [APP_PREFIX]
         assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "agentic-server"
