@@ -32,11 +32,12 @@ from server.keys import KeyRing, KeyStore
 from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware
-from server.routes import apps, docs, files, health, runs, versions, workspaces
+from server.routes import apps, docs, export, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from tools.services import no_process_services
 from workspace.base import VersionStore
 from workspace.config import open_store
+from workspace.git_export import GitExporter
 from workspace.retention import prune_periodically
 
 __all__ = ["API_PREFIX", "CORS_EXPOSED_HEADERS", "create_app", "sandbox_settings"]
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # ReDoc needs a CDN; not offered
     )
     app.state.settings = settings
+    app.state.exporter = GitExporter(settings.export)  # holds no connection: nothing to open or close
     install_error_handlers(app)
 
     if settings.cors_origins:
@@ -204,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_router)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PREFIX, docs.swagger_assets(), name="docs-assets")
-    for module in (workspaces, files, versions, runs, apps):
+    for module in (workspaces, files, versions, runs, apps, export):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

@@ -11,6 +11,8 @@ wanted=(
   "python3.11 python3.11 1"
   "runsc runsc 0"
   "node nodejs 0"
+  # git: publishing workspaces to git remotes (agentic export, POST /v1/workspaces/{id}/export).
+  "git git 1"
 )
 if [[ "${1:-}" == "--with-test-deps" ]]; then
   wanted+=("chromium chromium 1")
