@@ -107,7 +107,7 @@ async def run_all(programs: dict[str, str], runner: Runner, workers: int) -> tup
 
 async def main(workers: int, rounds: int) -> int:
     settings = SandboxSettings()
-    problem = (await available_backends(settings))["local"]
+    problem = (await available_backends(settings, ["local"]))["local"]
     if problem is not None:
         print(f"local sandbox unavailable: {problem}")
         return 2

@@ -178,7 +178,7 @@ async def bench_http(runs: int) -> tuple[list[float], list[float]] | None:
 
 async def main(runs: int) -> int:
     settings = SandboxSettings()
-    problem = (await available_backends(settings))["local"]
+    problem = (await available_backends(settings, ["local"]))["local"]
     if problem is not None:
         print(f"local sandbox unavailable: {problem}")
         return 2

@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sandbox.backends.unikraft import UnikraftSandbox  # noqa: E402
 from sandbox.base import RunRequest  # noqa: E402
-from sandbox.unikraft import UnikraftSandbox, UnikraftSettings  # noqa: E402
+from sandbox.config import SandboxSettings, UnikraftSettings  # noqa: E402
 from tests.sandbox.unikraft.fake_server import FakeServer, fake_unikraft_cloud  # noqa: E402
 
 HELLO = RunRequest(files={"main.py": "print(1)"}, language="python", entry="main.py")
@@ -47,12 +48,12 @@ async def _baseline(box: UnikraftSandbox, n: int) -> tuple[float, float]:
     return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
 
 
-async def _runs(fake: FakeServer, settings: UnikraftSettings, n: int) -> tuple[float, float, float]:
+async def _runs(fake: FakeServer, settings: SandboxSettings, n: int) -> tuple[float, float, float]:
     """(requests, wall ms, CPU ms) per run over ``n`` runs of ``print(1)``."""
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         if box._reaper is not None:
             await box._reaper
-        while box.pool.size() < len(box.pool.shapes) * settings.pool_size:
+        while box.pool.size() < len(box.pool.shapes) * settings.unikraft.pool_size:
             await asyncio.sleep(0.01)
         await box.run(HELLO)  # warm: connections, imports
         mark = fake.mark()
@@ -61,7 +62,9 @@ async def _runs(fake: FakeServer, settings: UnikraftSettings, n: int) -> tuple[f
             result = await box.run(HELLO)
             assert result.ok and result.stdout == "1\n", result
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        while box.pool.size() < len(box.pool.shapes) * settings.pool_size:  # refills belong to the runs
+        while (
+            box.pool.size() < len(box.pool.shapes) * settings.unikraft.pool_size
+        ):  # refills belong to the runs
             await asyncio.sleep(0.01)
         requests = len(fake.calls_since(mark))
     return requests / n, wall / n * 1000, cpu / n * 1000
@@ -70,9 +73,12 @@ async def _runs(fake: FakeServer, settings: UnikraftSettings, n: int) -> tuple[f
 async def main(n: int) -> None:
     with fake_unikraft_cloud() as fake:
         env: dict[str, Any] = fake.settings_env()
-        per_run = UnikraftSettings(**env)
-        pooled = UnikraftSettings(**{**env, "pool_size": 1, "images": {"base": env["images"]["base"]}})
-        async with await UnikraftSandbox.open(per_run) as box:
+        per_run = SandboxSettings(unikraft=UnikraftSettings(**env))
+        pooled_section = UnikraftSettings(
+            **{**env, "pool_size": 1, "images": {"base": env["images"]["base"]}}
+        )
+        pooled = SandboxSettings(unikraft=pooled_section)
+        async with UnikraftSandbox(per_run) as box:
             base_wall, base_cpu = await _baseline(box, max(50, n))
         req, wall, cpu = await _runs(fake, per_run, n)
         pool_req, pool_wall, pool_cpu = await _runs(fake, pooled, n)

@@ -1,6 +1,6 @@
 """The one contract every sandbox backend fulfils.
 
-A backend (``BubblewrapSandbox``, ``GVisorSandbox``, later ``KataSandbox``, ``UnikraftSandbox``) runs
+A backend (``BubblewrapSandbox``, ``GVisorSandbox``, ``UnikraftSandbox``, later ``KataSandbox``) runs
 untrusted code described by a :class:`RunRequest` and reports a :class:`RunResult`. Backends are
 found by name in :mod:`sandbox.registry`, each in its own module of :mod:`sandbox.backends`; a
 :class:`~sandbox.guard.GuardedSandbox` stands in front of every one (limits clamped, memory admitted).
@@ -9,8 +9,10 @@ Contract (checked by ``tests/sandbox/test_conformance.py`` against every backend
 
 * Lifecycle: the constructor takes the settings and does no I/O. ``await open()`` acquires what the
   backend needs (host pools and binaries, or a remote client and its connections) without blocking
-  the event loop, and returns the backend; ``async with`` opens it too. ``close()`` frees what
-  ``open`` took and is safe to call twice. ``run`` may be called concurrently.
+  the event loop, and returns the backend; ``async with`` opens it too. A backend that cannot run
+  here raises ``SandboxUnavailableError`` from ``open`` or, a remote one that cannot tell without
+  asking its API, from its runs. ``close()`` frees what ``open`` took and is safe to call twice.
+  ``run`` may be called concurrently.
 * Preflight: ``await preflight()`` answers, without opening anything, whether the backend can run
   here: one :class:`Check` per piece it needs (a binary, a permission, an API it must reach), each
   with a fix hint. ``agentic doctor`` and ``/healthz`` show them.

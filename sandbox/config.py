@@ -7,10 +7,11 @@ env prefix                      model               what
                                                     admission budgets, egress policy, browser
 ``AGENTIC_SANDBOX_LOCAL_``      LocalSettings       the ``local`` backend (bubblewrap)
 ``AGENTIC_SANDBOX_GVISOR_``     GVisorSettings      the ``gvisor`` backend (runsc)
+``AGENTIC_SANDBOX_UNIKRAFT_``   UnikraftSettings    the ``unikraft`` backend (Unikraft Cloud)
 ==============================  ==================  ===============================================
 
-Why sections: each backend's knobs live under its own prefix, so a new backend (``KATA_``,
-``UNIKRAFT_``) adds its section here and touches no other. Before the sections these knobs had no
+Why sections: each backend's knobs live under its own prefix, so a new backend (``KATA_``) adds its
+section here and touches no other. Before the sections these knobs had no
 backend in their names (``AGENTIC_SANDBOX_BWRAP_PATH``, ``AGENTIC_SANDBOX_CGROUP_POOL_SIZE``); those
 names are still read, below the prefixed ones (:class:`_HostBackendSettings`).
 
@@ -24,18 +25,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sandbox.base import Limits
 from sandbox.egress_policy import EgressPolicy
+from sandbox.resources import Tier
 
 __all__ = [
     "BROWSER_LIMITS",
     "DEFAULT_MAX_LIMITS",
+    "DEFAULT_TIER_MEMORY_MB",
     "GVisorSettings",
     "LocalSettings",
     "SandboxSettings",
+    "UnikraftSettings",
     "default_cache_dir",
     "default_data_dir",
     "egress_policy",
@@ -136,6 +140,89 @@ class GVisorSettings(_HostBackendSettings):
     platform: str = "ptrace"  # the only platform that works on this kind of host (no /dev/kvm)
 
 
+DEFAULT_TIER_MEMORY_MB: dict[str, int] = {"light": 256, "medium": 1024, "heavy": 4096}
+"""Unikraft instance memory per resource tier (the tiers' ``memory_mb``), used to size pooled instances."""
+
+
+class UnikraftSettings(BaseSettings):
+    """The ``unikraft`` backend: Unikraft Cloud through its SDK (``AGENTIC_SANDBOX_UNIKRAFT_*``).
+
+    The token is also read from ``UKC_TOKEN``, the variable the Unikraft Cloud SDK and CLI use, so one
+    exported token serves ``kraft`` and this backend alike. The maximums are the shared ones
+    (``SandboxSettings.max_limits``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_SANDBOX_UNIKRAFT_", extra="ignore")
+
+    # Where the API is: a metro code (``fra``) or, for a staging / self-hosted deployment or a test
+    # double, an explicit platform API URL in ``base_url`` (it wins over ``metro``).
+    metro: str = "fra"
+    base_url: str | None = None
+    control_plane_url: str | None = None  # default: the SDK's (https://controlplane.unikraft.cloud)
+    token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTIC_SANDBOX_UNIKRAFT_TOKEN", "UKC_TOKEN", "token"),
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0)  # one API request (waits add their own time)
+    trust_env: bool = True  # API calls honour HTTP(S)_PROXY / NO_PROXY of the server's environment
+    # One image per library set: {"base": "my-org/agentic-base:1", "datascience": "..."}. Each image
+    # must carry the interpreters below; the sandbox plugin (``plugin_image``) runs commands in it.
+    images: dict[str, str] = Field(default_factory=dict)
+    plugin_image: str = "plugins/sandbox:latest"
+    python_command: list[str] = Field(default_factory=lambda: ["/usr/bin/python3", "-s", "-B"])
+    typescript_command: list[str] = Field(
+        default_factory=lambda: [
+            "/usr/bin/deno",
+            "run",
+            "--no-remote",
+            "--no-prompt",
+            "--no-config",
+            "--no-lock",
+            "--allow-read=.",
+            "--allow-write=.",
+        ]
+    )
+    workdir: str = "/sandbox/work"  # the run's files and cwd inside the instance
+    # Instances: how long one may take to boot (past it: SandboxStartError), memory per tier for
+    # pooled instances, and the pool itself: ``pool_size`` stopped instances per library set and
+    # pooled tier, started on demand (0: create one instance per run).
+    boot_timeout_s: int = Field(default=30, gt=0)
+    tier_memory_mb: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIER_MEMORY_MB))
+    pool_size: int = Field(default=0, ge=0)
+    pool_tiers: list[Tier] = Field(default_factory=lambda: list[Tier](["light"]))
+    pool_ttl_s: int = Field(default=3600, gt=0)  # a pooled instance unused this long is reaped
+    # Hosted apps: public port of the service group, TTL, and scale-to-zero (stateful: the app's
+    # process survives standby, so a request wakes the same program).
+    app_ttl_s: int = Field(default=1800, gt=0)
+    app_public_port: int = 443
+    app_scale_to_zero: bool = True
+    app_cooldown_ms: int = Field(default=10_000, ge=0)
+    # Reach apps through this address instead of their public domain (a private edge; tests use
+    # the fake's loopback edge); requests still carry the app's domain in ``Host``.
+    app_edge_url: str | None = None
+    # Leftovers: names start with ``name_prefix``; the reaper deletes ours whose expiry tag passed.
+    name_prefix: str = "agentic"
+    reap_interval_s: float = Field(default=300.0, ge=0)  # 0: reap only when the backend opens
+    run_grace_s: int = Field(default=120, gt=0)  # a run's expiry: boot + wall time + this
+    # Network. Instances reach the internet directly: our egress proxy cannot filter them. Runs are
+    # refused until the operator accepts that here (fail closed). ``egress_proxy_url`` is handed to
+    # runs with network as HTTP(S)_PROXY: honoured by cooperative programs, enforced for none.
+    allow_direct_egress: bool = False
+    egress_proxy_url: str | None = None
+    delete_attempts: int = Field(default=3, ge=1)  # deleting an instance retries API failures
+
+    @property
+    def platform_url(self) -> str:
+        """The platform API base URL: ``base_url``, else the metro's."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return f"https://api.{self.metro.lower()}.unikraft.cloud"
+
+    def token_value(self) -> str | None:
+        """The token, or None when none is set."""
+        return self.token.get_secret_value() if self.token is not None else None
+
+
 class SandboxSettings(BaseSettings):
     """How sandboxes are created on this host: the shared settings and each backend's section.
 
@@ -178,6 +265,7 @@ class SandboxSettings(BaseSettings):
     # One section per backend, each read from its own prefix.
     local: LocalSettings = Field(default_factory=LocalSettings)
     gvisor: GVisorSettings = Field(default_factory=GVisorSettings)
+    unikraft: UnikraftSettings = Field(default_factory=UnikraftSettings)
 
     @model_validator(mode="before")
     @classmethod

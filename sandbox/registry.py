@@ -40,6 +40,7 @@ BackendFactory = Callable[[SandboxSettings], Sandbox]
 BACKENDS: dict[str, str | BackendFactory] = {
     "local": "sandbox.backends.bubblewrap:BubblewrapSandbox",
     "gvisor": "sandbox.backends.gvisor:GVisorSandbox",
+    "unikraft": "sandbox.backends.unikraft:UnikraftSandbox",
 }
 """Backend name -> ``"module:Class"`` (imported when first asked for) or the class itself."""
 
@@ -123,6 +124,9 @@ def verdict(checks: Iterable[Check]) -> str | None:
     return next((c.summary() for c in checks if c.required and not c.ok), None)
 
 
-async def available_backends(settings: SandboxSettings) -> dict[str, str | None]:
-    """Backend name -> None if usable here, else the first reason with its fix hint (``/healthz``)."""
-    return {name: verdict(checks) for name, checks in (await preflight(settings)).items()}
+async def available_backends(
+    settings: SandboxSettings, names: Iterable[str] | None = None
+) -> dict[str, str | None]:
+    """Backend name (all registered ones by default) -> None if usable here, else the first reason
+    with its fix hint (``/healthz``)."""
+    return {name: verdict(checks) for name, checks in (await preflight(settings, names)).items()}

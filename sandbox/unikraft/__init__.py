@@ -1,23 +1,17 @@
-"""The Unikraft Cloud backend: each run in a unikernel instance of its own, through the official SDK.
+"""Unikraft Cloud through its official SDK: the plumbing of the ``unikraft`` backend.
 
-Import cost: the SDK (httpx, pydantic models) loads with this package; nothing else in ``sandbox``
-imports it, so only a registry that picks ``unikraft`` pays for it. Entry points for the registry:
-``await UnikraftSandbox.open(UnikraftSettings())``, ``await box.preflight()``,
-``await box.library_sets()``.
+The backend is :mod:`sandbox.backends.unikraft`; this package is to it what :mod:`sandbox.host` is
+to the local backends: the request checked and planned (``request``), instances made, started, read
+and deleted (``instances``), a command run through the sandbox plugin (``execution``), a pool of
+stopped instances (``pool``), the reaper of expired ones (``reaper``), the preflight checks
+(``preflight``) and the hosted-app handle (``service``). Import cost: the SDK (httpx, pydantic
+models) loads with these modules; only the registry's ``unikraft`` entry imports them. The settings
+are ``sandbox.config.UnikraftSettings``.
 """
 
 from __future__ import annotations
 
-from sandbox.unikraft.backend import UnikraftSandbox
-from sandbox.unikraft.preflight import PreflightCheck
 from sandbox.unikraft.reaper import reap_expired
 from sandbox.unikraft.service import UnikraftServiceHandle
-from sandbox.unikraft.settings import UnikraftSettings
 
-__all__ = [
-    "PreflightCheck",
-    "UnikraftSandbox",
-    "UnikraftServiceHandle",
-    "UnikraftSettings",
-    "reap_expired",
-]
+__all__ = ["UnikraftServiceHandle", "reap_expired"]

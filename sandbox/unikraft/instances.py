@@ -45,8 +45,8 @@ from unikraft_cloud import (
 from unikraft_cloud.api.platform import models
 
 from sandbox.base import EndReason
+from sandbox.config import UnikraftSettings
 from sandbox.errors import SandboxBusyError, SandboxError, SandboxStartError
-from sandbox.unikraft.settings import UnikraftSettings
 
 __all__ = [
     "ENOMEM",

@@ -9,42 +9,28 @@ checks report what they could not ask rather than pile up the same network error
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from unikraft_cloud import UnikraftCloudError
 
+from sandbox.base import Check
 from sandbox.unikraft.instances import InstanceControl
 
-__all__ = ["PreflightCheck", "run_preflight"]
+__all__ = ["run_preflight"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class PreflightCheck:
-    """One check: its name, whether it passed, what was found, and how to fix a failure."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-def _failed(name: str, exc: UnikraftCloudError, fix: str) -> PreflightCheck:
+def _failed(name: str, exc: UnikraftCloudError, fix: str) -> Check:
     status = f"HTTP {exc.status}" if exc.status else exc.kind
-    return PreflightCheck(name=name, ok=False, detail=f"{status}: {exc}", fix=fix)
+    return Check(name=name, ok=False, detail=f"{status}: {exc}", fix=fix)
 
 
-async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
+async def run_preflight(control: InstanceControl) -> list[Check]:
     """Run every check (never raises for an API failure: it becomes a failed check)."""
     settings = control.settings
     client = control.client
-    checks: list[PreflightCheck] = []
+    checks: list[Check] = []
     token_fix = "set AGENTIC_SANDBOX_UNIKRAFT_TOKEN or UKC_TOKEN to a Unikraft Cloud API token"
     has_token = bool(settings.token_value())
-    checks.append(
-        PreflightCheck(
-            name="unikraft.token", ok=has_token, detail="set" if has_token else "not set", fix=token_fix
-        )
-    )
+    detail = "a token is set" if has_token else "no token set"
+    checks.append(Check(name="token", ok=has_token, detail=detail, fix=token_fix))
     reachable = False
     if has_token:
         try:
@@ -54,8 +40,8 @@ async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
             wanted = settings.metro.lower()
             ok = bool(settings.base_url) or wanted in codes
             checks.append(
-                PreflightCheck(
-                    name="unikraft.api",
+                Check(
+                    name="api",
                     ok=ok,
                     detail=f"control plane answers; metros: {', '.join(codes) or 'none'}",
                     fix="" if ok else f"set AGENTIC_SANDBOX_UNIKRAFT_METRO to one of: {', '.join(codes)}",
@@ -64,7 +50,7 @@ async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
         except UnikraftCloudError as exc:
             checks.append(
                 _failed(
-                    "unikraft.api",
+                    "api",
                     exc,
                     f"check the token and that the control plane is reachable; {token_fix}",
                 )
@@ -79,12 +65,12 @@ async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
                     f"; live memory {used.live_memory_mb or 0}/{hard.live_memory_mb or '?'} MB, "
                     f"instances {used.instances or 0}/{hard.instances or '?'}"
                 )
-            checks.append(PreflightCheck(name="unikraft.metro", ok=True, detail=detail))
+            checks.append(Check(name="metro", ok=True, detail=detail))
             reachable = True
         except UnikraftCloudError as exc:
             checks.append(
                 _failed(
-                    "unikraft.metro",
+                    "metro",
                     exc,
                     f"check AGENTIC_SANDBOX_UNIKRAFT_METRO / _BASE_URL ({settings.platform_url}), the token",
                 )
@@ -93,27 +79,26 @@ async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
     images["plugin image"] = settings.plugin_image
     if not settings.images:
         checks.append(
-            PreflightCheck(
-                name="unikraft.images",
+            Check(
+                name="images",
                 ok=False,
                 detail="no library set has an image",
                 fix='set AGENTIC_SANDBOX_UNIKRAFT_IMAGES=\'{"base": "<org>/<image>:<tag>"}\'',
             )
         )
     for label, ref in images.items():
-        name = f"unikraft.{label.replace(' ', '.')}"
+        name = label
         if not reachable:
-            checks.append(PreflightCheck(name=name, ok=False, detail=f"{ref}: not checked (API unreachable)"))
+            fix = "fix the API checks above first"
+            checks.append(Check(name=name, ok=False, detail=f"{ref}: not checked (API unreachable)", fix=fix))
             continue
         try:
             found = await client.images.find(ref)
         except (UnikraftCloudError, ValueError) as exc:
-            checks.append(
-                PreflightCheck(name=name, ok=False, detail=f"{ref}: {exc}", fix="check the reference")
-            )
+            checks.append(Check(name=name, ok=False, detail=f"{ref}: {exc}", fix="check the reference"))
             continue
         checks.append(
-            PreflightCheck(
+            Check(
                 name=name,
                 ok=found is not None,
                 detail=f"{ref}: {'in the registry' if found is not None else 'not in the registry'}",
@@ -121,8 +106,8 @@ async def run_preflight(control: InstanceControl) -> list[PreflightCheck]:
             )
         )
     checks.append(
-        PreflightCheck(
-            name="unikraft.egress",
+        Check(
+            name="egress",
             ok=settings.allow_direct_egress,
             detail=(
                 "accepted: instances reach the internet directly (the egress proxy cannot filter them)"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import PurePosixPath
 
 from sandbox.base import Limits, RunRequest
+from sandbox.config import UnikraftSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError, UnknownLibrarySetError
-from sandbox.unikraft.settings import UnikraftSettings
 
 __all__ = ["MAX_ARG_BYTES", "MAX_FILES", "InstanceJob", "check_limits", "plan_job"]
 
@@ -113,16 +113,20 @@ def _env(request: RunRequest, settings: UnikraftSettings, home: str) -> dict[str
 
 
 def plan_job(
-    request: RunRequest, settings: UnikraftSettings, *, extra_env: Mapping[str, str] | None = None
+    request: RunRequest,
+    settings: UnikraftSettings,
+    *,
+    maximums: Limits,
+    extra_env: Mapping[str, str] | None = None,
 ) -> InstanceJob:
-    """Check ``request`` and return what to do inside the instance.
+    """Check ``request`` against ``settings`` and the operator's ``maximums``; what to do inside.
 
     Raises:
         UnknownLibrarySetError: no image is configured for the request's library set.
         InvalidRunRequestError: bad paths, entry, command, language, environment or size.
         LimitsExceededError: limits above the operator's maximums.
     """
-    check_limits(request.limits, settings.max_limits)
+    check_limits(request.limits, maximums)
     image = settings.images.get(request.library_set)
     if image is None:
         known = ", ".join(sorted(settings.images)) or "none configured"

@@ -2,7 +2,7 @@
 
 Why a subclass of :class:`~sandbox.service.ServiceHandle`: callers keep one handle type
 (``terminate``, ``wait``, ``on_exit``, ``running``), while the app is reached over HTTPS at its
-own domain instead of a host Unix socket (``socket_path`` stays None; ``url`` is set).
+own domain instead of a host Unix socket (its ``endpoint`` is that URL; ``socket_path`` stays None).
 
 The handle's background task does not poll the instance: with scale-to-zero the platform puts an
 idle app in standby and wakes it on the next request, and any request of ours would keep it awake.
@@ -26,7 +26,7 @@ from unikraft_cloud import UnikraftCloudError
 from unikraft_cloud.api.plugins.sandbox import models
 
 from sandbox.base import OutputChunk
-from sandbox.service import LOG_CHARS, ServiceHandle
+from sandbox.service import LOG_CHARS, ServiceEndpoint, ServiceHandle
 from sandbox.unikraft.instances import InstanceControl
 
 __all__ = ["UnikraftServiceHandle"]
@@ -53,6 +53,7 @@ class UnikraftServiceHandle(ServiceHandle):
         self.command_uuid = command_uuid
         self.host = host
         self.url = f"https://{host}/"
+        self.endpoint = ServiceEndpoint(url=self.url)
         # Where an HTTP client connects: the public URL, or an operator's edge (Host carries the app).
         self.connect_url = (settings.app_edge_url.rstrip("/") + "/") if settings.app_edge_url else self.url
         self.expires_at = expires_at

@@ -1,8 +1,9 @@
 """Fixtures for the sandbox tests: one ``sandbox`` per backend (the leftovers check is in tests/conftest.py).
 
-The backends are those of :data:`sandbox.registry.BACKENDS`. A backend that cannot run on this host
-raises ``SandboxUnavailableError`` from ``open()``; its tests are then skipped with that message
-(which says what to install).
+The backends are those of :data:`sandbox.registry.BACKENDS`. A backend that cannot run here says so
+in its preflight (or raises ``SandboxUnavailableError`` from ``open()``); its tests are then skipped
+with that reason, which says what to install or set (Unikraft: a token; it has its own suite against
+a fake of the platform in ``tests/sandbox/unikraft``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from sandbox.base import Sandbox
 from sandbox.config import GVisorSettings, LocalSettings, SandboxSettings
 from sandbox.errors import SandboxUnavailableError
-from sandbox.registry import BACKENDS, create_sandbox
+from sandbox.registry import BACKENDS, create_sandbox, verdict
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,9 @@ async def sandbox(
 ) -> AsyncIterator[Sandbox]:
     """One open sandbox per backend for the whole session (skipped with the reason when unavailable)."""
     box = create_sandbox(sandbox_settings, request.param)
+    problem = verdict(await box.preflight())
+    if problem is not None:
+        pytest.skip(f"backend {request.param!r} unavailable: {problem}")
     try:
         await box.open()
     except SandboxUnavailableError as exc:

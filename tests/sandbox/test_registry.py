@@ -11,7 +11,7 @@ import pytest
 
 from sandbox import registry
 from sandbox.base import Check, RunRequest, Sandbox
-from sandbox.config import GVisorSettings, LocalSettings, SandboxSettings
+from sandbox.config import GVisorSettings, LocalSettings, SandboxSettings, UnikraftSettings
 from sandbox.errors import SandboxError, SandboxUnavailableError
 from sandbox.registry import (
     BACKENDS,
@@ -83,16 +83,21 @@ async def test_a_backend_that_cannot_be_imported_is_reported(monkeypatch: pytest
 # --- preflight -------------------------------------------------------------------------------------
 
 
+# No Unikraft token, whatever the environment holds: a preflight then asks nothing of the network.
+OFFLINE = SandboxSettings(unikraft=UnikraftSettings(token=None))
+
+
 async def test_every_backend_answers_a_preflight_and_every_failure_says_how_to_fix_it() -> None:
-    report = await preflight(SandboxSettings())
-    assert set(report) == set(BACKENDS) >= {"local", "gvisor"}
+    report = await preflight(OFFLINE)
+    assert set(report) == set(BACKENDS) >= {"local", "gvisor", "unikraft"}
     for name, checks in report.items():
         assert checks, name
         for check in checks:
             assert check.name and check.detail, (name, check)
             assert check.ok or check.fix, (name, check)
-    verdicts = await available_backends(SandboxSettings())
+    verdicts = await available_backends(OFFLINE)
     assert verdicts == {name: verdict(checks) for name, checks in report.items()}
+    assert verdicts["unikraft"] is not None and "UKC_TOKEN" in verdicts["unikraft"]
 
 
 async def test_missing_bwrap_is_reported_with_a_fix_hint(tmp_path: Path) -> None:
@@ -101,7 +106,7 @@ async def test_missing_bwrap_is_reported_with_a_fix_hint(tmp_path: Path) -> None
     bwrap = _check(checks, "bubblewrap")
     assert not bwrap.ok and bwrap.required
     assert str(tmp_path / "no-bwrap") in bwrap.detail and bwrap.fix == "apt-get install bubblewrap"
-    problem = (await available_backends(settings))["local"]
+    problem = (await available_backends(settings, ["local"]))["local"]
     assert problem is not None
     if _check(checks, "root").ok:  # as root the first failing required check is bubblewrap itself
         assert problem.endswith("fix: apt-get install bubblewrap")
@@ -112,7 +117,7 @@ async def test_missing_runsc_is_reported_with_a_fix_hint(tmp_path: Path) -> None
     checks = await create_sandbox(settings, "gvisor").preflight()
     runsc = _check(checks, "runsc")
     assert not runsc.ok and runsc.required and "apt-get install runsc" in runsc.fix
-    problem = (await available_backends(settings))["gvisor"]
+    problem = (await available_backends(settings, ["gvisor"]))["gvisor"]
     assert problem is not None and "fix:" in problem
 
 
@@ -161,7 +166,7 @@ async def test_open_and_preflight_do_their_host_work_off_the_event_loop(tmp_path
     slow_cc.write_text('#!/bin/sh\nsleep 1\nexec cc "$@"\n')
     slow_cc.chmod(0o755)
     settings = SandboxSettings(cache_dir=cache, local=LocalSettings(launcher_cc=str(slow_cc)))
-    problem = (await available_backends(SandboxSettings()))["local"]
+    problem = (await available_backends(SandboxSettings(), ["local"]))["local"]
     if problem is not None:
         pytest.skip(f"local sandbox unavailable: {problem}")
     sandbox = create_sandbox(settings, "local")

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.unikraft import UnikraftSandbox, UnikraftSettings
+from sandbox.backends.unikraft import UnikraftSandbox
+from sandbox.config import SandboxSettings, UnikraftSettings
 from tests.sandbox.unikraft.fake_server import FakeServer, fake_unikraft_cloud
 
 
@@ -37,13 +38,13 @@ def fake(fake_server: FakeServer) -> Iterator[FakeServer]:
     assert not left, f"instances left in the fake: {left}"
 
 
-def ukc_settings(fake: FakeServer, **overrides: Any) -> UnikraftSettings:
-    """Settings pointing at ``fake`` (``overrides`` win)."""
-    return UnikraftSettings(**{**fake.settings_env(), **overrides})
+def ukc_settings(fake: FakeServer, **overrides: Any) -> SandboxSettings:
+    """Settings whose ``unikraft`` section points at ``fake`` (``overrides`` win)."""
+    return SandboxSettings(unikraft=UnikraftSettings(**{**fake.settings_env(), **overrides}))
 
 
 @pytest.fixture
 async def ukc(fake: FakeServer) -> AsyncIterator[UnikraftSandbox]:
-    box = await UnikraftSandbox.open(ukc_settings(fake))
+    box = await UnikraftSandbox(ukc_settings(fake)).open()
     async with box:
         yield box

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from sandbox.unikraft import UnikraftSandbox
+from sandbox.backends.unikraft import UnikraftSandbox
 
 
 def _contract() -> ModuleType:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.backends.unikraft import UnikraftSandbox
 from sandbox.base import Limits, RunRequest
 from sandbox.errors import SandboxBusyError, SandboxStartError
-from sandbox.unikraft import UnikraftSandbox, reap_expired
+from sandbox.unikraft import reap_expired
 from tests.sandbox.unikraft.conftest import ukc_settings
 from tests.sandbox.unikraft.fake_server import FakeServer
 
@@ -41,21 +42,21 @@ async def test_api_errors_on_create(
 
 
 async def test_a_wrong_token_is_named(fake: FakeServer) -> None:
-    async with await UnikraftSandbox.open(ukc_settings(fake, token="not-the-token")) as box:
+    async with UnikraftSandbox(ukc_settings(fake, token="not-the-token")) as box:
         with pytest.raises(SandboxStartError, match="refused the token"):
             await box.run(HELLO)
 
 
 async def test_unreachable_api_is_named(fake: FakeServer) -> None:
     settings = ukc_settings(fake, base_url="http://127.0.0.1:9", request_timeout_s=2)
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         with pytest.raises(SandboxStartError, match=r"cannot reach Unikraft Cloud at http://127.0.0.1:9"):
             await box.run(HELLO)
 
 
 async def test_missing_image_is_named_and_its_instance_deleted(fake: FakeServer) -> None:
     settings = ukc_settings(fake, images={"base": "agentic/never-pushed:3"})
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         with pytest.raises(SandboxStartError, match=r"cannot pull image 'agentic/never-pushed:3'.*IMAGES"):
             await box.run(HELLO)
     # the fixture checks that the stopped instance was deleted
@@ -72,7 +73,7 @@ async def test_quota_is_named(ukc: UnikraftSandbox, fake: FakeServer) -> None:
 
 async def test_slow_boot_past_the_timeout_is_a_start_error(fake: FakeServer) -> None:
     fake.state.boot_delay_s = 3.0
-    async with await UnikraftSandbox.open(ukc_settings(fake, boot_timeout_s=1)) as box:
+    async with UnikraftSandbox(ukc_settings(fake, boot_timeout_s=1)) as box:
         with pytest.raises(SandboxStartError, match=r"did not boot within 1 s \(state starting\)"):
             await box.run(HELLO)
 
@@ -84,7 +85,7 @@ async def test_slow_boot_within_the_timeout_runs(ukc: UnikraftSandbox, fake: Fak
 
 
 async def test_a_failed_delete_is_left_to_the_reaper(ukc: UnikraftSandbox, fake: FakeServer) -> None:
-    fake.cloud.fail("DELETE", r"^/v1/instances$", 500, times=ukc.settings.delete_attempts)
+    fake.cloud.fail("DELETE", r"^/v1/instances$", 500, times=ukc.ukc.delete_attempts)
     result = await ukc.run(HELLO)
     assert result.ok  # the run's result does not depend on the clean-up
     (left,) = fake.instance_names()

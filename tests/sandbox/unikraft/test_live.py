@@ -16,8 +16,9 @@ import os
 
 import pytest
 
+from sandbox.backends.unikraft import UnikraftSandbox
 from sandbox.base import RunRequest
-from sandbox.unikraft import UnikraftSandbox, UnikraftSettings
+from sandbox.config import SandboxSettings, UnikraftSettings
 
 pytestmark = [
     pytest.mark.unikraft,
@@ -29,10 +30,10 @@ pytestmark = [
 
 
 async def test_print_one_on_unikraft_cloud() -> None:
-    settings = UnikraftSettings(allow_direct_egress=True, reap_interval_s=0)
+    settings = SandboxSettings(unikraft=UnikraftSettings(allow_direct_egress=True, reap_interval_s=0))
     if "base" not in settings.images:
         pytest.skip('set AGENTIC_SANDBOX_UNIKRAFT_IMAGES=\'{"base": "<image with python3>"}\'')
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         failed = [check for check in await box.preflight() if not check.ok]
         assert not failed, failed
         before = {i.name for i in await box.control.list_ours()}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sandbox.backends.unikraft import UnikraftSandbox
 from sandbox.base import Limits, RunRequest
-from sandbox.unikraft import UnikraftSandbox, reap_expired
+from sandbox.unikraft import reap_expired
 from tests.sandbox.unikraft.conftest import ukc_settings
 from tests.sandbox.unikraft.fake_server import FakeServer
 
@@ -23,7 +24,7 @@ async def _filled(box: UnikraftSandbox, size: int) -> None:
 
 async def test_pooled_instances_are_stopped_and_started_on_demand(fake: FakeServer) -> None:
     settings = ukc_settings(fake, pool_size=1, pool_tiers=["light", "medium"])
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         await _filled(box, 4)  # 2 library sets x 2 tiers
         pooled = {i.name: i for i in fake.state.instances.values()}
         assert all(i.state == "stopped" and i.name.startswith("agentic-pool-") for i in pooled.values())
@@ -49,7 +50,7 @@ async def test_pooled_instances_are_stopped_and_started_on_demand(fake: FakeServ
 
 
 async def test_a_pooled_instance_reaped_meanwhile_is_replaced(fake: FakeServer) -> None:
-    async with await UnikraftSandbox.open(ukc_settings(fake, pool_size=1)) as box:
+    async with UnikraftSandbox(ukc_settings(fake, pool_size=1)) as box:
         await _filled(box, 2)
         for instance in list(fake.state.instances.values()):
             await fake.call(lambda instance=instance: fake.state.delete(instance))
@@ -58,7 +59,7 @@ async def test_a_pooled_instance_reaped_meanwhile_is_replaced(fake: FakeServer) 
 
 
 async def test_pool_entries_close_to_expiry_are_not_handed_out(fake: FakeServer) -> None:
-    async with await UnikraftSandbox.open(ukc_settings(fake, pool_size=1, pool_ttl_s=30)) as box:
+    async with UnikraftSandbox(ukc_settings(fake, pool_size=1, pool_ttl_s=30)) as box:
         await _filled(box, 2)
         mark = fake.mark()
         assert (await box.run(HELLO)).ok
@@ -94,7 +95,7 @@ async def test_reaper_deletes_only_our_expired_instances(ukc: UnikraftSandbox, f
 
 async def test_reaper_runs_when_the_backend_opens(fake: FakeServer) -> None:
     await _plant(fake, "agentic-run-crashed", ["agentic", "agentic-expires=1"])
-    async with await UnikraftSandbox.open(ukc_settings(fake)):
+    async with UnikraftSandbox(ukc_settings(fake)):
         for _ in range(100):
             if not fake.instance_names():
                 break

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.unikraft import UnikraftSandbox
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
 from sandbox.errors import (
     InvalidRunRequestError,
@@ -18,7 +19,7 @@ from sandbox.errors import (
     SandboxUnavailableError,
     UnknownLibrarySetError,
 )
-from sandbox.unikraft import UnikraftSandbox
+from sandbox.libsets import ready_library_sets
 from tests.sandbox.unikraft.conftest import ukc_settings
 from tests.sandbox.unikraft.fake_server import FakeServer
 
@@ -50,12 +51,12 @@ async def test_instance_is_made_from_the_request(ukc: UnikraftSandbox, fake: Fak
     assert result.duration_s >= result.boot_s
     (spec,) = fake.state.created_specs[before:]
     assert spec["image"] == "agentic/base:1" and spec["memory_mb"] == 300 and spec["vcpus"] == 2
-    assert spec["autostart"] is True and spec["timeout_s"] == ukc.settings.boot_timeout_s
+    assert spec["autostart"] is True and spec["timeout_s"] == ukc.ukc.boot_timeout_s
     assert spec["plugins"] == [{"name": "sandbox", "image": "plugins/sandbox:latest", "config": {}}]
     assert spec["name"].startswith("agentic-run-")
     expiry = next(t for t in spec["tags"] if t.startswith("agentic-expires="))
     left = int(expiry.split("=")[1]) - ukc.control.now()
-    budget = ukc.settings.boot_timeout_s + 7 + ukc.settings.run_grace_s
+    budget = ukc.ukc.boot_timeout_s + 7 + ukc.ukc.run_grace_s
     assert budget - 5 < left <= budget + 1
     assert "agentic" in spec["tags"] and "agentic-kind=run" in spec["tags"]
 
@@ -163,17 +164,17 @@ async def test_requests_are_checked_before_any_instance_exists(
     with pytest.raises(InvalidRunRequestError, match="argument list is too long"):
         await ukc.run(py("print(1)", args=("x" * (2 << 20),)))
     assert fake.calls_since(mark) == []
-    assert await ukc.library_sets() == {"base", "datascience"}
+    assert ready_library_sets(await ukc.library_sets()) == {"base", "datascience"}
 
 
 async def test_runs_are_refused_until_direct_egress_is_accepted(fake: FakeServer) -> None:
-    async with await UnikraftSandbox.open(ukc_settings(fake, allow_direct_egress=False)) as box:
+    async with UnikraftSandbox(ukc_settings(fake, allow_direct_egress=False)) as box:
         with pytest.raises(SandboxUnavailableError, match="ALLOW_DIRECT_EGRESS"):
             await box.run(py("print(1)"))
-    async with await UnikraftSandbox.open(ukc_settings(fake, token=None)) as box:
+    async with UnikraftSandbox(ukc_settings(fake, token=None)) as box:
         with pytest.raises(SandboxUnavailableError, match="UKC_TOKEN"):
             await box.run(py("print(1)"))
-    box = await UnikraftSandbox.open(ukc_settings(fake))
+    box = await UnikraftSandbox(ukc_settings(fake)).open()
     await box.close()
     await box.close()  # idempotent
     with pytest.raises(SandboxStartError, match="closed"):
@@ -182,7 +183,7 @@ async def test_runs_are_refused_until_direct_egress_is_accepted(fake: FakeServer
 
 async def test_proxy_is_handed_to_runs_with_network_only(fake: FakeServer) -> None:
     settings = ukc_settings(fake, egress_proxy_url="http://egress.example:3128")
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         code = "import os\nprint(os.environ.get('HTTPS_PROXY'))\n"
         with_network = await box.run(py(code, network=True))
         without = await box.run(py(code))

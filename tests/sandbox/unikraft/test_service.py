@@ -9,9 +9,10 @@ import socket
 import httpx
 import pytest
 
+from sandbox.backends.unikraft import UnikraftSandbox
 from sandbox.base import EndReason, RunRequest
 from sandbox.errors import SandboxStartError
-from sandbox.unikraft import UnikraftSandbox, UnikraftServiceHandle
+from sandbox.unikraft import UnikraftServiceHandle
 from tests.sandbox.unikraft.conftest import ukc_settings
 from tests.sandbox.unikraft.fake_server import FakeServer
 
@@ -52,7 +53,7 @@ async def get(handle: UnikraftServiceHandle, path: str) -> dict[str, str]:
 
 async def test_app_is_served_scales_to_zero_and_wakes(fake: FakeServer) -> None:
     settings = ukc_settings(fake, app_cooldown_ms=200)
-    async with await UnikraftSandbox.open(settings) as box:
+    async with UnikraftSandbox(settings) as box:
         port = free_port()
         before = len(fake.state.created_specs)
         handle = await box.start_service(app_request(), port=port)

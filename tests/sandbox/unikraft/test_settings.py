@@ -1,25 +1,25 @@
-"""Settings of the Unikraft backend from the environment, and the package's public names."""
+"""The Unikraft section of the sandbox settings from the environment, and the package's public names."""
 
 from __future__ import annotations
 
 import pytest
 
 import sandbox.unikraft as package
-from sandbox.config import DEFAULT_MAX_LIMITS
-from sandbox.unikraft import UnikraftSettings
+from sandbox.config import SandboxSettings, UnikraftSettings
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UKC_TOKEN", "from-ukc")
     monkeypatch.setenv("AGENTIC_SANDBOX_UNIKRAFT_METRO", "DAL")
     monkeypatch.setenv("AGENTIC_SANDBOX_UNIKRAFT_IMAGES", '{"base": "org/base:1"}')
-    monkeypatch.setenv("AGENTIC_SANDBOX_UNIKRAFT_MAX_LIMITS", '{"memory_mb": 512}')
+    monkeypatch.setenv("AGENTIC_SANDBOX_MAX_LIMITS", '{"memory_mb": 512}')  # the shared maximums
     monkeypatch.setenv("AGENTIC_SANDBOX_UNIKRAFT_POOL_TIERS", '["light", "heavy"]')
-    settings = UnikraftSettings()
+    shared = SandboxSettings()
+    settings = shared.unikraft
     assert settings.token_value() == "from-ukc"
     assert settings.platform_url == "https://api.dal.unikraft.cloud"
     assert settings.images == {"base": "org/base:1"}
-    assert settings.max_limits.memory_mb == 512 and settings.max_limits.pids == DEFAULT_MAX_LIMITS.pids
+    assert shared.max_limits.memory_mb == 512 and not hasattr(settings, "max_limits")  # one maximum for all
     assert settings.pool_tiers == ["light", "heavy"]
     assert "from-ukc" not in repr(settings)  # the token is a secret
     monkeypatch.setenv("AGENTIC_SANDBOX_UNIKRAFT_TOKEN", "own")

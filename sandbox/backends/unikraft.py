@@ -1,8 +1,9 @@
-"""``UnikraftSandbox``: the :class:`~sandbox.base.Sandbox` protocol on Unikraft Cloud unikernels.
+"""The ``unikraft`` backend: the :class:`~sandbox.base.Sandbox` protocol on Unikraft Cloud unikernels.
 
 A run gets an instance of its own (or one from the pool of stopped instances), made from the
 library set's image with the sandbox plugin attached; the plugin writes the files and runs the
-command; the instance is deleted after the run, whatever happened. The pieces:
+command; the instance is deleted after the run, whatever happened. The pieces (its plumbing,
+:mod:`sandbox.unikraft`, as :mod:`sandbox.host` is the local backends'):
 
 * :mod:`~sandbox.unikraft.request` checks the request and plans the job (before any API call);
 * :mod:`~sandbox.unikraft.instances` makes, starts, reads and deletes instances (SDK errors are
@@ -31,24 +32,25 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import httpx
 from unikraft_cloud import Instance, NotFoundError, UnikraftCloud, UnikraftCloudError
 
-from sandbox.base import EndReason, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.base import Check, EndReason, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.config import SandboxSettings, UnikraftSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
+from sandbox.libsets import LIBRARY_SETS
 from sandbox.streaming import ChunkQueue, ChunkSink, stream_chunks
 from sandbox.unikraft.execution import CommandOutcome, follow_command, start_command, upload_files
 from sandbox.unikraft.instances import InstanceControl, describe_stop, end_reason_of_stop
 from sandbox.unikraft.pool import InstancePool
-from sandbox.unikraft.preflight import PreflightCheck, run_preflight
+from sandbox.unikraft.preflight import run_preflight
 from sandbox.unikraft.reaper import reap_forever
 from sandbox.unikraft.request import InstanceJob, plan_job
 from sandbox.unikraft.service import UnikraftServiceHandle
-from sandbox.unikraft.settings import UnikraftSettings
 
 __all__ = ["UnikraftSandbox"]
 
@@ -62,47 +64,77 @@ class UnikraftSandbox:
 
     name = "unikraft"
 
-    def __init__(self, settings: UnikraftSettings, client: UnikraftCloud) -> None:
-        """Use :meth:`open`; this only wires the parts (no I/O)."""
-        self.settings = settings
-        self.control = InstanceControl(client, settings)
-        self.pool = InstancePool(self.control)
+    control: InstanceControl  # made by open(): the SDK client and what it calls
+    pool: InstancePool
+
+    def __init__(
+        self, settings: SandboxSettings | None = None, *, client: UnikraftCloud | None = None
+    ) -> None:
+        """Keep the settings; no I/O here (``open`` builds the SDK client, the reaper, the pool).
+
+        ``client``: an SDK client to use instead of one built from the settings.
+        """
+        self.settings = settings or SandboxSettings()
+        self.ukc: UnikraftSettings = self.settings.unikraft
+        self._client = client
         self._reaper: asyncio.Task[None] | None = None
+        self._open_lock = asyncio.Lock()
+        self._opened = False
         self._closed = False
 
-    @classmethod
-    async def open(cls, settings: UnikraftSettings) -> UnikraftSandbox:
-        """Build the SDK client for the configured metro, start the reaper and fill the pool.
+    async def open(self) -> Self:
+        """Build the SDK client for the configured metro (in a thread), start the reaper, fill the pool.
 
-        Nothing here fails on an unreachable API: :meth:`preflight` tells, runs raise.
+        Nothing here fails on an unreachable API or a missing token: :meth:`preflight` tells, runs raise.
         """
-        # Connect and each plain request are bounded; the SDK stretches the read for its waits.
-        timeout = httpx.Timeout(settings.request_timeout_s, connect=min(10.0, settings.request_timeout_s))
-        client = UnikraftCloud(
-            token=settings.token_value() or "",
-            base_url=settings.platform_url,
-            control_plane_url=settings.control_plane_url,
-            trust_env=settings.trust_env,
-            timeout=timeout,
-        )
-        box = cls(settings, client)
-        box._reaper = asyncio.ensure_future(reap_forever(box.control, settings.reap_interval_s))
-        box.pool.refill()
-        logger.info(
-            "unikraft: backend open on %s (library sets: %s, pool %d per shape)",
-            settings.platform_url,
-            ", ".join(sorted(settings.images)) or "none",
-            settings.pool_size,
-        )
-        return box
+        async with self._open_lock:
+            if self._closed:
+                raise SandboxStartError("sandbox is closed")
+            if self._opened:
+                return self
+            client = await self._client_for_use()
+            self.control = InstanceControl(client, self.ukc)
+            self.pool = InstancePool(self.control)
+            self._reaper = asyncio.ensure_future(reap_forever(self.control, self.ukc.reap_interval_s))
+            self.pool.refill()
+            self._opened = True
+            logger.info(
+                "unikraft: backend open on %s (library sets: %s, pool %d per shape)",
+                self.ukc.platform_url,
+                ", ".join(sorted(self.ukc.images)) or "none",
+                self.ukc.pool_size,
+            )
+        return self
 
-    async def preflight(self) -> list[PreflightCheck]:
-        """Token set, control plane and metro reachable with it, images present, egress accepted."""
-        return await run_preflight(self.control)
+    async def _client_for_use(self) -> UnikraftCloud:
+        """The given client, or a new one for the settings (built in a thread: it loads CA certificates)."""
+        if self._client is not None:
+            return self._client
+        return await asyncio.to_thread(_make_client, self.ukc)
 
-    async def library_sets(self) -> set[str]:
-        """The library sets this backend runs: one image each, from settings."""
-        return set(self.settings.images)
+    async def preflight(self) -> list[Check]:
+        """Token set, control plane and metro reachable with it, images present, egress accepted.
+
+        Works unopened too (``agentic doctor``, ``/healthz``): then with a client of its own, closed after.
+        """
+        if self._opened:
+            return await run_preflight(self.control)
+        client = await self._client_for_use()
+        try:
+            return await run_preflight(InstanceControl(client, self.ukc))
+        finally:
+            if self._client is None:
+                await client.aclose()
+
+    async def library_sets(self) -> Mapping[str, str | None]:
+        """Every known set -> None when settings give it an image (one image per set), else the fix."""
+        fix = "add its image to AGENTIC_SANDBOX_UNIKRAFT_IMAGES"
+        return {
+            name: None
+            if name in self.ukc.images
+            else f"library set {name!r} has no Unikraft image; fix: {fix}"
+            for name in sorted({*LIBRARY_SETS, *self.ukc.images})
+        }
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -121,27 +153,24 @@ class UnikraftSandbox:
     def _check_usable(self) -> None:
         if self._closed:
             raise SandboxStartError("sandbox is closed")
-        if not self.settings.allow_direct_egress:
+        if not self._opened:
+            raise SandboxStartError("the unikraft sandbox is not open; await open() (or `async with`) first")
+        if not self.ukc.allow_direct_egress:
             raise SandboxUnavailableError(
                 "Unikraft Cloud instances reach the internet directly, past the platform's egress "
                 "proxy, so runs are refused; fix: set AGENTIC_SANDBOX_UNIKRAFT_ALLOW_DIRECT_EGRESS=true "
                 "to accept that (see the README's Unikraft section)"
             )
-        if not self.settings.token_value():
+        if not self.ukc.token_value():
             raise SandboxUnavailableError(
                 "no Unikraft Cloud token; fix: set AGENTIC_SANDBOX_UNIKRAFT_TOKEN or UKC_TOKEN"
             )
 
     async def _execute(self, request: RunRequest, sink: ChunkSink | None) -> RunResult:
         self._check_usable()
-        job = plan_job(request, self.settings)
+        job = plan_job(request, self.ukc, maximums=self.settings.max_limits)
         limits = job.limits
-        expires = (
-            self.control.now()
-            + self.settings.boot_timeout_s
-            + limits.wall_seconds
-            + self.settings.run_grace_s
-        )
+        expires = self.control.now() + self.ukc.boot_timeout_s + limits.wall_seconds + self.ukc.run_grace_s
         instance = await self._acquire(job, expires)
         uuid = instance.uuid or ""
         try:
@@ -181,7 +210,7 @@ class UnikraftSandbox:
         """Files in, command started and followed, through the instance's sandbox plugin."""
         sandbox = self.control.sandbox(uuid)
         with self.control.errors(f"preparing instance {uuid}"):
-            await sandbox.wait_ready(timeout=self.settings.boot_timeout_s)
+            await sandbox.wait_ready(timeout=self.ukc.boot_timeout_s)
             await upload_files(sandbox, job)
             api = await sandbox.api()
             command = await start_command(api, job)
@@ -239,15 +268,20 @@ class UnikraftSandbox:
         if not 0 < port < 65536:
             raise SandboxStartError(f"port {port} is not a TCP port")
         request = dataclasses.replace(request, network=True)
-        job = plan_job(request, self.settings, extra_env={"PORT": str(port), "HOST": "0.0.0.0"})
-        ttl = ttl_s if ttl_s is not None else self.settings.app_ttl_s
+        job = plan_job(
+            request,
+            self.ukc,
+            maximums=self.settings.max_limits,
+            extra_env={"PORT": str(port), "HOST": "0.0.0.0"},
+        )
+        ttl = ttl_s if ttl_s is not None else self.ukc.app_ttl_s
         expires = self.control.now() + ttl
         domain = secrets.token_hex(16)  # the app's URL is its capability: 128 random bits
         extra: dict[str, object] = {
             "service_group": {
                 "services": [
                     {
-                        "port": self.settings.app_public_port,
+                        "port": self.ukc.app_public_port,
                         "destination_port": port,
                         "handlers": ["tls", "http"],
                     }
@@ -255,11 +289,11 @@ class UnikraftSandbox:
                 "domains": [{"name": domain}],
             }
         }
-        if self.settings.app_scale_to_zero:
+        if self.ukc.app_scale_to_zero:
             extra["scale_to_zero"] = {
                 "policy": "on",
                 "stateful": True,
-                "cooldown_time_ms": self.settings.app_cooldown_ms,
+                "cooldown_time_ms": self.ukc.app_cooldown_ms,
             }
         instance = await self.control.create(
             kind="app",
@@ -274,7 +308,7 @@ class UnikraftSandbox:
             host = _app_host(instance)
             sandbox = self.control.sandbox(uuid)
             with self.control.errors(f"starting app in instance {uuid}"):
-                await sandbox.wait_ready(timeout=self.settings.boot_timeout_s)
+                await sandbox.wait_ready(timeout=self.ukc.boot_timeout_s)
                 await upload_files(sandbox, job)
                 command = await start_command(await sandbox.api(), job)
         except BaseException:
@@ -316,9 +350,12 @@ class UnikraftSandbox:
 
     async def close(self) -> None:
         """Stop the reaper, delete pooled instances, close the SDK client; idempotent."""
-        if self._closed:
+        async with self._open_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not self._opened:
             return
-        self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(BaseException):
@@ -327,7 +364,7 @@ class UnikraftSandbox:
         await self.control.client.aclose()
 
     async def __aenter__(self) -> Self:
-        return self
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -336,6 +373,19 @@ class UnikraftSandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _make_client(settings: UnikraftSettings) -> UnikraftCloud:
+    """The SDK client for the configured metro (blocking: its TLS context loads the CA certificates)."""
+    # Connect and each plain request are bounded; the SDK stretches the read for its waits.
+    timeout = httpx.Timeout(settings.request_timeout_s, connect=min(10.0, settings.request_timeout_s))
+    return UnikraftCloud(
+        token=settings.token_value() or "",
+        base_url=settings.platform_url,
+        control_plane_url=settings.control_plane_url,
+        trust_env=settings.trust_env,
+        timeout=timeout,
+    )
 
 
 def _app_host(instance: Instance) -> str:
