@@ -17,6 +17,7 @@ from sandbox.errors import InvalidRunRequestError
 
 __all__ = [
     "DENO_PATH",
+    "DENO_RUN_FLAGS",
     "EGRESS_PORT",
     "ETC_PIECES",
     "ETC_SYNTH",
@@ -37,6 +38,16 @@ __all__ = [
 
 PYTHON_PATH = "/usr/bin/python3"
 DENO_PATH = "/opt/deno/deno"
+# TypeScript runs offline, without prompts, config or lock file, reading and writing the cwd only.
+DENO_RUN_FLAGS = (
+    "run",
+    "--no-remote",
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--allow-read=.",
+    "--allow-write=.",
+)
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # execve(2) refuses one string (argument or NAME=value) over 32 pages with E2BIG, and the whole
@@ -136,18 +147,7 @@ def build_argv(
         # -s: no user site; -B: no .pyc in scratch. Not -I/-E: PYTHONPATH carries the library set.
         return [python, "-s", "-B", entry, *request.args]
     if request.language == "typescript":
-        return [
-            DENO_PATH,
-            "run",
-            "--no-remote",
-            "--no-prompt",
-            "--no-config",
-            "--no-lock",
-            "--allow-read=.",
-            "--allow-write=.",
-            entry,
-            *request.args,
-        ]
+        return [DENO_PATH, *DENO_RUN_FLAGS, entry, *request.args]
     raise InvalidRunRequestError(f"unknown language {request.language!r} (use 'python' or 'typescript')")
 
 

@@ -29,6 +29,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sandbox.base import Limits
+from sandbox.commands import DENO_RUN_FLAGS
 from sandbox.egress_policy import EgressPolicy
 from sandbox.resources import Tier
 
@@ -170,18 +171,7 @@ class UnikraftSettings(BaseSettings):
     images: dict[str, str] = Field(default_factory=dict)
     plugin_image: str = "plugins/sandbox:latest"
     python_command: list[str] = Field(default_factory=lambda: ["/usr/bin/python3", "-s", "-B"])
-    typescript_command: list[str] = Field(
-        default_factory=lambda: [
-            "/usr/bin/deno",
-            "run",
-            "--no-remote",
-            "--no-prompt",
-            "--no-config",
-            "--no-lock",
-            "--allow-read=.",
-            "--allow-write=.",
-        ]
-    )
+    typescript_command: list[str] = Field(default_factory=lambda: ["/usr/bin/deno", *DENO_RUN_FLAGS])
     workdir: str = "/sandbox/work"  # the run's files and cwd inside the instance
     # Instances: how long one may take to boot (past it: SandboxStartError), memory per tier for
     # pooled instances, and the pool itself: ``pool_size`` stopped instances per library set and

@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -50,7 +49,7 @@ from sandbox.unikraft.pool import InstancePool
 from sandbox.unikraft.preflight import run_preflight
 from sandbox.unikraft.reaper import reap_forever
 from sandbox.unikraft.request import InstanceJob, plan_job
-from sandbox.unikraft.service import UnikraftServiceHandle
+from sandbox.unikraft.service import UnikraftServiceHandle, start_app
 
 __all__ = ["UnikraftSandbox"]
 
@@ -274,77 +273,7 @@ class UnikraftSandbox:
             maximums=self.settings.max_limits,
             extra_env={"PORT": str(port), "HOST": "0.0.0.0"},
         )
-        ttl = ttl_s if ttl_s is not None else self.ukc.app_ttl_s
-        expires = self.control.now() + ttl
-        domain = secrets.token_hex(16)  # the app's URL is its capability: 128 random bits
-        extra: dict[str, object] = {
-            "service_group": {
-                "services": [
-                    {
-                        "port": self.ukc.app_public_port,
-                        "destination_port": port,
-                        "handlers": ["tls", "http"],
-                    }
-                ],
-                "domains": [{"name": domain}],
-            }
-        }
-        if self.ukc.app_scale_to_zero:
-            extra["scale_to_zero"] = {
-                "policy": "on",
-                "stateful": True,
-                "cooldown_time_ms": self.ukc.app_cooldown_ms,
-            }
-        instance = await self.control.create(
-            kind="app",
-            image=job.image,
-            memory_mb=job.limits.memory_mb,
-            vcpus=max(1, math.ceil(job.limits.cpus)),
-            expires_at=expires,
-            extra=extra,
-        )
-        uuid = instance.uuid or ""
-        try:
-            host = _app_host(instance)
-            sandbox = self.control.sandbox(uuid)
-            with self.control.errors(f"starting app in instance {uuid}"):
-                await sandbox.wait_ready(timeout=self.ukc.boot_timeout_s)
-                await upload_files(sandbox, job)
-                command = await start_command(await sandbox.api(), job)
-        except BaseException:
-            await asyncio.shield(self.control.delete(uuid))
-            raise
-        handle = UnikraftServiceHandle(
-            request.labels.get("app", instance.name or "app"),
-            control=self.control,
-            instance_uuid=uuid,
-            command_uuid=command,
-            host=host,
-            expires_at=expires,
-        )
-        handle.start(self._hold(handle, instance))
-        return handle
-
-    async def _hold(self, handle: UnikraftServiceHandle, instance: Instance) -> RunResult:
-        """Keep the app until its TTL (no polling: standby stays standby); then delete it."""
-        try:
-            await asyncio.sleep(max(0.0, handle.expires_at - self.control.now()))
-        finally:
-            cleanup = asyncio.ensure_future(self.control.delete(handle.instance_uuid))
-            try:
-                await asyncio.shield(cleanup)
-            except asyncio.CancelledError:
-                await cleanup
-                raise
-        logger.info("unikraft: app %s reached its TTL and was deleted", handle.name)
-        return RunResult(
-            exit_code=KILLED_EXIT,
-            stdout="",
-            stderr="",
-            reason=EndReason.TIMEOUT,
-            boot_s=(instance.boot_time_us or 0) / 1e6,
-            backend=self.name,
-        )
+        return await start_app(self.control, job, name=request.labels.get("app"), port=port, ttl_s=ttl_s)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -386,15 +315,6 @@ def _make_client(settings: UnikraftSettings) -> UnikraftCloud:
         trust_env=settings.trust_env,
         timeout=timeout,
     )
-
-
-def _app_host(instance: Instance) -> str:
-    """The public domain the platform gave the app's service group."""
-    group = instance.service_group
-    for domain in (group.domains if group is not None else None) or ():
-        if domain.fqdn:
-            return domain.fqdn.rstrip(".")
-    raise SandboxStartError(f"Unikraft Cloud gave app instance {instance.uuid} no domain")
 
 
 if TYPE_CHECKING:

@@ -1,5 +1,8 @@
 """A hosted app on Unikraft Cloud: an instance behind a service group, reached by its URL.
 
+:func:`start_app` makes it (the backend's ``start_service`` plans the job, then hands it here) and
+returns its :class:`UnikraftServiceHandle`.
+
 Why a subclass of :class:`~sandbox.service.ServiceHandle`: callers keep one handle type
 (``terminate``, ``wait``, ``on_exit``, ``running``), while the app is reached over HTTPS at its
 own domain instead of a host Unix socket (its ``endpoint`` is that URL; ``socket_path`` stays None).
@@ -19,17 +22,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
+import secrets
 import time
 
 import httpx
-from unikraft_cloud import UnikraftCloudError
+from unikraft_cloud import Instance, UnikraftCloudError
 from unikraft_cloud.api.plugins.sandbox import models
 
-from sandbox.base import OutputChunk
+from sandbox.base import EndReason, OutputChunk, RunResult
+from sandbox.errors import SandboxStartError
 from sandbox.service import LOG_CHARS, ServiceEndpoint, ServiceHandle
+from sandbox.unikraft.execution import start_command, upload_files
 from sandbox.unikraft.instances import InstanceControl
+from sandbox.unikraft.request import InstanceJob
 
-__all__ = ["UnikraftServiceHandle"]
+__all__ = ["UnikraftServiceHandle", "start_app"]
+
+KILLED_EXIT = -9
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +113,92 @@ def _tail(stdout_offset: int, stderr_offset: int) -> models.CommandLogsRequest:
         stdout=models.CommandLogsRange(offset=stdout_offset, limit=LOG_CHARS),
         stderr=models.CommandLogsRange(offset=stderr_offset, limit=LOG_CHARS),
     )
+
+
+async def start_app(
+    control: InstanceControl, job: InstanceJob, *, name: str | None, port: int, ttl_s: float | None
+) -> UnikraftServiceHandle:
+    """Create the app's instance behind a service group, start its command, and hold it until its TTL.
+
+    The instance scales to zero when idle (stateful: the program survives standby) and wakes on the
+    next request, if ``app_scale_to_zero``; it is deleted by ``terminate()`` or after ``ttl_s``
+    (default ``app_ttl_s``), by the handle or, if this process is gone, the reaper.
+    """
+    settings = control.settings
+    ttl = ttl_s if ttl_s is not None else settings.app_ttl_s
+    expires = control.now() + ttl
+    domain = secrets.token_hex(16)  # the app's URL is its capability: 128 random bits
+    extra: dict[str, object] = {
+        "service_group": {
+            "services": [
+                {"port": settings.app_public_port, "destination_port": port, "handlers": ["tls", "http"]}
+            ],
+            "domains": [{"name": domain}],
+        }
+    }
+    if settings.app_scale_to_zero:
+        extra["scale_to_zero"] = {
+            "policy": "on",
+            "stateful": True,
+            "cooldown_time_ms": settings.app_cooldown_ms,
+        }
+    instance = await control.create(
+        kind="app",
+        image=job.image,
+        memory_mb=job.limits.memory_mb,
+        vcpus=max(1, math.ceil(job.limits.cpus)),
+        expires_at=expires,
+        extra=extra,
+    )
+    uuid = instance.uuid or ""
+    try:
+        host = _app_host(instance)
+        sandbox = control.sandbox(uuid)
+        with control.errors(f"starting app in instance {uuid}"):
+            await sandbox.wait_ready(timeout=settings.boot_timeout_s)
+            await upload_files(sandbox, job)
+            command = await start_command(await sandbox.api(), job)
+    except BaseException:
+        await asyncio.shield(control.delete(uuid))
+        raise
+    handle = UnikraftServiceHandle(
+        name or instance.name or "app",
+        control=control,
+        instance_uuid=uuid,
+        command_uuid=command,
+        host=host,
+        expires_at=expires,
+    )
+    handle.start(_hold(control, handle, instance))
+    return handle
+
+
+async def _hold(control: InstanceControl, handle: UnikraftServiceHandle, instance: Instance) -> RunResult:
+    """Keep the app until its TTL (no polling: standby stays standby); then delete it."""
+    try:
+        await asyncio.sleep(max(0.0, handle.expires_at - control.now()))
+    finally:
+        cleanup = asyncio.ensure_future(control.delete(handle.instance_uuid))
+        try:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
+            await cleanup
+            raise
+    logger.info("unikraft: app %s reached its TTL and was deleted", handle.name)
+    return RunResult(
+        exit_code=KILLED_EXIT,
+        stdout="",
+        stderr="",
+        reason=EndReason.TIMEOUT,
+        boot_s=(instance.boot_time_us or 0) / 1e6,
+        backend="unikraft",
+    )
+
+
+def _app_host(instance: Instance) -> str:
+    """The public domain the platform gave the app's service group."""
+    group = instance.service_group
+    for domain in (group.domains if group is not None else None) or ():
+        if domain.fqdn:
+            return domain.fqdn.rstrip(".")
+    raise SandboxStartError(f"Unikraft Cloud gave app instance {instance.uuid} no domain")
