@@ -17,8 +17,8 @@ from fastapi.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
 from sandbox.guard import GuardedSandbox
+from sandbox.registry import open_sandbox
 from server import __version__
 from server.agent_protocol.storage import async_url
 from server.apps.access import LinkSigner, load_secret
@@ -32,11 +32,12 @@ from server.keys import KeyRing, KeyStore
 from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware
-from server.routes import apps, docs, files, health, runs, versions, workspaces
+from server.routes import apps, docs, export, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from tools.services import no_process_services
 from workspace.base import VersionStore
 from workspace.config import open_store
+from workspace.git_export import GitExporter
 from workspace.retention import prune_periodically
 
 __all__ = ["API_PREFIX", "CORS_EXPOSED_HEADERS", "create_app", "sandbox_settings"]
@@ -135,7 +136,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.
             store = await stack.enter_async_context(open_store(settings.workspace))
-            backend = await stack.enter_async_context(create_sandbox(sandbox_settings(settings)))
+            # The backend's host (or remote) I/O happens off the event loop, in its open().
+            backend = await open_sandbox(sandbox_settings(settings))
+            stack.push_async_callback(backend.close)
             # Every run (REST, CLI, agents) passes the one guard: limits clamped, memory admitted.
             sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
             watch_admission(sandbox.admission)
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # ReDoc needs a CDN; not offered
     )
     app.state.settings = settings
+    app.state.exporter = GitExporter(settings.export)  # holds no connection: nothing to open or close
     install_error_handlers(app)
 
     if settings.cors_origins:
@@ -202,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_router)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PREFIX, docs.swagger_assets(), name="docs-assets")
-    for module in (workspaces, files, versions, runs, apps):
+    for module in (workspaces, files, versions, runs, apps, export):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

@@ -1,6 +1,7 @@
 """The ``agentic`` command: ``serve`` the API, ``run`` a file in the local sandbox, ``doctor`` the host,
-``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output, ``model setup`` the
-embedded model, ``libsets build`` the library sets.
+``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output, ``export`` a
+workspace's history to a git remote, ``model setup`` the embedded model, ``libsets build`` the
+library sets.
 
 This is the only module (with start-up) that prints and configures logging.
 """
@@ -26,6 +27,7 @@ from server.logs import configure_logging
 
 if TYPE_CHECKING:
     from server.keys import KeyStore
+    from workspace.git_export import ExportResult
 
 __all__ = ["app", "exit_code_for", "keys_app"]
 
@@ -68,6 +70,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 
@@ -95,13 +98,15 @@ def _explain(result: RunResult, limits_wall: float, limits_mem: int) -> str | No
 
 
 async def _run_streaming(settings: Settings, request: RunRequest, backend: str | None) -> RunResult:
-    from sandbox.factory import create_sandbox
     from sandbox.guard import GuardedSandbox
+    from sandbox.libsets import require_library_set
+    from sandbox.registry import create_sandbox
 
     result: RunResult | None = None
     # The same guard as the server's: limits clamped to the operator's maximums.
     raw = create_sandbox(settings.sandbox, backend)
     async with GuardedSandbox.from_settings(raw, settings.sandbox) as sandbox:
+        await require_library_set(sandbox, request.library_set)  # as this backend has it
         async for chunk in sandbox.stream(request):
             if chunk.stream == "stdout":
                 sys.stdout.write(chunk.data)
@@ -196,7 +201,7 @@ def run(
 @app.command()
 def doctor() -> None:
     """Check what this host can run, with a fix for each missing piece (always exits 0)."""
-    checks = run_checks(Settings())
+    checks = asyncio.run(run_checks(Settings()))
     Console().print(render_checks(checks))
     missing = [c for c in checks if not c.ok]
     if missing:
@@ -217,6 +222,52 @@ def prune() -> None:
     """Delete run output past AGENTIC_RUN_OUTPUT_RETENTION_S or over a tenant's quota (files stay)."""
     count = asyncio.run(_prune(Settings()))
     _err.print(f"deleted {count} run output(s)")
+
+
+async def _export(settings: Settings, workspace_id: str, remote: str, tenant: str | None) -> ExportResult:
+    from server.tenancy import TenantStore
+    from workspace.base import VersionStore
+    from workspace.config import open_store
+    from workspace.git_export import GitExporter
+
+    async with open_store(settings.workspace) as raw:
+        store: VersionStore = TenantStore(raw, tenant) if tenant is not None else raw
+        return await GitExporter(settings.export).export(store, workspace_id, remote)
+
+
+@app.command("export")
+def export_workspace(
+    workspace: Annotated[str, typer.Argument(help="Workspace id")],
+    remote: Annotated[str, typer.Option("--remote", help="A remote named in AGENTIC_EXPORT_REMOTES")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Refuse unless the workspace belongs to this tenant")
+    ] = None,
+) -> None:
+    """Push WORKSPACE's history to a git remote: each version one commit, only the new ones.
+
+    Prints the branch's new head commit on stdout. Exit 2 for an unknown workspace or remote,
+    1 when git or the remote failed.
+    """
+    from workspace.errors import GitExportError, UnknownRemoteError, WorkspaceError, WorkspaceNotFoundError
+
+    if tenant is not None:
+        _check_tenant(tenant)
+    try:
+        result = asyncio.run(_export(Settings(), workspace, remote, tenant))
+    except (UnknownRemoteError, WorkspaceNotFoundError) as exc:
+        _err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except (GitExportError, WorkspaceError) as exc:
+        _err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    _err.print(
+        f"{result.commits} new commit(s) on {result.branch} of remote {result.remote} "
+        f"({result.versions} version(s) in the workspace)"
+    )
+    for path in result.skipped_paths:
+        _err.print(f"[yellow]not exported:[/] {path} (git does not carry .git paths)")
+    if result.head is not None:
+        sys.stdout.write(result.head + "\n")
 
 
 keys_app = typer.Typer(
@@ -319,6 +370,6 @@ app.add_typer(libsets_app, name="libsets")
 @libsets_app.command("build")
 def libsets_build() -> None:
     """Build the library sets (base, datascience) into the data dir; a no-op when current."""
-    from sandbox.libsets import main as libsets_main
+    from sandbox.host.libset_dirs import main as libsets_main
 
     raise typer.Exit(libsets_main(["build"]))

@@ -1,8 +1,9 @@
 """The one ``Settings`` of the server process (env prefix ``AGENTIC_``).
 
 It composes the packages' own settings (:class:`sandbox.config.SandboxSettings`,
-:class:`workspace.config.WorkspaceSettings`) with the server's: where to listen, who may call,
-how large a request may be. Only the settings modules read the environment.
+:class:`workspace.config.WorkspaceSettings`, :class:`workspace.git_remotes.GitExportSettings`)
+with the server's: where to listen, who may call, how large a request may be. Only the settings
+modules read the environment.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sandbox.config import SandboxSettings
 from server.agent_protocol.config import AgentProtocolSettings
 from server.apps.config import AppSettings
 from workspace.config import WorkspaceSettings
+from workspace.git_remotes import GitExportSettings
 
 __all__ = ["DEFAULT_TENANT", "TENANT_PATTERN", "Settings", "split_key_entry"]
 
@@ -66,11 +68,16 @@ class Settings(BaseSettings):
     rate_limit_burst: int | None = Field(default=None, ge=1)
     # Prometheus text format at /metrics (no tenant data in it; no auth, like most exporters).
     metrics_enabled: bool = True
+    # On SIGTERM / Ctrl-C: how long open requests (a REST run, a stream) may go on before they are
+    # cancelled, so the shutdown always reaches the step that hands this process's runs back to the
+    # queue (without a cap, one long request would hold it until the process is killed).
+    shutdown_grace_s: int = Field(default=30, ge=1, le=3600)
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     agent_protocol: AgentProtocolSettings = Field(default_factory=AgentProtocolSettings)
     apps: AppSettings = Field(default_factory=AppSettings)
+    export: GitExportSettings = Field(default_factory=GitExportSettings)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -10,6 +10,11 @@ This is the only place that maps the data layer's errors to HTTP status codes:
     InvalidRunRequestError (incl. UnknownLibrarySetError) / LimitsExceededError     400
     SandboxBusyError (admission: no capacity, with Retry-After)                     429
     SandboxUnavailableError                                                         503
+    UnknownRemoteError (git export: no such remote for this tenant)                 400
+    ExportRejectedError (git export: the branch moved on meanwhile)                 409
+    GitRemoteError (the remote refused or is unreachable)                           502
+    GitUnavailableError (no git on the server)                                      503
+    GitTimeoutError                                                                 504
     SandboxStartError / other SandboxError / WorkspaceError                         500
     RequestValidationError (malformed JSON, wrong field)                            422
     anything else                                                                   500, no stack trace
@@ -39,12 +44,17 @@ from sandbox.errors import (
 )
 from workspace.errors import (
     BinaryContentError,
+    ExportRejectedError,
     FileNotFoundInWorkspaceError,
     FileTooLargeError,
+    GitRemoteError,
+    GitTimeoutError,
+    GitUnavailableError,
     InvalidFileError,
     InvalidPathError,
     InvalidWorkspaceError,
     PathConflictError,
+    UnknownRemoteError,
     VersionNotFoundError,
     WorkspaceError,
     WorkspaceNotFoundError,
@@ -65,6 +75,11 @@ _MAPPING: tuple[tuple[type[Exception], int, str], ...] = (
     (BinaryContentError, 415, "binary_content"),
     (InvalidFileError, 400, "invalid_file"),
     (InvalidWorkspaceError, 400, "invalid_workspace"),
+    (UnknownRemoteError, 400, "unknown_remote"),
+    (ExportRejectedError, 409, "export_rejected"),
+    (GitRemoteError, 502, "git_remote_error"),
+    (GitUnavailableError, 503, "git_unavailable"),
+    (GitTimeoutError, 504, "git_timeout"),
     (UnknownLibrarySetError, 400, "unknown_library_set"),
     (InvalidRunRequestError, 400, "invalid_run_request"),
     (LimitsExceededError, 400, "limits_exceeded"),

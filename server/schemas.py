@@ -14,10 +14,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from sandbox.base import Limits, RunResult
 from workspace.base import FileInfo, Version, Workspace
+from workspace.git_export import ExportResult
 
 __all__ = [
     "DiffPublic",
     "ErrorPublic",
+    "ExportCreate",
+    "ExportPublic",
     "FileInfoPublic",
     "FileWrite",
     "HealthPublic",
@@ -212,6 +215,32 @@ class RollbackCreate(_Strict):
 
     version: VersionRef
     author: str = Field(default="user", min_length=1, max_length=200)
+
+
+# --- git export -----------------------------------------------------------------------------------
+
+
+class ExportCreate(_Strict):
+    """Which of the operator's remotes to push the workspace's history to (by name, never a URL)."""
+
+    remote: str = Field(min_length=1, max_length=64, description="A remote name the server allows.")
+
+
+class ExportPublic(BaseModel):
+    """What an export pushed: ``commits`` new commits, ending at ``head`` on ``branch``."""
+
+    workspace_id: str
+    remote: str
+    branch: str
+    head: str | None = Field(description="The branch's commit after the export (null: nothing exported).")
+    previous_head: str | None = Field(description="The branch's commit before (null: a new branch).")
+    commits: int = Field(description="New commits pushed now (0: the remote was up to date).")
+    versions: int = Field(description="Versions in the workspace.")
+    skipped_paths: list[str] = Field(description="Paths git must not carry (a .git component).")
+
+    @classmethod
+    def from_result(cls, result: ExportResult) -> ExportPublic:
+        return cls(**asdict(result))
 
 
 # --- runs -----------------------------------------------------------------------------------------

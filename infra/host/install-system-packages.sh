@@ -11,6 +11,8 @@ wanted=(
   "python3.11 python3.11 1"
   "runsc runsc 0"
   "node nodejs 0"
+  # git: publishing workspaces to git remotes (agentic export, POST /v1/workspaces/{id}/export).
+  "git git 1"
 )
 if [[ "${1:-}" == "--with-test-deps" ]]; then
   wanted+=("chromium chromium 1")
@@ -31,7 +33,7 @@ for entry in "${wanted[@]}"; do
     [[ "$required" == "1" ]] && required_missing+=("$pkg")
   fi
 done
-# The sandbox launcher (sandbox/launcher.c) is linked statically: it needs libc.a.
+# The sandbox launcher (sandbox/host/launcher.c) is linked statically: it needs libc.a.
 if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a && ! -e "/usr/lib/$(uname -m)-linux-gnu/libc.a" ]]; then
   missing+=("libc6-dev"); required_missing+=("libc6-dev")
 fi

@@ -6,7 +6,8 @@ refuses every other field the graph declares (model endpoint, API key, sandbox b
 ``store`` / ``sandbox`` / ``web_search`` / ``apps`` objects) with a 422 that lists what may be set,
 checks each value's type, and holds it within the operator's bounds (:class:`AgentProtocolSettings`):
 attempts and steps up to a maximum, a tier up to the operator's largest, a library set the
-server has, a model name from the operator's list. Keys the graph does not declare at all are
+server's sandbox backend has ready (asked once, when the protocol starts: ``Sandbox.library_sets``),
+a model name from the operator's list. Keys the graph does not declare at all are
 dropped (a client sending an option this graph lacks should not fail the run).
 
 The server's objects are added after this check (:meth:`GraphHost.context_for`) and always win.

@@ -11,7 +11,7 @@ import pytest
 from agents.context import Context
 from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.registry import create_sandbox
 from tests.support.scripted_openai import ScriptedOpenAI
 from tools.search_backends import LocalCorpusSearch, WebResult
 from workspace.sql import SqlVersionStore

@@ -19,9 +19,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agents.context import Context
 from agents.graph import build_graph
-from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.config import LocalSettings, SandboxSettings
 from sandbox.guard import GuardedSandbox
+from sandbox.registry import create_sandbox
 from server.apps.access import LinkSigner
 from server.apps.agent_view import TenantApps
 from server.apps.config import AppSettings
@@ -68,7 +68,7 @@ async def hosting(
     store: SqlVersionStore, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, Any]]:
     """The server's hosting pieces around the agents' store: app table, manager, guarded sandbox."""
-    settings = SandboxSettings(cgroup_pool_size=1)
+    settings = SandboxSettings(local=LocalSettings(cgroup_pool_size=1))
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('app-path') / 'apps.db'}"
     async with create_sandbox(settings, "local") as backend:
         apps_store = AppStore.from_url(url)

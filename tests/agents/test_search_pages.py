@@ -17,8 +17,8 @@ import pytest
 
 from agents.context import Context
 from sandbox.base import Sandbox
-from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.config import LocalSettings, SandboxSettings
+from sandbox.registry import create_sandbox
 from tests.agents.scripts import route
 from tests.agents.test_chat_path import turn
 from tests.support.scripted_openai import ROUTER, Reply, ScriptedOpenAI
@@ -60,7 +60,9 @@ def site() -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def allowing_sandbox() -> AsyncIterator[Sandbox]:
     """The local sandbox whose egress allow-list admits the test's page address."""
-    async with create_sandbox(SandboxSettings(cgroup_pool_size=1, egress_allow=[ALLOWED]), "local") as box:
+    async with create_sandbox(
+        SandboxSettings(local=LocalSettings(cgroup_pool_size=1), egress_allow=[ALLOWED]), "local"
+    ) as box:
         yield box
     await close_services()
 

@@ -20,9 +20,9 @@ import pytest
 from langgraph.prebuilt import ToolRuntime
 
 from sandbox.browser import BrowserPool, chromium_flags
-from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.config import LocalSettings, SandboxSettings
 from sandbox.guard import GuardedSandbox
+from sandbox.registry import create_sandbox
 from server.apps.access import LinkSigner
 from server.apps.config import AppSettings
 from server.apps.manager import AppManager, AppSpec
@@ -97,7 +97,9 @@ def site() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def settings() -> SandboxSettings:
     return SandboxSettings(
-        cgroup_pool_size=1, egress_allow=[ALLOWED], egress_platform_ports=[5432, PLATFORM_PORT]
+        local=LocalSettings(cgroup_pool_size=1),
+        egress_allow=[ALLOWED],
+        egress_platform_ports=[5432, PLATFORM_PORT],
     )
 
 

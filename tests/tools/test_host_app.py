@@ -9,8 +9,8 @@ import pytest
 from langgraph.prebuilt import ToolRuntime
 
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
 from sandbox.guard import GuardedSandbox
+from sandbox.registry import create_sandbox
 from server.apps.access import LinkSigner
 from server.apps.agent_view import TenantApps
 from server.apps.config import AppSettings
