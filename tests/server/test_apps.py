@@ -141,7 +141,9 @@ def test_app_expires_after_its_ttl_leaving_nothing(server: LiveServer) -> None:
     while pids & descendants(os.getpid()):  # the reaper terminated it: its processes are gone
         assert time.monotonic() < deadline, pids & descendants(os.getpid())
         time.sleep(0.1)
-    assert not any(d.exists() for d in dirs)  # its socket and proxy channel are gone
+    while any(d.exists() for d in dirs):  # its socket and proxy channel are gone (removed just after)
+        assert time.monotonic() < deadline, [d for d in dirs if d.exists()]
+        time.sleep(0.1)
     with open("/proc/net/unix") as table:
         assert not any(str(d) in table.read() for d in dirs)
     assert not any(str(d) in Path("/proc/self/mountinfo").read_text() for d in dirs)
