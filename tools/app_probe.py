@@ -2,7 +2,7 @@
 
 What counts as working, in order (the first failure is the one reported):
 
-1. The page loads (HTTP status below 400, the egress proxy let it through).
+1. The page loads (HTTP status below 400, the egress proxy let it through) and shows some text.
 2. No JavaScript error: console errors and uncaught exceptions, on load and while clicking (a
    missing ``/favicon.ico`` is not the app's fault and is ignored).
 3. The user's explicit expectations (:class:`AppExpectations`): texts the page must show, and a
@@ -68,10 +68,13 @@ class AppExpectations:
     """Texts the page must show, on load or after the clicks (case-insensitive)."""
     click_delta: float | None = None
     """Clicking a button changes a number on the page by this much, every click (1 for "adds one")."""
+    needs_button: bool = False
+    """The request speaks of a button or of clicking: a page without one fails."""
 
     def describe(self) -> list[str]:
         """The expectations as short sentences (for reports and replies)."""
-        said = [f"the page shows {t!r}" for t in self.texts]
+        said = ["it has a button to click"] if self.needs_button else []
+        said += [f"the page shows {t!r}" for t in self.texts]
         if self.click_delta is not None:
             said.append(f"each click of the button changes the number by {_number(self.click_delta)}")
         return said
@@ -230,10 +233,10 @@ async def _probe_controls(page: Page, session: _Session, expect: AppExpectations
                     f"clicked {label!r} again: numbers {_numbers(again['text'])} -> {_numbers(twice['text'])}"
                 )
             delta_tries.append(f"{label!r}: numbers {_numbers(before['text'])} -> {_numbers(after['text'])}")
+    if not clicked and (expect.needs_button or expect.click_delta is not None):
+        return "ExpectationFailed", "the page has no button to click (the request asks for one)"
     if not delta_met and expect.click_delta is not None:
         step = _number(expect.click_delta)
-        if not clicked:
-            return "ExpectationFailed", "the page has no button to click"
         seen = "; ".join(delta_tries) or "no click changed the page"
         return "ExpectationFailed", f"no button changed a number on the page by {step} per click ({seen})"
     if idle:
@@ -296,6 +299,11 @@ async def _probe(
     first = await _snapshot(page)
     shown = " ".join(first["text"].split())[:160]
     session.steps.append(f"opened / (HTTP {status}); the page shows {shown!r}")
+    if not shown:
+        return (
+            "LoadError",
+            "the page is blank: it shows no text (an empty answer, or an error while serving it)",
+        )
     if session.console:
         return "JSError", "the page has JavaScript errors after loading"
     await _fill_inputs(page, session)

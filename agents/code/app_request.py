@@ -5,8 +5,8 @@ dashboard, ...) together with a hosting word (host, serve, put online, deploy, a
 kind is a static page (one self-contained ``index.html``, the shape a small model writes most
 reliably) unless the request names a Python file or asks for a Python / server-side app. Explicit
 expectations become checks that come before the generic "every button does something":
-quoted texts the page should show, and a counter's "button that adds one" (a number moving by one
-per click).
+quoted texts the page should show, a button when the request speaks of one, and a counter's
+"button that adds one" (a number moving by one per click).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 
 from tools.app_probe import AppExpectations
 
-__all__ = ["AppKind", "AppRequest", "app_expectations", "read_app_request", "wants_app"]
+__all__ = ["AppKind", "AppRequest", "about_page", "app_expectations", "read_app_request", "wants_app"]
 
 AppKind = Literal["static", "python"]
 
@@ -55,6 +55,12 @@ _DOWN = re.compile(
 )
 _CLICKS = re.compile(r"\b(button|click|clicks|clicking|press|tap)\b", re.I)
 _COUNTER = re.compile(r"\b(count|counts|counter|counting|tally|score|clicks)\b", re.I)
+_UI = re.compile(
+    r"\b(buttons?|colou?rs?|styles?|css|fonts?|titles?|headings?|layout|inputs?|fields?|forms?|"
+    r"background|theme|dark|light|bigger|smaller|larger|center|centre|align\w*|click\w*|shows?|"
+    r"displays?|html|javascript|js)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class AppRequest:
     kind: AppKind
     path: str
     expectations: AppExpectations
+
+
+def about_page(text: str) -> bool:
+    """True when a follow-up request talks about a page (its buttons, colours, text, layout...)."""
+    return bool(_PAGE.search(text) or _UI.search(text))
 
 
 def wants_app(text: str) -> bool:
@@ -86,7 +97,7 @@ def app_expectations(text: str) -> AppExpectations:
             delta = _step(up)
         elif down is not None:
             delta = -_step(down)
-    return AppExpectations(texts=texts, click_delta=delta)
+    return AppExpectations(texts=texts, click_delta=delta, needs_button=bool(_CLICKS.search(text)))
 
 
 def read_app_request(text: str, named: list[str]) -> AppRequest | None:

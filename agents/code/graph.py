@@ -24,7 +24,7 @@ from langgraph.runtime import Runtime
 
 from agents.chat import ask_model
 from agents.code.app_prompts import app_draft_messages, app_repair_messages
-from agents.code.app_request import AppKind, AppRequest, app_expectations, read_app_request
+from agents.code.app_request import AppKind, AppRequest, about_page, app_expectations, read_app_request
 from agents.code.approval import approve
 from agents.code.checks import render_checks, user_checks
 from agents.code.diagnosis import Diagnosis
@@ -84,7 +84,7 @@ def _paths(state: CodeState, named: list[str], language: str) -> tuple[str, str,
     tests = [p for p in named if p.split("/")[-1].startswith("test_") and p.endswith(".py")]
     if programs:
         code_path = programs[0]
-    elif state.last_path and not named:
+    elif state.last_path and not named and not state.last_kind:  # a hosted app is changed by the app path
         code_path = state.last_path
     else:
         code_path = "main.ts" if language == "typescript" else "main.py"
@@ -97,7 +97,7 @@ def _app_of(state: CodeState, request: Request) -> AppRequest | None:
     if found is not None or state.last_kind not in ("static", "python") or not state.last_path:
         return found
     others = [p for p in request.files if p != state.last_path]
-    if others:
+    if others or not about_page(request.text):  # "now write a function that ..." is a new program
         return None
     kind: AppKind = "static" if state.last_kind == "static" else "python"
     return AppRequest(kind, state.last_path, app_expectations(request.text))
@@ -107,7 +107,8 @@ def _app_fields(app: AppRequest | None) -> dict[str, Any]:
     if app is None:
         return {"app_kind": None, "app_expect": {}}
     expect = app.expectations
-    return {"app_kind": app.kind, "app_expect": {"texts": expect.texts, "click_delta": expect.click_delta}}
+    fields = {"texts": expect.texts, "click_delta": expect.click_delta, "needs_button": expect.needs_button}
+    return {"app_kind": app.kind, "app_expect": fields}
 
 
 async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ place of a traceback. A failed app is removed at once (the tenant's app count st
 next attempt); the app that passed keeps running and its signed link goes to the reply.
 
 Attempts rank by how far they got (``checks_failed`` counts the stages missed): it started and
-loaded, no JavaScript error, the user's expectations, every button does something.
+loaded, no JavaScript error, the user's expectations, every button does something. A Python app
+that logged an exception while serving (a traceback in its output) fails even when the page looked
+right: its page may be an empty answer cut short by the error.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ _MISSED = {
     "ExpectationFailed": 2,
     "ClickError": 2,
     "AppExited": 2,
+    "AppError": 2,
     "NoEffect": 1,
 }
 _PY_ERROR = re.compile(r"^(\w+(?:Error|Exception))\b:?\s*(.*)$", re.M)
+_TRACEBACK = "Traceback (most recent call last)"
+_HARMLESS = ("BrokenPipeError", "ConnectionResetError", "ConnectionAbortedError")  # the browser left early
 
 
 def _start_failure(exc: AppHostingError) -> dict[str, Any]:
@@ -53,8 +58,19 @@ def _start_failure(exc: AppHostingError) -> dict[str, Any]:
     return {"problem": "AppStartError", "message": message.strip(), "log_tail": tail(exc.log, 2000)}
 
 
-def _check_failure(check: AppCheck, log_tail: str, exited: bool) -> dict[str, Any] | None:
-    """The facts of a failed check (None when the app passed and kept running)."""
+def _raised(log_tail: str) -> str | None:
+    """The last exception the app's program logged while serving (Python apps), if any."""
+    if _TRACEBACK not in log_tail:
+        return None
+    last = log_tail[log_tail.rindex(_TRACEBACK) :]
+    found = _PY_ERROR.findall(last)
+    if not found or found[-1][0] in _HARMLESS:
+        return None
+    return f"{found[-1][0]}: {found[-1][1]}".strip(": ")
+
+
+def _check_failure(check: AppCheck, log_tail: str, exited: bool, kind: str) -> dict[str, Any] | None:
+    """The facts of a failed check (None when the app passed, kept running and raised nothing)."""
     facts: dict[str, Any] = {
         "steps": list(check.steps),
         "page_text": check.page_text,
@@ -65,6 +81,10 @@ def _check_failure(check: AppCheck, log_tail: str, exited: bool) -> dict[str, An
     if exited:
         message = "the app's process ended by itself during the check (it was started again on request)"
         return {**facts, "problem": "AppExited", "message": message, "log_tail": log_tail}
+    raised = _raised(log_tail) if kind == "python" else None
+    if raised:
+        message = f"the app raised {raised} while serving the check's requests"
+        return {**facts, "problem": "AppError", "message": message, "log_tail": log_tail}
     return None
 
 
@@ -100,7 +120,7 @@ async def _host_and_check(
         log_tail, ended = status.log_tail, status.exits > 0 or not status.running
     except AppHostingError:  # removed meanwhile (expired, deleted): it does not run
         log_tail, ended = "", True
-    facts = _check_failure(check, log_tail, ended)
+    facts = _check_failure(check, log_tail, ended, state.app_kind or "static")
     if facts is not None:
         await apps.remove(app.id)
         logger.info("attempt's app %s failed its check (%s); removed", app.id, facts["problem"])

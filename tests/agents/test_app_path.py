@@ -228,6 +228,20 @@ async def test_a_follow_up_changes_the_hosted_page(
     reply = final["messages"][-1].content
     assert reply.startswith("Done: index.html is hosted and passed its browser check"), reply
     assert len(final["app_ids"]) == 2  # both apps of the conversation are listed
+    llm.reset()
+    llm.when(CODE, fenced("def total(xs):\n    return sum(xs)\n\nprint(total([1, 2]))\n"))
+    third = await graph.ainvoke(
+        {
+            "messages": [
+                HumanMessage("Now write a Python function total(xs) returning the sum; print total([1, 2])")
+            ]
+        },
+        config,
+        context=app_context(),
+    )
+    reply = third["messages"][-1].content
+    assert reply.startswith("Done: main.py ran successfully"), reply  # a new program, not the page
+    assert "You write small, complete Python 3 programs" in str(llm.requests_matching(CODE)[0])
 
 
 async def test_a_tenant_at_its_app_limit_gets_a_plain_answer_without_repairs(
@@ -241,3 +255,32 @@ async def test_a_tenant_at_its_app_limit_gets_a_plain_answer_without_repairs(
     reply = final["messages"][-1].content
     assert reply.startswith("Not hosted: the app was not hosted: this tenant already hosts"), reply
     assert events == [] and len(llm.requests_matching(CODE)) == 1  # no repair can change a limit
+
+
+PY_APP = """import http.server, os
+PAGE = b'<html><body><p id="g">Hi</p><button onclick="g.textContent = 42">Greet</button></body></html>'
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/html')
+        self.send_header('Content-Length', str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+        BUG
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+"""
+
+
+async def test_a_python_app_that_raises_while_serving_is_repaired(
+    llm: ScriptedOpenAI, app_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    llm.add(fenced(PY_APP.replace("BUG", "raise KeyError('visits')")))
+    llm.when(REPAIR, "Cause: a missing key.\n" + fenced(PY_APP.replace("BUG", "pass")))
+    final, events = await turn(app_context(), "Build a small Python web app with a Greet button, and host it")
+    assert [(e["passed"], e["error_class"]) for e in events] == [(False, "AppError"), (True, None)], events
+    repair = str(llm.requests_matching(REPAIR)[0]["messages"][-1]["content"])
+    assert "the app raised KeyError: 'visits' while serving" in repair and "Traceback" in repair, repair
+    assert "You write small, complete web apps in Python 3" in str(llm.requests_matching(REPAIR)[0])
+    reply = final["messages"][-1].content
+    assert reply.startswith("Done: app.py is hosted and passed its browser check on attempt 2 of 3."), reply
+    assert "```python" in reply

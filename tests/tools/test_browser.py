@@ -279,3 +279,13 @@ async def test_probe_wants_text_not_an_empty_element(env: dict[str, Any]) -> Non
     check = await _probe_page(env, html)
     assert not check.passed and check.problem == "NoEffect", check.render()
     assert "the page has no text input to type into" in check.steps
+
+
+async def test_probe_fails_a_blank_page_and_a_page_without_the_button_asked_for(env: dict[str, Any]) -> None:
+    blank = await _probe_page(env, "<html><body></body></html>")
+    assert not blank.passed and blank.problem == "LoadError" and "blank" in blank.message, blank.render()
+    plain = "<h1>Greetings</h1>"
+    assert (await _probe_page(env, plain)).passed  # nothing to click, nothing asked for
+    wanted = await _probe_page(env, plain, AppExpectations(needs_button=True))
+    assert not wanted.passed and wanted.problem == "ExpectationFailed", wanted.render()
+    assert "no button to click" in wanted.message
