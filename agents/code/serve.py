@@ -70,21 +70,26 @@ def _raised(log_tail: str) -> str | None:
 
 
 def _check_failure(check: AppCheck, log_tail: str, exited: bool, kind: str) -> dict[str, Any] | None:
-    """The facts of a failed check (None when the app passed, kept running and raised nothing)."""
+    """The facts of a failed check (None when the app passed, kept running and raised nothing).
+
+    An exception the app logged names the cause better than what the browser saw (a blank page), so
+    it comes first.
+    """
     facts: dict[str, Any] = {
         "steps": list(check.steps),
         "page_text": check.page_text,
         "console_errors": list(check.console_errors),
+        "log_tail": log_tail if kind == "python" or exited else "",  # a static site's log is its requests
     }
-    if not check.passed:
-        return {**facts, "problem": check.problem, "message": check.message, "log_tail": log_tail}
-    if exited:
-        message = "the app's process ended by itself during the check (it was started again on request)"
-        return {**facts, "problem": "AppExited", "message": message, "log_tail": log_tail}
     raised = _raised(log_tail) if kind == "python" else None
     if raised:
-        message = f"the app raised {raised} while serving the check's requests"
-        return {**facts, "problem": "AppError", "message": message, "log_tail": log_tail}
+        seen = "" if check.passed else f" (the browser saw: {check.problem}: {check.message})"
+        return {**facts, "problem": "AppError", "message": f"the app raised {raised} while serving{seen}"}
+    if not check.passed:
+        return {**facts, "problem": check.problem, "message": check.message}
+    if exited:
+        message = "the app's process ended by itself during the check (it was started again on request)"
+        return {**facts, "problem": "AppExited", "message": message}
     return None
 
 
