@@ -119,8 +119,8 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
     app = _app_of(state, request)
     code_path, tests_path, extra_paths = _paths(state, request.files, request.language)
     language = "typescript" if code_path.endswith((".ts", ".mts")) else "python"
-    if app is not None:
-        code_path, extra_paths = app.path, []
+    if app is not None:  # a Python app serves an index.html written with it
+        code_path, extra_paths = app.path, ([] if app.kind == "static" else ["index.html"])
         language = "html" if app.kind == "static" else "python"
     update: dict[str, Any] = {
         "workspace_id": workspace_id,
@@ -180,6 +180,15 @@ async def _current(state: CodeState, ctx: Context) -> str | None:
         return None
 
 
+async def _read_latest(state: CodeState, ctx: Context, path: str) -> str | None:
+    """The pinned (else latest) content of ``path`` in the workspace, if the file exists."""
+    store = await get_store(ctx)
+    try:
+        return (await store.read(state.workspace_id or "", path, state.files.get(path))).content
+    except _MISSING:
+        return None
+
+
 async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Ask the model for a first draft or a patch, and for assert checks once (Python).
 
@@ -194,21 +203,27 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     if attempt == 1:
         current = await _current(state, ctx)
     if state.app_kind and attempt == 1:
+        existing = {state.code_path: current} if current else {}
+        existing.update({p: c for p in state.extra_paths if (c := await _read_latest(state, ctx, p))})
         messages = app_draft_messages(
             state.app_kind,
             state.request,
             state.code_path,
-            current,
+            existing,
             expectations,
+            also=state.extra_paths,
             note=state.task,
             earlier=state.earlier,
         )
     elif state.app_kind:
+        files = {
+            state.code_path: state.code,
+            **{p: c for p, c in state.extra.items() if p in state.extra_paths},
+        }
         messages = app_repair_messages(
             state.app_kind,
             state.request,
-            state.code_path,
-            state.code,
+            files,
             state.diagnosis,
             expectations,
             note=state.error,
@@ -263,6 +278,10 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     update["code"], update["error"] = code, ""
     wanted = [*state.extra_paths, state.tests_path] if state.extra_paths or state.named_tests else []
     extra = {p: c for p, c in blocks_by_file(reply, wanted).items() if p != state.code_path}
+    if state.app_kind == "python" and "index.html" in state.extra_paths and "index.html" not in extra:
+        page = pick_code(reply, "html") if "```html" in reply.lower() else None  # an unnamed page block
+        if page is not None:
+            extra["index.html"] = page
     if extra:
         update["extra"] = {**state.extra, **extra}
     if state.language == "python" and not state.tests and not state.app_kind:

@@ -284,3 +284,30 @@ async def test_a_python_app_that_raises_while_serving_is_repaired(
     reply = final["messages"][-1].content
     assert reply.startswith("Done: app.py is hosted and passed its browser check on attempt 2 of 3."), reply
     assert "```python" in reply
+
+
+SERVES_FILE = """import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open('index.html', 'rb').read()
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/html')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+"""
+
+
+async def test_a_python_app_and_its_page_are_written_together_and_hosted(
+    llm: ScriptedOpenAI, app_context: Callable[..., Context], store: SqlVersionStore
+) -> None:
+    reply = f"app.py\n```python\n{SERVES_FILE}```\n\nindex.html\n```html\n{COUNTER}```\n"
+    llm.when(CODE, reply)
+    final, events = await turn(app_context(), "Build a Python web app: a counter page with a button, host it")
+    draft = str(llm.requests_matching(CODE)[0]["messages"][-1]["content"])
+    assert "Write the files app.py and index.html, each in its own code block" in draft, draft
+    assert [(e["passed"], e["check"]) for e in events] == [(True, "passed")], events
+    assert final["messages"][-1].content.startswith("Done: app.py is hosted and passed its browser check")
+    assert (await store.read(final["workspace_id"], "index.html")).content == COUNTER
+    assert set(final["files"]) >= {"app.py", "index.html"}
