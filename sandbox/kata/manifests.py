@@ -337,7 +337,7 @@ def sandbox_warm_pool(
 def sandbox_claim(
     name: str, namespace: str, labels: Mapping[str, str], *, pool: str, shutdown_time: str
 ) -> Json:
-    """agent-sandbox ``SandboxClaim`` of a pod from ``pool``; deleted by its controller at ``shutdown_time``."""
+    """agent-sandbox ``SandboxClaim`` on ``pool``; its controller deletes it at ``shutdown_time``."""
     return {
         "apiVersion": f"{AGENT_SANDBOX_GROUP}/{AGENT_SANDBOX_VERSION}",
         "kind": "SandboxClaim",
