@@ -62,7 +62,15 @@ class Fault:
 
 
 def status_body(code: int, reason: str, message: str) -> Json:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def error(code: int, reason: str, message: str) -> JSONResponse:
@@ -85,7 +93,8 @@ def _matches(obj: Json, label_selector: str | None, field_selector: str | None) 
 class FakeKube:
     """The fake server's state and routes; ``async with FakeKube() as kube`` serves it on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, validate: bool = True) -> None:
+        self.validate = validate  # the bench turns schema checks off: they are the fake's cost, not the API's
         self.objects: dict[tuple[str, str, str], Json] = {}  # (resource, namespace, name) -> object
         self.events: list[tuple[int, str, str, str, Json]] = []  # (rv, resource, namespace, type, object)
         self.changed = asyncio.Condition()
@@ -95,13 +104,16 @@ class FakeKube:
         self.crds: set[str] = set()
         self.denied: set[tuple[str, str]] = set()  # (verb, resource[/sub]) refused by SelfSubjectAccessReview
         self.scenarios: deque[Scenario] = deque()
+        self.default_scenario = Scenario()  # for pods when no scenario is queued
         self.faults: list[Fault] = []
         self.invalid: list[str] = []
         self.requests: list[tuple[str, str]] = []
         self.watch_versions: list[str | None] = []  # resourceVersion each pod watch started from
         self.watch_cuts: deque[str] = deque()  # next pod watches: "abort" (drop) or "gone" (410)
         self.log_cuts = 0  # next pod log streams drop after their first line
-        self.kubelet = FakeKubelet(self._update_pod, lambda ns, name: self.objects.get(("configmaps", ns, name)))
+        self.kubelet = FakeKubelet(
+            self._update_pod, lambda ns, name: self.objects.get(("configmaps", ns, name))
+        )
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +142,9 @@ class FakeKube:
 
     async def __aenter__(self) -> FakeKube:
         sock = socket.socket()
+        sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )  # accepted sockets inherit it (no 40 ms stalls)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         app = Starlette(
@@ -180,7 +195,9 @@ class FakeKube:
         if resource == "deployments":
             selector = obj["spec"]["selector"]["matchLabels"]
             for key in [k for k, o in self.objects.items() if k[0] == "pods" and k[1] == namespace]:
-                if all(self.objects[key]["metadata"].get("labels", {}).get(a) == b for a, b in selector.items()):
+                if all(
+                    self.objects[key]["metadata"].get("labels", {}).get(a) == b for a, b in selector.items()
+                ):
                     await self.remove("pods", namespace, key[2])
         if resource == "sandboxclaims":
             await self.remove("pods", namespace, f"{name}-sandbox")
@@ -203,7 +220,15 @@ class FakeKube:
             claim = self.objects.get(("sandboxclaims", meta["namespace"], owner[6:]))
             if claim is not None:
                 claim["status"] = {
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "DependenciesReady", "message": "", "lastTransitionTime": now()}],
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "DependenciesReady",
+                            "message": "",
+                            "lastTransitionTime": now(),
+                        }
+                    ],
                     "sandbox": {"name": meta["name"]},
                 }
                 await self._emit("sandboxclaims", meta["namespace"], "MODIFIED", claim)
@@ -216,9 +241,15 @@ class FakeKube:
         for fault in self.faults:
             if fault.times > 0 and fault.method == method and fault.path.search(path):
                 fault.times -= 1
-                return error(fault.status, {403: "Forbidden", 409: "AlreadyExists"}.get(fault.status, "InternalError"), f"injected {fault.status}")
-        if path == "/version":
-            info = dict.fromkeys(("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion", "platform"), "fake")
+                return error(
+                    fault.status,
+                    {403: "Forbidden", 409: "AlreadyExists"}.get(fault.status, "InternalError"),
+                    f"injected {fault.status}",
+                )
+        if path.rstrip("/") == "/version":
+            info = dict.fromkeys(
+                ("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion", "platform"), "fake"
+            )
             return JSONResponse({**info, "gitVersion": "v1.33.0-fake", "major": "1", "minor": "33"})
         parts = path.strip("/").split("/")
         if parts[0] == "api":
@@ -230,7 +261,12 @@ class FakeKube:
         if rest[:1] == ["namespaces"] and len(rest) == 2:
             return self._namespace(rest[1])
         if rest[:1] == ["namespaces"] and len(rest) >= 3:
-            namespace, resource, name, sub = rest[1], rest[2], (rest[3:4] or [None])[0], (rest[4:5] or [None])[0]
+            namespace, resource, name, sub = (
+                rest[1],
+                rest[2],
+                (rest[3:4] or [None])[0],
+                (rest[4:5] or [None])[0],
+            )
         else:
             namespace, resource, name, sub = "", rest[0], (rest[1:2] or [None])[0], None
         query = request.query_params
@@ -242,11 +278,20 @@ class FakeKube:
             if query.get("watch") in ("true", "1"):
                 return self._watch(resource, namespace, query)
             items = [
-                o for (r, ns, _), o in self.objects.items()
-                if r == resource and (not namespace or ns == namespace)
+                o
+                for (r, ns, _), o in self.objects.items()
+                if r == resource
+                and (not namespace or ns == namespace)
                 and _matches(o, query.get("labelSelector"), query.get("fieldSelector"))
             ]
-            return JSONResponse({"apiVersion": "v1", "kind": f"{_KINDS.get(resource, 'Object')}List", "metadata": {"resourceVersion": str(next(self.rv))}, "items": items})
+            return JSONResponse(
+                {
+                    "apiVersion": "v1",
+                    "kind": f"{_KINDS.get(resource, 'Object')}List",
+                    "metadata": {"resourceVersion": str(next(self.rv))},
+                    "items": items,
+                }
+            )
         obj = self.objects.get((resource, namespace, name or ""))
         if method == "GET" and sub == "log" and resource == "pods":
             if obj is None:
@@ -264,27 +309,55 @@ class FakeKube:
     def _namespace(self, name: str) -> Response:
         if name not in self.namespaces:
             return error(404, "NotFound", f'namespaces "{name}" not found')
-        return JSONResponse({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}})
+        return JSONResponse(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name},
+                "status": {"phase": "Active"},
+            }
+        )
 
     async def _cluster(self, method: str, resource: str, name: str | None, request: Request) -> Response:
         if resource == "runtimeclasses":
             if name not in self.runtime_classes:
                 return error(404, "NotFound", f'runtimeclasses.node.k8s.io "{name}" not found')
-            return JSONResponse({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": name})
+            return JSONResponse(
+                {
+                    "apiVersion": "node.k8s.io/v1",
+                    "kind": "RuntimeClass",
+                    "metadata": {"name": name},
+                    "handler": name,
+                }
+            )
         if resource == "customresourcedefinitions":
             if name not in self.crds:
                 return error(404, "NotFound", f'customresourcedefinitions "{name}" not found')
-            spec = {"group": "x", "names": {"kind": "X", "plural": "xs"}, "scope": "Namespaced", "versions": []}
-            return JSONResponse({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name}, "spec": spec})
+            spec = {
+                "group": "x",
+                "names": {"kind": "X", "plural": "xs"},
+                "scope": "Namespaced",
+                "versions": [],
+            }
+            return JSONResponse(
+                {
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "kind": "CustomResourceDefinition",
+                    "metadata": {"name": name},
+                    "spec": spec,
+                }
+            )
         if resource == "selfsubjectaccessreviews" and method == "POST":
             body = await request.json()
             attrs = body["spec"]["resourceAttributes"]
             what = attrs["resource"] + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
-            return JSONResponse({**body, "status": {"allowed": (attrs["verb"], what) not in self.denied}}, status_code=201)
+            return JSONResponse(
+                {**body, "status": {"allowed": (attrs["verb"], what) not in self.denied}}, status_code=201
+            )
         return error(404, "NotFound", f"{resource} {name}")
 
     async def _create(self, resource: str, namespace: str, body: Json) -> Response:
-        problem = problems(body)
+        problem = problems(body) if self.validate else None
         if problem is not None:
             self.invalid.append(problem)
             return error(422, "Invalid", problem)
@@ -296,9 +369,11 @@ class FakeKube:
         obj = await self.put(resource, namespace, body)
         if resource == "pods":
             obj["status"] = {"phase": "Pending"}
-            self.kubelet.start(obj, self.scenarios.popleft() if self.scenarios else Scenario())
+            self.kubelet.start(obj, self.scenarios.popleft() if self.scenarios else self.default_scenario)
         elif resource == "deployments":
-            await self._start_owned_pod(namespace, f"{name}-5d8f7", obj["spec"]["template"], f"deployment:{name}")
+            await self._start_owned_pod(
+                namespace, f"{name}-5d8f7", obj["spec"]["template"], f"deployment:{name}"
+            )
         elif resource == "sandboxclaims":
             template = self.objects.get(("sandboxtemplates", namespace, obj["spec"]["warmPoolRef"]["name"]))
             if template is not None:
@@ -309,10 +384,17 @@ class FakeKube:
 
     async def _start_owned_pod(self, namespace: str, name: str, template: Json, owner: str) -> None:
         labels = {**template.get("metadata", {}).get("labels", {}), "fake/owner": owner}
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": template["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels},
+            "spec": template["spec"],
+        }
         pod = await self.put("pods", namespace, pod)
         pod["status"] = {"phase": "Pending"}
-        runtime = self.kubelet.start(pod, self.scenarios.popleft() if self.scenarios else Scenario())
+        runtime = self.kubelet.start(
+            pod, self.scenarios.popleft() if self.scenarios else self.default_scenario
+        )
         if owner.startswith("deployment:"):
             asyncio.create_task(self._mark_ready(namespace, owner[11:], runtime))
 
@@ -322,7 +404,12 @@ class FakeKube:
             await runtime.changed.wait_for(lambda: b"@s" in runtime.log or runtime.done)
         obj = self.objects.get(("deployments", namespace, deployment))
         if obj is not None and not runtime.done:
-            obj["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "observedGeneration": 1}
+            obj["status"] = {
+                "replicas": 1,
+                "readyReplicas": 1,
+                "availableReplicas": 1,
+                "observedGeneration": 1,
+            }
             await self._emit("deployments", namespace, "MODIFIED", obj)
 
     def _watch(self, resource: str, namespace: str, query: Any) -> Response:
@@ -340,7 +427,9 @@ class FakeKube:
             while loop.time() < end:
                 async with self.changed:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.changed.wait_for(lambda: len(self.events) > index), end - loop.time())
+                        await asyncio.wait_for(
+                            self.changed.wait_for(lambda i=index: len(self.events) > i), end - loop.time()
+                        )
                     fresh, index = self.events[index:], len(self.events)
                 for version, res, ns, kind, obj in fresh:
                     if res != resource or (namespace and ns != namespace) or version <= since:
@@ -348,7 +437,15 @@ class FakeKube:
                     if not _matches(obj, labels, fields):
                         continue
                     if cut == "gone":
-                        yield json.dumps({"type": "ERROR", "object": status_body(410, "Expired", "too old resource version")}).encode() + b"\n"
+                        yield (
+                            json.dumps(
+                                {
+                                    "type": "ERROR",
+                                    "object": status_body(410, "Expired", "too old resource version"),
+                                }
+                            ).encode()
+                            + b"\n"
+                        )
                         return
                     yield json.dumps({"type": kind, "object": obj}).encode() + b"\n"
                     sent += 1
@@ -360,7 +457,11 @@ class FakeKube:
     def _log(self, namespace: str, name: str, follow: bool) -> Response:
         runtime = self.kubelet.runtimes.get((namespace, name))
         if runtime is None or not runtime.started:
-            return error(400, "BadRequest", f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating')
+            return error(
+                400,
+                "BadRequest",
+                f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating',
+            )
         cut = self.log_cuts > 0
         if cut:
             self.log_cuts -= 1
@@ -370,7 +471,9 @@ class FakeKube:
             while True:
                 async with runtime.changed:
                     if follow:
-                        await runtime.changed.wait_for(lambda: len(runtime.log) > position or runtime.done)
+                        await runtime.changed.wait_for(
+                            lambda p=position: len(runtime.log) > p or runtime.done
+                        )
                     data = bytes(runtime.log[position:])
                     done = runtime.done or not follow
                 if cut and data:
@@ -415,10 +518,16 @@ class FakeKube:
         try:
             await asyncio.gather(pipe_out(process.stdout, 1), pipe_out(process.stderr, 2))
             code = await process.wait()
-            status: Json = {"metadata": {}, "status": "Success"} if code == 0 else {
-                "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-            }
+            status: Json = (
+                {"metadata": {}, "status": "Success"}
+                if code == 0
+                else {
+                    "metadata": {},
+                    "status": "Failure",
+                    "reason": "NonZeroExitCode",
+                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+                }
+            )
             await websocket.send_bytes(b"\x03" + json.dumps(status).encode())
             await websocket.close()
         finally:

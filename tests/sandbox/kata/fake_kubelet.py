@@ -27,6 +27,7 @@ from typing import Any
 
 Json = dict[str, Any]
 BWRAP = "/usr/bin/bwrap"
+CONTAINER_ENV = {"PATH": "/usr/bin:/bin"}  # a container starts from its image's env, never the host's
 
 
 def now() -> str:
@@ -81,7 +82,9 @@ class PodRuntime:
             self.changed.notify_all()
 
 
-def bwrap_argv(pod: Json, container: Json, volumes_dir: Path, configmaps: Callable[[str], Json | None]) -> list[str]:
+def bwrap_argv(
+    pod: Json, container: Json, volumes_dir: Path, configmaps: Callable[[str], Json | None]
+) -> list[str]:
     """The bubblewrap command that runs ``container`` of ``pod`` as a container would run."""
     spec = pod["spec"]
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
@@ -160,7 +163,9 @@ class FakeKubelet:
             await self.stop(namespace, name)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    async def _set(self, runtime: PodRuntime, *, phase: str, state: Json, reason: str | None = None, **extra: Any) -> None:
+    async def _set(
+        self, runtime: PodRuntime, *, phase: str, state: Json, reason: str | None = None, **extra: Any
+    ) -> None:
         def change(pod: Json) -> None:
             status = pod.setdefault("status", {})
             status["phase"] = phase
@@ -184,7 +189,7 @@ class FakeKubelet:
         await self.update(runtime.namespace, runtime.name, change)
 
     async def _run(self, pod: Json, scenario: Scenario, runtime: PodRuntime) -> None:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the API answers the create first, as a real kubelet comes later
         if scenario.unschedulable:
             condition = {
                 "type": "PodScheduled",
@@ -199,14 +204,18 @@ class FakeKubelet:
         if scenario.waiting:
             for reason, message in scenario.waiting:
                 await asyncio.sleep(0.02)
-                await self._set(runtime, phase="Pending", state={"waiting": {"reason": reason, "message": message}})
+                await self._set(
+                    runtime, phase="Pending", state={"waiting": {"reason": reason, "message": message}}
+                )
             return
         if scenario.mode == "exec":
             await self._exec(pod, runtime)
         else:
             await self._script(scenario, runtime)
 
-    async def _terminate(self, runtime: PodRuntime, code: int, reason: str, pod_reason: str | None = None) -> None:
+    async def _terminate(
+        self, runtime: PodRuntime, code: int, reason: str, pod_reason: str | None = None
+    ) -> None:
         state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": now(), "finishedAt": now()}}
         phase = "Succeeded" if code == 0 and pod_reason is None else "Failed"
         await self._set(runtime, phase=phase, state=state, reason=pod_reason)
@@ -225,9 +234,15 @@ class FakeKubelet:
     async def _exec(self, pod: Json, runtime: PodRuntime) -> None:
         container = pod["spec"]["containers"][0]
         runtime.workdir = Path(tempfile.mkdtemp(dir=self.root))
-        argv = bwrap_argv(pod, container, runtime.workdir, lambda name: self.configmaps(runtime.namespace, name))
+        argv = bwrap_argv(
+            pod, container, runtime.workdir, lambda name: self.configmaps(runtime.namespace, name)
+        )
         runtime.process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=CONTAINER_ENV,
         )
         runtime.started = True
         await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
@@ -261,5 +276,9 @@ class FakeKubelet:
         meta = pod["metadata"]
         argv = bwrap_argv(pod, container, workdir, lambda name: self.configmaps(meta["namespace"], name))
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=CONTAINER_ENV,
         )

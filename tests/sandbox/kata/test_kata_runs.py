@@ -47,16 +47,28 @@ def created(kube: FakeKube, resource: str) -> list[dict[str, object]]:
 async def test_succeeded_and_failed_exit_codes(kata: KataSandbox, fake_kube: FakeKube, code: int) -> None:
     container_code = code
     fake_kube.scenarios.append(
-        Scenario(mode="script", log=log(b"out\n", b"err\n", exit_code=code), exit_code=container_code, run_s=0.05)
+        Scenario(
+            mode="script", log=log(b"out\n", b"err\n", exit_code=code), exit_code=container_code, run_s=0.05
+        )
     )
     result = await kata.run(py("print(1)"))
-    assert (result.exit_code, result.reason, result.stdout, result.stderr) == (code, EndReason.EXIT, "out\n", "err\n")
+    assert (result.exit_code, result.reason, result.stdout, result.stderr) == (
+        code,
+        EndReason.EXIT,
+        "out\n",
+        "err\n",
+    )
     assert result.ok is (code == 0) and result.backend == "kata"
 
 
 async def test_oom_killed_container_is_oom(kata: KataSandbox, fake_kube: FakeKube) -> None:
     fake_kube.scenarios.append(
-        Scenario(mode="script", log=log(b"allocating\n", exit_code=None), exit_code=137, container_reason="OOMKilled")
+        Scenario(
+            mode="script",
+            log=log(b"allocating\n", exit_code=None),
+            exit_code=137,
+            container_reason="OOMKilled",
+        )
     )
     result = await kata.run(py("x = bytearray(1 << 34)"))
     assert result.reason is EndReason.OOM and result.exit_code == -9
@@ -65,21 +77,30 @@ async def test_oom_killed_container_is_oom(kata: KataSandbox, fake_kube: FakeKub
 
 async def test_runner_seen_oom_is_oom(kata: KataSandbox, fake_kube: FakeKube) -> None:
     fake_kube.scenarios.append(
-        Scenario(mode="script", log=log(b"", b"", frame("m"), exit_code=-9), exit_code=137, container_reason="Error")
+        Scenario(
+            mode="script",
+            log=log(b"", b"", frame("m"), exit_code=-9),
+            exit_code=137,
+            container_reason="Error",
+        )
     )
     assert (await kata.run(py("pass"))).reason is EndReason.OOM
 
 
 async def test_deadline_exceeded_is_timeout(kata: KataSandbox, fake_kube: FakeKube) -> None:
     fake_kube.scenarios.append(
-        Scenario(mode="script", log=log(b"working\n", exit_code=None), exit_code=137, pod_reason="DeadlineExceeded")
+        Scenario(
+            mode="script", log=log(b"working\n", exit_code=None), exit_code=137, pod_reason="DeadlineExceeded"
+        )
     )
     result = await kata.run(py("import time; time.sleep(99)"))
     assert result.reason is EndReason.TIMEOUT and result.exit_code < 0 and result.stdout == "working\n"
 
 
 async def test_evicted_pod_is_killed(kata: KataSandbox, fake_kube: FakeKube) -> None:
-    fake_kube.scenarios.append(Scenario(mode="script", log=log(exit_code=None), exit_code=137, pod_reason="Evicted"))
+    fake_kube.scenarios.append(
+        Scenario(mode="script", log=log(exit_code=None), exit_code=137, pod_reason="Evicted")
+    )
     assert (await kata.run(py("pass"))).reason is EndReason.KILLED
 
 
@@ -98,14 +119,18 @@ async def test_signal_death_is_killed(kata: KataSandbox, fake_kube: FakeKube) ->
     ],
     ids=["ErrImagePull", "ImagePullBackOff", "InvalidImageName"],
 )
-async def test_image_pull_errors_are_start_errors(kata: KataSandbox, fake_kube: FakeKube, waiting: list[tuple[str, str]]) -> None:
+async def test_image_pull_errors_are_start_errors(
+    kata: KataSandbox, fake_kube: FakeKube, waiting: list[tuple[str, str]]
+) -> None:
     fake_kube.scenarios.append(Scenario(mode="script", waiting=waiting))
     with pytest.raises(SandboxStartError, match=waiting[-1][0]) as info:
         await kata.run(py("print(1)"))
     assert waiting[-1][1] in str(info.value)
 
 
-async def test_unschedulable_pod_times_out_with_the_schedulers_reason(fake_kube: FakeKube, tmp_path: Path) -> None:
+async def test_unschedulable_pod_times_out_with_the_schedulers_reason(
+    fake_kube: FakeKube, tmp_path: Path
+) -> None:
     settings = kata_settings(fake_kube.kubeconfig(tmp_path / "kc"), start_timeout_s=0.5)
     fake_kube.scenarios.append(Scenario(mode="script", unschedulable=True))
     async with await KataSandbox.open(settings) as box:
@@ -124,14 +149,18 @@ async def test_runner_that_cannot_start_is_a_start_error(kata: KataSandbox, fake
 # --- API errors -----------------------------------------------------------------------------------
 
 
-async def test_transient_500_on_create_is_retried(kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None) -> None:
+async def test_transient_500_on_create_is_retried(
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
+) -> None:
     fake_kube.fail("POST", r"/pods$", 500, times=2)
     result = await kata.run(py("print('made it')"))
     assert result.ok and result.stdout == "made it\n"
     assert [m for m, p in fake_kube.requests if p.endswith("/pods") and m == "POST"] == ["POST"] * 3
 
 
-async def test_persistent_500_is_a_start_error_and_leaves_nothing(kata: KataSandbox, fake_kube: FakeKube) -> None:
+async def test_persistent_500_is_a_start_error_and_leaves_nothing(
+    kata: KataSandbox, fake_kube: FakeKube
+) -> None:
     fake_kube.fail("POST", r"/pods$", 500, times=10)
     with pytest.raises(SandboxStartError, match="500"):
         await kata.run(py("print(1)"))
@@ -146,11 +175,15 @@ async def test_forbidden_is_a_start_error_with_a_hint(kata: KataSandbox, fake_ku
     assert [p for m, p in fake_kube.requests if m == "POST" and p.endswith("/pods")] == []
 
 
-async def test_conflict_is_a_start_error_and_the_other_object_survives(kata: KataSandbox, fake_kube: FakeKube) -> None:
+async def test_conflict_is_a_start_error_and_the_other_object_survives(
+    kata: KataSandbox, fake_kube: FakeKube
+) -> None:
     fake_kube.fail("POST", r"/configmaps$", 409)
     with pytest.raises(SandboxStartError, match="409.*already exists"):
         await kata.run(py("print(1)"))
-    assert not [p for m, p in fake_kube.requests if m == "DELETE" and "/configmaps/" in p]  # not ours: untouched
+    assert not [
+        p for m, p in fake_kube.requests if m == "DELETE" and "/configmaps/" in p
+    ]  # not ours: untouched
 
 
 async def test_failed_deletes_are_retried(kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None) -> None:
@@ -163,11 +196,17 @@ async def test_failed_deletes_are_retried(kata: KataSandbox, fake_kube: FakeKube
 
 
 @pytest.mark.parametrize("cut", ["abort", "gone"])
-async def test_watch_that_breaks_mid_run_is_resumed(kata: KataSandbox, fake_kube: FakeKube, cut: str, needs_bwrap: None) -> None:
+async def test_watch_that_breaks_mid_run_is_resumed(
+    kata: KataSandbox, fake_kube: FakeKube, cut: str, needs_bwrap: None
+) -> None:
     fake_kube.watch_cuts.extend([cut, cut])
     result = await kata.run(py("import time\nprint('a', flush=True)\ntime.sleep(0.3)\nprint('b')"))
     assert result.ok and result.stdout == "a\nb\n"
-    polls = [p for m, p in fake_kube.requests if m == "GET" and "/pods/agentic-run-" in p and not p.endswith("/log")]
+    polls = [
+        p
+        for m, p in fake_kube.requests
+        if m == "GET" and "/pods/agentic-run-" in p and not p.endswith("/log")
+    ]
     versions = fake_kube.watch_versions
     assert len(versions) >= 2 and len(polls) >= 1  # a break: the pod is read once, then watched again
     assert all(v is not None and v.isdigit() for v in versions)  # always from a resourceVersion
@@ -193,7 +232,9 @@ async def test_pod_carries_the_request(kata: KataSandbox, fake_kube: FakeKube, n
     assert result.ok
     (pod,) = created(fake_kube, "pods")
     labels = pod["metadata"]["labels"]  # type: ignore[index]
-    assert labels[TENANT_LABEL] == "acme" and labels[RUN_LABEL] == "run-42" and labels[NETWORK_LABEL] == "none"
+    assert (
+        labels[TENANT_LABEL] == "acme" and labels[RUN_LABEL] == "run-42" and labels[NETWORK_LABEL] == "none"
+    )
     spec = pod["spec"]  # type: ignore[index]
     assert spec["activeDeadlineSeconds"] == 7 + 30
     assert spec["containers"][0]["resources"]["limits"]["memory"] == "200Mi"
@@ -216,7 +257,9 @@ async def test_network_needs_the_egress_proxy(fake_kube: FakeKube, tmp_path: Pat
             await box.run(py("print(1)", network=True))
     proxy = "http://agentic-egress.agentic-system.svc:3128"
     async with await KataSandbox.open(kata_settings(kubeconfig, egress_proxy_url=proxy)) as box:
-        result = await box.run(py("import os\nprint(os.environ['HTTPS_PROXY'], os.environ['http_proxy'])", network=True))
+        result = await box.run(
+            py("import os\nprint(os.environ['HTTPS_PROXY'], os.environ['http_proxy'])", network=True)
+        )
     assert result.stdout == f"{proxy} {proxy}\n"
     (pod,) = created(fake_kube, "pods")
     assert pod["metadata"]["labels"][NETWORK_LABEL] == "egress"  # type: ignore[index]
@@ -240,9 +283,12 @@ async def test_files_near_the_configmap_limit_still_fit(kata: KataSandbox, needs
     assert result.ok and result.stdout == "600000\n"
 
 
-async def test_leaving_a_stream_early_deletes_the_pod(kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None) -> None:
+async def test_leaving_a_stream_early_deletes_the_pod(
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
+) -> None:
     marker = f"agentic-early-{uuid.uuid4().hex}"
-    code = f"import os\nprint('go', flush=True)\nos.execv('/usr/bin/python3', ['python3', '-c', 'import time; time.sleep(60)', '{marker}'])\n"
+    sleeper = f"os.execv('/usr/bin/python3', ['python3', '-c', 'import time; time.sleep(60)', '{marker}'])"
+    code = f"import os\nprint('go', flush=True)\n{sleeper}\n"
     stream = kata.stream(py(code))
     async for chunk in stream:
         if chunk.data == "go\n":

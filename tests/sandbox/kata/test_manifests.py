@@ -140,8 +140,15 @@ def test_tenant_names_become_valid_labels_and_namespaces(tenant: str) -> None:
     value = label_value(tenant)
     namespace = namespace_for("agentic-u-{tenant}", tenant)
     assert len(value) <= 63 and len(namespace) <= 63
-    pod = m.run_pod("r", namespace, object_labels({"tenant": tenant}, role="run", ttl_s=1, network=False, run="r"),
-                    KataSettings(), image="img", limits=Limits(), network=False)
+    pod = m.run_pod(
+        "r",
+        namespace,
+        object_labels({"tenant": tenant}, role="run", ttl_s=1, network=False, run="r"),
+        KataSettings(),
+        image="img",
+        limits=Limits(),
+        network=False,
+    )
     validate_object(pod)
     assert pod["metadata"]["labels"][TENANT_LABEL] == value
     assert namespace.startswith("agentic-u-")

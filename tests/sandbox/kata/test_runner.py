@@ -31,7 +31,9 @@ def archive(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def run_job(tmp_path: Path, code: str, *, stdin: bytes = b"", timeout: float = 30, **limits: object) -> FrameReader:
+def run_job(
+    tmp_path: Path, code: str, *, stdin: bytes = b"", timeout: float = 30, **limits: object
+) -> FrameReader:
     job = {
         "argv": [sys.executable, "-S", "main.py"],
         "env": {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
@@ -84,7 +86,8 @@ def daemon_code(marker: str, then: str) -> str:
         "    os.setsid()\n"
         f"    os.execv({SLEEPER[0]!r}, {[*SLEEPER, marker]!r})\n"
         "time.sleep(0.3)\n"
-        f"print('daemon alive' if {marker!r} in open(f'/proc/{{pid}}/cmdline').read() else 'no daemon', flush=True)\n"
+        f"alive = {marker!r} in open(f'/proc/{{pid}}/cmdline').read()\n"
+        "print('daemon alive' if alive else 'no daemon', flush=True)\n"
         f"{then}\n"
     )
 
