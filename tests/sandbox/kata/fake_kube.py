@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.sandbox.kata.fake_kubelet import FakeKubelet, Scenario, now
+from tests.sandbox.kata.fake_kubelet import FakeKubelet, Scenario, Signal, now
 from tests.sandbox.kata.schemas import problems
 
 Json = dict[str, Any]
@@ -97,7 +97,7 @@ class FakeKube:
         self.validate = validate  # the bench turns schema checks off: they are the fake's cost, not the API's
         self.objects: dict[tuple[str, str, str], Json] = {}  # (resource, namespace, name) -> object
         self.events: list[tuple[int, str, str, str, Json]] = []  # (rv, resource, namespace, type, object)
-        self.changed = asyncio.Condition()
+        self.changed = Signal()
         self.rv = itertools.count(1000)
         self.namespaces = {"agentic-sandboxes", "default"}
         self.runtime_classes = {"kata-qemu", "kata-clh", "kata-fc"}
@@ -172,11 +172,10 @@ class FakeKube:
     # --- storage ---------------------------------------------------------------------------------
 
     async def _emit(self, resource: str, namespace: str, kind: str, obj: Json) -> None:
-        async with self.changed:
-            version = next(self.rv)
-            obj["metadata"]["resourceVersion"] = str(version)
-            self.events.append((version, resource, namespace, kind, json.loads(json.dumps(obj))))
-            self.changed.notify_all()
+        version = next(self.rv)
+        obj["metadata"]["resourceVersion"] = str(version)
+        self.events.append((version, resource, namespace, kind, json.loads(json.dumps(obj))))
+        self.changed.fire()
 
     async def put(self, resource: str, namespace: str, obj: Json) -> Json:
         meta = obj.setdefault("metadata", {})
@@ -400,8 +399,7 @@ class FakeKube:
 
     async def _mark_ready(self, namespace: str, deployment: str, runtime: Any) -> None:
         """Readiness as the fake sees it: the runner wrote its start frame."""
-        async with runtime.changed:
-            await runtime.changed.wait_for(lambda: b"@s" in runtime.log or runtime.done)
+        await runtime.changed.until(lambda: b"@s" in runtime.log or runtime.done)
         obj = self.objects.get(("deployments", namespace, deployment))
         if obj is not None and not runtime.done:
             obj["status"] = {
@@ -425,12 +423,8 @@ class FakeKube:
             loop = asyncio.get_running_loop()
             end = loop.time() + timeout
             while loop.time() < end:
-                async with self.changed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self.changed.wait_for(lambda i=index: len(self.events) > i), end - loop.time()
-                        )
-                    fresh, index = self.events[index:], len(self.events)
+                await self.changed.until(lambda i=index: len(self.events) > i, end - loop.time())
+                fresh, index = self.events[index:], len(self.events)
                 for version, res, ns, kind, obj in fresh:
                     if res != resource or (namespace and ns != namespace) or version <= since:
                         continue
@@ -469,13 +463,10 @@ class FakeKube:
         async def body() -> AsyncIterator[bytes]:
             position = 0
             while True:
-                async with runtime.changed:
-                    if follow:
-                        await runtime.changed.wait_for(
-                            lambda p=position: len(runtime.log) > p or runtime.done
-                        )
-                    data = bytes(runtime.log[position:])
-                    done = runtime.done or not follow
+                if follow:
+                    await runtime.changed.until(lambda p=position: len(runtime.log) > p or runtime.done)
+                data = bytes(runtime.log[position:])
+                done = runtime.done or not follow
                 if cut and data:
                     first = data[: data.find(b"\n") + 1 or len(data)]
                     yield first

@@ -42,6 +42,32 @@ def quantity_bytes(text: str) -> int:
     return int(text)
 
 
+class Signal:
+    """Wakes every waiter on each change; no lock is held across an await (cancel-safe)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``condition()`` holds (False on timeout)."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while not condition():
+            event = self._event  # taken right after the check: no change can slip in between
+            remaining = None if end is None else end - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return condition()
+        return True
+
+
 @dataclass
 class Scenario:
     """How the next pod behaves."""
@@ -66,20 +92,18 @@ class PodRuntime:
     log: bytearray = field(default_factory=bytearray)
     started: bool = False
     done: bool = False
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    changed: Signal = field(default_factory=Signal)
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     workdir: Path | None = None
 
     async def append(self, data: bytes) -> None:
-        async with self.changed:
-            self.log += data
-            self.changed.notify_all()
+        self.log += data
+        self.changed.fire()
 
     async def finish(self) -> None:
-        async with self.changed:
-            self.done = True
-            self.changed.notify_all()
+        self.done = True
+        self.changed.fire()
 
 
 def bwrap_argv(
