@@ -38,7 +38,8 @@ __all__ = ["KataServiceHandle", "delete_app_objects", "start_app"]
 
 logger = logging.getLogger(__name__)
 
-_POLL_S = 0.5
+_POLL_S = 0.5  # readiness polls
+_LOG_RETRY_S = 2.0  # how soon the log follower looks for the app's pod again
 
 
 class KataServiceHandle(ServiceHandle):
@@ -109,7 +110,7 @@ async def _follow_app_logs(api: KubeApi, namespace: str, name: str, handle: Kata
                 finally:
                     response.release()
         reader.finish()
-        await asyncio.sleep(_POLL_S)
+        await asyncio.sleep(_LOG_RETRY_S)
 
 
 async def start_app(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
+from kubernetes.aio.client import VersionApi
 
 from sandbox.kata.kube import ApiException, KubeApi, status_message
 from sandbox.kata.manifests import AGENT_SANDBOX_GROUP
@@ -60,8 +61,6 @@ def _failed(exc: BaseException) -> str:
 
 async def _check_api(api: KubeApi) -> PreflightCheck:
     try:
-        from kubernetes.aio.client import VersionApi
-
         version = await VersionApi(api.api_client).get_code()
         return PreflightCheck(name="kata.api", ok=True, detail=f"API server {version.git_version} answers")
     except _Errors as exc:

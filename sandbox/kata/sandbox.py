@@ -48,15 +48,18 @@ class KataSandbox:
     name = "kata"
 
     def __init__(
-        self, settings: KataSettings, api: KubeApi, *, maximums: Limits = DEFAULT_MAX_LIMITS
+        self, settings: KataSettings, api: KubeApi, *, runner: bytes, maximums: Limits = DEFAULT_MAX_LIMITS
     ) -> None:
-        """Use :meth:`open`; this only stores its arguments (no I/O)."""
+        """Use :meth:`open`; this only stores its arguments (no I/O).
+
+        ``runner``: the in-pod runner's source (:func:`sandbox.kata.job.runner_source`).
+        """
         self.settings = settings
         self.api = api
         self.maximums = maximums
         self.namespaces: set[str] = set()  # namespaces this process has used (the reaper's fallback)
         self.pools = WarmPools(api, settings)
-        self._runner = runner_source()
+        self._runner = runner
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
 
@@ -70,8 +73,9 @@ class KataSandbox:
         Raises:
             SandboxUnavailableError: no usable cluster configuration.
         """
+        runner = await asyncio.to_thread(runner_source)
         api = await KubeApi.connect(settings)
-        box = cls(settings, api, maximums=maximums or DEFAULT_MAX_LIMITS)
+        box = cls(settings, api, runner=runner, maximums=maximums or DEFAULT_MAX_LIMITS)
         if settings.reap_interval_s > 0:
             box._reaper = asyncio.create_task(box._reap_forever(), name="kata-reaper")
         return box

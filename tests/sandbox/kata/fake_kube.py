@@ -20,7 +20,7 @@ import re
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,17 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.sandbox.kata.fake_kubelet import FakeKubelet, Scenario, Signal, now
+from tests.sandbox.kata.fake_streams import (
+    error,
+    exec_pod,
+    log_response,
+    matches,
+    watch_response,
+)
 from tests.sandbox.kata.schemas import problems
 
 Json = dict[str, Any]
@@ -49,45 +55,12 @@ _KINDS = {
 }
 
 
-class StreamCut(Exception):
-    """Raised inside a streaming body to drop the connection mid-stream (a disconnect)."""
-
-
 @dataclass
 class Fault:
     method: str
     path: re.Pattern[str]
     status: int
     times: int = 1
-
-
-def status_body(code: int, reason: str, message: str) -> Json:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-
-
-def error(code: int, reason: str, message: str) -> JSONResponse:
-    return JSONResponse(status_body(code, reason, message), status_code=code)
-
-
-def _matches(obj: Json, label_selector: str | None, field_selector: str | None) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    for term in filter(None, (label_selector or "").split(",")):
-        key, _, value = term.partition("=")
-        if (value and labels.get(key) != value) or (not value and key not in labels):
-            return False
-    for term in filter(None, (field_selector or "").split(",")):
-        key, _, value = term.partition("=")
-        if key == "metadata.name" and obj.get("metadata", {}).get("name") != value:
-            return False
-    return True
 
 
 class FakeKube:
@@ -149,7 +122,9 @@ class FakeKube:
         port = sock.getsockname()[1]
         app = Starlette(
             routes=[
-                WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", self.exec_pod),
+                WebSocketRoute(
+                    "/api/v1/namespaces/{namespace}/pods/{name}/exec", lambda ws: exec_pod(self, ws)
+                ),
                 Route("/{path:path}", self.handle, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
             ]
         )
@@ -275,13 +250,13 @@ class FakeKube:
             return await self._create(resource, namespace, await request.json())
         if method == "GET" and name is None:
             if query.get("watch") in ("true", "1"):
-                return self._watch(resource, namespace, query)
+                return watch_response(self, resource, namespace, query)
             items = [
                 o
                 for (r, ns, _), o in self.objects.items()
                 if r == resource
                 and (not namespace or ns == namespace)
-                and _matches(o, query.get("labelSelector"), query.get("fieldSelector"))
+                and matches(o, query.get("labelSelector"), query.get("fieldSelector"))
             ]
             return JSONResponse(
                 {
@@ -295,7 +270,7 @@ class FakeKube:
         if method == "GET" and sub == "log" and resource == "pods":
             if obj is None:
                 return error(404, "NotFound", f'pods "{name}" not found')
-            return self._log(namespace, name or "", query.get("follow") == "true")
+            return log_response(self, namespace, name or "", query.get("follow") == "true")
         if obj is None:
             return error(404, "NotFound", f'{resource} "{name}" not found')
         if method == "GET":
@@ -409,120 +384,3 @@ class FakeKube:
                 "observedGeneration": 1,
             }
             await self._emit("deployments", namespace, "MODIFIED", obj)
-
-    def _watch(self, resource: str, namespace: str, query: Any) -> Response:
-        since = int(query.get("resourceVersion") or 0)
-        timeout = float(query.get("timeoutSeconds") or 300)
-        cut = self.watch_cuts.popleft() if self.watch_cuts and resource == "pods" else None
-        if resource == "pods":
-            self.watch_versions.append(query.get("resourceVersion"))
-        labels, fields = query.get("labelSelector"), query.get("fieldSelector")
-
-        async def body() -> AsyncIterator[bytes]:
-            index, sent = 0, 0
-            loop = asyncio.get_running_loop()
-            end = loop.time() + timeout
-            while loop.time() < end:
-                await self.changed.until(lambda i=index: len(self.events) > i, end - loop.time())
-                fresh, index = self.events[index:], len(self.events)
-                for version, res, ns, kind, obj in fresh:
-                    if res != resource or (namespace and ns != namespace) or version <= since:
-                        continue
-                    if not _matches(obj, labels, fields):
-                        continue
-                    if cut == "gone":
-                        yield (
-                            json.dumps(
-                                {
-                                    "type": "ERROR",
-                                    "object": status_body(410, "Expired", "too old resource version"),
-                                }
-                            ).encode()
-                            + b"\n"
-                        )
-                        return
-                    yield json.dumps({"type": kind, "object": obj}).encode() + b"\n"
-                    sent += 1
-                    if cut == "abort":
-                        raise StreamCut("watch dropped by the test")
-
-        return StreamingResponse(body(), media_type="application/json")
-
-    def _log(self, namespace: str, name: str, follow: bool) -> Response:
-        runtime = self.kubelet.runtimes.get((namespace, name))
-        if runtime is None or not runtime.started:
-            return error(
-                400,
-                "BadRequest",
-                f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating',
-            )
-        cut = self.log_cuts > 0
-        if cut:
-            self.log_cuts -= 1
-
-        async def body() -> AsyncIterator[bytes]:
-            position = 0
-            while True:
-                if follow:
-                    await runtime.changed.until(lambda p=position: len(runtime.log) > p or runtime.done)
-                data = bytes(runtime.log[position:])
-                done = runtime.done or not follow
-                if cut and data:
-                    first = data[: data.find(b"\n") + 1 or len(data)]
-                    yield first
-                    raise StreamCut("log stream dropped by the test")
-                position += len(data)
-                if data:
-                    yield data
-                if done and position >= len(runtime.log):
-                    return
-
-        return StreamingResponse(body(), media_type="text/plain")
-
-    # --- exec ------------------------------------------------------------------------------------
-
-    async def exec_pod(self, websocket: WebSocket) -> None:
-        namespace, name = websocket.path_params["namespace"], websocket.path_params["name"]
-        self.requests.append(("GET", websocket.url.path + "/exec"))
-        pod = self.objects.get(("pods", namespace, name))
-        await websocket.accept(subprotocol="v4.channel.k8s.io")
-        if pod is None:
-            await websocket.close(code=1011)
-            return
-        command = websocket.query_params.getlist("command")
-        process = await self.kubelet.exec_process(pod, command)
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-
-        async def pipe_in() -> None:
-            with contextlib.suppress(WebSocketDisconnect, ConnectionError, RuntimeError):
-                while True:
-                    data = await websocket.receive_bytes()
-                    if data[:1] == b"\x00":
-                        process.stdin.write(data[1:])  # type: ignore[union-attr]
-                        await process.stdin.drain()  # type: ignore[union-attr]
-
-        async def pipe_out(stream: asyncio.StreamReader, channel: int) -> None:
-            while data := await stream.read(65536):
-                await websocket.send_bytes(bytes([channel]) + data)
-
-        reader = asyncio.create_task(pipe_in())
-        try:
-            await asyncio.gather(pipe_out(process.stdout, 1), pipe_out(process.stderr, 2))
-            code = await process.wait()
-            status: Json = (
-                {"metadata": {}, "status": "Success"}
-                if code == 0
-                else {
-                    "metadata": {},
-                    "status": "Failure",
-                    "reason": "NonZeroExitCode",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-                }
-            )
-            await websocket.send_bytes(b"\x03" + json.dumps(status).encode())
-            await websocket.close()
-        finally:
-            reader.cancel()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()

@@ -295,6 +295,10 @@ async def test_leaving_a_stream_early_deletes_the_pod(
         seen += chunk.data  # print() may arrive as "go" and "\n"
         if seen == "go\n":
             break
+    for _ in range(100):  # the program is really running (so the checks below can fail)
+        if _host_pids(marker):
+            break
+        await asyncio.sleep(0.05)
     assert fake_kube.stored("pods") and _host_pids(marker)
     await stream.aclose()  # type: ignore[attr-defined]
     assert fake_kube.stored("pods") == [] and fake_kube.stored("configmaps") == []
