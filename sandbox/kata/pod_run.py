@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,7 @@ async def follow_log(
                 )
                 await raise_for_status(response)
                 try:
-                    async for line in stream_lines(response):
+                    async for line in stream_lines(response, complete_only=True):
                         seen += 1
                         if seen <= skip:
                             continue
@@ -192,7 +192,6 @@ async def run_pod_once(
     sink: ChunkSink | None,
     *,
     backend: str,
-    on_created: Callable[[], Awaitable[None]] | None = None,
 ) -> RunResult:
     """Run ``request`` in a fresh pod and return its result; delete everything afterwards.
 
@@ -221,8 +220,6 @@ async def run_pod_once(
             lambda: api.core.read_namespaced_pod(name, ns),
         )
         made_pod = True
-        if on_created is not None:
-            await on_created()
         watcher = PodWatcher(api, ns, name, to_json(api, created))
         watcher.start()
         ready = await watcher.wait_for(

@@ -38,8 +38,14 @@ async def raise_for_status(response: aiohttp.ClientResponse) -> None:
         raise ApiException(status=response.status, reason=response.reason, body=body)
 
 
-async def stream_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The lines of a streamed body; an overlong line is cut off rather than buffered."""
+async def stream_lines(
+    response: aiohttp.ClientResponse, *, complete_only: bool = False
+) -> AsyncIterator[bytes]:
+    """The lines of a streamed body; an overlong line is cut off rather than buffered.
+
+    ``complete_only``: drop a last line without its newline (a stream cut mid-line is read again
+    from the start later, and a half line counted now would be skipped then).
+    """
     pending = b""
     async for chunk in response.content.iter_any():
         pending += chunk
@@ -49,7 +55,7 @@ async def stream_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]
         if len(pending) > _MAX_LINE:
             yield pending[:_MAX_LINE]
             pending = b""
-    if pending:
+    if pending and not complete_only:
         yield pending
 
 

@@ -83,7 +83,9 @@ class FakeKube:
         self.requests: list[tuple[str, str]] = []
         self.watch_versions: list[str | None] = []  # resourceVersion each pod watch started from
         self.watch_cuts: deque[str] = deque()  # next pod watches: "abort" (drop) or "gone" (410)
-        self.log_cuts = 0  # next pod log streams drop after their first line
+        # next pod log streams: "abort" (dropped after the first line) or "midline" (ends cleanly
+        # after the first line and part of the second)
+        self.log_cuts: deque[str] = deque()
         self.kubelet = FakeKubelet(
             self._update_pod, lambda ns, name: self.objects.get(("configmaps", ns, name))
         )

@@ -101,9 +101,7 @@ def log_response(kube: FakeKube, namespace: str, name: str, follow: bool) -> Res
             "BadRequest",
             f'container "sandbox" in pod "{name}" is waiting to start: ContainerCreating',
         )
-    cut = kube.log_cuts > 0
-    if cut:
-        kube.log_cuts -= 1
+    cut = kube.log_cuts.popleft() if kube.log_cuts else None
 
     async def body() -> AsyncIterator[bytes]:
         position = 0
@@ -112,10 +110,13 @@ def log_response(kube: FakeKube, namespace: str, name: str, follow: bool) -> Res
                 await runtime.changed.until(lambda p=position: len(runtime.log) > p or runtime.done)
             data = bytes(runtime.log[position:])
             done = runtime.done or not follow
-            if cut and data:
-                first = data[: data.find(b"\n") + 1 or len(data)]
-                yield first
+            if cut == "abort" and data:
+                yield data[: data.find(b"\n") + 1 or len(data)]
                 raise StreamCut("log stream dropped by the test")
+            if cut == "midline" and data.count(b"\n") >= 2:
+                second = data.find(b"\n") + 1
+                yield data[: second + 5]  # the first line and a piece of the next, then a clean end
+                return
             position += len(data)
             if data:
                 yield data

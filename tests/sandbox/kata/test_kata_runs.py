@@ -213,10 +213,11 @@ async def test_watch_that_breaks_mid_run_is_resumed(
     assert int(versions[1]) > int(versions[0])  # resumed from newer state, not from scratch
 
 
+@pytest.mark.parametrize("cut", ["abort", "midline"])
 async def test_log_stream_that_breaks_is_resumed_without_duplicates(
-    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None, cut: str
 ) -> None:
-    fake_kube.log_cuts = 1
+    fake_kube.log_cuts.append(cut)
     code = "import time\nfor i in range(4):\n    print(i, flush=True)\n    time.sleep(0.1)\n"
     result = await kata.run(py(code))
     assert result.ok and result.stdout == "0\n1\n2\n3\n"
