@@ -173,3 +173,14 @@ def test_settings_refuse_bad_namespaces() -> None:
     with pytest.raises(ValueError, match="DNS label"):
         KataSettings(namespace="Bad_Namespace")
     assert KataSettings(namespace="u-{tenant}").namespace == "u-{tenant}"
+
+
+def test_proxy_variables_are_the_local_backends() -> None:
+    """A run with network sees the same proxy variables on every backend (only the URL differs)."""
+    from sandbox.egress_wiring import NetWiring
+    from sandbox.kata.job import proxy_env
+
+    local = NetWiring.env()
+    kata = proxy_env("http://egress.example:3128")
+    assert set(kata) == set(local)
+    assert {k for k, v in local.items() if v} == {k for k, v in kata.items() if v}
