@@ -105,6 +105,11 @@ def log_response(kube: FakeKube, namespace: str, name: str, follow: bool) -> Res
 
     async def body() -> AsyncIterator[bytes]:
         position = 0
+        if cut == "midline":  # the first line and a piece of the next, then a clean end
+            await runtime.changed.until(lambda: runtime.log.count(b"\n") >= 2 or runtime.done)
+            second = runtime.log.find(b"\n") + 1
+            yield bytes(runtime.log[: second + 5])
+            return
         while True:
             if follow:
                 await runtime.changed.until(lambda p=position: len(runtime.log) > p or runtime.done)
@@ -113,10 +118,6 @@ def log_response(kube: FakeKube, namespace: str, name: str, follow: bool) -> Res
             if cut == "abort" and data:
                 yield data[: data.find(b"\n") + 1 or len(data)]
                 raise StreamCut("log stream dropped by the test")
-            if cut == "midline" and data.count(b"\n") >= 2:
-                second = data.find(b"\n") + 1
-                yield data[: second + 5]  # the first line and a piece of the next, then a clean end
-                return
             position += len(data)
             if data:
                 yield data
