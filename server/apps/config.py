@@ -28,3 +28,7 @@ class AppSettings(BaseSettings):
     link_ttl_s: float = Field(default=24 * 3600, gt=0)  # signed links (and their cookie)
     link_secret: SecretStr | None = Field(default=None, repr=False)  # None: generated into secret_file
     secret_file: Path | None = None  # default: <agent protocol data dir>/app_link.key
+    # Each app on its own origin {app_id}.{domain} (see server.apps.origin); browsers resolve
+    # *.localhost to loopback. A deployment sets its wildcard name. "" serves apps on the API's
+    # origin, where an app's scripts could act as the visitor: only for single-user set-ups.
+    domain: str = Field(default="apps.localhost", pattern=r"^$|^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")

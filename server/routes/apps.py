@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 
 from sandbox.plan import require_language
 from server.apps.manager import AppLimitError, AppManager, AppNotFoundError, AppSpec, AppStartError
+from server.apps.origin import app_origin
 from server.apps.schemas import AppCreate, AppCreated, AppLink, AppPublic, AppUpdate
 from server.apps.store import AppRecord
 from server.deps import TenantDep
@@ -34,7 +35,10 @@ AppsDep = Annotated[AppManager, Depends(get_apps)]
 
 
 def _url(request: Request, manager: AppManager, app_id: str) -> str:
-    return str(request.base_url).rstrip("/") + manager.prefix(app_id) + "/"
+    """The app's address for a browser: on its own origin when a domain is set."""
+    domain = manager.settings.domain
+    base = app_origin(request.scope, app_id, domain) if domain else str(request.base_url).rstrip("/")
+    return base + manager.prefix(app_id) + "/"
 
 
 def _public(request: Request, manager: AppManager, record: AppRecord) -> AppPublic:
