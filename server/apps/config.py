@@ -32,3 +32,6 @@ class AppSettings(BaseSettings):
     # *.localhost to loopback. A deployment sets its wildcard name. "" serves apps on the API's
     # origin, where an app's scripts could act as the visitor: only for single-user set-ups.
     domain: str = Field(default="apps.localhost", pattern=r"^$|^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    # How users reach this server (e.g. https://agents.example.org): agents' replies then carry
+    # absolute app links. None: links are paths (/apps/{id}/?agentic_link=...) on this server.
+    public_url: str | None = None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -142,10 +143,15 @@ def test_tenant_b_never_reaches_tenant_a_app(server: LiveServer) -> None:
         assert b.get(f"{prefix}/").status_code == 401  # B's API key is not A's
         assert b.get(f"/v1/apps/{app['id']}").status_code == 404
         assert b.delete(f"/v1/apps/{app['id']}").status_code == 404
-        assert b.post(f"/v1/apps/{app['id']}/links").status_code == 404
+        refused = b.post(f"/v1/apps/{app['id']}/links")
+        assert refused.status_code == 404 and refused.json()["error"]["type"] == "app_not_found"
+        assert b.get(f"/v1/apps/{app['id']}/logs").status_code == 404
+        assert b.get(f"/v1/apps/{app['id']}/logs", params={"follow": "true"}).status_code == 404
         assert all(x["id"] != app["id"] for x in b.get("/v1/apps").json())
     with _client(server, KEY_A) as a:
         assert a.get(f"{prefix}/").status_code == 200  # the owner's API key opens it
+        link = a.post(f"/v1/apps/{app['id']}/links")
+        assert link.status_code == 200 and "agentic_link=" in link.json()["url"], link.text
 
 
 def test_app_expires_after_its_ttl_leaving_nothing(server: LiveServer) -> None:
@@ -167,7 +173,9 @@ def test_app_expires_after_its_ttl_leaving_nothing(server: LiveServer) -> None:
     while pids & descendants(os.getpid()):  # the reaper terminated it: its processes are gone
         assert time.monotonic() < deadline, pids & descendants(os.getpid())
         time.sleep(0.1)
-    assert not any(d.exists() for d in dirs)  # its socket and proxy channel are gone
+    while any(d.exists() for d in dirs):  # its socket and proxy channel are gone (removed just after)
+        assert time.monotonic() < deadline, [d for d in dirs if d.exists()]
+        time.sleep(0.1)
     with open("/proc/net/unix") as table:
         assert not any(str(d) in table.read() for d in dirs)
     assert not any(str(d) in Path("/proc/self/mountinfo").read_text() for d in dirs)
@@ -209,3 +217,71 @@ def test_permanent_app_comes_back_after_kill_and_after_restart(data_dir: Path) -
             assert "listening on" in a.get(f"/v1/apps/{app['id']}/logs").text
             assert a.delete(f"/v1/apps/{app['id']}").status_code == 204
     assert not descendants(os.getpid()) - others
+
+
+LOGGER_APP = """
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print('out', self.path, flush=True)
+        print('err', self.path, file=sys.stderr, flush=True)
+        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers()
+        self.wfile.write(b'ok')
+    def log_message(self, *args):
+        pass
+print('listening', flush=True)
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+"""
+
+
+def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of an SSE line stream."""
+    event = "message"
+    for line in lines:
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            yield event, json.loads(line[5:].strip()).get("data", line[5:].strip())
+            event = "message"
+
+
+def test_app_logs_are_kept_across_restarts_and_followed_until_deleted(server: LiveServer) -> None:
+    with _client(server, KEY_A) as a:
+        ws = a.post("/v1/workspaces", json={"name": "logs"}).json()["id"]
+        assert a.put(f"/v1/workspaces/{ws}/files/app.py", json={"content": LOGGER_APP}).status_code == 200
+        app = a.post("/v1/apps", json={"workspace_id": ws, "entry": "app.py"}).json()
+        prefix, token = f"/apps/{app['id']}", {"X-App-Token": app["token"]}
+        assert a.get(f"{prefix}/first", headers=token).text == "ok"
+        logs = a.get(f"/v1/apps/{app['id']}/logs")
+        assert logs.status_code == 200 and logs.headers["content-type"].startswith("text/plain")
+        assert "[agentic] app started" in logs.text and "listening" in logs.text
+        assert "out /first" in logs.text and "err /first" in logs.text
+        assert a.post(f"/v1/apps/{app['id']}/restart").status_code == 200
+        again = a.get(f"/v1/apps/{app['id']}/logs").text
+        assert again.startswith(logs.text.split("out /first")[0]) and "out /first" in again  # kept
+        assert again.count("[agentic] app started") == 2 and "[agentic] app stopped" in again
+
+        seen: dict[str, str] = {}  # stream -> text so far (chunk boundaries are the program's writes)
+
+        def read_until(events: Iterator[tuple[str, str]], done: Callable[[], bool]) -> None:
+            if done():
+                return
+            for name, data in events:
+                seen[name] = seen.get(name, "") + data
+                if done():
+                    return
+
+        with httpx.Client(base_url=server.url, timeout=30, headers=a.headers) as follower:
+            with follower.stream("GET", f"/v1/apps/{app['id']}/logs", params={"follow": "true"}) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                events = _sse(stream.iter_lines())
+                read_until(events, lambda: seen.get("stdout", "").count("listening") == 2)  # what is kept
+                assert "out /first" in seen["stdout"] and "err /first" in seen["stderr"]
+                assert "out" not in seen["stderr"] and seen["platform"].count("app started") == 2
+                assert a.get(f"{prefix}/live", headers=token).text == "ok"  # new output while followed
+                read_until(events, lambda: "err /live" in seen.get("stderr", ""))
+                read_until(events, lambda: "out /live" in seen.get("stdout", ""))
+                assert a.delete(f"/v1/apps/{app['id']}").status_code == 204
+                rest = list(events)  # the stream ends once the app is deleted
+                assert rest and rest[-1][0] == "end", rest
+        assert a.get(f"/v1/apps/{app['id']}/logs").status_code == 404
