@@ -177,10 +177,10 @@ def test_settings_refuse_bad_namespaces() -> None:
 
 def test_proxy_variables_are_the_local_backends() -> None:
     """A run with network sees the same proxy variables on every backend (only the URL differs)."""
-    from sandbox.egress_wiring import NetWiring
+    from sandbox.commands import proxy_env as local_proxy_env
     from sandbox.kata.job import proxy_env
 
-    local = NetWiring.env()
+    local = local_proxy_env()
     kata = proxy_env("http://egress.example:3128")
     assert set(kata) == set(local)
     assert {k for k, v in local.items() if v} == {k for k, v in kata.items() if v}
