@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 from sandbox.plan import require_language
 from server.apps.logs import AppLog
 from server.apps.manager import AppLimitError, AppManager, AppNotFoundError, AppSpec, AppStartError
+from server.apps.origin import app_origin
 from server.apps.schemas import AppCreate, AppCreated, AppLink, AppPublic, AppUpdate
 from server.apps.static import is_static_entry
 from server.apps.store import AppRecord
@@ -41,7 +42,10 @@ AppsDep = Annotated[AppManager, Depends(get_apps)]
 
 
 def _url(request: Request, manager: AppManager, app_id: str) -> str:
-    return str(request.base_url).rstrip("/") + manager.prefix(app_id) + "/"
+    """The app's address for a browser: on its own origin when a domain is set."""
+    domain = manager.settings.domain
+    base = app_origin(request.scope, app_id, domain) if domain else str(request.base_url).rstrip("/")
+    return base + manager.prefix(app_id) + "/"
 
 
 def _public(request: Request, manager: AppManager, record: AppRecord) -> AppPublic:

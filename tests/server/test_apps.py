@@ -19,6 +19,7 @@ from server.app import create_app
 from server.apps.config import AppSettings
 from tests.server.conftest import make_settings
 from tests.server.support import LiveServer
+from tests.support.app_hosts import LoopbackAppHosts
 from tests.support.leftovers import descendants
 
 KEY_A = "tenant-a:key-a-" + uuid.uuid4().hex
@@ -86,22 +87,53 @@ def test_app_is_served_through_the_proxy_http_sse_websocket(server: LiveServer) 
 def test_requests_without_the_token_are_refused_and_links_set_a_cookie(server: LiveServer) -> None:
     app = _host(server)
     prefix = f"/apps/{app['id']}"
-    with httpx.Client(base_url=server.url, timeout=30) as anon:
+    port = server.url.rstrip("/").rsplit(":", 1)[1]
+    origin = f"http://{app['id']}.apps.localhost:{port}"
+    assert app["url"] == f"{origin}{prefix}/"  # the app's address is on its own origin
+    with httpx.Client(base_url=origin, timeout=30, transport=LoopbackAppHosts()) as anon:
         assert anon.get(f"{prefix}/").status_code == 401
         assert anon.get(f"{prefix}/", headers={"X-App-Token": "apt_wrong"}).status_code == 401
         assert anon.get(f"{prefix}/?agentic_link=1.bad").status_code == 401
-        link = str(app["link"]["url"]).replace(server.url, "")  # type: ignore[index]
+        link = str(app["link"]["url"])  # type: ignore[index]
+        assert link.startswith(f"{origin}{prefix}/?agentic_link=")
         opened = anon.get(link)
         assert opened.status_code == 303 and opened.headers["location"] == f"{prefix}/"
         cookie = opened.headers["set-cookie"]
-        assert f"Path={prefix}/" in cookie and "HttpOnly" in cookie
-        page = anon.get(f"{prefix}/")  # the client kept the cookie
+        assert "Path=/;" in cookie and "HttpOnly" in cookie and "Domain" not in cookie
+        page = anon.get(f"{prefix}/")  # the client kept the cookie (host-only: this app's origin)
         assert page.status_code == 200 and "cookie=-" in page.text  # not forwarded to the app
+        assert anon.get("/").status_code == 200  # the app's host serves the app at its root too
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
         assert anon.get(f"/apps/{uuid.uuid4().hex[:24]}/").status_code == 404
     with pytest.raises(Exception):  # noqa: B017 (websockets raises InvalidStatus / ConnectionClosed)
         with ws_connect(server.url.replace("http", "ws") + f"{prefix}/ws") as ws:
             ws.send("x")
             ws.recv(timeout=5)
+
+
+def test_each_app_has_its_own_origin_and_never_runs_on_the_apis(server: LiveServer) -> None:
+    """An app's scripts must not share an origin with the UI (its API key) or with another app."""
+    one, other = _host(server), _host(server)
+    port = server.url.rstrip("/").rsplit(":", 1)[1]
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        # A browser on the API's origin is sent to the app's own origin, link and all.
+        moved = browser.get(f"/apps/{one['id']}/page?agentic_link=x.y")
+        assert moved.status_code == 307
+        assert moved.headers["location"] == (
+            f"http://{one['id']}.apps.localhost:{port}/apps/{one['id']}/page?agentic_link=x.y"
+        )
+    origin = f"http://{one['id']}.apps.localhost:{port}"
+    token = {"X-App-Token": str(one["token"])}
+    with httpx.Client(base_url=origin, timeout=30, transport=LoopbackAppHosts(), headers=token) as app:
+        assert app.get(f"/apps/{one['id']}/hello").status_code == 200
+        # One app's host never serves another app, nor the API or the UI: every path is the app's.
+        elsewhere = app.get(f"/apps/{other['id']}/", headers={"X-App-Token": str(other["token"])})
+        assert elsewhere.status_code == 401  # app one's proxy, and the other app's token is not its own
+        api = app.get("/v1/workspaces")
+        assert api.status_code == 200 and f"prefix=/apps/{one['id']}" in api.text, api.text
+        assert f"prefix=/apps/{one['id']}" in app.get("/").text  # the app's page, not the UI
+    with _client(server, KEY_A) as a:  # within the tenant's app cap for the tests after this one
+        assert all(a.delete(f"/v1/apps/{x['id']}").status_code == 204 for x in (one, other))
 
 
 def test_tenant_b_never_reaches_tenant_a_app(server: LiveServer) -> None:

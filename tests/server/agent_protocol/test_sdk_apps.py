@@ -15,6 +15,7 @@ import httpx
 from langgraph_sdk.client import LangGraphClient
 
 from tests.server.agent_protocol.support import ServerProcess
+from tests.support.app_hosts import LoopbackAppHosts
 from tests.support.scripted_openai import CODE, ScriptedOpenAI
 
 PAGE = """<!DOCTYPE html>
@@ -56,8 +57,16 @@ async def test_the_agent_hosts_a_checked_page_whose_link_opens_through_the_proxy
     link, app_id = found.group(1), found.group(2)
     assert final["app_ids"] == [app_id] and attempts[0]["app_id"] == app_id
 
-    with httpx.Client(base_url=agent_server.url, timeout=30, follow_redirects=True) as anyone:
-        assert anyone.get(f"/apps/{app_id}/").status_code == 401  # no key, no link: refused
+    # A browser on the API's origin is sent to the app's own origin (*.apps.localhost, which browsers
+    # resolve to loopback by themselves; httpx needs LoopbackAppHosts for it).
+    transport = LoopbackAppHosts()
+    with httpx.Client(
+        base_url=agent_server.url, timeout=30, follow_redirects=True, transport=transport
+    ) as anyone:
+        refused = anyone.get(f"/apps/{app_id}/")
+        assert (
+            refused.status_code == 401 and refused.url.host == f"{app_id}.apps.localhost"
+        )  # no link: refused
         opened = anyone.get(link)  # the signed link sets the app's cookie and redirects
         assert opened.status_code == 200 and '<span id="count">0</span>' in opened.text, opened.text
     with httpx.Client(base_url=agent_server.url, timeout=30, headers=agent_server.headers) as owner:
