@@ -91,9 +91,7 @@ class ThreadedSqliteSaver(SqliteSaver):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """Async twin of ``list`` (the page is read at once, then yielded)."""
-        found = await self._run(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
+        found = await self._run(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
         for item in found:
             yield item
 
