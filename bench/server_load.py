@@ -4,10 +4,14 @@ The server is ``server.app:create_app`` under uvicorn in its own process, servin
 graph with the model pointed at the scripted OpenAI-compatible server (the Task Agent answers
 directly, so the load is the serving path: HTTP, run manager, graph, checkpointer, model
 streaming; no sandbox). Each run creates a thread and streams ``values`` + ``messages-tuple`` +
-``custom`` through ``langgraph-sdk``.
+``custom`` through ``langgraph-sdk``. The scripted model runs in a process of its own: its
+threads would otherwise take the client's GIL, and the client's delays would be counted as the
+server's. Besides times, it prints the CPU time the server process spent per run under load
+(from ``/proc``), the figure least disturbed by other work on a shared machine.
 
 Baseline, measured in the same process first: the same run done alone, a few times in a row.
-Prints p50 / p99 of the time to the first event and to completion for both, the failure count
+Prints p50 / p99 of the time to the first event (from the run's start, thread creation included,
+and from the stream request alone: its first byte) and to completion for both, the failure count
 (a failure: an exception, an ``error`` event, or a run whose status is not ``success``), and last
 the figures on one line. Run from the repo root: ``python bench/server_load.py [-n 200]``.
 """
@@ -16,11 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
@@ -43,9 +52,44 @@ BASELINE_RUNS = 5
 class Sample:
     """Timings of one run (seconds from the request), or the failure."""
 
-    first_event: float = 0.0
+    first_event: float = 0.0  # from the start (thread creation included)
+    stream_first: float = 0.0  # from the stream request: the time to its first byte
     done: float = 0.0
     error: str | None = None
+
+
+def _serve_model(conn: Connection) -> None:
+    """The scripted model, in its own process, until the parent says stop."""
+    with ScriptedOpenAI() as llm:
+        llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
+        llm.when(RESPOND, ANSWER.strip())  # the reply is streamed by the respond node (issue 9)
+        conn.send(llm.url)
+        conn.recv()
+
+
+@contextlib.contextmanager
+def scripted_model() -> Iterator[str]:
+    """Start :func:`_serve_model` in a new process; yields its base URL."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_model, args=(child,), daemon=True)
+    proc.start()
+    try:
+        yield str(parent.recv())
+    finally:
+        parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -65,6 +109,7 @@ async def one_run(client: LangGraphClient) -> Sample:
         thread = await client.threads.create()
         tid = thread["thread_id"]
         run_id = None
+        streamed = time.perf_counter()
         async for part in client.runs.stream(
             tid,
             "agent",
@@ -73,6 +118,7 @@ async def one_run(client: LangGraphClient) -> Sample:
         ):
             if not sample.first_event:
                 sample.first_event = time.perf_counter() - start
+                sample.stream_first = time.perf_counter() - streamed
             if part.event == "metadata":
                 run_id = part.data["run_id"]
             elif part.event == "error":
@@ -102,10 +148,8 @@ def summary(label: str, samples: list[Sample]) -> str:
 
 
 async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
-    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, ScriptedOpenAI() as llm:
-        llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
-        llm.when(RESPOND, ANSWER.strip())  # the reply is streamed by the respond node (issue 9)
-        env = {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
+    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, scripted_model() as llm_url:
+        env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
         env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
         env.update(extra_env or {})
         with ServerProcess(Path(tmp), env) as server:
@@ -121,9 +165,15 @@ async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
                 client = LangGraphClient(http)
                 await one_run(client)  # warm-up: imports, first model connection, first checkpoint
                 baseline = [await one_run(client) for _ in range(BASELINE_RUNS)]
+                server_cpu = cpu_seconds(server.pid)
+                client_cpu = time.process_time()
                 wall = time.perf_counter()
                 loaded = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
                 wall = time.perf_counter() - wall
+                client_cpu = time.process_time() - client_cpu
+                server_end = cpu_seconds(server.pid)
+                if server_cpu is not None and server_end is not None:
+                    server_cpu = server_end - server_cpu
             errors = sorted({s.error for s in loaded + baseline if s.error})
     print(summary("baseline (1 run at a time)", baseline))
     print(summary(f"{n} concurrent runs", loaded))
@@ -131,14 +181,19 @@ async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
         print(f"  failure: {err[:200]}")
     ok = [s for s in loaded if s.error is None]
     failed = len(loaded) - len(ok)
+    per_run = f"{server_cpu * 1000 / n:.1f}ms" if server_cpu is not None else "n/a"
+    print(f"CPU under load: server {per_run} per run, client {client_cpu * 1000 / n:.1f}ms per run")
     base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
+    stream_first = [s.stream_first for s in ok]
     print(
         f"N={n} wall={wall:.2f}s first_event_p50={percentile([s.first_event for s in ok], 50) * 1000:.1f}ms "
         f"first_event_p99={percentile([s.first_event for s in ok], 99) * 1000:.1f}ms "
+        f"stream_first_byte_p50={percentile(stream_first, 50) * 1000:.1f}ms "
+        f"stream_first_byte_p99={percentile(stream_first, 99) * 1000:.1f}ms "
         f"done_p50={percentile([s.done for s in ok], 50) * 1000:.1f}ms "
         f"done_p99={percentile([s.done for s in ok], 99) * 1000:.1f}ms "
         f"done_p50_vs_baseline={percentile([s.done for s in ok], 50) / base_done:.1f}x "
-        f"failures={failed}"
+        f"server_cpu_per_run={per_run} failures={failed}"
     )
     return 0 if failed == 0 and not any(s.error for s in baseline) else 1
 

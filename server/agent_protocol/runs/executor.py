@@ -20,7 +20,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import sqlalchemy as sa
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 from sqlalchemy.engine import Connection
@@ -231,13 +230,13 @@ class RunExecutor:
             end: Work[Any] = (
                 delete_run_work(rec.run_id, rec.thread_id)
                 if run.cancel_action == CancelAction.ROLLBACK
-                else lambda conn: conn.execute(run_status_update(rec.run_id, status, error))
+                else run_status_update(rec.run_id, status, error)
             )
 
             def record(conn: Connection) -> None:
                 """One transaction: the run's last events (see flush), its end, the thread's state."""
                 end(conn)
-                conn.execute(thread)  # a deleted thread: no row, nothing updated
+                thread(conn)  # a deleted thread: no row, nothing updated
                 notify(conn, EVENTS_CHANNEL, rec.run_id)
 
             if self._events is not None:
@@ -251,7 +250,7 @@ class RunExecutor:
             self._hubs.finished(rec.run_id)
             run.done.set()
 
-    async def _final_thread_state(self, run: ActiveRun, status: RunStatus, error: str | None) -> sa.Update:
+    async def _final_thread_state(self, run: ActiveRun, status: RunStatus, error: str | None) -> Work[None]:
         """Set the run's result from the thread's last checkpoint; returns the thread's update."""
         thread_id = run.record.thread_id
         thread_status = ThreadStatus.ERROR if status == RunStatus.ERROR else ThreadStatus.IDLE

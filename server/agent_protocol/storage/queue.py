@@ -21,30 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, RunStatus, ThreadStatus
+from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.notify import CANCEL_CHANNEL, QUEUE_CHANNEL, notify
 from server.agent_protocol.storage.records import RunRecord, run_from_row
 from server.agent_protocol.storage.store import ProtocolStore, thread_update
 from server.agent_protocol.storage.tables import runs_t
 
 __all__ = ["RunQueue"]
-
-
-def _lease_free(now: float) -> sa.ColumnElement[bool]:
-    """No owner, or an owner whose lease ran out."""
-    return sa.or_(runs_t.c.worker_id.is_(None), runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now)
-
-
-def _first_of_thread() -> sa.ColumnElement[bool]:
-    """No older active run on the same thread (creation order, run id breaking ties)."""
-    older = runs_t.alias("older")
-    return ~sa.exists().where(
-        older.c.thread_id == runs_t.c.thread_id,
-        older.c.status.in_(ACTIVE_STATUSES),
-        sa.or_(
-            older.c.created_at < runs_t.c.created_at,
-            sa.and_(older.c.created_at == runs_t.c.created_at, older.c.run_id < runs_t.c.run_id),
-        ),
-    )
 
 
 class RunQueue:
@@ -64,26 +47,21 @@ class RunQueue:
         """
         if limit <= 0:
             return []
-        cond = [runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now), _first_of_thread()]
+        query = sql.claimable(one=run_id is not None, locked=self._store.is_postgres)
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if run_id is not None:
-            cond.append(runs_t.c.run_id == run_id)
-        query = runs_t.select().where(*cond).order_by(runs_t.c.created_at.asc()).limit(limit)
-        if self._store.is_postgres:
-            query = query.with_for_update(skip_locked=True, of=runs_t)
+            params["b_run_id"] = run_id
 
         def work(conn: Connection) -> list[RunRecord]:
             claimed: list[RunRecord] = []
-            for row in conn.execute(query).all():
-                result = conn.execute(
-                    runs_t.update()
-                    .where(
-                        runs_t.c.run_id == row._mapping["run_id"],
-                        runs_t.c.status.in_(ACTIVE_STATUSES),
-                        _lease_free(now),
-                    )
-                    .values(worker_id=worker_id, lease_until=until)
-                )
-                if result.rowcount:
+            for row in conn.execute(query, params).all():
+                taken = {
+                    "b_run_id": row._mapping["run_id"],
+                    "b_now": now,
+                    "b_worker_id": worker_id,
+                    "b_until": until,
+                }
+                if conn.execute(sql.CLAIM, taken).rowcount:
                     claimed.append(run_from_row(row))
             return claimed
 
@@ -93,7 +71,7 @@ class RunQueue:
         self, run_id: str, worker_id: str, now: float, until: float, action: CancelAction
     ) -> RunRecord | None:
         """Claim a run nobody executes (whatever its place in the thread) to end it as cancelled."""
-        free = (runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now))
+        free = (runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), sql.lease_free(now))
 
         def work(conn: Connection) -> RunRecord | None:
             row = conn.execute(runs_t.select().where(*free)).first()
@@ -146,17 +124,11 @@ class RunQueue:
         With ``thread_id``, the thread is marked busy in the same transaction (``first_values``
         become its values when it has none yet, see :meth:`ProtocolStore.update_thread`).
         """
-        start = (
-            runs_t.update()
-            .where(runs_t.c.run_id == run_id)
-            .values(
-                status=RunStatus.RUNNING,
-                error=None,
-                attempts=runs_t.c.attempts + 1,
-                updated_at=datetime.now(UTC).isoformat(),
-            )
-            .returning(runs_t.c.attempts)
-        )
+        params = {
+            "b_run_id": run_id,
+            "b_status": RunStatus.RUNNING,
+            "b_updated_at": datetime.now(UTC).isoformat(),
+        }
         busy = (
             thread_update(thread_id, status=ThreadStatus.BUSY, first_values=first_values)
             if thread_id is not None
@@ -164,9 +136,9 @@ class RunQueue:
         )
 
         def work(conn: Connection) -> int:
-            attempts = conn.execute(start).scalar()
+            attempts = conn.execute(sql.START_ATTEMPT, params).scalar()
             if busy is not None:
-                conn.execute(busy)
+                busy(conn)
             return int(attempts or 1)
 
         return await self._store.write(work)

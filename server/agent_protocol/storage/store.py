@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from server.agent_protocol.errors import ThreadExistsError
 from server.agent_protocol.serde import dumpb
 from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
+from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
 from server.agent_protocol.storage.tables import MIGRATIONS, events_t, runs_t, threads_t
 from workspace.engine import enable_wal, normalise_url
@@ -82,32 +83,43 @@ def thread_update(
     metadata: dict[str, Any] | None = None,
     set_values: bool = False,
     first_values: Any = None,
-) -> sa.Update:
-    """The ``UPDATE`` of :meth:`ProtocolStore.update_thread` (to run inside a larger transaction)."""
-    fields: dict[str, Any] = {"updated_at": _now()}
+) -> Work[None]:
+    """The work of :meth:`ProtocolStore.update_thread` (to run inside a larger transaction)."""
+    params: dict[str, Any] = {"b_thread_id": thread_id, "b_updated_at": _now()}
     if status is not None:
-        fields["status"] = status
+        params["b_status"] = status
     if set_values:
-        fields["state_values"] = _text(values)
-    elif first_values is not None:
-        column = threads_t.c.state_values
-        empty = sa.or_(column.is_(None), column == "null")
-        fields["state_values"] = sa.case((empty, _text(first_values)), else_=column)
+        params["b_state_values"] = _text(values)
     if interrupts is not None:
-        fields["interrupts"] = _text(interrupts)
+        params["b_interrupts"] = _text(interrupts)
     if metadata is not None:
-        fields["metadata"] = _text(metadata)
-    return threads_t.update().where(threads_t.c.thread_id == thread_id).values(**fields)
+        params["b_metadata"] = _text(metadata)
+    first = not set_values and first_values is not None
+    columns = frozenset(k[2:] for k in params if k != "b_thread_id")
+    if first:
+        params["b_first_values"] = _text(first_values)
+    update = sql.thread_update(columns, first)
+
+    def work(conn: Connection) -> None:
+        conn.execute(update, params)
+
+    return work
 
 
-def run_status_update(run_id: str, status: RunStatus, error: str | None = None) -> sa.Update:
-    """The ``UPDATE`` recording a status change (an end status also stamps ``ended_at``)."""
-    ended = None if status in ACTIVE_STATUSES else time.time()
-    return (
-        runs_t.update()
-        .where(runs_t.c.run_id == run_id)
-        .values(status=status, error=error, updated_at=_now(), ended_at=ended)
-    )
+def run_status_update(run_id: str, status: RunStatus, error: str | None = None) -> Work[None]:
+    """The work recording a status change (an end status also stamps ``ended_at``)."""
+    params = {
+        "b_run_id": run_id,
+        "b_status": status,
+        "b_error": error,
+        "b_updated_at": _now(),
+        "b_ended_at": None if status in ACTIVE_STATUSES else time.time(),
+    }
+
+    def work(conn: Connection) -> None:
+        conn.execute(sql.RUN_STATUS, params)
+
+    return work
 
 
 def delete_run_work(run_id: str, thread_id: str) -> Work[bool]:
@@ -298,16 +310,17 @@ class ProtocolStore:
         ``first_values`` become the values only when the thread has none yet (a first run's input,
         shown while it runs, as clients list threads by their first message).
         """
-        update = thread_update(
-            thread_id,
-            status=status,
-            values=values,
-            interrupts=interrupts,
-            metadata=metadata,
-            set_values=set_values,
-            first_values=first_values,
+        await self.write(
+            thread_update(
+                thread_id,
+                status=status,
+                values=values,
+                interrupts=interrupts,
+                metadata=metadata,
+                set_values=set_values,
+                first_values=first_values,
+            )
         )
-        await self.write(lambda conn: conn.execute(update))
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and its runs; False when it did not exist."""
@@ -432,8 +445,7 @@ class ProtocolStore:
 
     async def set_run_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Record a status change (an end status also stamps ``ended_at`` for the event retention)."""
-        update = run_status_update(run_id, status, error)
-        await self.write(lambda conn: conn.execute(update))
+        await self.write(run_status_update(run_id, status, error))
 
     async def delete_run(self, run_id: str, thread_id: str) -> bool:
         """Delete one run row (and its events); False when it did not exist."""
@@ -441,25 +453,20 @@ class ProtocolStore:
 
 
 def _get_thread(conn: Connection, thread_id: str, tenant: str | None) -> ThreadRecord | None:
-    query = threads_t.select().where(threads_t.c.thread_id == thread_id)
-    if tenant is not None:
-        query = query.where(threads_t.c.tenant == tenant)
-    row = conn.execute(query).first()
+    if tenant is None:
+        row = conn.execute(sql.THREAD, {"b_thread_id": thread_id}).first()
+    else:
+        row = conn.execute(sql.THREAD_OF_TENANT, {"b_thread_id": thread_id, "b_tenant": tenant}).first()
     return thread_from_row(row) if row else None
 
 
 def _get_run(conn: Connection, run_id: str, thread_id: str | None) -> RunRecord | None:
-    query = runs_t.select().where(runs_t.c.run_id == run_id)
-    if thread_id is not None:
-        query = query.where(runs_t.c.thread_id == thread_id)
-    row = conn.execute(query).first()
+    if thread_id is None:
+        row = conn.execute(sql.RUN, {"b_run_id": run_id}).first()
+    else:
+        row = conn.execute(sql.RUN_OF_THREAD, {"b_run_id": run_id, "b_thread_id": thread_id}).first()
     return run_from_row(row) if row else None
 
 
 def _active_runs(conn: Connection, thread_id: str) -> list[RunRecord]:
-    query = (
-        runs_t.select()
-        .where(runs_t.c.thread_id == thread_id, runs_t.c.status.in_(ACTIVE_STATUSES))
-        .order_by(runs_t.c.created_at.asc())
-    )
-    return [run_from_row(r) for r in conn.execute(query).all()]
+    return [run_from_row(r) for r in conn.execute(sql.ACTIVE_RUNS, {"b_thread_id": thread_id}).all()]

@@ -64,8 +64,8 @@ def event_stream_response(
                     opening = None
                 if opening is not None:
                     yield encode_event(opening, with_id=False)
-            async for ev in sub:
-                yield encode_event(ev)
+            async for batch in sub.batches():  # one write per burst of events
+                yield b"".join(encode_event(ev) for ev in batch)
             finished = True
         finally:
             if not finished and on_disconnect is not None:

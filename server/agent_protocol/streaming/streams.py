@@ -81,10 +81,21 @@ class Subscription:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[RunEvent]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self, limit: int = 64) -> AsyncIterator[list[RunEvent]]:
+        """The events in batches: all those buffered when the reader comes (at most ``limit``).
+
+        Why: an SSE response writes each batch with one socket write, and events come in bursts
+        (a step's ``values`` and ``updates``, tokens read in one chunk from the model).
+        """
         try:
             while True:
                 if self._items:
-                    yield self._items.popleft()
+                    count = min(limit, len(self._items))
+                    yield [self._items.popleft() for _ in range(count)]
                     continue
                 if self._closed:
                     return
