@@ -63,6 +63,7 @@ async def stream_run(
         on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
         heartbeat_s=service.settings.heartbeat_s,
         first=lambda: manager.queued_event(run_id),
+        coalesce_s=service.settings.stream_coalesce_s,
     )
 
 
@@ -148,6 +149,7 @@ async def join_run_stream(
         headers=run_headers(thread_id, run_id, "stream"),
         on_disconnect=manager.on_disconnect(run_id, cancel=cancel, who="stream client"),
         heartbeat_s=service.settings.heartbeat_s,
+        coalesce_s=service.settings.stream_coalesce_s,
     )
 
 

@@ -2,13 +2,14 @@
 
 One code path over both dialects with SQLAlchemy Core: every operation is a plain function of a
 (sync) ``Connection``, handed to :meth:`ProtocolStore.read` or :meth:`ProtocolStore.write`, which
-run it in one go. Why functions rather than awaiting each statement: on SQLite each awaited
-statement was a hop to a driver thread and back through the event loop, and writes held a lock
-across all of them, so under load every write waited several loop turns for each one before it.
-Now a SQLite transaction is one hop to the store's one writer thread (reads go to a small pool of
-reader threads; WAL lets them read while it writes); on Postgres the function runs on the async
-engine through ``run_sync``. JSON columns are stored as text so the schema is the same everywhere.
-:meth:`ProtocolStore.setup` applies ``tables.MIGRATIONS`` with the project's one migration runner
+run it as one transaction. Why functions rather than awaiting each statement: on SQLite each
+awaited statement was a hop to a driver thread and back through the event loop, and writes held
+a lock across all of them, so under load every write waited several loop turns per statement.
+On SQLite the function runs on the event loop while the database is free, else on a thread
+(:mod:`.sqlite` says why and when); on Postgres on the async engine through ``run_sync``. The
+statements of a run's hot path are built once (:mod:`.statements`). JSON columns are stored as
+text so the schema is the same everywhere. :meth:`ProtocolStore.setup` applies
+``tables.MIGRATIONS`` with the project's one migration runner
 (:func:`workspace.migrations.apply_migrations`: advisory lock, newer-schema guard). Graph state
 itself lives in the checkpointer, not here. The run queue (:mod:`.queue`) and the stream events
 (:mod:`.events`) go through the same two methods.
@@ -16,17 +17,15 @@ itself lives in the checkpointer, not here. The run queue (:mod:`.queue`) and th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -35,6 +34,7 @@ from server.agent_protocol.serde import dumpb
 from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
 from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
+from server.agent_protocol.storage.sqlite import SqliteRunner
 from server.agent_protocol.storage.tables import MIGRATIONS, events_t, runs_t, threads_t
 from workspace.engine import enable_wal, normalise_url
 from workspace.migrations import apply_migrations
@@ -54,8 +54,6 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 _SQLITE_BUSY_S = 30.0
-_SQLITE_READERS = 2
-_WRITE = "ap_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
 
 
 def _now() -> str:
@@ -134,46 +132,12 @@ def delete_run_work(run_id: str, thread_id: str) -> Work[bool]:
     return work
 
 
-def _sqlite_engine(url: str) -> Engine:
-    """A sync engine on the SQLite file of ``url``, used only from the store's threads."""
-    parsed = sa.make_url(url).set(drivername="sqlite")
-    engine = sa.create_engine(
-        parsed,
-        connect_args={"timeout": _SQLITE_BUSY_S, "check_same_thread": False},
-        pool_size=_SQLITE_READERS + 1,
-        max_overflow=2,
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: _begin emits it
-        cur = dbapi_conn.cursor()
-        enable_wal(cur)  # two processes may open a new file at once
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # A writer takes the write lock up front: waits (busy timeout) for another process's
-        # writer instead of failing half-way when it upgrades a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
-
-    return engine
-
-
 class ProtocolStore:
     """Threads and runs over one database. Build with :meth:`from_url`; call :meth:`setup` once."""
 
-    def __init__(self, engine: AsyncEngine, sqlite: Engine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, sqlite: SqliteRunner | None = None) -> None:
         self._engine = engine
         self._sqlite = sqlite
-        if sqlite is not None:
-            # One writer thread: SQLite has one writer at a time, and in-process writers queue here
-            # instead of sleeping in SQLite's busy handler.
-            self._writer: ThreadPoolExecutor | None = ThreadPoolExecutor(1, "ap-sqlite-write")
-            self._readers: ThreadPoolExecutor | None = ThreadPoolExecutor(_SQLITE_READERS, "ap-sqlite-read")
-        else:
-            self._writer = self._readers = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -187,29 +151,17 @@ class ProtocolStore:
 
     async def read(self, work: Work[T]) -> T:
         """Run ``work(conn)`` on a connection that only reads; returns its result."""
-        if self._sqlite is None:
-            async with self._engine.connect() as conn:
-                return await conn.run_sync(work)
-        sqlite = self._sqlite
-
-        def run() -> T:
-            with sqlite.connect() as conn:
-                return work(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        if self._sqlite is not None:
+            return await self._sqlite.read(work)
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(work)
 
     async def write(self, work: Work[T]) -> T:
         """Run ``work(conn)`` in one write transaction (committed on return, rolled back if it raises)."""
-        if self._sqlite is None:
-            async with self._engine.begin() as conn:
-                return await conn.run_sync(work)
-        sqlite = self._sqlite
-
-        def run() -> T:
-            with sqlite.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
-                return work(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        if self._sqlite is not None:
+            return await self._sqlite.write(work)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(work)
 
     @classmethod
     def from_url(cls, url: str) -> ProtocolStore:
@@ -224,7 +176,7 @@ class ProtocolStore:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
-            return cls(engine, _sqlite_engine(url))
+            return cls(engine, SqliteRunner(url, busy_timeout_s=_SQLITE_BUSY_S))
         engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         return cls(engine)
 
@@ -235,12 +187,9 @@ class ProtocolStore:
         logger.info("agent protocol schema ready (version %d)", version)
 
     async def close(self) -> None:
-        """Stop the threads and dispose of the connection pools; idempotent."""
-        for pool in (self._writer, self._readers):
-            if pool is not None:
-                await asyncio.to_thread(pool.shutdown, True)
+        """Stop the SQLite thread and dispose of the connection pools; idempotent."""
         if self._sqlite is not None:
-            self._sqlite.dispose()
+            await self._sqlite.close()
         await self._engine.dispose()
 
     # threads -------------------------------------------------------------------------------------

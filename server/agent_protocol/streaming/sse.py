@@ -46,11 +46,13 @@ def event_stream_response(
     on_disconnect: Callable[[], None] | None,
     heartbeat_s: float,
     first: Callable[[], Awaitable[RunEvent | None]] | None = None,
+    coalesce_s: float = 0.0,
 ) -> EventSourceResponse:
     """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end.
 
     ``first`` gives an event sent before the subscription's, without an id (it is not one of
     the run's numbered events, so ``Last-Event-ID`` is unaffected): what a queued run says at once.
+    Events that come within ``coalesce_s`` of each other go out in one write.
     """
 
     async def body() -> AsyncIterator[bytes]:
@@ -64,7 +66,7 @@ def event_stream_response(
                     opening = None
                 if opening is not None:
                     yield encode_event(opening, with_id=False)
-            async for batch in sub.batches():  # one write per burst of events
+            async for batch in sub.batches(coalesce_s):  # one write per burst of events
                 yield b"".join(encode_event(ev) for ev in batch)
             finished = True
         finally:
