@@ -76,6 +76,12 @@ def _run(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
             return work(conn)
 
 
+def _run_on(conn: Connection, work: Callable[[Connection], T], write: bool) -> T:
+    conn.execution_options(**{_WRITE: write})  # read by _begin
+    with conn.begin():
+        return work(conn)
+
+
 class SqliteRunner:
     """Runs work functions on the file of an SQLAlchemy SQLite URL (sync driver)."""
 
@@ -83,6 +89,9 @@ class SqliteRunner:
         # The store's setup() has put the file in WAL mode (persistent) before any work comes.
         self._there = _engine(url, busy_s=busy_timeout_s, autocheckpoint=True, pool=sa.pool.QueuePool)
         self._here = _engine(url, busy_s=0, autocheckpoint=False, pool=sa.pool.StaticPool)
+        # One connection kept open for the loop: work there never awaits, so it is used by one
+        # piece of work at a time (and a pool check-out per transaction would cost as much as it).
+        self._conn: Connection | None = None
         self._thread = ThreadPoolExecutor(1, "ap-sqlite")
         self._checkpoint_every = checkpoint_every
         self._commits = 0
@@ -102,14 +111,29 @@ class SqliteRunner:
         return result
 
     async def _do(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        if self._conn is None:
+            self._conn = self._here.connect()
         try:
-            return _run(self._here, work, write)
+            return _run_on(self._conn, work, write)
         except OperationalError as exc:
+            self._drop_connection()  # whatever state the failure left it in
             if not _busy(exc):
                 raise
+        except BaseException:
+            if self._conn is not None and self._conn.in_transaction():
+                self._drop_connection()
+            raise
         self.offloaded += 1
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, _run, self._there, work, write)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection: nothing more to do
+                logger.debug("closing the loop's SQLite connection failed", exc_info=True)
 
     def _checkpoint(self) -> None:
         try:
@@ -121,6 +145,7 @@ class SqliteRunner:
     async def close(self) -> None:
         """Checkpoint, stop the thread, close both engines; idempotent."""
         await asyncio.to_thread(self._thread.shutdown, True)
+        self._drop_connection()
         self._checkpoint()
         self._here.dispose()
         self._there.dispose()
