@@ -39,7 +39,7 @@ from agents.parsing import pick_code  # noqa: E402
 from agents.runtime.embedded import get_embedded_server  # noqa: E402
 from sandbox.base import Sandbox  # noqa: E402
 from sandbox.config import SandboxSettings  # noqa: E402
-from sandbox.factory import create_sandbox  # noqa: E402
+from sandbox.registry import create_sandbox  # noqa: E402
 from tools.execution import run_program, tail  # noqa: E402
 from workspace.sql import SqlVersionStore  # noqa: E402
 

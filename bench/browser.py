@@ -32,9 +32,9 @@ if str(REPO) not in sys.path:
 from playwright.async_api import Browser, async_playwright  # noqa: E402
 
 from sandbox.browser import BrowserPool, chromium_flags  # noqa: E402
-from sandbox.bubblewrap import BubblewrapSandbox  # noqa: E402
-from sandbox.config import SandboxSettings  # noqa: E402
+from sandbox.config import LocalSettings, SandboxSettings  # noqa: E402
 from sandbox.guard import GuardedSandbox  # noqa: E402
+from sandbox.registry import create_sandbox  # noqa: E402
 
 HOST = "127.0.0.2"
 PAGE = b"<html><body><p id='t'>first page</p></body></html>"
@@ -66,12 +66,12 @@ async def main() -> None:
     server = http.server.ThreadingHTTPServer((HOST, 0), _Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://{HOST}:{server.server_address[1]}/"
-    settings = SandboxSettings(cgroup_pool_size=2, egress_allow=[HOST])
+    settings = SandboxSettings(local=LocalSettings(cgroup_pool_size=2), egress_allow=[HOST])
     # The host run uses the same flags minus the proxy (nothing to relay to outside a sandbox).
     flags = [f for f in chromium_flags([]) if not f.startswith(("--proxy", "--user-data-dir", "--remote"))]
     sandboxed: list[float] = []
     direct: list[float] = []
-    async with BubblewrapSandbox(settings) as backend, async_playwright() as playwright:
+    async with create_sandbox(settings, "local") as backend, async_playwright() as playwright:
         guarded = GuardedSandbox.from_settings(backend, settings).for_owner("bench")
         pool = BrowserPool(settings)
         try:

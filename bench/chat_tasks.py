@@ -39,7 +39,7 @@ from langchain_core.messages import HumanMessage  # noqa: E402
 
 from sandbox.base import Sandbox  # noqa: E402
 from sandbox.config import SandboxSettings  # noqa: E402
-from sandbox.factory import create_sandbox  # noqa: E402
+from sandbox.registry import create_sandbox  # noqa: E402
 from tools.execution import run_program  # noqa: E402
 
 MARK = "HIDDEN-CHECKS-OK"

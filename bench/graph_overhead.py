@@ -108,6 +108,7 @@ async def main(turns: int, rounds: int) -> None:
             model_name="scripted",
             structured_output=False,
             web_search=LocalCorpusSearch(CORPUS),
+            search_read_pages=0,  # the corpus' addresses are not loopback: no browsing in a bench
         )
         results: dict[str, list[float]] = {"none": [], "sqlite": []}
         async with contextlib.AsyncExitStack() as stack:

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 
 from sandbox.base import RunRequest, Sandbox  # noqa: E402
 from sandbox.config import SandboxSettings  # noqa: E402
-from sandbox.factory import available_backends, create_sandbox  # noqa: E402
+from sandbox.registry import available_backends, create_sandbox  # noqa: E402
 from sandbox.resources import TIERS, choose_tier  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -107,7 +107,7 @@ async def run_all(programs: dict[str, str], runner: Runner, workers: int) -> tup
 
 async def main(workers: int, rounds: int) -> int:
     settings = SandboxSettings()
-    problem = available_backends(settings)["local"]
+    problem = (await available_backends(settings, ["local"]))["local"]
     if problem is not None:
         print(f"local sandbox unavailable: {problem}")
         return 2

@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 from sandbox.base import RunRequest, Sandbox  # noqa: E402
 from sandbox.config import SandboxSettings  # noqa: E402
-from sandbox.factory import available_backends, create_sandbox  # noqa: E402
+from sandbox.registry import available_backends, create_sandbox  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 SNIPPET = "print(1)"
@@ -178,7 +178,7 @@ async def bench_http(runs: int) -> tuple[list[float], list[float]] | None:
 
 async def main(runs: int) -> int:
     settings = SandboxSettings()
-    problem = available_backends(settings)["local"]
+    problem = (await available_backends(settings, ["local"]))["local"]
     if problem is not None:
         print(f"local sandbox unavailable: {problem}")
         return 2

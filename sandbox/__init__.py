@@ -1,12 +1,15 @@
 """Where untrusted code runs: one :class:`Sandbox` protocol and its backends.
 
-Backends live in their own modules (``sandbox.bubblewrap``, ``sandbox.gvisor``, ...) and are chosen
-through ``sandbox.factory``; importing this package stays cheap.
+The contract and the shared types sit at the package top (``base``, ``errors``, ``guard``, ``plan``,
+``resources``, ``config``, ``service``); backends live side by side in :mod:`sandbox.backends`
+and are found by name through :mod:`sandbox.registry` (``await open_sandbox(settings)``); what the
+backends on this host's kernel share (cgroups, namespaces, launcher, seccomp, OCI bundles) is
+:mod:`sandbox.host`. Importing this package stays cheap: no backend is imported until asked for.
 """
 
 from __future__ import annotations
 
-from sandbox.base import EndReason, Language, Limits, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.base import Check, EndReason, Language, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import (
     InvalidRunRequestError,
@@ -16,8 +19,10 @@ from sandbox.errors import (
     SandboxUnavailableError,
     UnknownLibrarySetError,
 )
+from sandbox.registry import open_sandbox
 
 __all__ = [
+    "Check",
     "EndReason",
     "InvalidRunRequestError",
     "Language",
@@ -32,4 +37,5 @@ __all__ = [
     "SandboxStartError",
     "SandboxUnavailableError",
     "UnknownLibrarySetError",
+    "open_sandbox",
 ]

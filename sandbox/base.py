@@ -1,24 +1,39 @@
 """The one contract every sandbox backend fulfils.
 
-A backend (``BubblewrapSandbox``, ``GVisorSandbox``, ``KataSandbox``, ``UnikraftSandbox``) runs
-untrusted code described by a :class:`RunRequest` and reports a :class:`RunResult`.
+A backend (``BubblewrapSandbox``, ``GVisorSandbox``, ``UnikraftSandbox``, later ``KataSandbox``) runs
+untrusted code described by a :class:`RunRequest` and reports a :class:`RunResult`. Backends are
+found by name in :mod:`sandbox.registry`, each in its own module of :mod:`sandbox.backends`; a
+:class:`~sandbox.guard.GuardedSandbox` stands in front of every one (limits clamped, memory admitted).
 
-Contract (checked by ``tests/sandbox/conformance.py`` against every backend):
+Contract (checked by ``tests/sandbox/test_conformance.py`` against every backend):
 
+* Lifecycle: the constructor takes the settings and does no I/O. ``await open()`` acquires what the
+  backend needs (host pools and binaries, or a remote client and its connections) without blocking
+  the event loop, and returns the backend; ``async with`` opens it too. A backend that cannot run
+  here raises ``SandboxUnavailableError`` from ``open`` or, a remote one that cannot tell without
+  asking its API, from its runs. ``close()`` frees what ``open`` took and is safe to call twice.
+  ``run`` may be called concurrently.
+* Preflight: ``await preflight()`` answers, without opening anything, whether the backend can run
+  here: one :class:`Check` per piece it needs (a binary, a permission, an API it must reach), each
+  with a fix hint. ``agentic doctor`` and ``/healthz`` show them.
+* Library sets: ``await library_sets()`` names every set the backend knows, with ``None`` when it can
+  run it now, else why not and the fix (locally a set is a built directory, remotely an image). A
+  run asking for a set it does not know raises ``UnknownLibrarySetError``.
 * Isolation: the code cannot read the host filesystem (only read-only system dirs and the chosen
   library set are visible), cannot write outside its scratch dir, cannot see the server's
   environment, and has no network unless ``RunRequest.network`` is ``True``. Even then it keeps
   its own network namespace (only ``lo``): its one way out is the platform's egress proxy
   (``HTTP_PROXY``, see :mod:`sandbox.egress_proxy`), never a host address, port or abstract socket.
-* Limits: ``Limits`` hold for every run. Memory over the cap ends the run with ``reason="oom"``;
-  wall time over the cap kills the whole process tree with ``reason="timeout"``; output past
-  ``output_bytes`` is dropped and flagged ``*_truncated``.
-* Lifecycle: a backend is an async context manager; ``close()`` frees local resources (cgroup
-  pool, temp dirs) and is safe to call twice. ``run`` may be called concurrently.
-* No leftovers: after ``run`` returns, no process, mount, cgroup or temp dir of that run remains.
+* Limits: ``Limits`` hold for every run, and a backend refuses limits above the settings' maximums
+  itself (the guard upstream clamps them first). Memory over the cap ends the run with
+  ``reason="oom"``; wall time over the cap kills the whole process tree with ``reason="timeout"``;
+  output past ``output_bytes`` is dropped and flagged ``*_truncated``.
+* No leftovers: after ``run`` returns, no process, mount, cgroup, pod or temp dir of that run remains.
 * Services: ``start_service`` runs the request without a wall-clock cap (every other limit holds)
-  and returns a :class:`~sandbox.service.ServiceHandle` whose ``socket_path`` reaches the program's
-  ``port`` from the host; ``terminate()`` (idempotent) leaves nothing behind, as a finished run.
+  and returns a :class:`~sandbox.service.ServiceHandle`: the backend hands it the coroutine that runs
+  the service until cancelled, and sets its ``endpoint`` (a Unix socket on this host, or a URL for a
+  remote backend) once the program's ``port`` is reachable from the server. ``terminate()``
+  (idempotent) leaves nothing behind, as a finished run.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ if TYPE_CHECKING:
     from sandbox.service import ServiceHandle
 
 __all__ = [
+    "Check",
     "EndReason",
     "Language",
     "Limits",
@@ -124,11 +140,38 @@ class OutputChunk:
     result: RunResult | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """One preflight finding: a piece a backend needs, whether it is there, and how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str  # what was found, or what is wrong
+    fix: str = ""  # what to do about it (when not ok)
+    required: bool = True  # False: the backend runs without it, degraded (e.g. rlimits, no cgroups)
+
+    def summary(self) -> str:
+        """``detail`` and, when there is one, the fix: one line for logs and ``/healthz``."""
+        return f"{self.detail}; fix: {self.fix}" if self.fix else self.detail
+
+
 @runtime_checkable
 class Sandbox(Protocol):
     """A place where untrusted code runs. See the module docstring for the contract."""
 
     name: str
+
+    async def open(self) -> Self:
+        """Acquire what runs need, off the event loop; idempotent. Raises ``SandboxUnavailableError``."""
+        ...
+
+    async def preflight(self) -> list[Check]:
+        """What this host (or cluster) offers the backend, one :class:`Check` per piece; opens nothing."""
+        ...
+
+    async def library_sets(self) -> Mapping[str, str | None]:
+        """Every library set the backend knows -> None when it can run it now, else why not + fix."""
+        ...
 
     async def run(self, request: RunRequest) -> RunResult:
         """Run to completion and return the result (never raises for program failures)."""
@@ -143,10 +186,12 @@ class Sandbox(Protocol):
         ...
 
     async def close(self) -> None:
-        """Free local resources; idempotent."""
+        """Free what ``open`` acquired; idempotent."""
         ...
 
-    async def __aenter__(self) -> Self: ...
+    async def __aenter__(self) -> Self:
+        """``open()``."""
+        ...
 
     async def __aexit__(
         self,

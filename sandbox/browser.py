@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandbox.base import RunRequest, RunResult, Sandbox
+from sandbox.commands import EGRESS_PORT
 from sandbox.config import SandboxSettings
-from sandbox.egress_wiring import EGRESS_PORT
 from sandbox.errors import SandboxBusyError, SandboxStartError
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Turn a :class:`RunRequest` into the argv and environment used *inside* a sandbox.
 
-Shared by every local-host backend so ``python`` / ``typescript`` mean the same thing everywhere:
+Shared by every backend so ``python`` / ``typescript`` mean the same thing everywhere:
 Debian's ``/usr/bin/python3`` with the library set on ``PYTHONPATH``, and the Deno binary (from the
 ``deno`` PyPI package) bound read-only at :data:`DENO_PATH`, run offline with access to the scratch
 dir only.
@@ -17,6 +17,8 @@ from sandbox.errors import InvalidRunRequestError
 
 __all__ = [
     "DENO_PATH",
+    "DENO_RUN_FLAGS",
+    "EGRESS_PORT",
     "ETC_PIECES",
     "ETC_SYNTH",
     "SCRATCH_DIR",
@@ -31,10 +33,21 @@ __all__ = [
     "build_env",
     "check_exec_size",
     "check_relative_path",
+    "proxy_env",
 ]
 
 PYTHON_PATH = "/usr/bin/python3"
 DENO_PATH = "/opt/deno/deno"
+# TypeScript runs offline, without prompts, config or lock file, reading and writing the cwd only.
+DENO_RUN_FLAGS = (
+    "run",
+    "--no-remote",
+    "--no-prompt",
+    "--no-config",
+    "--no-lock",
+    "--allow-read=.",
+    "--allow-write=.",
+)
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # execve(2) refuses one string (argument or NAME=value) over 32 pages with E2BIG, and the whole
@@ -48,6 +61,8 @@ MAX_EXEC_BYTES = 1024 * 1024  # all strings, NULs included
 SCRATCH_DIR = "/sandbox"
 WORK_DIR = f"{SCRATCH_DIR}/work"
 TMP_DIR = f"{SCRATCH_DIR}/tmp"
+# A run with network reaches the egress proxy through ``HTTP_PROXY`` on its own loopback.
+EGRESS_PORT = 3128
 # Host /etc entries that are safe and useful inside (no passwd, shadow, machine secrets).
 ETC_PIECES = (
     "ld.so.cache",
@@ -76,7 +91,7 @@ ETC_SYNTH = {
 
 
 class LibrarySetLike(Protocol):
-    """What we need of ``sandbox.libsets.LibrarySet`` (kept structural to avoid an import cycle)."""
+    """What we need of a library set (structural: a host directory or a remote image both have it)."""
 
     @property
     def name(self) -> str: ...
@@ -132,18 +147,7 @@ def build_argv(
         # -s: no user site; -B: no .pyc in scratch. Not -I/-E: PYTHONPATH carries the library set.
         return [python, "-s", "-B", entry, *request.args]
     if request.language == "typescript":
-        return [
-            DENO_PATH,
-            "run",
-            "--no-remote",
-            "--no-prompt",
-            "--no-config",
-            "--no-lock",
-            "--allow-read=.",
-            "--allow-write=.",
-            entry,
-            *request.args,
-        ]
+        return [DENO_PATH, *DENO_RUN_FLAGS, entry, *request.args]
     raise InvalidRunRequestError(f"unknown language {request.language!r} (use 'python' or 'typescript')")
 
 
@@ -181,6 +185,13 @@ def build_env(
             raise InvalidRunRequestError(f"invalid environment variable {key!r}")
         env[key] = value
     return env
+
+
+def proxy_env() -> dict[str, str]:
+    """Proxy variables every common HTTP client reads (curl, requests, urllib, httpx, Deno)."""
+    url = f"http://127.0.0.1:{EGRESS_PORT}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+    return {name: url for name in names} | {"NO_PROXY": "", "no_proxy": ""}
 
 
 def check_exec_size(argv: Sequence[str], env: Mapping[str, str]) -> None:

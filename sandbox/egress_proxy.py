@@ -3,7 +3,7 @@
 Transport (why Unix sockets): a sandbox with network keeps its own network namespace holding only
 ``lo``; nothing routes to the host. For each run the proxy listens on a Unix socket of its own
 (:meth:`EgressProxy.open_channel`) which the backend binds into the sandbox, where a tiny forwarder
-(:mod:`sandbox.forwarder`) serves ``127.0.0.1:3128`` and ``HTTP(S)_PROXY`` point at it. A per-run
+(:mod:`sandbox.host.forwarder`) serves ``127.0.0.1:3128`` and ``HTTP(S)_PROXY`` point at it. A per-run
 socket means the proxy knows the tenant and run of every connection without trusting anything the
 sandbox sends, and no address or port of the host is ever reachable from inside.
 

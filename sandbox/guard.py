@@ -19,8 +19,9 @@ backend through a :class:`GuardedSandbox`, so no caller can forget a check:
   so each egress decision is logged for the right tenant.
 
 ``GuardedSandbox.for_owner(tenant)`` returns a view that charges that owner's budget; all views
-share one :class:`Admission` and one backend. Closing a view does nothing; closing the root
-closes the backend.
+share one :class:`Admission` and one backend. Opening or closing a view does nothing; opening the
+root opens the backend (``async with GuardedSandbox.from_settings(create_sandbox(s), s)``), closing it
+closes the backend. Preflight and library sets are the backend's answers, unchanged.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from sandbox.base import Limits, OutputChunk, RunRequest, RunResult, Sandbox
+from sandbox.base import Check, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError, SandboxBusyError
 from sandbox.service import ServiceHandle
@@ -322,8 +323,22 @@ class GuardedSandbox:
         handle.on_exit(release)
         return handle
 
+    async def preflight(self) -> list[Check]:
+        """The backend's preflight."""
+        return await self.inner.preflight()
+
+    async def library_sets(self) -> Mapping[str, str | None]:
+        """The backend's library sets."""
+        return await self.inner.library_sets()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    async def open(self) -> Self:
+        """Open the backend (views leave it to the root); idempotent when the backend's open is."""
+        if self._root:
+            await self.inner.open()
+        return self
 
     async def close(self) -> None:
         """Close the backend (views leave it to the root); idempotent when the backend's close is."""
@@ -331,7 +346,7 @@ class GuardedSandbox:
             await self.inner.close()
 
     async def __aenter__(self) -> Self:
-        return self
+        return await self.open()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

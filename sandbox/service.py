@@ -2,8 +2,10 @@
 
 Why a run in a task: a service is an ordinary run of the backend (same limits, same clean-up path)
 without a wall-clock cap, executed by a background task; ``terminate`` cancels that task, and the
-backend's cancellation path kills the tree and removes cgroup, mounts, namespace and sockets, as it
-does for a run whose client went away. Output is kept in a bounded ring for ``logs``.
+backend's cancellation path kills the tree and removes cgroup, mounts, namespace and sockets (or the
+pod, or the instance), as it does for a run whose client went away. Output is kept in a bounded ring
+for ``logs``. Every backend returns this one class: what differs is only its :class:`ServiceEndpoint`,
+a Unix socket on this host for the local backends, a URL for a remote one.
 """
 
 from __future__ import annotations
@@ -12,27 +14,41 @@ import asyncio
 import collections
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sandbox.base import OutputChunk, RunResult
 
-__all__ = ["LOG_CHARS", "ServiceHandle"]
+__all__ = ["LOG_CHARS", "ServiceEndpoint", "ServiceHandle"]
 
 logger = logging.getLogger(__name__)
 
 LOG_CHARS = 256 * 1024  # the newest output kept per service
+_PROBE = b"HEAD / HTTP/1.0\r\n\r\n"  # the forwarder accepts before the app listens: HTTP tells them apart
+
+
+@dataclass(frozen=True)
+class ServiceEndpoint:
+    """Where the server reaches a service: exactly one of a Unix socket on this host or an ``http://`` URL."""
+
+    unix_socket: Path | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.unix_socket is None) == (self.url is None):
+            raise ValueError("a service endpoint is a Unix socket or a URL, exactly one of them")
 
 
 class ServiceHandle:
-    """A started service: its host-side socket, its logs, and ``terminate()`` (idempotent)."""
+    """A started service: where it answers, its logs, and ``terminate()`` (idempotent)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.socket_path: Path | None = None  # set by the backend once the run's dir exists
+        self.endpoint: ServiceEndpoint | None = None  # set by the backend once the service is reachable
         self.result: RunResult | None = None
         self.error: BaseException | None = None
         self._logs: collections.deque[str] = collections.deque()
@@ -40,12 +56,15 @@ class ServiceHandle:
         self._task: asyncio.Task[None] | None = None
         self._coro: Coroutine[Any, Any, RunResult] | None = None
         self._on_exit: list[Callable[[], Awaitable[None]]] = []
+        self._on_output: list[Callable[[OutputChunk], None]] = []
 
     # The backend's ``_execute`` feeds output through this queue-like method.
     def put_nowait(self, item: OutputChunk | BaseException | None) -> None:
         """Keep the newest :data:`LOG_CHARS` characters of output."""
         if not isinstance(item, OutputChunk) or not item.data:
             return
+        for listener in self._on_output:
+            listener(item)
         self._logs.append(item.data)
         self._log_chars += len(item.data)
         while self._log_chars > LOG_CHARS and len(self._logs) > 1:
@@ -80,6 +99,15 @@ class ServiceHandle:
         """Call ``callback`` once the program has ended and been cleaned up (e.g. release a grant)."""
         self._on_exit.append(callback)
 
+    def on_output(self, listener: Callable[[OutputChunk], None]) -> None:
+        """Call ``listener`` with each output chunk from now on (e.g. to keep logs across restarts)."""
+        self._on_output.append(listener)
+
+    @property
+    def socket_path(self) -> Path | None:
+        """The endpoint's Unix socket (None for a URL endpoint, or before the backend set one)."""
+        return self.endpoint.unix_socket if self.endpoint is not None else None
+
     @property
     def running(self) -> bool:
         """True while the program runs."""
@@ -90,10 +118,10 @@ class ServiceHandle:
         return "".join(self._logs)
 
     async def wait_ready(self, timeout_s: float = 20.0) -> bool:
-        """Wait until the service's socket accepts a connection (False: it ended or timed out)."""
+        """Wait until the service answers HTTP at its endpoint (False: it ended or timed out)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.running:
-            if self.socket_path is not None and await asyncio.to_thread(_answers, self.socket_path):
+            if self.endpoint is not None and await _answers(self.endpoint):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -119,14 +147,23 @@ class ServiceHandle:
         await self._exited()
 
 
-def _answers(path: Path) -> bool:
-    """True when something accepts connections on the Unix socket ``path`` (and the app behind it)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        try:
-            sock.connect(str(path))
-            # The forwarder accepts even before the app listens: an HTTP probe tells them apart.
-            sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
-            return bool(sock.recv(1))
-        except OSError:
-            return False
+async def _answers(endpoint: ServiceEndpoint) -> bool:
+    """True when something answers an HTTP request at ``endpoint`` (the app, not only a forwarder)."""
+    try:
+        if endpoint.unix_socket is not None:
+            connecting = asyncio.open_unix_connection(str(endpoint.unix_socket))
+        else:
+            assert endpoint.url is not None
+            parts = urlsplit(endpoint.url)
+            connecting = asyncio.open_connection(parts.hostname, parts.port or 80)
+        reader, writer = await asyncio.wait_for(connecting, timeout=1.0)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(_PROBE)
+        await writer.drain()
+        return bool(await asyncio.wait_for(reader.read(1), timeout=1.0))
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()

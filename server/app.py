@@ -17,12 +17,13 @@ from fastapi.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
 from sandbox.guard import GuardedSandbox
+from sandbox.registry import open_sandbox
 from server import __version__
 from server.agent_protocol.storage import async_url
 from server.apps.access import LinkSigner, load_secret
 from server.apps.manager import APP_PREFIX, AppManager
+from server.apps.origin import AppOriginMiddleware
 from server.apps.proxy import AppProxy
 from server.apps.store import AppStore
 from server.config import Settings
@@ -136,7 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.
             store = await stack.enter_async_context(open_store(settings.workspace))
-            backend = await stack.enter_async_context(create_sandbox(sandbox_settings(settings)))
+            # The backend's host (or remote) I/O happens off the event loop, in its open().
+            backend = await open_sandbox(sandbox_settings(settings))
+            stack.push_async_callback(backend.close)
             # Every run (REST, CLI, agents) passes the one guard: limits clamped, memory admitted.
             sandbox = GuardedSandbox.from_settings(InstrumentedSandbox(backend), settings.sandbox)
             watch_admission(sandbox.admission)
@@ -196,6 +199,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=CORS_EXPOSED_HEADERS,
         )
+    if settings.apps.enabled and settings.apps.domain:
+        # Requests on an app's own host {id}.{domain} go to that app only, never to the API or the UI.
+        app.add_middleware(AppOriginMiddleware, domain=settings.apps.domain)
     # Added last = outermost: oversize bodies are refused before anything reads them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
 

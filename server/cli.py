@@ -98,13 +98,15 @@ def _explain(result: RunResult, limits_wall: float, limits_mem: int) -> str | No
 
 
 async def _run_streaming(settings: Settings, request: RunRequest, backend: str | None) -> RunResult:
-    from sandbox.factory import create_sandbox
     from sandbox.guard import GuardedSandbox
+    from sandbox.libsets import require_library_set
+    from sandbox.registry import create_sandbox
 
     result: RunResult | None = None
     # The same guard as the server's: limits clamped to the operator's maximums.
     raw = create_sandbox(settings.sandbox, backend)
     async with GuardedSandbox.from_settings(raw, settings.sandbox) as sandbox:
+        await require_library_set(sandbox, request.library_set)  # as this backend has it
         async for chunk in sandbox.stream(request):
             if chunk.stream == "stdout":
                 sys.stdout.write(chunk.data)
@@ -199,7 +201,7 @@ def run(
 @app.command()
 def doctor() -> None:
     """Check what this host can run, with a fix for each missing piece (always exits 0)."""
-    checks = run_checks(Settings())
+    checks = asyncio.run(run_checks(Settings()))
     Console().print(render_checks(checks))
     missing = [c for c in checks if not c.ok]
     if missing:
@@ -368,6 +370,6 @@ app.add_typer(libsets_app, name="libsets")
 @libsets_app.command("build")
 def libsets_build() -> None:
     """Build the library sets (base, datascience) into the data dir; a no-op when current."""
-    from sandbox.libsets import main as libsets_main
+    from sandbox.host.libset_dirs import main as libsets_main
 
     raise typer.Exit(libsets_main(["build"]))

@@ -1,60 +1,41 @@
 """Host checks behind ``agentic doctor``: what is installed, what works, and how to fix the rest.
 
-Each check is independent and never raises: a broken piece is a row with a fix hint.
+The sandbox rows are each backend's own preflight (:mod:`sandbox.registry`), named ``backend: piece``;
+a backend's required pieces are required here only for the configured backend. The library sets are
+the configured backend's answer. The rest (browser, Postgres binaries, the embedded model) are the
+server's own checks. Every check is independent and never raises: a broken piece is a row with a fix.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import glob
 import logging
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
 
+from sandbox.base import Check
+from sandbox.registry import create_sandbox, preflight
 from server.config import Settings
 
-__all__ = ["Check", "render_checks", "run_checks"]
+__all__ = ["render_checks", "run_checks"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    """One row of the doctor's table."""
-
-    name: str
-    ok: bool
-    detail: str  # what was found, or the problem plus how to fix it
-    required: bool = False  # needed for the default (local) backend
-
-
-def _guard(name: str, required: bool, fn: Callable[[], tuple[bool, str]]) -> Check:
+def _guard(name: str, fn: Callable[[], tuple[bool, str]]) -> Check:
     try:
         ok, detail = fn()
     except Exception as exc:  # a check must never break the doctor
         ok, detail = False, f"check failed: {type(exc).__name__}: {exc}"
-    return Check(name=name, ok=ok, detail=detail, required=required)
-
-
-def _host(settings: Settings) -> dict[str, str | None]:
-    from sandbox.factory import host_checks
-
-    return host_checks(settings.sandbox)
-
-
-def _seccomp() -> tuple[bool, str]:
-    try:
-        from sandbox.seccomp import bpf_program
-
-        size = len(bpf_program(False))
-    except Exception as exc:
-        return False, f"{exc}; fix: apt-get install libseccomp2 and pip install pyseccomp==0.1.2"
-    return True, f"libseccomp filter compiles ({size // 8} BPF instructions)"
+    detail, _, fix = detail.partition("; fix: ")
+    return Check(name=name, ok=ok, detail=detail, fix=fix, required=False)
 
 
 def _browser(settings: Settings) -> tuple[bool, str]:
@@ -89,29 +70,6 @@ def _postgres() -> tuple[bool, str]:
     )
 
 
-def _deno() -> tuple[bool, str]:
-    from sandbox.libsets import deno_binary
-
-    try:
-        return True, str(deno_binary())
-    except Exception as exc:
-        return False, str(exc)
-
-
-def _library_sets(settings: Settings) -> list[Check]:
-    from sandbox.libsets import LIBRARY_SETS, get_library_set
-
-    rows = []
-    for name in sorted(LIBRARY_SETS):
-
-        def check(name: str = name) -> tuple[bool, str]:
-            libset = get_library_set(name, settings.sandbox)
-            return True, str(libset.host_path or "stdlib only")
-
-        rows.append(_guard(f"library set '{name}'", name == "base", check))
-    return rows
-
-
 def _model() -> tuple[bool, str]:
     """The embedded model's file; the agents package may not be installed or finished yet."""
     try:
@@ -125,45 +83,54 @@ def _model() -> tuple[bool, str]:
     return False, f"{path} missing; fix: make model (agentic model setup), or set OPENAI_BASE_URL"
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Run every check; never raises."""
+async def _backends(settings: Settings) -> list[Check]:
+    """Every backend's preflight rows; required ones count only for the configured backend."""
+    chosen = settings.sandbox.backend
     try:
-        host = _host(settings)
-    except Exception as exc:
-        host = {
-            k: f"host checks failed: {exc}"
-            for k in ("root", "launcher", "bwrap", "bwrap_works", "cgroups", "runsc", "runsc_works")
-        }
-
-    def from_host(*keys: str, ok_text: str) -> Callable[[], tuple[bool, str]]:
-        def check() -> tuple[bool, str]:
-            problems = [host[k] for k in keys if host.get(k)]
-            return (False, str(problems[0])) if problems else (True, ok_text)
-
-        return check
-
-    rows = [
-        _guard("root", True, from_host("root", ok_text="running as root")),
-        _guard(
-            "bubblewrap",
-            True,
-            from_host(
-                "bwrap",
-                "bwrap_works",
-                "launcher",
-                ok_text=f"{settings.sandbox.bwrap_path} creates namespaces",
-            ),
-        ),
-        _guard("cgroups v1 writable", False, from_host("cgroups", ok_text=f"{settings.sandbox.cgroup_root}")),
-        _guard("seccomp (libseccomp)", True, _seccomp),
-        _guard("runsc (gVisor)", False, from_host("runsc", "runsc_works", ok_text="runsc runs")),
-        _guard("browser", False, lambda: _browser(settings)),
-        _guard("postgres binaries", False, _postgres),
-        _guard("deno (TypeScript)", False, _deno),
-        *_library_sets(settings),
-        _guard("embedded model", False, _model),
+        by_backend = await preflight(settings.sandbox)
+    except Exception as exc:  # a check must never break the doctor
+        return [Check(name="sandbox backends", ok=False, detail=f"preflight failed: {exc}")]
+    return [
+        dataclasses.replace(check, name=f"{name}: {check.name}", required=check.required and name == chosen)
+        for name, checks in by_backend.items()
+        for check in checks
     ]
+
+
+async def _library_sets(settings: Settings) -> list[Check]:
+    """The configured backend's library sets (``base`` is required: every run needs one)."""
+    backend = settings.sandbox.backend
+    try:
+        sandbox = await asyncio.to_thread(create_sandbox, settings.sandbox)  # importing may do I/O
+        sets = await sandbox.library_sets()
+    except Exception as exc:  # a check must never break the doctor
+        return [Check(name="library sets", ok=False, detail=f"{type(exc).__name__}: {exc}", required=False)]
+    rows = []
+    for name, problem in sorted(sets.items()):
+        detail, _, fix = (problem or f"ready on the {backend} backend").partition("; fix: ")
+        rows.append(
+            Check(
+                name=f"library set '{name}'",
+                ok=problem is None,
+                detail=detail,
+                fix=fix,
+                required=name == "base",
+            )
+        )
     return rows
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    """Run every check; never raises."""
+    backends, libsets = await asyncio.gather(_backends(settings), _library_sets(settings))
+    others = await asyncio.to_thread(
+        lambda: [
+            _guard("browser", lambda: _browser(settings)),
+            _guard("postgres binaries", _postgres),
+            _guard("embedded model", _model),
+        ]
+    )
+    return [*backends, *libsets, *others]
 
 
 def render_checks(checks: list[Check]) -> Table:
@@ -177,5 +144,5 @@ def render_checks(checks: list[Check]) -> Table:
             status = "[green]ok[/]"
         else:
             status = "[red]missing[/]" if c.required else "[yellow]optional, missing[/]"
-        table.add_row(c.name, status, c.detail)
+        table.add_row(c.name, status, c.detail if c.ok else c.summary())
     return table

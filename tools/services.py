@@ -111,16 +111,16 @@ async def get_sandbox(context: object | None = None) -> Sandbox:
     if _servers:
         raise MissingServiceError("this run has no sandbox in its context (server runs always do)")
     from sandbox.config import SandboxSettings
-    from sandbox.factory import create_sandbox
     from sandbox.guard import GuardedSandbox
+    from sandbox.registry import open_sandbox
 
     settings = await asyncio.to_thread(SandboxSettings)
     backend = str(_attr(context, "sandbox_backend") or settings.backend)
     key = (id(asyncio.get_running_loop()), backend)
     async with _guard():
         if key not in _sandboxes:
-            # Backends probe the host (binaries, cgroups) when built: keep that off the event loop.
-            backend_box = await asyncio.to_thread(create_sandbox, settings, backend)
+            # open() probes the host (binaries, cgroups) off the event loop.
+            backend_box = await open_sandbox(settings, backend)
             _sandboxes[key] = GuardedSandbox.from_settings(backend_box, settings)
             logger.info("opened the process-wide %s sandbox", backend)
         return _sandboxes[key]

@@ -33,7 +33,7 @@ for entry in "${wanted[@]}"; do
     [[ "$required" == "1" ]] && required_missing+=("$pkg")
   fi
 done
-# The sandbox launcher (sandbox/launcher.c) is linked statically: it needs libc.a.
+# The sandbox launcher (sandbox/host/launcher.c) is linked statically: it needs libc.a.
 if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a && ! -e "/usr/lib/$(uname -m)-linux-gnu/libc.a" ]]; then
   missing+=("libc6-dev"); required_missing+=("libc6-dev")
 fi

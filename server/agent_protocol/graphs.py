@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
@@ -109,13 +110,18 @@ class GraphHost:
     """The compiled graph bound to the checkpointer, described as the protocol's one assistant."""
 
     def __init__(
-        self, graph: Pregel[Any, Any, Any, Any], graph_id: str, settings: AgentProtocolSettings | None = None
+        self,
+        graph: Pregel[Any, Any, Any, Any],
+        graph_id: str,
+        settings: AgentProtocolSettings | None = None,
+        library_sets: Collection[str] = frozenset(LIBRARY_SETS),
     ) -> None:
+        """``library_sets``: those a client may pick (the server's sandbox backend's ready ones)."""
         self.graph = graph
         self.graph_id = graph_id
         self.assistant_id = str(uuid5(NAMESPACE_GRAPH, graph_id))
         self.policy = ContextPolicy(
-            getattr(graph, "context_schema", None), settings or AgentProtocolSettings(), LIBRARY_SETS
+            getattr(graph, "context_schema", None), settings or AgentProtocolSettings(), library_sets
         )
         self._default_context = _defaults_of(getattr(graph, "context_schema", None))
 

@@ -18,6 +18,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agents.checkpoint import open_checkpointer
+from sandbox.libsets import LIBRARY_SETS, ready_library_sets
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.graphs import GraphHost, load_graph
 from server.agent_protocol.runs.manager import RunManager
@@ -34,6 +35,14 @@ def _checkpointer(settings: AgentProtocolSettings) -> AbstractAsyncContextManage
     Same database as the threads and runs: Postgres with a URL, SQLite in the data dir otherwise.
     """
     return open_checkpointer(settings.database_url or None, data_dir=settings.data_dir)
+
+
+async def _library_sets(context_extras: dict[str, Any] | None) -> frozenset[str]:
+    """The sets a run's context may name: those the server's sandbox has ready (every known one without)."""
+    sandbox = (context_extras or {}).get("sandbox")
+    if sandbox is None:
+        return frozenset(LIBRARY_SETS)
+    return ready_library_sets(await sandbox.library_sets())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +73,7 @@ class AgentProtocolService:
             await store.setup()
             saver = await stack.enter_async_context(_checkpointer(settings))
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
-            host = GraphHost(graph, settings.graph_id, settings)
+            host = GraphHost(graph, settings.graph_id, settings, await _library_sets(context_extras))
             manager = RunManager(store, host, settings, context_extras, database_url=settings.database_url)
             stack.push_async_callback(manager.close)
             manager.start()  # the worker: claims queued runs, and those a stopped process left behind

@@ -1,17 +1,17 @@
 """``/healthz``: liveness plus which sandbox backends this host can run (no auth).
 
-Probing the backends starts a few short processes, so the answer is cached for a while: a
-monitoring system polling every second must not spawn bubblewrap every second.
+Each backend answers from its own preflight (:func:`sandbox.registry.available_backends`). Probing
+starts a few short processes, so the answer is cached for a while: a monitoring system polling
+every second must not spawn bubblewrap every second.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request
 
-from sandbox.factory import available_backends
+from sandbox.registry import available_backends
 from server import __version__
 from server.deps import SettingsDep
 from server.schemas import HealthPublic
@@ -27,7 +27,7 @@ async def _backends(request: Request, settings: SettingsDep) -> dict[str, str | 
     cached: tuple[float, dict[str, str | None]] | None = getattr(request.app.state, "health_backends", None)
     if cached is not None and time.monotonic() - cached[0] < BACKENDS_TTL_S:
         return cached[1]
-    backends = await asyncio.to_thread(available_backends, settings.sandbox)
+    backends = await available_backends(settings.sandbox)
     request.app.state.health_backends = (time.monotonic(), backends)
     return backends
 

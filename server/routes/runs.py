@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
 
 from sandbox.base import Limits, RunRequest, RunResult, Sandbox
-from sandbox.libsets import get_library_set
+from sandbox.libsets import require_library_set
 from sandbox.plan import plan_run, require_language
 from sandbox.resources import Tier
 from server.config import Settings
@@ -80,7 +80,7 @@ class _PreparedRun:
 
 
 async def _prepare(
-    workspace_id: str, body: RunCreate, store: VersionStore, settings: Settings
+    workspace_id: str, body: RunCreate, store: VersionStore, sandbox: Sandbox, settings: Settings
 ) -> _PreparedRun:
     """Validate everything before the run starts, so errors get a status code, not an SSE event."""
     if body.network and not settings.allow_network:
@@ -92,7 +92,7 @@ async def _prepare(
             },
         )
     await store.get_workspace(workspace_id)
-    get_library_set(body.library_set, settings.sandbox)  # unknown / unbuilt set: fail now
+    await require_library_set(sandbox, body.library_set)  # unknown here, or not built: fail now
     infos = await store.list_files(workspace_id)
     # Tier, limits and the size check come from the stored sizes, before any content is loaded:
     # a run never costs the server more memory than its own scratch dir holds.
@@ -159,7 +159,7 @@ async def create_run(
     settings: SettingsDep,
 ) -> RunPublic | Response:
     """Run a file or snippet and return its result (or stream it, see ``Accept``)."""
-    prepared = await _prepare(workspace_id, body, store, settings)
+    prepared = await _prepare(workspace_id, body, store, sandbox, settings)
     if _wants_stream(request):
         return EventSourceResponse(_sse_events(sandbox, store, prepared), ping=15)
     logger.info(
@@ -180,7 +180,7 @@ async def stream_run(
     settings: SettingsDep,
 ) -> EventSourceResponse:
     """Run a file or snippet, streaming its output as server-sent events."""
-    prepared = await _prepare(workspace_id, body, store, settings)
+    prepared = await _prepare(workspace_id, body, store, sandbox, settings)
     return EventSourceResponse(_sse_events(sandbox, store, prepared), ping=15)
 
 

@@ -11,7 +11,7 @@ import pytest
 from agents.context import Context
 from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.registry import create_sandbox
 from tests.support.scripted_openai import ScriptedOpenAI
 from tools.search_backends import LocalCorpusSearch, WebResult
 from workspace.sql import SqlVersionStore
@@ -78,6 +78,7 @@ def make_context(llm: ScriptedOpenAI, store: SqlVersionStore, sandbox: Sandbox) 
             "store": store,
             "sandbox": sandbox,
             "web_search": LocalCorpusSearch(CORPUS),
+            "search_read_pages": 0,  # the corpus is not on loopback (tests that read pages serve them)
         }
         values.update(overrides)
         return Context(**values)

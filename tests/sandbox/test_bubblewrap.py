@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.bubblewrap import BubblewrapSandbox
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
-from sandbox.bubblewrap import UID_SLOTS, BubblewrapSandbox
-from sandbox.cgroups import CgroupPool
 from sandbox.commands import build_argv
-from sandbox.config import SandboxSettings
+from sandbox.config import LocalSettings, SandboxSettings
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
-from sandbox.seccomp import bpf_program
+from sandbox.host.bwrap_run import UID_SLOTS
+from sandbox.host.cgroup_pool import CgroupPool
+from sandbox.host.seccomp import bpf_program
 from tests.sandbox.test_conformance import fill_writable_places
 
 pytestmark = pytest.mark.privileged
@@ -32,15 +33,21 @@ pytestmark = pytest.mark.privileged
 
 @pytest.fixture(scope="module")
 async def local() -> AsyncIterator[BubblewrapSandbox]:
-    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=2)) as box:
+    async with BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=2))) as box:
         yield box
 
 
 @pytest.fixture(scope="module")
 async def local_rlimits() -> AsyncIterator[BubblewrapSandbox]:
-    async with BubblewrapSandbox(SandboxSettings(use_cgroups=False)) as box:
+    async with BubblewrapSandbox(SandboxSettings(local=LocalSettings(use_cgroups=False))) as box:
         assert not box.uses_cgroups
         yield box
+
+
+def pool_of(box: BubblewrapSandbox) -> CgroupPool:
+    """The open backend's cgroup pool (the tests here need cgroups)."""
+    assert box._host is not None and box._host.pool is not None
+    return box._host.pool
 
 
 def sleeper(seconds: int, marker: str) -> str:
@@ -134,7 +141,7 @@ async def test_runs_as_unprivileged_host_uid(local: BubblewrapSandbox) -> None:
             break
     result = await task
     assert result.stdout.startswith("65534 65534 [")
-    base = local.settings.host_uid_base
+    base = local.settings.local.host_uid_base
     assert host_uid is not None and base is not None
     # really unprivileged on the host, not root mapped into a namespace
     assert base <= host_uid < base + UID_SLOTS
@@ -146,12 +153,11 @@ async def test_peak_memory_and_pool_reuse(local: BubblewrapSandbox) -> None:
     assert result.peak_memory_mb is not None and 60 <= result.peak_memory_mb < 200
     small = await run_py(local, "print(1)")
     assert small.peak_memory_mb is not None and small.peak_memory_mb < 60
-    assert local._pool is not None
-    dirs_before = sorted(p.name for p in local._pool.base_dirs["pids"].iterdir() if p.is_dir())
+    dirs_before = sorted(p.name for p in pool_of(local).base_dirs["pids"].iterdir() if p.is_dir())
     for _ in range(5):
         assert (await run_py(local, "print(2)")).ok
     await asyncio.sleep(0.2)
-    dirs_after = sorted(p.name for p in local._pool.base_dirs["pids"].iterdir() if p.is_dir())
+    dirs_after = sorted(p.name for p in pool_of(local).base_dirs["pids"].iterdir() if p.is_dir())
     assert dirs_after == dirs_before  # groups are reused, not created per run
 
 
@@ -188,11 +194,11 @@ async def test_tmp_shares_the_scratch_cap(local: BubblewrapSandbox) -> None:
 
 
 async def test_close_is_idempotent_and_removes_groups() -> None:
-    box = BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1))
+    box = await BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=1))).open()
     assert (await run_py(box, "print(1)")).ok
-    assert box._pool is not None
-    bases = list(box._pool.base_dirs.values())
-    etc = box._stage.root
+    bases = list(pool_of(box).base_dirs.values())
+    assert box._host is not None
+    etc = box._host.stage.root
     await box.close()
     await box.close()
     assert not any(b.exists() for b in bases)
@@ -201,7 +207,7 @@ async def test_close_is_idempotent_and_removes_groups() -> None:
 
 async def test_reused_group_survives_many_runs_in_a_row() -> None:
     """Zombies of earlier runs (reaped late by host pid 1) must not eat a reused group's pids cap."""
-    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
+    async with BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=1))) as box:
         request = RunRequest(command=("/bin/true",), limits=Limits(pids=4))
         results = [await box.run(request) for _ in range(40)]
     failed = [(i, r.exit_code, r.stderr[-200:]) for i, r in enumerate(results) if not r.ok]
@@ -209,9 +215,8 @@ async def test_reused_group_survives_many_runs_in_a_row() -> None:
 
 
 async def test_close_during_runs_ends_them_and_removes_every_group() -> None:
-    box = BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1))
-    assert box._pool is not None
-    bases = list(box._pool.base_dirs.values())
+    box = await BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=1))).open()
+    bases = list(pool_of(box).base_dirs.values())
     # More runs than pooled groups: two groups are created on demand while close() may be running.
     runs = [asyncio.ensure_future(run_py(box, "import time\ntime.sleep(30)\n")) for _ in range(3)]
     await asyncio.sleep(1.0)
@@ -230,10 +235,10 @@ async def test_leftovers_of_a_dead_server_are_swept() -> None:
     dead.wait()
     stage = Path(tempfile.gettempdir()) / f"agentic-bwrap-{dead.pid}-stale"
     (stage / "etc").mkdir(parents=True)
-    pids_parent = CgroupPool(SandboxSettings().cgroup_root, 0).base_dirs["pids"].parent
+    pids_parent = CgroupPool(SandboxSettings().local.cgroup_root, 0).base_dirs["pids"].parent
     parent = pids_parent / f"agentic-{dead.pid}-0"
     (parent / "run-0").mkdir(parents=True)
-    box = BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1))
+    box = await BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=1))).open()
     try:
         assert not stage.exists()
         assert not parent.exists()
@@ -245,9 +250,12 @@ async def test_leftovers_of_a_dead_server_are_swept() -> None:
                 group.rmdir()
 
 
-def test_missing_bwrap_is_reported() -> None:
-    with pytest.raises(SandboxUnavailableError, match="bubblewrap"):
-        BubblewrapSandbox(SandboxSettings(bwrap_path=Path("/nonexistent/bwrap")))
+async def test_missing_bwrap_is_reported_by_open() -> None:
+    box = BubblewrapSandbox(SandboxSettings(local=LocalSettings(bwrap_path=Path("/nonexistent/bwrap"))))
+    with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
+        await box.open()
+    with pytest.raises(SandboxStartError, match="not open"):
+        await run_py(box, "print(1)")
 
 
 def test_build_argv() -> None:
@@ -390,9 +398,8 @@ async def test_lower_memory_cap_than_a_reused_groups_charge() -> None:
     The kernel refuses ``memory.limit_in_bytes`` below that (EBUSY): the run must still start and
     the pool keep its size.
     """
-    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
-        assert box._pool is not None
-        (group,) = box._pool._free
+    async with BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=1))) as box:
+        (group,) = pool_of(box)._free
         shm = Path("/dev/shm") / f"agentic-charge-{uuid.uuid4().hex}"
         join = " && ".join(f"echo 0 > {p}" for p in group.tasks_files)
         try:  # 48 MB of shmem charged to the group, held after the writer exits
@@ -403,4 +410,4 @@ async def test_lower_memory_cap_than_a_reused_groups_charge() -> None:
         finally:
             shm.unlink(missing_ok=True)
         assert [r.stdout for r in results] == ["small\n"] * 3, [r.stderr[-300:] for r in results]
-        assert len(box._pool._free) == 1 and len(box._pool._all) == 1
+        assert len(pool_of(box)._free) == 1 and len(pool_of(box)._all) == 1

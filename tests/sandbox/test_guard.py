@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandbox.base import EndReason, Limits, RunRequest
-from sandbox.bubblewrap import BubblewrapSandbox
-from sandbox.config import DEFAULT_MAX_LIMITS, SandboxSettings
+from sandbox.config import DEFAULT_MAX_LIMITS, LocalSettings, SandboxSettings
 from sandbox.errors import (
     InvalidRunRequestError,
     LimitsExceededError,
@@ -22,6 +21,7 @@ from sandbox.errors import (
     SandboxUnavailableError,
 )
 from sandbox.guard import Admission, GuardedSandbox, check_files_fit, clamp_limits
+from sandbox.registry import create_sandbox
 from sandbox.resources import TIERS
 
 
@@ -111,15 +111,16 @@ async def test_run_count_is_capped_per_tenant() -> None:
 @pytest.fixture(scope="module")
 async def guarded() -> AsyncIterator[GuardedSandbox]:
     settings = SandboxSettings(
-        cgroup_pool_size=1,
+        local=LocalSettings(cgroup_pool_size=1),
         max_limits=Limits(wall_seconds=1.0, pids=16, memory_mb=256, cpu_seconds=10, disk_mb=64),
         memory_budget_mb=1024,
     )
+    box = GuardedSandbox.from_settings(create_sandbox(settings, "local"), settings)
     try:
-        backend = BubblewrapSandbox(settings)
+        await box.open()  # the root guard opens its backend
     except SandboxUnavailableError as exc:
         pytest.skip(f"local sandbox unavailable: {exc}")
-    async with GuardedSandbox.from_settings(backend, settings) as box:
+    async with box:
         yield box
 
 

@@ -1,4 +1,4 @@
-"""gVisor-specific checks (the shared containment suite runs against gVisor via conftest.BACKENDS)."""
+"""gVisor-specific checks (the shared containment suite runs against gVisor too: every registered backend)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.gvisor import MEMORY_HEADROOM_MB, GVisorSandbox
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
-from sandbox.config import SandboxSettings
+from sandbox.config import GVisorSettings, SandboxSettings
 from sandbox.egress_policy import EgressPolicy
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
-from sandbox.gvisor import MEMORY_HEADROOM_MB, GVisorSandbox
-from sandbox.oci import BindMount, RunSpec, build_config, build_rootfs, seccomp_profile
+from sandbox.host.oci import BindMount, RunSpec, build_config, build_rootfs, seccomp_profile
+from sandbox.host.runsc import GVisorHost, hide_host_paths
 from tests.support.leftovers import descendants
 
 pytestmark = [
@@ -31,8 +32,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 async def gvisor() -> AsyncIterator[GVisorSandbox]:
-    async with GVisorSandbox(SandboxSettings(cgroup_pool_size=1)) as box:
+    async with GVisorSandbox(SandboxSettings(gvisor=GVisorSettings(cgroup_pool_size=1))) as box:
         yield box
+
+
+def host_of(box: GVisorSandbox) -> GVisorHost:
+    """What the open backend holds on the host (its runsc state, bundles, pool)."""
+    assert box._host is not None
+    return box._host
 
 
 async def run_py(box: GVisorSandbox, code: str, **kwargs: object) -> RunResult:
@@ -93,9 +100,10 @@ def test_seccomp_profile_blocks_sockets_without_network() -> None:
     assert not any("socketpair" in rule["names"] for rule in with_net)
 
 
-def test_missing_runsc_is_reported_with_a_fix() -> None:
+async def test_missing_runsc_is_reported_with_a_fix_by_open() -> None:
+    box = GVisorSandbox(SandboxSettings(gvisor=GVisorSettings(runsc_path=Path("/nonexistent/runsc"))))
     with pytest.raises(SandboxUnavailableError, match="apt-get install runsc"):
-        GVisorSandbox(SandboxSettings(runsc_path=Path("/nonexistent/runsc")))
+        await box.open()
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -154,13 +162,13 @@ async def test_network_true_does_not_reach_a_host_listener(gvisor: GVisorSandbox
 async def test_timeout_leaves_no_container_state(gvisor: GVisorSandbox) -> None:
     result = await run_py(gvisor, "import time\ntime.sleep(30)\n", limits=Limits(wall_seconds=1))
     assert result.reason is EndReason.TIMEOUT
-    state = gvisor._state  # noqa: SLF001 - the runsc root dir is the ground truth here
+    state = host_of(gvisor).runsc.state  # the runsc root dir is the ground truth here
     assert list(state.iterdir()) == []
-    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
+    assert list(host_of(gvisor).runs.iterdir()) == []
 
 
 async def test_start_failure_is_an_error() -> None:
-    async with GVisorSandbox(SandboxSettings(cgroup_pool_size=0)) as box:
+    async with GVisorSandbox(SandboxSettings(gvisor=GVisorSettings(cgroup_pool_size=0))) as box:
         with pytest.raises(SandboxStartError, match="nonexistent") as info:
             await box.run(RunRequest(command=("/nonexistent/prog",)))
         # The message reaches API clients: no bundle / state / scratch path of the host.
@@ -169,10 +177,11 @@ async def test_start_failure_is_an_error() -> None:
 
 
 async def test_close_removes_everything_and_is_idempotent() -> None:
-    box = GVisorSandbox(SandboxSettings(cgroup_pool_size=0))
-    tmp = box._tmp  # noqa: SLF001
+    box = await GVisorSandbox(SandboxSettings(gvisor=GVisorSettings(cgroup_pool_size=0))).open()
+    tmp = host_of(box).tmp
     assert (await box.run(RunRequest(command=("/bin/echo", "x")))).stdout == "x\n"
-    prefix = box._pool.base_dirs["memory"].name if box._pool is not None else None  # noqa: SLF001
+    pool = host_of(box).pool
+    prefix = pool.base_dirs["memory"].name if pool is not None else None
     await box.close()
     await box.close()
     assert not tmp.exists()
@@ -188,7 +197,7 @@ async def test_files_too_big_for_scratch_are_refused(gvisor: GVisorSandbox) -> N
     )
     with pytest.raises(InvalidRunRequestError, match="do not fit"):
         await gvisor.run(request)
-    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
+    assert list(host_of(gvisor).runs.iterdir()) == []
 
 
 async def test_cancelled_run_leaves_nothing(gvisor: GVisorSandbox) -> None:
@@ -198,9 +207,9 @@ async def test_cancelled_run_leaves_nothing(gvisor: GVisorSandbox) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert list(gvisor._state.iterdir()) == []  # noqa: SLF001
-    assert list(gvisor._runs.iterdir()) == []  # noqa: SLF001
-    assert str(gvisor._runs) not in Path("/proc/self/mountinfo").read_text()  # noqa: SLF001
+    assert list(host_of(gvisor).runsc.state.iterdir()) == []
+    assert list(host_of(gvisor).runs.iterdir()) == []
+    assert str(host_of(gvisor).runs) not in Path("/proc/self/mountinfo").read_text()
 
 
 async def test_daemon_dies_with_the_run(gvisor: GVisorSandbox) -> None:
@@ -214,6 +223,7 @@ async def test_daemon_dies_with_the_run(gvisor: GVisorSandbox) -> None:
     listener.listen(1)
     listener.settimeout(3.0)
     port = listener.getsockname()[1]
+    assert gvisor.egress is not None
     saved = gvisor.egress.policy
     gvisor.egress.policy = EgressPolicy.from_entries(["127.0.0.2"], allow_internet=False)
     daemon = "import socket, time\ntime.sleep(1.0)\n"
@@ -241,12 +251,10 @@ print('parent leaving')
 
 
 def test_runsc_errors_lose_their_host_paths() -> None:
-    from sandbox.gvisor import _hide_host_paths
-
     line = (
         "running container: starting container: mount /tmp/agentic-gvisor-123/runs/x/scratch "
         'to "/sandbox": open /root/.local/share/agentic/libsets/base: no such file'
     )
-    cleaned = _hide_host_paths(line)
+    cleaned = hide_host_paths(line)
     assert "/tmp/" not in cleaned and "/root" not in cleaned and "agentic-gvisor" not in cleaned
     assert '"/sandbox"' in cleaned and "no such file" in cleaned

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.bubblewrap import BubblewrapSandbox
 from sandbox.base import Limits, RunRequest
-from sandbox.bubblewrap import BubblewrapSandbox
-from sandbox.config import SandboxSettings
+from sandbox.config import LocalSettings, SandboxSettings
 from sandbox.errors import SandboxUnavailableError
-from sandbox.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
-from sandbox.netns import NetnsPool
+from sandbox.host.launcher import SETUP_EXIT, SETUP_FAILED, build_launcher, launch_args
+from sandbox.host.netns import NetnsPool
 
 pytestmark = pytest.mark.privileged
 
@@ -27,7 +27,7 @@ NETNS = "import os; print(os.stat('/proc/self/ns/net').st_ino)"
 
 @pytest.fixture(scope="module")
 async def local() -> AsyncIterator[BubblewrapSandbox]:
-    async with BubblewrapSandbox(SandboxSettings(cgroup_pool_size=2)) as box:
+    async with BubblewrapSandbox(SandboxSettings(local=LocalSettings(cgroup_pool_size=2))) as box:
         yield box
 
 

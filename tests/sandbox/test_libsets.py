@@ -1,4 +1,4 @@
-"""Library sets: lookup errors, idempotent builds, and the datascience set used for real."""
+"""Library sets: lookup errors, idempotent builds, lookup through the backend, and datascience for real."""
 
 from __future__ import annotations
 
@@ -16,15 +16,9 @@ from sandbox import libsets
 from sandbox.base import RunRequest
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxUnavailableError, UnknownLibrarySetError
-from sandbox.factory import available_backends, create_sandbox
-from sandbox.libsets import (
-    LIBRARY_SETS,
-    MOUNT_POINT,
-    LibrarySetSpec,
-    build_library_set,
-    deno_binary,
-    get_library_set,
-)
+from sandbox.host.libset_dirs import build_library_set, deno_binary, get_library_set
+from sandbox.libsets import LIBRARY_SETS, MOUNT_POINT, LibrarySetSpec, ready_library_sets, require_library_set
+from sandbox.registry import available_backends, create_sandbox
 from sandbox.resources import TIERS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,8 +59,29 @@ def test_base_set_needs_no_build(tmp_path: Path) -> None:
 
 
 def test_unbuilt_set_says_how_to_build(tmp_path: Path) -> None:
-    with pytest.raises(SandboxUnavailableError, match="python -m sandbox.libsets build"):
+    with pytest.raises(SandboxUnavailableError, match="agentic libsets build"):
         get_library_set("datascience", SandboxSettings(data_dir=tmp_path))
+
+
+@pytest.mark.parametrize("backend", ["local", "gvisor"])  # Unikraft's (an image per set): its own suite
+async def test_library_sets_are_looked_up_through_the_backend(
+    backend: str, tmp_path: Path, tiny_spec: str
+) -> None:
+    """Each backend says which sets it has (here: a data dir where nothing is built yet); opens nothing."""
+    sandbox = create_sandbox(SandboxSettings(data_dir=tmp_path), backend)
+    sets = await sandbox.library_sets()
+    assert set(sets) == set(LIBRARY_SETS) and sets["base"] is None
+    problem = sets[tiny_spec]
+    assert problem is not None and "not built" in problem and "agentic libsets build" in problem
+    assert ready_library_sets(sets) == {"base"}
+    await require_library_set(sandbox, "base")
+    with pytest.raises(UnknownLibrarySetError, match="'nope'.*known sets: base"):
+        await require_library_set(sandbox, "nope")
+    with pytest.raises(SandboxUnavailableError, match="fix: run `agentic libsets build`"):
+        await require_library_set(sandbox, tiny_spec)
+    build_library_set(tiny_spec, SandboxSettings(data_dir=tmp_path))
+    assert (await sandbox.library_sets())[tiny_spec] is None  # built now: the same backend sees it
+    await require_library_set(sandbox, tiny_spec)
 
 
 def test_deno_binary_runs() -> None:
@@ -131,7 +146,11 @@ def test_cli_second_build_is_fast(built_settings: SandboxSettings) -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "sandbox.libsets", "build"], cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "sandbox.host.libset_dirs", "build"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -145,7 +164,7 @@ def test_cli_second_build_is_fast(built_settings: SandboxSettings) -> None:
 def test_cli_unknown_set_fails(tmp_path: Path) -> None:
     env = {**os.environ, "AGENTIC_SANDBOX_DATA_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "sandbox.libsets", "build", "nope"],
+        [sys.executable, "-m", "sandbox.host.libset_dirs", "build", "nope"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -167,7 +186,7 @@ def test_datascience_imports_with_debian_python(built_settings: SandboxSettings,
     }
     code = "import numpy, pandas, matplotlib; print(matplotlib.get_backend())"
     out = subprocess.run(
-        [built_settings.python_path, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        [built_settings.local.python_path, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().lower() == "agg"
@@ -184,7 +203,7 @@ with open("plot.png", "rb") as fh:
 
 
 async def test_datascience_inside_local_sandbox(built_settings: SandboxSettings) -> None:
-    problem = available_backends(built_settings)["local"]
+    problem = (await available_backends(built_settings, ["local"]))["local"]
     if problem is not None:
         pytest.skip(f"local sandbox unavailable: {problem}")
     async with create_sandbox(built_settings, "local") as sb:

@@ -7,9 +7,9 @@ import tempfile
 
 import pytest
 
-from sandbox.oci import seccomp_profile
-from sandbox.seccomp import build_filter
-from sandbox.seccomp_policy import policy
+from sandbox.host.oci import seccomp_profile
+from sandbox.host.seccomp import build_filter
+from sandbox.host.seccomp_policy import policy
 
 # (syscall, errno, argument index or None, comparison) -- what each compiled form refuses.
 Denial = tuple[str, int, int | None]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.server
 import os
+import threading
+from pathlib import Path
 
 import httpx
+import pytest
 
-from sandbox.base import Limits, RunRequest, Sandbox
+from sandbox.base import Limits, RunRequest, RunResult, Sandbox
 from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.guard import Admission, GuardedSandbox
+from sandbox.service import ServiceEndpoint, ServiceHandle
 from tests.support.leftovers import descendants
 
 APP = """
@@ -74,3 +79,47 @@ async def test_guard_clamps_and_holds_the_grant_while_the_service_lives(sandbox:
         await handle.terminate()
     await asyncio.sleep(0)
     assert guard.admission.stats().granted_memory_mb == 0
+
+
+async def test_a_url_endpoint_is_probed_like_a_socket() -> None:
+    """A remote backend's service answers at a URL: ``wait_ready`` probes it over HTTP (here on loopback)."""
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ended = asyncio.Event()
+
+    async def remote_service() -> RunResult:  # what a remote backend's coroutine does: wait until cancelled
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            ended.set()
+        raise AssertionError("unreachable")
+
+    handle = ServiceHandle("remote")
+    handle.start(remote_service())
+    try:
+        assert not await handle.wait_ready(0.2)  # no endpoint yet
+        handle.endpoint = ServiceEndpoint(url=f"http://127.0.0.1:{server.server_address[1]}/")
+        assert await handle.wait_ready(5)
+        assert handle.socket_path is None
+        handle.endpoint = ServiceEndpoint(url="http://127.0.0.1:9/")  # nothing listens there
+        assert not await handle.wait_ready(0.5)
+    finally:
+        await handle.terminate()
+        server.shutdown()
+    assert ended.is_set() and not handle.running
+
+
+def test_an_endpoint_is_a_socket_or_a_url() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ServiceEndpoint()
+    with pytest.raises(ValueError, match="exactly one"):
+        ServiceEndpoint(unix_socket=Path("/x"), url="http://127.0.0.1/")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sandbox.base import Limits
-from sandbox.config import SandboxSettings
+from sandbox.config import LocalSettings, SandboxSettings
 from server.app import create_app
 from tests.server.conftest import make_settings
 from tests.server.support import LiveServer, assert_error
@@ -27,7 +27,7 @@ KEY_B = "adm-b-" + uuid.uuid4().hex
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     sandbox = SandboxSettings(
-        cgroup_pool_size=2,
+        local=LocalSettings(cgroup_pool_size=2),
         memory_budget_mb=2048,
         tenant_memory_budget_mb=1024,
         admission_wait_s=0.3,

@@ -123,7 +123,7 @@ def test_serve_starts_and_answers(tmp_path: Path) -> None:
 def test_doctor_reports_missing_pieces_with_fixes_and_exits_zero(tmp_path: Path) -> None:
     env = {
         "AGENTIC_CACHE_DIR": str(tmp_path / "empty-cache"),
-        "AGENTIC_SANDBOX_BWRAP_PATH": str(tmp_path / "no-bwrap"),
+        "AGENTIC_SANDBOX_LOCAL_BWRAP_PATH": str(tmp_path / "no-bwrap"),
     }
     proc = _agentic("doctor", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandbox.config import SandboxSettings
+from sandbox.config import LocalSettings, SandboxSettings
 from server.app import create_app
 from tests.server.conftest import make_settings
 from tests.server.support import API_KEY, LiveServer
@@ -31,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def net_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, int]]:
     port = _free_port()
-    sandbox = SandboxSettings(cgroup_pool_size=1, egress_allow=["127.0.0.0/8"])
+    sandbox = SandboxSettings(local=LocalSettings(cgroup_pool_size=1), egress_allow=["127.0.0.0/8"])
     data_dir = tmp_path_factory.mktemp("egress")
     settings = make_settings(data_dir, allow_network=True, port=port, sandbox=sandbox)
     with LiveServer(create_app(settings), port=port) as server:

@@ -14,9 +14,9 @@ from sandbox.config import SandboxSettings
 __all__ = ["descendants", "our_cgroups", "our_mounts"]
 
 _SETTINGS = SandboxSettings()
-SANDBOX_UIDS = {_SETTINGS.sandbox_uid}
-if _SETTINGS.host_uid_base is not None:
-    SANDBOX_UIDS |= set(range(_SETTINGS.host_uid_base, _SETTINGS.host_uid_base + 4096))
+SANDBOX_UIDS = {_SETTINGS.local.sandbox_uid, _SETTINGS.gvisor.sandbox_uid}
+if _SETTINGS.local.host_uid_base is not None:
+    SANDBOX_UIDS |= set(range(_SETTINGS.local.host_uid_base, _SETTINGS.local.host_uid_base + 4096))
 
 
 def descendants(pid: int) -> set[int]:

@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.factory import create_sandbox
+from sandbox.registry import create_sandbox
 from workspace.sql import SqlVersionStore
 
 

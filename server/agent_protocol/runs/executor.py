@@ -43,6 +43,8 @@ from server.agent_protocol.storage.store import (
 )
 from server.agent_protocol.streaming.hubs import StreamHubs
 from server.agent_protocol.streaming.streams import RunStream
+from server.apps.agent_view import TenantApps
+from server.apps.manager import AppManager
 from server.metrics import RUN_DURATION, RUNS
 from server.tenancy import TenantStore
 
@@ -162,12 +164,17 @@ class RunExecutor:
     def _server_context(self, tenant: str) -> dict[str, Any]:
         """The server's objects for one run, scoped to its tenant (they override anything a client sent).
 
-        The store is a :class:`TenantStore` and the sandbox a view charging the tenant's admission
-        budget, so a run reaches only its tenant's workspaces whatever its input or context says.
+        The store is a :class:`TenantStore`, the sandbox a view charging the tenant's admission
+        budget and the app manager a :class:`TenantApps`, so a run reaches only its tenant's
+        workspaces and apps whatever its input or context says.
         """
         extras = dict(self._context_extras)
         if "store" in extras:
             extras["store"] = TenantStore(extras["store"], tenant)
+        if isinstance(extras.get("apps"), AppManager):
+            extras["apps"] = TenantApps(extras["apps"], tenant)
+        elif "apps" in extras:
+            extras["apps"] = None  # never an unscoped manager
         for_owner = getattr(extras.get("sandbox"), "for_owner", None)
         if for_owner is not None:
             extras["sandbox"] = for_owner(tenant, wait_s=AGENT_ADMISSION_WAIT_S)
