@@ -18,13 +18,14 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from sandbox.config import SandboxSettings
+from sandbox.config import SandboxSettings, UnikraftSettings
 from sandbox.registry import BACKENDS, register_backend
 from server.app import create_app
 from server.apps.config import AppSettings
+from tests.sandbox.unikraft.fake_server import fake_unikraft_cloud
 from tests.server.conftest import make_settings
 from tests.server.support import LiveServer
-from tests.support.url_apps import BACKEND, LoopbackUrlSandbox
+from tests.support.url_apps import BACKEND, LoopbackUrlSandbox, free_port
 
 KEY_A = "tenant-a:key-a-" + uuid.uuid4().hex
 KEY_B = "tenant-b:key-b-" + uuid.uuid4().hex
@@ -119,3 +120,32 @@ def test_an_app_at_a_url_refuses_no_token_and_other_tenants(server: LiveServer) 
         time.sleep(0.05)
     else:
         pytest.fail("the app's process outlived its app")
+
+
+def test_an_app_on_the_unikraft_fake_is_served_through_its_edge(tmp_path: Path) -> None:
+    """The real ``unikraft`` backend against the fake cloud: the proxy dials the edge with the app's Host."""
+    with fake_unikraft_cloud() as fake:
+        sandbox = SandboxSettings(backend="unikraft", unikraft=UnikraftSettings(**fake.settings_env()))
+        settings = make_settings(tmp_path, api_keys=[KEY_A, KEY_B], sandbox=sandbox)
+        with LiveServer(create_app(settings)) as server:
+            with _client(server, KEY_A) as a:
+                ws = a.post("/v1/workspaces", json={"name": "ukc"}).json()["id"]
+                a.put(f"/v1/workspaces/{ws}/files/app.py", json={"content": APP_SOURCE})
+                body = {"workspace_id": ws, "entry": "app.py", "port": free_port()}
+                created = a.post("/v1/apps", json=body, timeout=60)
+                assert created.status_code == 201, created.text
+                app = created.json()
+                (instance,) = fake.state.instances.values()
+                assert instance.state == "running" and instance.fqdn
+                prefix = f"/apps/{app['id']}"
+                headers = {"X-App-Token": app["token"]}
+                page = a.get(f"{prefix}/hello", headers=headers, timeout=30)
+                assert page.status_code == 200, page.text
+                # The edge routed by the app's Host (else 503) and passed the proxy's headers on.
+                assert f"hello from /hello</a> prefix={prefix} " in page.text and "auth=-" in page.text
+                echoed = a.post(f"{prefix}/echo", content=b"z" * 50_000, headers=headers, timeout=30)
+                assert echoed.text == "got 50000 bytes"
+                with _client(server, KEY_B) as b:
+                    assert b.get(f"{prefix}/hello").status_code == 401
+                assert a.delete(f"/v1/apps/{app['id']}").status_code == 204
+        assert fake.instance_names() == [] and not fake.cloud.rejected
