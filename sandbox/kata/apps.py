@@ -8,8 +8,8 @@ when the TTL passes, and the reaper deletes them if the server died first.
 
 :class:`KataServiceHandle` is a :class:`~sandbox.service.ServiceHandle` without a Unix socket
 (``socket_path`` stays None): the app is reached at :attr:`KataServiceHandle.url`, the Service's
-cluster URL (its ``endpoint``, which the server's reverse proxy dials), and readiness is the Deployment's ``readyReplicas`` (a TCP
-readiness probe on the relay port), read from the API.
+cluster URL (its ``endpoint``, which the server's reverse proxy dials), and readiness is the
+Deployment's ``readyReplicas`` (a TCP readiness probe on the relay port), read from the API.
 """
 
 from __future__ import annotations
