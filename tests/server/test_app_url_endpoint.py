@@ -24,7 +24,7 @@ from server.app import create_app
 from server.apps.config import AppSettings
 from tests.sandbox.unikraft.fake_server import fake_unikraft_cloud
 from tests.server.conftest import make_settings
-from tests.server.support import LiveServer
+from tests.server.support import LiveServer, demo_ticks
 from tests.support.url_apps import BACKEND, LoopbackUrlSandbox, free_port
 
 KEY_A = "tenant-a:key-a-" + uuid.uuid4().hex
@@ -79,15 +79,9 @@ def test_an_app_at_a_url_is_served_http_sse_websocket(server: LiveServer) -> Non
         assert c.post(f"{prefix}/echo", content=b"y" * 300_000).text == "got 300000 bytes"
         sized = c.post(f"{prefix}/echo", content=upload(), headers={"Content-Length": "300000"})
         assert sized.text == "got 300000 bytes"  # streamed up in pieces
-        with c.stream("GET", f"{prefix}/sse") as events:
-            assert events.headers["content-type"].startswith("text/event-stream")
-            ticks, first_at, start = [], None, time.monotonic()
-            for line in events.iter_lines():
-                if line.startswith("data:"):
-                    ticks.append(line[5:].strip())
-                    first_at = first_at or time.monotonic() - start
+        ticks, first_at = demo_ticks(c, f"{prefix}/sse")
         assert ticks == ["tick 0", "tick 1", "tick 2"]
-        assert first_at is not None and first_at < 0.5  # relayed as it came (the app sleeps 0.3 s between)
+        assert first_at < 0.5  # relayed as it came (the app sleeps 0.3 s between)
     ws_url = server.url.replace("http", "ws") + f"{prefix}/ws"
     with ws_connect(ws_url, additional_headers={"X-App-Token": token}, subprotocols=["one", "two"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "two"  # the app's choice among those offered
