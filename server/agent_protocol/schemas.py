@@ -216,11 +216,21 @@ def _uuid(value: str | None) -> str | None:
         raise ValueError("assistant_id must be a UUID (or leave it out to get a new one)") from None
 
 
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str | None, AfterValidator(_no_nul)]
+"""A stored text column: Postgres keeps no NUL character in text."""
+
+
 class _AssistantFields(_Body):
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    description: str | None = Field(default=None, max_length=4096)
+    description: Text = Field(default=None, max_length=4096)
 
 
 class AssistantCreate(_AssistantFields):
@@ -229,14 +239,14 @@ class AssistantCreate(_AssistantFields):
     graph_id: str = Field(min_length=1, max_length=128)
     assistant_id: Annotated[str | None, AfterValidator(_uuid)] = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
-    name: str | None = Field(default=None, max_length=256)
+    name: Text = Field(default=None, max_length=256)
 
 
 class AssistantPatch(_AssistantFields):
     """``PATCH /assistants/{id}``: a new version; fields left out keep their value, metadata is merged."""
 
     graph_id: str | None = Field(default=None, min_length=1, max_length=128)
-    name: str | None = Field(default=None, min_length=1, max_length=256)
+    name: Text = Field(default=None, min_length=1, max_length=256)
 
 
 class AssistantVersionsSearch(_Body):
@@ -262,4 +272,6 @@ class ThreadPrune(_Body):
     @field_validator("thread_ids")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
+        if any("\x00" in v for v in value):
+            raise ValueError("a thread id must not contain a NUL character")
         return list(dict.fromkeys(value))
