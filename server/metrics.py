@@ -21,6 +21,7 @@ from sandbox.guard import Admission
 
 __all__ = [
     "ACTIVE_SANDBOXES",
+    "CRON_FIRES",
     "RATE_LIMITED",
     "RECOVERED_RUNS",
     "RUNS",
@@ -42,6 +43,12 @@ RUN_DURATION = Histogram(
 RUN_QUEUE_DEPTH = Gauge(
     "agentic_run_queue_depth",
     "Agent runs pending in the database queue (all processes), refreshed by the worker",
+)
+CRON_FIRES = Counter(
+    "agentic_cron_fires",
+    "Due crons this process tried to fire, by outcome (fired: it queued the run; taken: another process "
+    "fired it first; busy, gone, skipped: no run, see the log)",
+    ["outcome"],
 )
 RECOVERED_RUNS = Counter(
     "agentic_recovered_runs", "Runs found orphaned after a restart, by what was done", ["action"]

@@ -115,6 +115,22 @@ class AgentProtocolSettings(BaseSettings):
         description="Executions a run may start (1 + resumes after restarts) before it is marked failed, "
         "so a run that crashes the server cannot crash it forever.",
     )
+    # Crons (server.agent_protocol.crons).
+    cron_min_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        description="The shortest time between two fires of one cron: a schedule that fires more often "
+        "is refused (422), and a fire is never followed by the next one sooner than this.",
+    )
+    cron_max_per_tenant: int = Field(
+        default=100, ge=0, description="Crons one tenant may have at once (0: crons are off)."
+    )
+    cron_poll_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the scheduler looks for crons made through other processes; it sleeps "
+        "until the earliest fire it knows of when that comes sooner.",
+    )
     # What clients may choose in a run's context (server.agent_protocol.context_policy).
     client_max_attempts: int = Field(
         default=5, ge=1, le=20, description="Largest context.max_attempts a client may ask for."

@@ -6,13 +6,16 @@ AgentProtocolError
 ├── AssistantNotFoundError   404  (also another tenant's assistant, and an unknown version of one)
 ├── GraphNotFoundError       404  (an assistant names a graph this server does not serve)
 ├── CheckpointNotFoundError  404  (``before`` names no checkpoint of the thread)
+├── CronNotFoundError        404  (also another tenant's cron)
 ├── ThreadExistsError        409
 ├── AssistantExistsError     409  (``if_exists="raise"``, or an id another tenant uses)
 ├── AssistantReadOnlyError   409  (the server's default assistant of a graph: the operator's, not editable)
 ├── RunConflictError         409  (multitask_strategy "reject" on a busy thread)
+├── CronLimitError           409  (the tenant has as many crons as the operator allows)
 ├── InvalidRunError          422  (a payload the graph cannot run)
 ├── InvalidStateUpdateError  422  (``as_node`` not a node, values that do not fit the state)
-└── InvalidAssistantError    422  (a config or context the operator's policy refuses)
+├── InvalidAssistantError    422  (a config or context the operator's policy refuses)
+└── InvalidCronError         422  (a schedule, timezone or end time that cannot be used)
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ __all__ = [
     "AssistantReadOnlyError",
     "GraphNotFoundError",
     "InvalidAssistantError",
+    "InvalidCronError",
     "AssistantNotFoundError",
     "CheckpointNotFoundError",
+    "CronLimitError",
+    "CronNotFoundError",
     "InvalidRunError",
     "InvalidStateUpdateError",
     "RunConflictError",
@@ -123,3 +129,24 @@ class InvalidAssistantError(AgentProtocolError):
 
     status = 422
     kind = "invalid_assistant"
+
+
+class CronNotFoundError(AgentProtocolError):
+    """No cron with that id (or another tenant's)."""
+
+    status = 404
+    kind = "cron_not_found"
+
+
+class CronLimitError(AgentProtocolError):
+    """The tenant has as many crons as ``AGENTIC_CRON_MAX_PER_TENANT`` allows."""
+
+    status = 409
+    kind = "cron_limit"
+
+
+class InvalidCronError(AgentProtocolError):
+    """A schedule, timezone or end time that cannot be used; the message says what to fix."""
+
+    status = 422
+    kind = "invalid_cron"

@@ -1,7 +1,8 @@
 """Everything the Agent Protocol routes need, opened and closed together by the router's lifespan.
 
 ``AgentProtocolService.open(settings)`` loads the graph, binds it to the checkpointer from
-``agents.checkpoint``, migrates the threads / runs tables and starts the run manager; leaving the
+``agents.checkpoint``, migrates the threads / runs tables and starts the run manager and the cron
+scheduler; leaving the
 context cancels the runs still going here (they are marked ``interrupted``) and closes the rest.
 Runs left ``running`` by a process that was killed are resumed by any process's worker
 (:mod:`server.agent_protocol.runs.worker`).
@@ -21,9 +22,12 @@ from agents.checkpoint import open_checkpointer
 from sandbox.libsets import LIBRARY_SETS, ready_library_sets
 from server.agent_protocol.assistants import Assistants
 from server.agent_protocol.config import AgentProtocolSettings
+from server.agent_protocol.crons.scheduler import CronScheduler
+from server.agent_protocol.crons.service import Crons
 from server.agent_protocol.graphs import GraphHost, load_graph
 from server.agent_protocol.runs.manager import RunManager
 from server.agent_protocol.storage.assistants import AssistantStore
+from server.agent_protocol.storage.crons import CronStore
 from server.agent_protocol.storage.store import ProtocolStore, async_url
 
 __all__ = ["AgentProtocolService"]
@@ -57,6 +61,7 @@ class AgentProtocolService:
     manager: RunManager
     checkpointer: BaseCheckpointSaver[Any]
     assistants: Assistants
+    crons: Crons
 
     @classmethod
     @asynccontextmanager
@@ -88,6 +93,11 @@ class AgentProtocolService:
             )
             stack.push_async_callback(manager.close)
             manager.start()  # the worker: claims queued runs, and those a stopped process left behind
+            cron_store = CronStore(store)
+            scheduler = CronScheduler(cron_store, assistants, manager, settings)
+            stack.push_async_callback(scheduler.close)  # stops before the manager does
+            scheduler.start()  # fires due crons into the queue
+            crons = Crons(cron_store, store, assistants, settings, on_scheduled=scheduler.wake)
             logger.info(
                 "agent protocol ready: graph %s as assistant %s", settings.graph_ref, host.assistant_id
             )
@@ -98,4 +108,5 @@ class AgentProtocolService:
                 manager=manager,
                 checkpointer=saver,
                 assistants=assistants,
+                crons=crons,
             )

@@ -17,13 +17,13 @@ router = APIRouter(tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 @router.get("/info")
 async def get_info(service: ServiceDep) -> dict[str, Any]:
-    """Server version and feature flags (assistants yes; no crons, no store, no LangSmith)."""
+    """Server version and feature flags (assistants and crons yes; no LangSmith)."""
     return {
         "version": "agentic-0.1.0",
         "langgraph_py_version": langgraph.version.__version__,
         "flags": {
             "assistants": True,
-            "crons": False,
+            "crons": True,
             "langsmith": False,
             "langsmith_tracing_replicas": False,
         },

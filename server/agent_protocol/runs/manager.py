@@ -114,6 +114,10 @@ class RunManager:
         """This process's id in the queue (the ``worker_id`` of the runs it claims)."""
         return self._worker.worker_id
 
+    def wake_worker(self) -> None:
+        """Look at the queue now: a run was queued outside :meth:`create_run` (a cron's fire)."""
+        self._worker.wake()
+
     def start(self) -> None:
         """Start the event writer, the Postgres listener and the worker loops."""
         self._events.start()

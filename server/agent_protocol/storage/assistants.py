@@ -23,7 +23,7 @@ from server.agent_protocol.errors import AssistantExistsError, AssistantNotFound
 from server.agent_protocol.serde import dumpb, loads
 from server.agent_protocol.status import ACTIVE_STATUSES
 from server.agent_protocol.storage.store import ProtocolStore
-from server.agent_protocol.storage.tables import assistant_versions_t, assistants_t, runs_t
+from server.agent_protocol.storage.tables import assistant_versions_t, assistants_t, crons_t, runs_t
 
 __all__ = ["AssistantRecord", "AssistantStore", "AssistantVersionFields"]
 
@@ -296,13 +296,14 @@ class AssistantStore:
         return await self._store.read(work)
 
     async def delete(self, assistant_id: str, tenant: str) -> bool:
-        """Delete the assistant and all its versions; False when ``tenant`` has none with that id."""
+        """Delete the assistant, its versions and its crons; False when ``tenant`` has none with that id."""
 
         def work(conn: Connection) -> bool:
             gone = conn.execute(_a.delete().where(_a.c.assistant_id == assistant_id, _a.c.tenant == tenant))
             if not gone.rowcount:
                 return False
             conn.execute(_v.delete().where(_v.c.assistant_id == assistant_id))
+            conn.execute(crons_t.delete().where(crons_t.c.assistant_id == assistant_id))  # its crons too
             return True
 
         return await self._store.write(work)

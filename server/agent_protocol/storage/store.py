@@ -33,9 +33,10 @@ from server.agent_protocol.errors import ThreadExistsError
 from server.agent_protocol.serde import dumpb
 from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
 from server.agent_protocol.storage import statements as sql
+from server.agent_protocol.storage.inserts import new_run, new_thread
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
 from server.agent_protocol.storage.sqlite import SqliteRunner
-from server.agent_protocol.storage.tables import MIGRATIONS, events_t, runs_t, threads_t
+from server.agent_protocol.storage.tables import MIGRATIONS, crons_t, events_t, runs_t, threads_t
 from workspace.engine import enable_wal, normalise_url
 from workspace.migrations import apply_migrations
 
@@ -202,31 +203,12 @@ class ProtocolStore:
         Raises:
             ThreadExistsError: the id is taken (also when a concurrent create won the race).
         """
-        now = _now()
-        insert = threads_t.insert().values(
-            thread_id=thread_id,
-            tenant=tenant,
-            created_at=now,
-            updated_at=now,
-            metadata=_text(metadata),
-            status=ThreadStatus.IDLE,
-            state_values=None,
-            interrupts="{}",
-        )
+        insert, record = new_thread(thread_id, metadata, tenant)
         try:
             await self.write(lambda conn: conn.execute(insert))
         except IntegrityError as exc:
             raise ThreadExistsError(f"thread {thread_id} already exists") from exc
-        return ThreadRecord(
-            thread_id=thread_id,
-            created_at=now,
-            updated_at=now,
-            metadata=metadata,
-            status=ThreadStatus.IDLE,
-            values=None,
-            interrupts={},
-            tenant=tenant,
-        )
+        return record
 
     async def get_thread(self, thread_id: str, tenant: str | None = None) -> ThreadRecord | None:
         """Return the thread or None (also None when it belongs to another tenant than ``tenant``)."""
@@ -278,6 +260,7 @@ class ProtocolStore:
             thread_runs = sa.select(runs_t.c.run_id).where(runs_t.c.thread_id == thread_id)
             conn.execute(events_t.delete().where(events_t.c.run_id.in_(thread_runs)))
             conn.execute(runs_t.delete().where(runs_t.c.thread_id == thread_id))
+            conn.execute(crons_t.delete().where(crons_t.c.thread_id == thread_id))  # its crons go with it
             return bool(conn.execute(threads_t.delete().where(threads_t.c.thread_id == thread_id)).rowcount)
 
         return await self.write(work)
@@ -331,37 +314,19 @@ class ProtocolStore:
         lease_until: float | None = None,
     ) -> RunRecord:
         """Insert a pending run; with no ``worker_id`` it waits in the queue for any process to claim it."""
-        now = _now()
-        insert = runs_t.insert().values(
-            run_id=run_id,
-            tenant=tenant,
-            worker_id=worker_id,
-            lease_until=lease_until,
-            attempts=0,
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            created_at=now,
-            updated_at=now,
-            status=RunStatus.PENDING,
-            metadata=_text(metadata),
-            multitask_strategy=multitask_strategy,
-            kwargs=_text(kwargs),
-            error=None,
-        )
-        await self.write(lambda conn: conn.execute(insert))
-        return RunRecord(
+        insert, record = new_run(
             run_id=run_id,
             thread_id=thread_id,
             assistant_id=assistant_id,
-            created_at=now,
-            updated_at=now,
-            status=RunStatus.PENDING,
             metadata=metadata,
             multitask_strategy=multitask_strategy,
             kwargs=kwargs,
-            error=None,
             tenant=tenant,
+            worker_id=worker_id,
+            lease_until=lease_until,
         )
+        await self.write(lambda conn: conn.execute(insert))
+        return record
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> RunRecord | None:
         """Return the run (scoped to ``thread_id`` when given) or None."""

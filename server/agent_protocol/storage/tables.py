@@ -14,6 +14,7 @@ __all__ = [
     "MIGRATIONS",
     "assistant_versions_t",
     "assistants_t",
+    "crons_t",
     "events_t",
     "migrations_t",
     "runs_t",
@@ -92,6 +93,27 @@ _STEPS: list[list[str]] = [
         )""",
         "ALTER TABLE ap_runs ADD COLUMN result TEXT",
     ],
+    [  # 5: crons (scheduled runs of a thread, or stateless); next_run_at is also the fire's claim
+        """CREATE TABLE IF NOT EXISTS ap_crons (
+            cron_id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            assistant_id VARCHAR(64) NOT NULL,
+            thread_id VARCHAR(64),
+            on_run_completed VARCHAR(16),
+            schedule VARCHAR(256) NOT NULL,
+            timezone VARCHAR(64),
+            end_at DOUBLE PRECISION,
+            payload TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            next_run_at DOUBLE PRECISION,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ap_crons_due ON ap_crons (next_run_at)",
+        "CREATE INDEX IF NOT EXISTS ap_crons_tenant ON ap_crons (tenant, created_at)",
+        "CREATE INDEX IF NOT EXISTS ap_crons_thread ON ap_crons (thread_id)",
+    ],
 ]
 
 _meta = sa.MetaData()
@@ -166,4 +188,22 @@ assistant_versions_t = sa.Table(
     sa.Column("name", sa.Text),
     sa.Column("description", sa.Text),
     sa.Column("created_at", sa.String(40)),
+)
+crons_t = sa.Table(
+    "ap_crons",
+    _meta,
+    sa.Column("cron_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("assistant_id", sa.String(64)),
+    sa.Column("thread_id", sa.String(64)),  # None: each fire makes a thread (a stateless cron)
+    sa.Column("on_run_completed", sa.String(16)),
+    sa.Column("schedule", sa.String(256)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("end_at", sa.Float),  # epoch seconds; None: no end
+    sa.Column("payload", sa.Text),
+    sa.Column("metadata", sa.Text),
+    sa.Column("enabled", sa.Boolean),
+    sa.Column("next_run_at", sa.Float),  # epoch seconds; None: no fire left (past its end)
+    sa.Column("created_at", sa.String(40)),
+    sa.Column("updated_at", sa.String(40)),
 )

@@ -14,6 +14,7 @@ from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOp
 SAMPLE_GRAPH = "tests.server.agent_protocol.sample_graphs:graph"
 QUEUE_SIZE = 16
 CLIENT_MODELS = ("small", "large")
+CRON_CAP = 8
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -24,7 +25,7 @@ def sample_server(
 
     Once on SQLite (events in memory only), once on Postgres (the run queue with ``NOTIFY`` and
     events written to the database). Two tenants (``default`` and ``other``); the operator offers
-    two model names and tiers up to ``medium``.
+    two model names and tiers up to ``medium``; crons may fire every 2 s, ``CRON_CAP`` per tenant.
     """
     env = {
         "AGENTIC_GRAPH_REF": SAMPLE_GRAPH,
@@ -34,6 +35,9 @@ def sample_server(
         "AGENTIC_CLIENT_MODELS": ",".join(CLIENT_MODELS),
         "AGENTIC_CLIENT_MAX_TIER": "medium",
         "AGENTIC_CLIENT_MAX_ATTEMPTS": "4",
+        # crons: fires every 2 s allowed (so a test sees several), at most CRON_CAP per tenant
+        "AGENTIC_CRON_MIN_INTERVAL_S": "2",
+        "AGENTIC_CRON_MAX_PER_TENANT": str(CRON_CAP),
     }
     if request.param == "postgres":
         env["AGENTIC_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
