@@ -35,6 +35,7 @@ from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware
 from server.routes import apps, docs, export, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
+from server.tracing import install_tracing
 from tools.services import no_process_services
 from workspace.base import VersionStore
 from workspace.config import open_store
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.enter_context(install_tracing(settings.tracing))  # off (nothing) without an endpoint
             # Runs get the server's tenant-scoped objects; a process-wide (unscoped) store is refused.
             stack.enter_context(no_process_services())
             # open_store runs the store's migrations (setup()) and closes it on exit.

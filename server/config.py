@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sandbox.config import SandboxSettings
 from server.agent_protocol.config import AgentProtocolSettings
 from server.apps.config import AppSettings
+from server.tracing.provider import TracingSettings
 from workspace.config import WorkspaceSettings
 from workspace.git_remotes import GitExportSettings
 
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     agent_protocol: AgentProtocolSettings = Field(default_factory=AgentProtocolSettings)
     apps: AppSettings = Field(default_factory=AppSettings)
     export: GitExportSettings = Field(default_factory=GitExportSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
 
 from sandbox.base import Sandbox
 from server import logs
@@ -133,6 +134,7 @@ async def require_api_key(
             headers={"Retry-After": str(retry)},
         )
     logs.bind(tenant=principal.tenant)
+    trace.get_current_span().set_attribute("agentic.tenant", principal.tenant)  # a no-op, tracing off
     request.state.principal = principal
     return principal
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from opentelemetry import trace
+
 from sandbox.base import Language, RunRequest, RunResult, Sandbox
 from sandbox.plan import language_of, plan_run
 from sandbox.resources import Tier
@@ -18,6 +20,8 @@ from sandbox.resources import Tier
 __all__ = ["format_run", "language_of", "run_program", "tail"]
 
 logger = logging.getLogger(__name__)
+# The API's tracer: a no-op unless the server installed an SDK (tracing on); the graph never imports server.
+_tracer = trace.get_tracer("agentic.tools")
 
 
 async def run_program(
@@ -30,6 +34,8 @@ async def run_program(
     tier: Tier | None = None,
 ) -> tuple[RunResult, Tier]:
     """Run ``entry`` with ``files`` in the sandbox at the tier the Resource Manager picks.
+
+    The run is a ``sandbox.run`` span of the current trace (the node's, when the server traces).
 
     Returns:
         The run result and the tier used.
@@ -44,7 +50,15 @@ async def run_program(
         files=dict(files), language=language, entry=entry, limits=limits, library_set=library_set
     )
     logger.debug("running %s (%s, tier %s) in %s", entry, language, chosen, sandbox.name)
-    return await sandbox.run(request), chosen
+    attributes = {"sandbox.language": language, "sandbox.entry": entry, "sandbox.tier": chosen}
+    with _tracer.start_as_current_span("sandbox.run", attributes=attributes) as span:
+        result = await sandbox.run(request)
+        if span.is_recording():
+            span.set_attribute("sandbox.backend", result.backend or sandbox.name)
+            span.set_attribute("sandbox.exit_code", result.exit_code)
+            span.set_attribute("sandbox.end_reason", str(result.reason))
+            span.set_attribute("sandbox.duration_s", result.duration_s)
+    return result, chosen
 
 
 def tail(text: str, max_chars: int) -> str:

@@ -49,6 +49,7 @@ from server.apps.agent_view import TenantApps
 from server.apps.manager import AppManager
 from server.metrics import RUN_DURATION, RUNS
 from server.tenancy import TenantStore
+from server.tracing import end_run_span, run_callbacks, run_span
 
 __all__ = ["ActiveRun", "RunExecutor"]
 
@@ -70,6 +71,7 @@ class ActiveRun:
     cancel_action: CancelAction | None = None  # what a user asked for (the first request wins)
     handover: Handover | None = None  # this process lets go of it: the next owner records the outcome
     status: RunStatus = RunStatus.PENDING
+    error: str | None = None  # why it failed
     result: Any = None
     started: float | None = None  # monotonic time execution began
 
@@ -115,9 +117,24 @@ class RunExecutor:
             self._events.append(run.record.run_id, item)
 
     async def execute(self, run: ActiveRun) -> None:
-        """The body of the run's task: start, drive the graph, record the outcome, set ``done``."""
+        """The body of the run's task: start, drive the graph, record the outcome, set ``done``.
+
+        With tracing on, all of it is the run's span (a child of the request that made the run).
+        """
         rec = run.record
         logs.bind(tenant=rec.tenant, thread_id=rec.thread_id, run_id=rec.run_id)
+        with run_span(
+            tenant=rec.tenant,
+            thread_id=rec.thread_id,
+            run_id=rec.run_id,
+            assistant_id=rec.assistant_id,
+            traceparent=rec.trace_parent,
+        ) as span:
+            await self._execute(run)
+            end_run_span(span, run.status, run.error)
+
+    async def _execute(self, run: ActiveRun) -> None:
+        rec = run.record
         try:
             if not run.stopping:
                 run.stream = await self._hubs.for_execution(rec.run_id, run.resuming)
@@ -161,6 +178,9 @@ class RunExecutor:
             "thread_id": run.record.thread_id,
         }
         config.setdefault("recursion_limit", 100)
+        callbacks = run_callbacks()  # the spans of nodes and model calls; none with tracing off
+        if callbacks:
+            config["callbacks"] = callbacks
         return config  # type: ignore[return-value]
 
     def _server_context(self, tenant: str) -> dict[str, Any]:
@@ -224,7 +244,7 @@ class RunExecutor:
     async def _finish(self, run: ActiveRun, status: RunStatus, error: str | None) -> None:
         """Record the outcome (events, run, then thread) and only then close the stream."""
         rec = run.record
-        run.status = status
+        run.status, run.error = status, error
         ended_here = run.handover is None
         if ended_here:
             RUNS.labels(status=status).inc()

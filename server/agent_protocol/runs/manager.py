@@ -49,6 +49,7 @@ from server.agent_protocol.storage.records import RunEvent, RunRecord, ThreadRec
 from server.agent_protocol.storage.store import ProtocolStore
 from server.agent_protocol.streaming.hubs import StreamHubs
 from server.agent_protocol.streaming.streams import Subscription
+from server.tracing import current_traceparent
 
 __all__ = ["RunManager"]
 
@@ -260,6 +261,7 @@ class RunManager:
                 multitask_strategy=payload.multitask_strategy,
                 kwargs=dumps_to_obj(payload.model_dump(exclude_none=True)),
                 tenant=tenant,
+                trace_parent=current_traceparent(),  # None with tracing off
             )
         sub = self._hubs.open(record.run_id) if subscribe else None
         if not await self._worker.claim(record.run_id):  # busy here, or its thread is

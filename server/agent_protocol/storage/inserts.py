@@ -64,6 +64,7 @@ def new_run(
     tenant: str,
     worker_id: str | None = None,
     lease_until: float | None = None,
+    trace_parent: str | None = None,
 ) -> tuple[sa.Insert, RunRecord]:
     """The insert of a pending run and its record (to run inside a larger transaction)."""
     now = _now()
@@ -82,6 +83,7 @@ def new_run(
         multitask_strategy=multitask_strategy,
         kwargs=_text(kwargs),
         error=None,
+        **({"trace_parent": trace_parent} if trace_parent else {}),  # the column is new in v5
     )
     record = RunRecord(
         run_id=run_id,
@@ -95,5 +97,6 @@ def new_run(
         kwargs=kwargs,
         error=None,
         tenant=tenant,
+        trace_parent=trace_parent,
     )
     return insert, record

@@ -312,6 +312,7 @@ class ProtocolStore:
         tenant: str = "default",
         worker_id: str | None = None,
         lease_until: float | None = None,
+        trace_parent: str | None = None,
     ) -> RunRecord:
         """Insert a pending run; with no ``worker_id`` it waits in the queue for any process to claim it."""
         insert, record = new_run(
@@ -324,6 +325,7 @@ class ProtocolStore:
             tenant=tenant,
             worker_id=worker_id,
             lease_until=lease_until,
+            trace_parent=trace_parent,
         )
         await self.write(lambda conn: conn.execute(insert))
         return record

@@ -93,7 +93,7 @@ _STEPS: list[list[str]] = [
         )""",
         "ALTER TABLE ap_runs ADD COLUMN result TEXT",
     ],
-    [  # 5: crons (scheduled runs of a thread, or stateless); next_run_at is also the fire's claim
+    [  # 5: crons (scheduled runs of a thread, or stateless; next_run_at is also the fire's claim); traces
         """CREATE TABLE IF NOT EXISTS ap_crons (
             cron_id VARCHAR(64) PRIMARY KEY,
             tenant VARCHAR(64) NOT NULL,
@@ -113,6 +113,8 @@ _STEPS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS ap_crons_due ON ap_crons (next_run_at)",
         "CREATE INDEX IF NOT EXISTS ap_crons_tenant ON ap_crons (tenant, created_at)",
         "CREATE INDEX IF NOT EXISTS ap_crons_thread ON ap_crons (thread_id)",
+        # the W3C traceparent of the request that made a run: its execution's span is that one's child
+        "ALTER TABLE ap_runs ADD COLUMN trace_parent VARCHAR(64)",
     ],
 ]
 
@@ -157,6 +159,7 @@ runs_t = sa.Table(
     sa.Column("cancel_action", sa.String(16)),
     sa.Column("ended_at", sa.Float),
     sa.Column("result", sa.Text),
+    sa.Column("trace_parent", sa.String(64)),
 )
 events_t = sa.Table(
     "ap_run_events",
