@@ -4,13 +4,14 @@ Where things are (one role per folder; imports point down this list)::
 
     mount.py         install_agent_protocol(app): routers, lifespan, API-key guard, error mapping
     api/             the HTTP layer only: one router per resource (assistants, threads, thread runs,
-                     stateless runs, meta); handlers call the run manager and the assistants
+                     stateless runs, crons, meta); handlers call the run manager and the assistants
     service.py       opens store, graph, checkpointer and run manager together (the routers' lifespan)
+    crons/           scheduled runs: schedules (croniter), checks, the scheduler firing them into the queue
     runs/            a run's life: manager (what routes call), worker (registry, claims, leases,
                      cancel), executor (drives the graph, records the outcome)
     streaming/       a run's events to clients: fan-out (streams), hubs and tails, SSE responses
     storage/         every SQL statement: threads and runs (store), assistants and their versions,
-                     queue, stream events, stateless runs' temporary threads, NOTIFY
+                     crons and their fires, queue, stream events, stateless runs' temporary threads, NOTIFY
     status.py        RunStatus, ThreadStatus, CancelAction (user), Handover (internal)
     assistants.py    the default assistant and the tenants' own, checked by the context policy
     checkpoints.py   a thread's checkpoints copied or pruned (thread copy / prune)

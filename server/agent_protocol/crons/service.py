@@ -34,6 +34,11 @@ __all__ = ["Crons"]
 _SCHEDULING = ("schedule", "timezone", "end_time", "enabled")  # a change re-plans the next fire
 
 
+def _storable(value: str | None) -> bool:
+    """An id Postgres can compare (its text holds no NUL): others name nothing stored."""
+    return value is None or "\x00" not in value
+
+
 def _metadata_matches(cron: CronRecord, wanted: dict[str, Any] | None) -> bool:
     return not wanted or all(cron.metadata.get(k) == v for k, v in wanted.items())
 
@@ -82,7 +87,9 @@ class Crons:
         """
         if self._settings.cron_max_per_tenant == 0:
             raise CronLimitError("crons are off on this server (AGENTIC_CRON_MAX_PER_TENANT=0)")
-        if thread_id is not None and await self._threads.get_thread(thread_id, tenant) is None:
+        if thread_id is not None and (
+            not _storable(thread_id) or await self._threads.get_thread(thread_id, tenant) is None
+        ):
             raise ThreadNotFoundError(f"thread {thread_id} not found")
         now = time.time()
         end_at = epoch(body.end_time)
@@ -115,7 +122,7 @@ class Crons:
 
     async def get(self, cron_id: str, tenant: str) -> CronRecord:
         """``tenant``'s cron. Raises CronNotFoundError (also for another tenant's)."""
-        cron = await self._store.get(cron_id, tenant)
+        cron = await self._store.get(cron_id, tenant) if _storable(cron_id) else None
         if cron is None:
             raise CronNotFoundError(f"cron {cron_id} not found")
         return cron
@@ -167,7 +174,7 @@ class Crons:
 
     async def delete(self, cron_id: str, tenant: str) -> None:
         """Delete ``tenant``'s cron; runs it already made are kept. Raises CronNotFoundError."""
-        if not await self._store.delete(cron_id, tenant):
+        if not _storable(cron_id) or not await self._store.delete(cron_id, tenant):
             raise CronNotFoundError(f"cron {cron_id} not found")
 
     async def _assistant_filter(self, assistant_id: str | None, tenant: str) -> str | None:
@@ -178,6 +185,8 @@ class Crons:
 
     async def search(self, tenant: str, body: CronSearch) -> list[CronRecord]:
         """``tenant``'s crons matching the body's filters, sorted (newest first by default), all pages."""
+        if not (_storable(body.assistant_id) and _storable(body.thread_id)):
+            return []
         found = await self._store.search(
             tenant,
             assistant_id=await self._assistant_filter(body.assistant_id, tenant),
@@ -190,6 +199,8 @@ class Crons:
 
     async def count(self, tenant: str, body: CronCount) -> int:
         """How many of ``tenant``'s crons match the body's filters."""
+        if not (_storable(body.assistant_id) and _storable(body.thread_id)):
+            return 0
         assistant_id = await self._assistant_filter(body.assistant_id, tenant)
         if not body.metadata:
             return await self._store.count(tenant, assistant_id=assistant_id, thread_id=body.thread_id)

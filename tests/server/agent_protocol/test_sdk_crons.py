@@ -317,3 +317,24 @@ async def test_a_threads_and_an_assistants_crons_go_with_them(client: LangGraphC
     for cron in (on_thread, of_assistant):
         with pytest.raises(NotFoundError):
             await client.crons.delete(cron["cron_id"])
+
+
+async def test_ids_with_a_nul_name_nothing(sample_server: ServerProcess) -> None:
+    """Postgres text holds no NUL: such an id is answered as missing, not as a server error."""
+    async with httpx.AsyncClient(base_url=sample_server.url, headers=sample_server.headers) as http:
+        assert (await http.get("/runs/crons/a%00b")).status_code == 404
+        assert (await http.delete("/runs/crons/a%00b")).status_code == 404
+        assert (await http.patch("/runs/crons/a%00b", json={"enabled": False})).status_code == 404
+        made = await http.post(
+            "/threads/a%00b/runs/crons", json={"assistant_id": "agent", "schedule": HOURLY}
+        )
+        assert made.status_code == 404
+        found = await http.post("/runs/crons/search", json={"thread_id": "a\x00b"})
+        assert found.status_code == 200 and found.json() == []
+        counted = await http.post("/runs/crons/count", json={"thread_id": "a\x00b"})
+        assert counted.status_code == 200 and counted.json() == 0
+
+
+async def test_info_says_crons(sample_server: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=sample_server.url, headers=sample_server.headers) as http:
+        assert (await http.get("/info")).json()["flags"]["crons"] is True
