@@ -191,6 +191,9 @@ def _serve() -> None:
     sys.orig_argv = [*sys.orig_argv[: -2 - len(preload)], *argv]
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     sys.modules["__main__"] = main
+    # The program runs two frames deep (this stub's): it gets the cold run's recursion depth back
+    # (``sys.getrecursionlimit()`` shows 2 more than a cold interpreter's).
+    sys.setrecursionlimit(sys.getrecursionlimit() + 2)
     status = 0
     try:
         with open(path, "rb") as source:

@@ -1,0 +1,92 @@
+"""One key's share of the warm pool: its idle sandboxes, the ones starting, and how many it wants.
+
+How many a key wants (:meth:`KeyState.target`): the most of its runs that were going at once in the
+last ``demand_window_s`` (each took a sandbox), plus the runs that arrive while one sandbox starts
+(arrival rate x start time), at most ``max_idle_per_key``; a ``prewarm`` key at least ``min_idle``;
+a key with no run in ``idle_ttl_s`` none at all.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from sandbox.base import RunRequest
+from sandbox.config import WarmSettings
+from sandbox.warm.base import WarmSandbox
+
+__all__ = ["Idle", "KeyState"]
+
+_SMOOTHING = 0.3  # weight of a new sample in the running estimates (start time, idle memory)
+
+
+@dataclass
+class Idle:
+    """An idle sandbox and when it became ready."""
+
+    sandbox: WarmSandbox
+    ready_at: float
+
+
+@dataclass(eq=False)
+class KeyState:
+    """What the pool keeps and knows for one key."""
+
+    key: Hashable
+    label: str
+    template: RunRequest
+    min_idle: int = 0  # > 0 for prewarm keys
+    idle: collections.deque[Idle] = field(default_factory=collections.deque)
+    starting: int = 0
+    inflight: int = 0
+    last_take: float | None = None
+    start_s: float | None = None  # running estimate of a start (spawn to ready)
+    memory_bytes: int | None = None  # running estimate of an idle sandbox's PSS
+    failures: int = 0  # starts failed in a row
+    backoff_until: float = 0.0
+    _takes: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+
+    def note_take(self, now: float) -> None:
+        """A run of this key arrived (it is now in flight)."""
+        self.inflight += 1
+        self.last_take = now
+        self._takes.append((now, self.inflight))
+
+    def note_wanted(self, now: float) -> None:
+        """Someone asked for this key to be warm (``WarmPool.ready``): one sandbox is wanted."""
+        self.last_take = now
+
+    def note_start(self, seconds: float, memory_bytes: int) -> None:
+        """A sandbox of this key became ready after ``seconds``, holding ``memory_bytes``."""
+        self.failures = 0
+        self.start_s = (
+            seconds if self.start_s is None else self.start_s + _SMOOTHING * (seconds - self.start_s)
+        )
+        old = self.memory_bytes
+        self.memory_bytes = memory_bytes if old is None else int(old + _SMOOTHING * (memory_bytes - old))
+
+    def note_failure(self, now: float) -> None:
+        """A start failed: wait 1, 2, 4 ... 60 s before the next."""
+        self.failures += 1
+        self.backoff_until = now + min(60.0, 2.0 ** (self.failures - 1))
+
+    def target(self, now: float, warm: WarmSettings) -> int:
+        """How many idle (or starting) sandboxes this key should have now."""
+        while self._takes and self._takes[0][0] < now - warm.demand_window_s:
+            self._takes.popleft()
+        recent = self.last_take is not None and now - self.last_take <= warm.idle_ttl_s
+        want = 0
+        if self._takes:
+            peak = max(inflight for _, inflight in self._takes)
+            span = max(now - self._takes[0][0], 1.0)  # a burst counts at its own pace
+            rate = len(self._takes) / span
+            want = peak + round(rate * (self.start_s or 0.0))
+        elif recent:
+            want = 1
+        return min(max(want, self.min_idle), warm.max_idle_per_key)
+
+    def forgotten(self, now: float, warm: WarmSettings) -> bool:
+        """True when the key holds nothing and is wanted by nobody (the pool may drop its state)."""
+        stale = self.last_take is None or now - self.last_take > warm.idle_ttl_s
+        return stale and not self.min_idle and not self.idle and not self.starting and not self.inflight
