@@ -150,6 +150,10 @@ class BwrapWarmSandbox:
         """False once it ended while idle."""
         return not self._used and self._process.alive()
 
+    def pids(self) -> set[int]:
+        """Its processes on the host now (blocking: reads its cgroup)."""
+        return self._run.cgroup.pids() if self._run.cgroup is not None else set()
+
     async def handover(self, request: RunRequest, sink: ChunkSink | None) -> RunResult:
         """Run ``request`` here (once), then remove the sandbox; see :class:`~sandbox.warm.base.WarmSandbox`.
 

@@ -50,6 +50,10 @@ class WarmSandbox(Protocol):
         """False when it ended while idle (it cannot take a run)."""
         ...
 
+    def pids(self) -> set[int]:
+        """Its processes on the host now (blocking: reads its cgroup)."""
+        ...
+
     async def handover(self, request: RunRequest, sink: ChunkSink | None) -> RunResult:
         """Give it ``request`` (its key's), run it to the end, destroy it; like ``Sandbox.run``.
 

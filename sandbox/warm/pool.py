@@ -215,6 +215,12 @@ class WarmPool:
 
     # --- what the pool knows ----------------------------------------------------------------
 
+    def idle_pids(self) -> set[int] | None:
+        """Host processes of the idle sandboxes now; None while one is starting (blocking, for checks)."""
+        if any(state.starting for state in self._keys.values()):
+            return None
+        return {pid for state in self._keys.values() for entry in state.idle for pid in entry.sandbox.pids()}
+
     def stats(self) -> PoolStats:
         """A snapshot of the counters and the idle sandboxes."""
         now = self._clock()

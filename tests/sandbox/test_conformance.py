@@ -21,6 +21,7 @@ import pytest
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError, UnknownLibrarySetError
+from sandbox.warm import WarmPool
 
 
 def sleeper(seconds: int, marker: str) -> str:
@@ -460,11 +461,16 @@ def _run_pids(sandbox: Sandbox, marker: str) -> list[int]:
     """Host processes of a run: the marked program itself (local), or its runsc / gofer / Sentry.
 
     gVisor programs are invisible on the host (the Sentry runs them), so there the check is that no
-    process of one of our containers (ids ``agentic-<our pid>-...``, on each one's command line) lives.
+    process of one of our containers (ids ``agentic-<our pid>-...``, on each one's command line) lives,
+    but those of the warm pool's idle sandboxes (all of them while one is starting: wait).
     """
     if sandbox.name == "local":
         return _host_pids_with(marker)
-    return _host_pids_with(f"agentic-{os.getpid()}-")
+    found = _host_pids_with(f"agentic-{os.getpid()}-")
+    if isinstance(sandbox, WarmPool):
+        idle = sandbox.idle_pids()
+        return found if idle is None else [pid for pid in found if pid not in idle]
+    return found
 
 
 @pytest.mark.parametrize("end", ["exit", "timeout"])
