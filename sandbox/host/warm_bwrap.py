@@ -37,13 +37,18 @@ from sandbox.warm.base import WarmUnusableError
 from sandbox.warm.protocol import encode_run
 from sandbox.warm.stubs import program_argv, stub_argv
 
-__all__ = ["START_CPU_S", "BwrapWarmSandbox", "check_files_fit"]
+__all__ = ["START_CPU_S", "BwrapWarmSandbox", "check_files_fit", "start_limits"]
 
 logger = logging.getLogger(__name__)
 
 START_CPU_S = 60.0  # CPU seconds a warm sandbox's start and preload may use, above the run's maximum
 _LAUNCHER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
 _PYTHON = f"{PYTHON_VENV}/bin/python3"
+
+
+def start_limits(limits: Limits, maximums: Limits) -> Limits:
+    """The limits a warm sandbox starts with: the run's scratch size, room for any run's start-up."""
+    return dataclasses.replace(limits, memory_mb=maximums.memory_mb, pids=maximums.pids)
 
 
 def check_files_fit(request: RunRequest) -> None:
@@ -110,7 +115,9 @@ class BwrapWarmSandbox:
             stub_w = os.dup(status_w)
             run = BwrapRun(
                 host,
-                dataclasses.replace(template, files={}),  # the stub writes the run's files
+                # The stub writes the run's files; the start (ours: interpreter and preload) may use up
+                # to the maximums, the run's own limits are set at hand-over.
+                dataclasses.replace(template, files={}, limits=start_limits(template.limits, maximums)),
                 stub_argv(template, cold_argv, status_fd=stub_w),
                 env,
                 ids=ids,
@@ -216,6 +223,10 @@ class BwrapWarmSandbox:
         if decoder is not None:
             decoder.flush()
         return run_result(outcome, usage, backend=self.name, cpu_exceeded=run.cpu_exceeded)
+
+    async def kill(self) -> None:
+        """Kill its processes now (a run going ends as killed)."""
+        await self._run.kill(self._process.pid)
 
     async def _teardown(self) -> None:
         try:

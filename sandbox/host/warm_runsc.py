@@ -43,7 +43,7 @@ from sandbox.host.runsc import (
     kill_run,
     raise_start_failure,
 )
-from sandbox.host.warm_bwrap import check_files_fit
+from sandbox.host.warm_bwrap import check_files_fit, start_limits
 from sandbox.host.warm_process import WarmProcess, pss_bytes
 from sandbox.resources import check_limits
 from sandbox.streaming import ChunkDecoder, ChunkSink
@@ -116,7 +116,9 @@ class GVisorWarmSandbox:
         assert host.pool is not None  # GVisorSandbox.warm_key: warm sandboxes need cgroups
         python = template.language == "python"
         # Python's RLIMIT_NPROC is lowered by the stub at hand-over; Deno cannot, its key holds pids.
-        limits = dataclasses.replace(template.limits, pids=maximums.pids) if python else template.limits
+        limits = start_limits(template.limits, maximums)
+        if not python:
+            limits = dataclasses.replace(limits, pids=template.limits.pids)
         cid = f"agentic-{os.getpid()}-w{next(_ids)}-{secrets.token_hex(4)}"
         rundir = host.runs / cid
         scratch = rundir / "scratch"
@@ -276,6 +278,10 @@ class GVisorWarmSandbox:
         self._used = True
         await self._process.destroy()
         await _shielded(self._cleanup())
+
+    async def kill(self) -> None:
+        """Kill its processes now (a run going ends as killed)."""
+        await kill_run(self._host, self._cid, self._cgroup)
 
     async def _cleanup(self) -> None:
         if not self._cleaned:

@@ -66,6 +66,10 @@ class WarmSandbox(Protocol):
         """Remove it unused: processes, cgroup, namespace, scratch; idempotent."""
         ...
 
+    async def kill(self) -> None:
+        """Kill its processes now: a run going ends as killed (its ``handover`` then cleans up)."""
+        ...
+
 
 @runtime_checkable
 class Prestartable(Protocol):

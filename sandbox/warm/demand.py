@@ -80,7 +80,7 @@ class KeyState:
         if self._takes:
             peak = max(inflight for _, inflight in self._takes)
             span = max(now - self._takes[0][0], 1.0)  # a burst counts at its own pace
-            rate = len(self._takes) / span
+            rate = (len(self._takes) - 1) / span  # arrivals per second (one alone: none yet)
             want = peak + round(rate * (self.start_s or 0.0))
         elif recent:
             want = 1

@@ -44,6 +44,7 @@ __all__ = ["KeyStats", "PoolStats", "WarmPool"]
 logger = logging.getLogger(__name__)
 
 _TICK_S = 1.0  # the maintainer looks at least this often (expiry, demand decay, back-off)
+_CLOSE_WAIT_S = 10.0  # how long close() waits for killed runs to clean up before closing the backend
 _ENTRIES = {"python": "main.py", "typescript": "main.ts"}
 
 
@@ -95,6 +96,8 @@ class WarmPool:
         self._wakeup = asyncio.Event()
         self._maintainer: asyncio.Task[None] | None = None
         self._starts: set[asyncio.Task[None]] = set()
+        self._running: set[WarmSandbox] = set()  # handed a run that has not ended yet
+        self._ran = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self._hits = 0
@@ -131,12 +134,9 @@ class WarmPool:
         try:
             if sandbox is not None:
                 try:
-                    result = await sandbox.handover(request, None)
+                    return await self._handover(sandbox, request, None)
                 except WarmUnusableError as exc:
                     self._unusable(exc)
-                else:
-                    self._hits += 1
-                    return result
             return await self.inner.run(request)
         finally:
             self._done(state)
@@ -179,7 +179,16 @@ class WarmPool:
         for state in self._keys.values():
             state.idle.clear()
         await asyncio.gather(*(self._destroy(sandbox) for sandbox in idle), *self._closing)
+        # Runs still going on warm sandboxes end now, and clean up before the backend goes.
+        await asyncio.gather(*(sandbox.kill() for sandbox in self._running), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_ran(), timeout=_CLOSE_WAIT_S)
         await self.inner.close()
+
+    async def _all_ran(self) -> None:
+        while self._running:
+            self._ran.clear()
+            await self._ran.wait()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -281,8 +290,19 @@ class WarmPool:
         logger.info("a warm sandbox could not take its run (%s); running it cold", exc)
         self._misses["unusable"] += 1
 
-    async def _handover(self, sandbox: WarmSandbox, request: RunRequest, sink: ChunkSink) -> RunResult:
-        result = await sandbox.handover(request, sink)
+    async def _handover(self, sandbox: WarmSandbox, request: RunRequest, sink: ChunkSink | None) -> RunResult:
+        """Hand ``request`` to ``sandbox``; a hit once it reached the sandbox (whatever came of it)."""
+        self._running.add(sandbox)
+        try:
+            result = await sandbox.handover(request, sink)
+        except WarmUnusableError:
+            raise
+        except BaseException:
+            self._hits += 1
+            raise
+        finally:
+            self._running.discard(sandbox)
+            self._ran.set()
         self._hits += 1
         return result
 
@@ -356,12 +376,13 @@ class WarmPool:
                     return
                 if self._estimate(state) > self._budget_left():
                     break
+                state.starting += 1  # counted at once: the budget and the deficit see it
                 task = asyncio.ensure_future(self._start(state))
                 self._starts.add(task)
                 task.add_done_callback(self._starts.discard)
 
     async def _start(self, state: KeyState) -> None:
-        state.starting += 1
+        """Start one sandbox of ``state``'s key (counted in ``starting`` by the caller) and keep it."""
         began = self._clock()
         try:
             sandbox = await self._backend.prestart(state.template)

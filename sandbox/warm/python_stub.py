@@ -175,7 +175,10 @@ def _serve() -> None:
         _fail(f"writing the run's files: {exc}")
     _set_limits(cpu_seconds, nproc, keep)
     if count >= 0:
+        pwd = os.environ.get("PWD")  # set by the sandbox's launcher (bwrap), as for a cold run
         os.environ.clear()  # unsetenv / putenv: the C environment (and children) get it too
+        if pwd is not None:
+            os.environ["PWD"] = pwd
         os.environ.update(item.partition("=")[::2] for item in env)
 
     import builtins
