@@ -4,10 +4,11 @@ The variants of each part are measured in one loop, taking turns (the order rota
 noise hits them alike:
 
 (a) library, cold: ``await sandbox.run(RunRequest(code print(1)))`` on one ``local`` backend;
-(w) library, warm: the same run on the warm pool in front of a ``local`` backend. Before each timed
-    run the pool is given the time to have an idle sandbox (``pool.ready``, not timed): this is the
-    latency a run sees when the pool has one, as in an agent's loop (run, think, run again). The
-    pool's hit counter must show every timed run was a hit;
+(w) library, warm: the same run on the warm pool in front of a ``local`` backend. After each run
+    the pool is given the time to start its replacement and clean up the used one (``pool.ready``,
+    ``pool.settled``, not timed), so the timed run finds one idle, as in an agent's loop (run, think,
+    run again), and no variant is timed while the pool works in the background. The pool's hit
+    counter must show every timed run was a hit;
 (g) gVisor, cold and warm, the same way (fewer runs: a cold gVisor run takes ~0.2-0.5 s);
 (b) HTTP: ``POST /v1/workspaces/{id}/runs {"code": "print(1)"}`` against ``server.app.create_app``
     served by uvicorn on 127.0.0.1, with the server's default warm pool, back to back with bare
@@ -88,11 +89,12 @@ def sandbox_once(sb: Sandbox) -> Step:
 
 
 def pool_ready(pool: WarmPool) -> Step:
-    """Untimed: give the pool the time to have an idle sandbox for the next run."""
+    """Untimed: give the pool the time to have an idle sandbox (its refill done)."""
 
     async def ready() -> None:
         if not await pool.ready(REQUEST, timeout_s=120):
             raise RuntimeError(f"the warm pool has no sandbox for print(1): {pool.stats()}")
+        await pool.settled()  # the last run's clean-up done too
 
     return ready
 
@@ -100,19 +102,22 @@ def pool_ready(pool: WarmPool) -> Step:
 async def take_turns(runs: int, variants: dict[str, tuple[Step, Step]]) -> dict[str, list[float]]:
     """Time each variant's run ``runs`` times, the variants taking turns (the order rotates).
 
-    Each variant is ``(prepare, run)``; only ``run`` is timed. A few rounds are run first, untimed.
+    Each variant is ``(settle, run)``: ``settle`` (not timed) runs before and after ``run``, so what
+    a run leaves going in the background (a warm pool's refill) never overlaps another's timing. A
+    few rounds are run first, untimed.
     """
     names = list(variants)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for i in range(-min(WARMUP, runs), runs):
         turn = names[i % len(names) :] + names[: i % len(names)]
         for name in turn:
-            prepare, run = variants[name]
-            await prepare()
+            settle, run = variants[name]
+            await settle()
             started = time.perf_counter()
             await run()
             if i >= 0:
                 samples[name].append(time.perf_counter() - started)
+            await settle()
     return samples
 
 

@@ -75,16 +75,15 @@ class BwrapWarmSandbox:
         run: BwrapRun,
         process: WarmProcess,
         maximums: Limits,
-        memory_bytes: int,
         on_end: Callable[[], None],
     ) -> None:
         self._run = run
         self._process = process
         self._maximums = maximums
-        self._memory_bytes = memory_bytes
         self._on_end = on_end
         self._used = False
         self._ended = False
+        self._teardown_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
@@ -134,19 +133,17 @@ class BwrapWarmSandbox:
                 )
                 run.close_fds()  # bwrap has read its arguments, the seccomp filter and the files
                 assert run.cgroup is not None  # warm sandboxes need cgroups (BubblewrapSandbox.warm_key)
-                memory = await asyncio.to_thread(pss_bytes, run.cgroup.pids())
             finally:
                 if process is None:
                     await _finish(run, read_usage=False)
         except BaseException:
             on_end()
             raise
-        return cls(run=run, process=process, maximums=maximums, memory_bytes=memory, on_end=on_end)
+        return cls(run=run, process=process, maximums=maximums, on_end=on_end)
 
-    @property
-    def memory_bytes(self) -> int:
-        """PSS of the sandbox's processes when it became ready."""
-        return self._memory_bytes
+    async def measure(self) -> int:
+        """PSS of the sandbox's processes now."""
+        return await asyncio.to_thread(lambda: pss_bytes(self.pids()))
 
     @property
     def preloaded(self) -> tuple[str, ...]:
@@ -218,7 +215,7 @@ class BwrapWarmSandbox:
         # The program ended: what is left of the sandbox is killed, reaped and its cgroup emptied in
         # the background, so the run's result does not wait for the kernel's namespace teardown.
         # close() of the backend waits for it.
-        _spawn_teardown(self._teardown())
+        self._teardown_task = _spawn_teardown(self._teardown())
         raise_setup_failure(outcome)
         if decoder is not None:
             decoder.flush()
@@ -227,6 +224,11 @@ class BwrapWarmSandbox:
     async def kill(self) -> None:
         """Kill its processes now (a run going ends as killed)."""
         await self._run.kill(self._process.pid)
+
+    async def ended(self) -> None:
+        """Wait until its clean-up after a run is done."""
+        if self._teardown_task is not None:
+            await asyncio.wait([self._teardown_task])
 
     async def _teardown(self) -> None:
         try:
@@ -256,11 +258,12 @@ class BwrapWarmSandbox:
 _TEARDOWNS: set[asyncio.Task[None]] = set()
 
 
-def _spawn_teardown(teardown: Coroutine[None, None, None]) -> None:
+def _spawn_teardown(teardown: Coroutine[None, None, None]) -> asyncio.Task[None]:
     """Run ``teardown`` in the background, kept referenced until it is done."""
     task = asyncio.ensure_future(teardown)
     _TEARDOWNS.add(task)
     task.add_done_callback(_TEARDOWNS.discard)
+    return task
 
 
 async def _finish(run: BwrapRun, *, read_usage: bool) -> CgroupUsage | None:

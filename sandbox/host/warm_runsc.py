@@ -78,7 +78,6 @@ class GVisorWarmSandbox:
         maximums: Limits,
         headroom_mb: int,
         host_pids: int,
-        memory_bytes: int,
     ) -> None:
         self._host = host
         self._cid = cid
@@ -89,9 +88,9 @@ class GVisorWarmSandbox:
         self._maximums = maximums
         self._headroom_mb = headroom_mb
         self._host_pids = host_pids
-        self._memory_bytes = memory_bytes
         self._used = False
         self._cleaned = False
+        self._cleanup_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
@@ -160,7 +159,6 @@ class GVisorWarmSandbox:
             process = await WarmProcess.start(
                 runsc, env=RUNSC_ENV, cwd=rundir, kill=kill, timeout_s=timeout_s
             )
-            memory = await asyncio.to_thread(pss_bytes, cgroup.pids())
         except BaseException:
             if process is not None:
                 await process.destroy()
@@ -176,13 +174,11 @@ class GVisorWarmSandbox:
             maximums=maximums,
             headroom_mb=headroom_mb,
             host_pids=host_pids,
-            memory_bytes=memory,
         )
 
-    @property
-    def memory_bytes(self) -> int:
-        """PSS of runsc, the gofer and the Sentry when it became ready."""
-        return self._memory_bytes
+    async def measure(self) -> int:
+        """PSS of runsc, the gofer and the Sentry now."""
+        return await asyncio.to_thread(lambda: pss_bytes(self.pids()))
 
     @property
     def preloaded(self) -> tuple[str, ...]:
@@ -263,7 +259,7 @@ class GVisorWarmSandbox:
         if outcome is None or usage is None:  # only when the finally above re-raises
             raise SandboxStartError("the warm sandbox's run ended without an outcome")
         # runsc has ended: its state, the scratch mount and the cgroup go in the background.
-        task = asyncio.ensure_future(self._cleanup())
+        self._cleanup_task = task = asyncio.ensure_future(self._cleanup())
         _TEARDOWNS.add(task)
         task.add_done_callback(_TEARDOWNS.discard)
         raise_start_failure(outcome)
@@ -282,6 +278,11 @@ class GVisorWarmSandbox:
     async def kill(self) -> None:
         """Kill its processes now (a run going ends as killed)."""
         await kill_run(self._host, self._cid, self._cgroup)
+
+    async def ended(self) -> None:
+        """Wait until its clean-up after a run is done."""
+        if self._cleanup_task is not None:
+            await asyncio.wait([self._cleanup_task])
 
     async def _cleanup(self) -> None:
         if not self._cleaned:

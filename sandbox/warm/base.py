@@ -36,9 +36,8 @@ class WarmUnusableError(SandboxError):
 class WarmSandbox(Protocol):
     """One pre-started sandbox, ready for one program."""
 
-    @property
-    def memory_bytes(self) -> int:
-        """Its memory while idle (the PSS of its processes, measured when it became ready)."""
+    async def measure(self) -> int:
+        """Its memory now: the PSS of its processes (reads ``/proc``, in a worker thread)."""
         ...
 
     @property
@@ -68,6 +67,10 @@ class WarmSandbox(Protocol):
 
     async def kill(self) -> None:
         """Kill its processes now: a run going ends as killed (its ``handover`` then cleans up)."""
+        ...
+
+    async def ended(self) -> None:
+        """Wait until nothing of it is left (after a run, its clean-up goes on in the background)."""
         ...
 
 

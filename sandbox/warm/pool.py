@@ -23,7 +23,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
@@ -98,7 +98,8 @@ class WarmPool:
         self._starts: set[asyncio.Task[None]] = set()
         self._running: set[WarmSandbox] = set()  # handed a run that has not ended yet
         self._ran = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # idle sandboxes being destroyed
+        self._ending: set[asyncio.Task[None]] = set()  # used sandboxes cleaning up after their run
         self._closed = False
         self._hits = 0
         self._misses: collections.Counter[str] = collections.Counter()
@@ -183,6 +184,7 @@ class WarmPool:
         await asyncio.gather(*(sandbox.kill() for sandbox in self._running), return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._all_ran(), timeout=_CLOSE_WAIT_S)
+        await asyncio.gather(*self._ending, return_exceptions=True)
         await self.inner.close()
 
     async def _all_ran(self) -> None:
@@ -222,6 +224,11 @@ class WarmPool:
             await asyncio.sleep(0.005)
         return True
 
+    async def settled(self) -> None:
+        """Wait until nothing of the pool runs in the background: no start, no clean-up after a run."""
+        while pending := [*self._starts, *self._ending, *self._closing]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
     # --- what the pool knows ----------------------------------------------------------------
 
     def idle_pids(self) -> set[int] | None:
@@ -237,7 +244,7 @@ class WarmPool:
             KeyStats(
                 label=state.label,
                 idle=len(state.idle),
-                idle_memory_bytes=sum(entry.sandbox.memory_bytes for entry in state.idle),
+                idle_memory_bytes=sum(entry.memory_bytes for entry in state.idle),
                 starting=state.starting,
                 target=state.target(now, self.warm),
             )
@@ -303,6 +310,7 @@ class WarmPool:
         finally:
             self._running.discard(sandbox)
             self._ran.set()
+            self._track(self._ending, sandbox.ended())
         self._hits += 1
         return result
 
@@ -356,7 +364,7 @@ class WarmPool:
     def _budget_left(self) -> int:
         used = 0
         for state in self._keys.values():
-            used += sum(entry.sandbox.memory_bytes for entry in state.idle)
+            used += sum(entry.memory_bytes for entry in state.idle)
             used += state.starting * self._estimate(state)
         return self.warm.memory_budget_mb * 1024 * 1024 - used
 
@@ -396,30 +404,34 @@ class WarmPool:
         except BaseException:
             state.starting -= 1
             raise
-        state.starting -= 1
         seconds = self._clock() - began
+        try:
+            measured = await sandbox.measure() if state.should_measure() else None
+        finally:
+            state.starting -= 1
         self._started += 1
         self._start_seconds += seconds
-        state.note_start(seconds, sandbox.memory_bytes)
+        state.note_start(seconds, measured)
+        memory = measured if measured is not None else self._estimate(state)
         if self._closed or len(state.idle) >= self.warm.max_idle_per_key:
             self._dispose(sandbox)
-        elif sandbox.memory_bytes > self._budget_left():
+        elif memory > self._budget_left():
             self._over_budget += 1
-            logger.info(
-                "warm pool: a %s sandbox (%d kB) is over the idle budget",
-                state.label,
-                sandbox.memory_bytes >> 10,
-            )
+            logger.info("warm pool: a %s sandbox (%d kB) is over the idle budget", state.label, memory >> 10)
             self._dispose(sandbox)
         else:
-            state.idle.append(Idle(sandbox=sandbox, ready_at=self._clock()))
+            state.idle.append(Idle(sandbox=sandbox, ready_at=self._clock(), memory_bytes=memory))
         self._wakeup.set()
 
     def _dispose(self, sandbox: WarmSandbox) -> None:
         """Destroy ``sandbox`` in the background (``close`` waits for it)."""
-        task = asyncio.ensure_future(self._destroy(sandbox))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._track(self._closing, self._destroy(sandbox))
+
+    @staticmethod
+    def _track(tasks: set[asyncio.Task[None]], work: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _destroy(self, sandbox: WarmSandbox) -> None:
         try:

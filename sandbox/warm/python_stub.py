@@ -154,7 +154,6 @@ def _serve() -> None:
 
     keep = set(sys.modules)
     added = sorted({name.partition(".")[0] for name in keep - started})
-    gc.collect()
     gc.freeze()  # what the start made lives until the end: the collector need not look at it again
     os.write(1, _READY + b" " + " ".join(added).encode() + b"\n")
 
