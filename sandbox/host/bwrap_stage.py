@@ -133,7 +133,7 @@ class HostStage:
         try:
             _stage_etc(self.etc, uid, gid)
             _stage_venv(self.venv, python)
-            stage_stubs(self.warm)
+            self.python_stub = stage_stubs(self.warm, python)
         except BaseException:
             if self._tmpfs:
                 unmount(self.root)

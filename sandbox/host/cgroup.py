@@ -163,6 +163,12 @@ class Cgroup:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
+    def kill_others(self, keep: int) -> None:
+        """SIGKILL, once, every process in the group but ``keep`` (a subreaper: it reaps them, then exits)."""
+        for pid in self.pids() - {keep}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
     def _oom_kills(self) -> int:
         try:
             for line in _read(self.dirs["memory"] / "memory.oom_control").splitlines():

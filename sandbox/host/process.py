@@ -242,12 +242,17 @@ class Spawned:
 
     async def destroy(self) -> None:
         """Kill the tree (kill callback), reap the child, close the pipes: for a child never supervised."""
+        # Reap the child as soon as it is dead, alongside the kill callback: a callback that waits for
+        # the tree to be gone (a cgroup emptied) would otherwise wait on our own unreaped zombie.
+        reaper = asyncio.ensure_future(_wait_exit(asyncio.get_running_loop(), self.proc))
+        _kill_pid(self.proc.pid)
         with contextlib.suppress(Exception):
             await _maybe_await(self.kill(self.proc.pid))
-        _kill_pid(self.proc.pid)
         self.close_pipes()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.to_thread(self.proc.wait), timeout=_GRACE_S)
+        try:
+            await asyncio.wait_for(reaper, timeout=_GRACE_S)
+        except TimeoutError:
+            logger.warning("pid %d did not end %.0f s after SIGKILL", self.proc.pid, _GRACE_S)
 
 
 async def spawn_process(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.base import Check
-from sandbox.commands import DENO_PATH
+from sandbox.commands import DENO_PATH, PYTHON_PATH
 from sandbox.config import GVisorSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
 from sandbox.host.cgroup import Cgroup, own_cgroup_path
@@ -138,6 +138,7 @@ class GVisorHost:
     static_mounts: list[BindMount]
     pool: CgroupPool | None
     cgroup_root: Path
+    python_stub: str  # the warm sandboxes' Python stub, inside (sandbox.warm.stubs.stage_stubs)
 
     @property
     def runs(self) -> Path:
@@ -173,7 +174,7 @@ class GVisorHost:
                 gid=settings.sandbox_gid,
                 mount_points=(MOUNT_POINT, DENO_PATH, WARM_DIR),
             )
-            stage_stubs(tmp / "warm")
+            python_stub = stage_stubs(tmp / "warm", PYTHON_PATH)
             pool = open_pool(
                 settings.cgroup_root,
                 settings.cgroup_pool_size,
@@ -184,7 +185,14 @@ class GVisorHost:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         runsc = Runsc(path, tmp / "state", settings.platform)
-        return cls(runsc=runsc, tmp=tmp, static_mounts=static, pool=pool, cgroup_root=settings.cgroup_root)
+        return cls(
+            runsc=runsc,
+            tmp=tmp,
+            static_mounts=static,
+            pool=pool,
+            cgroup_root=settings.cgroup_root,
+            python_stub=python_stub,
+        )
 
     def close(self) -> None:
         """Remove the cgroup pool, runsc's state and the shared root; idempotent (blocking)."""

@@ -130,8 +130,27 @@ class WarmProcess:
             status_fd=status_fd,
         )
 
+    async def wait_exit(self, timeout_s: float) -> bool:
+        """Wait until the outermost process ended and reap it; False if it still runs after ``timeout_s``."""
+        proc = self.spawned.proc
+        if proc.poll() is not None:
+            return True
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # gone meanwhile
+            return proc.poll() is not None
+        try:
+            deadline = time.monotonic() + timeout_s
+            while proc.poll() is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not await wait_readable(pidfd, left):
+                    return False
+        finally:
+            os.close(pidfd)
+        return True
+
     async def destroy(self) -> None:
-        """Kill the whole sandbox and reap it (for one that never ran; idempotent)."""
+        """Kill the whole sandbox and reap it (idempotent)."""
         await self.spawned.destroy()
 
 

@@ -124,7 +124,7 @@ class GVisorWarmSandbox:
         cgroup: Cgroup | None = None
         process: WarmProcess | None = None
         try:
-            argv = stub_argv(template, build_argv(template, libset))
+            argv = stub_argv(template, build_argv(template, libset), python_stub=host.python_stub)
             env = build_env(template, libset, home=WORK_DIR, tmp=TMP_DIR)
             rundir.mkdir(mode=0o700)
             try:

@@ -6,7 +6,8 @@ an idle sandbox of the run's key when there is one, else from the backend as usu
 :func:`sandbox.registry.open_sandbox` puts it there when ``SandboxSettings.warm.enabled``.
 
 Modules: ``base`` (what a backend offers the pool), ``keys`` (which sandbox can serve which run),
-``demand`` (how many a key wants), ``pool`` (the pool), ``protocol`` (host <-> interpreter),
+``demand`` (how many a key wants), ``pool`` (the pool), ``keeper`` (its background refill and
+expiry), ``stats`` (what it reports), ``protocol`` (host <-> interpreter),
 ``stubs`` (the programs a warm sandbox starts: ``python_stub.py``, ``deno_preload.js``; they run
 inside the sandbox and import nothing of ours). Importing this package imports no backend.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from sandbox.warm.base import Prestartable, WarmSandbox, WarmUnusableError
 from sandbox.warm.keys import WarmKey
-from sandbox.warm.pool import KeyStats, PoolStats, WarmPool
+from sandbox.warm.pool import WarmPool
+from sandbox.warm.stats import KeyStats, PoolStats
 
 __all__ = [
     "KeyStats",

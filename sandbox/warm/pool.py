@@ -8,12 +8,10 @@ network, host pipes, an environment the interpreter reads at start), the run goe
 exactly as without the pool. Each sandbox serves one run and is destroyed after it; nothing passes
 from one run to the next.
 
-A background task keeps each key at its target (:mod:`sandbox.warm.demand`), at most
-``refill_concurrency`` starts at once, within the idle memory budget (PSS, measured when a sandbox
-is ready; before the first measurement of a key, ``memory_estimate_mb``), and destroys sandboxes
-idle longer than ``idle_ttl_s``. A key whose starts fail backs off (1 s, doubling, up to 60 s).
-``close()`` stops it, destroys every idle sandbox, then closes the backend (which ends runs still
-going), so nothing of the pool remains.
+A background task (:mod:`sandbox.warm.keeper`) keeps each key's idle sandboxes at its target, within
+the idle memory budget, and destroys those idle too long. ``close()`` stops it, destroys every idle
+sandbox, ends the runs still going on warm sandboxes and waits for their clean-up, then closes the
+backend, so nothing of the pool remains.
 """
 
 from __future__ import annotations
@@ -23,58 +21,25 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, cast
 
 from sandbox.base import Check, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.errors import SandboxError
-from sandbox.guard import clamp_limits
-from sandbox.resources import TIERS
 from sandbox.service import ServiceHandle
 from sandbox.streaming import ChunkSink, stream_chunks
 from sandbox.warm.base import Prestartable, WarmSandbox, WarmUnusableError
-from sandbox.warm.demand import Idle, KeyState
-from sandbox.warm.keys import WarmKey, shadows_preload, template_of
+from sandbox.warm.demand import KeyState
+from sandbox.warm.keeper import Keeper, Signal
+from sandbox.warm.keys import shadows_preload
+from sandbox.warm.stats import PoolStats
 
-__all__ = ["KeyStats", "PoolStats", "WarmPool"]
+__all__ = ["WarmPool"]
 
 logger = logging.getLogger(__name__)
 
-_TICK_S = 1.0  # the maintainer looks at least this often (expiry, demand decay, back-off)
 _CLOSE_WAIT_S = 10.0  # how long close() waits for killed runs to clean up before closing the backend
-_ENTRIES = {"python": "main.py", "typescript": "main.ts"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class KeyStats:
-    """One key's idle sandboxes now."""
-
-    label: str
-    idle: int
-    idle_memory_bytes: int
-    starting: int
-    target: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class PoolStats:
-    """The pool's counters since it opened, and its idle sandboxes now (``/metrics``)."""
-
-    backend: str
-    hits: int
-    misses: Mapping[str, int]  # why: empty (none idle), unusable, shadowed
-    cold: int  # runs no warm sandbox can serve (a command, network, ...)
-    starts: int
-    start_failures: int
-    start_seconds_total: float
-    expired: int
-    over_budget: int
-    idle: int
-    idle_memory_bytes: int
-    keys: tuple[KeyStats, ...]
 
 
 class WarmPool:
@@ -92,23 +57,15 @@ class WarmPool:
         self.warm = settings.warm
         self._backend: Prestartable = inner
         self._clock = clock
-        self._keys: dict[Hashable, KeyState] = {}
-        self._wakeup = asyncio.Event()
+        self._keeper = Keeper(inner, settings, clock=clock)
         self._maintainer: asyncio.Task[None] | None = None
-        self._starts: set[asyncio.Task[None]] = set()
         self._running: set[WarmSandbox] = set()  # handed a run that has not ended yet
-        self._ran = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()  # idle sandboxes being destroyed
+        self._ran = Signal()
         self._ending: set[asyncio.Task[None]] = set()  # used sandboxes cleaning up after their run
         self._closed = False
         self._hits = 0
         self._misses: collections.Counter[str] = collections.Counter()
         self._cold = 0
-        self._started = 0
-        self._start_failures = 0
-        self._start_seconds = 0.0
-        self._expired = 0
-        self._over_budget = 0
 
     # --- the Sandbox protocol ----------------------------------------------------------------
 
@@ -117,8 +74,8 @@ class WarmPool:
         await self.inner.open()
         if self._maintainer is None and not self._closed:
             for entry in self.warm.prewarm:
-                self._pin(entry)
-            self._maintainer = asyncio.ensure_future(self._maintain())
+                self._keeper.pin(entry)
+            self._maintainer = asyncio.ensure_future(self._keeper.maintain())
         return self
 
     async def preflight(self) -> list[Check]:
@@ -172,25 +129,17 @@ class WarmPool:
         if self._closed:
             return
         self._closed = True
-        tasks = [*self._starts, *([self._maintainer] if self._maintainer else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        idle = [entry.sandbox for state in self._keys.values() for entry in state.idle]
-        for state in self._keys.values():
-            state.idle.clear()
-        await asyncio.gather(*(self._destroy(sandbox) for sandbox in idle), *self._closing)
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            await asyncio.gather(self._maintainer, return_exceptions=True)
+        await self._keeper.close()
         # Runs still going on warm sandboxes end now, and clean up before the backend goes.
         await asyncio.gather(*(sandbox.kill() for sandbox in self._running), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_ran(), timeout=_CLOSE_WAIT_S)
+        deadline = self._clock() + _CLOSE_WAIT_S
+        while self._running and self._clock() < deadline:
+            await self._ran.wait(deadline - self._clock())
         await asyncio.gather(*self._ending, return_exceptions=True)
         await self.inner.close()
-
-    async def _all_ran(self) -> None:
-        while self._running:
-            self._ran.clear()
-            await self._ran.wait()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -214,52 +163,44 @@ class WarmPool:
         key = self._backend.warm_key(request) if not self._closed else None
         if key is None:
             return False
-        state = self._state(key, request)
+        state = self._keeper.state(key, request)
         deadline = self._clock() + timeout_s
         while not any(entry.sandbox.alive() for entry in state.idle):
             if self._closed or self._clock() > deadline:
                 return False
             state.note_wanted(self._clock())
-            self._wakeup.set()
+            self._keeper.wakeup.set()
             await asyncio.sleep(0.005)
         return True
 
     async def settled(self) -> None:
         """Wait until nothing of the pool runs in the background: no start, no clean-up after a run."""
-        while pending := [*self._starts, *self._ending, *self._closing]:
+        while pending := [*self._keeper.starts, *self._ending, *self._keeper.closing]:
             await asyncio.gather(*pending, return_exceptions=True)
 
     # --- what the pool knows ----------------------------------------------------------------
 
     def idle_pids(self) -> set[int] | None:
         """Host processes of the idle sandboxes now; None while one is starting (blocking, for checks)."""
-        if any(state.starting for state in self._keys.values()):
+        keys = self._keeper.keys.values()
+        if any(state.starting for state in keys):
             return None
-        return {pid for state in self._keys.values() for entry in state.idle for pid in entry.sandbox.pids()}
+        return {pid for state in keys for entry in state.idle for pid in entry.sandbox.pids()}
 
     def stats(self) -> PoolStats:
         """A snapshot of the counters and the idle sandboxes."""
-        now = self._clock()
-        keys = tuple(
-            KeyStats(
-                label=state.label,
-                idle=len(state.idle),
-                idle_memory_bytes=sum(entry.memory_bytes for entry in state.idle),
-                starting=state.starting,
-                target=state.target(now, self.warm),
-            )
-            for state in self._keys.values()
-        )
+        keeper = self._keeper
+        keys = keeper.key_stats()
         return PoolStats(
             backend=self.name,
             hits=self._hits,
             misses=dict(self._misses),
             cold=self._cold,
-            starts=self._started,
-            start_failures=self._start_failures,
-            start_seconds_total=self._start_seconds,
-            expired=self._expired,
-            over_budget=self._over_budget,
+            starts=keeper.started,
+            start_failures=keeper.start_failures,
+            start_seconds_total=keeper.start_seconds,
+            expired=keeper.expired,
+            over_budget=keeper.over_budget,
             idle=sum(k.idle for k in keys),
             idle_memory_bytes=sum(k.idle_memory_bytes for k in keys),
             keys=keys,
@@ -273,13 +214,13 @@ class WarmPool:
         if key is None:
             self._cold += 1
             return None, None
-        state = self._state(key, request)
+        state = self._keeper.state(key, request)
         state.note_take(self._clock())
-        self._wakeup.set()  # its target may have grown, and what it takes is to be replaced
+        self._keeper.wakeup.set()  # its target may have grown, and what it takes is to be replaced
         while state.idle:
             entry = state.idle.popleft()
             if not entry.sandbox.alive():
-                self._dispose(entry.sandbox)
+                self._keeper.dispose(entry.sandbox)
                 continue
             if shadows_preload(request, entry.sandbox.preloaded):
                 state.idle.appendleft(entry)  # still good for the next run
@@ -310,131 +251,6 @@ class WarmPool:
         finally:
             self._running.discard(sandbox)
             self._ran.set()
-            self._track(self._ending, sandbox.ended())
+            self._keeper.track(self._ending, sandbox.ended())
         self._hits += 1
         return result
-
-    def _state(self, key: Hashable, request: RunRequest) -> KeyState:
-        state = self._keys.get(key)
-        if state is None:
-            label = key.label if isinstance(key, WarmKey) else str(key)
-            state = self._keys[key] = KeyState(key=key, label=label, template=template_of(request))
-        return state
-
-    def _pin(self, entry: str) -> None:
-        """Keep ``language/library_set/tier`` at ``min_idle`` from now on."""
-        language, library_set, tier = entry.split("/")
-        template = RunRequest(
-            files={_ENTRIES[language]: ""},
-            language=language,  # type: ignore[arg-type]
-            entry=_ENTRIES[language],
-            library_set=library_set,
-            limits=clamp_limits(TIERS[tier], self.settings.max_limits),  # type: ignore[index]
-        )
-        key = self._backend.warm_key(template)
-        if key is None:
-            logger.warning("warm pool: %s cannot be kept warm on the %s backend here", entry, self.name)
-            return
-        self._state(key, template).min_idle = self.warm.min_idle
-
-    # --- keeping keys warm -------------------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        """Expire, refill, sleep until woken (a run took a sandbox, a start ended) or a tick passes."""
-        while True:
-            self._wakeup.clear()
-            now = self._clock()
-            self._expire(now)
-            self._refill(now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=_TICK_S)
-
-    def _expire(self, now: float) -> None:
-        for key, state in list(self._keys.items()):
-            while state.idle and (
-                now - state.idle[0].ready_at > self.warm.idle_ttl_s or not state.idle[0].sandbox.alive()
-            ):
-                entry = state.idle.popleft()
-                if entry.sandbox.alive():
-                    self._expired += 1
-                self._dispose(entry.sandbox)
-            if state.forgotten(now, self.warm):
-                del self._keys[key]
-
-    def _budget_left(self) -> int:
-        used = 0
-        for state in self._keys.values():
-            used += sum(entry.memory_bytes for entry in state.idle)
-            used += state.starting * self._estimate(state)
-        return self.warm.memory_budget_mb * 1024 * 1024 - used
-
-    def _estimate(self, state: KeyState) -> int:
-        known = state.memory_bytes
-        return known if known is not None else self.warm.memory_estimate_mb * 1024 * 1024
-
-    def _refill(self, now: float) -> None:
-        wanting = [
-            (state.target(now, self.warm) - len(state.idle) - state.starting, state)
-            for state in self._keys.values()
-            if state.backoff_until <= now
-        ]
-        for deficit, state in sorted(wanting, key=lambda pair: -pair[0]):
-            for _ in range(deficit):
-                if len(self._starts) >= self.warm.refill_concurrency:
-                    return
-                if self._estimate(state) > self._budget_left():
-                    break
-                state.starting += 1  # counted at once: the budget and the deficit see it
-                task = asyncio.ensure_future(self._start(state))
-                self._starts.add(task)
-                task.add_done_callback(self._starts.discard)
-
-    async def _start(self, state: KeyState) -> None:
-        """Start one sandbox of ``state``'s key (counted in ``starting`` by the caller) and keep it."""
-        began = self._clock()
-        try:
-            sandbox = await self._backend.prestart(state.template)
-        except SandboxError as exc:
-            state.starting -= 1
-            self._start_failures += 1
-            state.note_failure(self._clock())
-            logger.warning("warm pool: a %s sandbox failed to start (%s)", state.label, exc)
-            self._wakeup.set()
-            return
-        except BaseException:
-            state.starting -= 1
-            raise
-        seconds = self._clock() - began
-        try:
-            measured = await sandbox.measure() if state.should_measure() else None
-        finally:
-            state.starting -= 1
-        self._started += 1
-        self._start_seconds += seconds
-        state.note_start(seconds, measured)
-        memory = measured if measured is not None else self._estimate(state)
-        if self._closed or len(state.idle) >= self.warm.max_idle_per_key:
-            self._dispose(sandbox)
-        elif memory > self._budget_left():
-            self._over_budget += 1
-            logger.info("warm pool: a %s sandbox (%d kB) is over the idle budget", state.label, memory >> 10)
-            self._dispose(sandbox)
-        else:
-            state.idle.append(Idle(sandbox=sandbox, ready_at=self._clock(), memory_bytes=memory))
-        self._wakeup.set()
-
-    def _dispose(self, sandbox: WarmSandbox) -> None:
-        """Destroy ``sandbox`` in the background (``close`` waits for it)."""
-        self._track(self._closing, self._destroy(sandbox))
-
-    @staticmethod
-    def _track(tasks: set[asyncio.Task[None]], work: Coroutine[None, None, None]) -> None:
-        task = asyncio.ensure_future(work)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    async def _destroy(self, sandbox: WarmSandbox) -> None:
-        try:
-            await sandbox.destroy()
-        except Exception:  # logged, never raised: one bad sandbox must not stop the others' removal
-            logger.exception("warm pool: destroying an idle sandbox failed")

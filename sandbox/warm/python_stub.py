@@ -20,7 +20,7 @@ _READY = b"\0agentic-warm-ready"
 _SETUP = "agentic-sandbox: setup failed: "
 _SETUP_EXIT = 125
 _CHUNK = 1 << 20
-_STUB = __file__
+_STUB = sys._getframe().f_code.co_filename  # this file's frames (run from source or compiled)
 
 
 def _fail(what: str) -> None:
@@ -153,7 +153,8 @@ def _serve() -> None:
     import gc
 
     keep = set(sys.modules)
-    added = sorted({name.partition(".")[0] for name in keep - started})
+    builtin = set(sys.builtin_module_names)  # found before any file: a run's file cannot shadow them
+    added = sorted({name.partition(".")[0] for name in keep - started} - builtin)
     gc.freeze()  # what the start made lives until the end: the collector need not look at it again
     os.write(1, _READY + b" " + " ".join(added).encode() + b"\n")
 
@@ -190,7 +191,7 @@ def _serve() -> None:
     main.__loader__ = type(sys.modules["__main__"].__loader__)("__main__", path)  # type: ignore[misc,call-arg]
     main.__annotations__ = {}
     sys.argv = argv
-    sys.orig_argv = [*sys.orig_argv[: -2 - len(preload)], *argv]
+    sys.orig_argv = [*sys.orig_argv[: -2 - len(preload)], *argv]  # [python, -s, -B] + the program's
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     sys.modules["__main__"] = main
     # The program runs two frames deep (this stub's): it gets the cold run's recursion depth back
