@@ -26,7 +26,7 @@ from sandbox.errors import InvalidRunRequestError, SandboxStartError
 from sandbox.guard import check_file_count
 from sandbox.host.bwrap_args import BWRAP_PIDS, PYTHON_VENV
 from sandbox.host.bwrap_run import BwrapHost, BwrapRun, raise_setup_failure
-from sandbox.host.cgroup import CgroupBusyError, CgroupUsage
+from sandbox.host.cgroup import Cgroup, CgroupBusyError, CgroupUsage
 from sandbox.host.libset_dirs import LibrarySet
 from sandbox.host.outcome import run_result
 from sandbox.host.process import ProcessOutcome
@@ -204,7 +204,9 @@ class BwrapWarmSandbox:
                 status_fd=run.status_fd,
             )
             run.stop_watchdog()
-            usage = await asyncio.to_thread(run.cgroup.usage)  # the program ended: its counters are final
+            # The program ended: its counters are final; kill what is left of the sandbox now (all but
+            # the launcher, which reaps it and exits), in the same hop.
+            usage = await asyncio.to_thread(_final_usage, run.cgroup, process.pid)
         finally:
             run.stop_watchdog()
             if usage is None:
@@ -231,14 +233,16 @@ class BwrapWarmSandbox:
         if self._teardown_task is not None:
             await asyncio.wait([self._teardown_task])
 
-    async def _stop(self) -> None:
+    async def _stop(self, *, killed: bool = False) -> None:
         """Kill the sandbox: everything in its cgroup but the launcher, which reaps it all and exits.
 
         Why not the launcher first: its orphans would go to the host's pid 1, which reaps them when it
         gets to it, and a group holding zombies is not handed out again (a new one costs ~40 ms).
+        ``killed``: that was done already.
         """
         assert self._run.cgroup is not None
-        await asyncio.to_thread(self._run.cgroup.kill_others, self._process.pid)
+        if not killed:
+            await asyncio.to_thread(self._run.cgroup.kill_others, self._process.pid)
         if await self._process.wait_exit(_STOP_S):
             self._process.spawned.close_pipes()
         else:
@@ -246,8 +250,7 @@ class BwrapWarmSandbox:
 
     async def _teardown(self) -> None:
         try:
-            # Its program has ended (it reported so after flushing its output): kill what is left now.
-            await self._stop()
+            await self._stop(killed=True)  # by handover, right after the program's end
             await _finish(self._run, read_usage=False)
         finally:
             self._end()
@@ -270,6 +273,13 @@ class BwrapWarmSandbox:
 
 
 _TEARDOWNS: set[asyncio.Task[None]] = set()
+
+
+def _final_usage(cgroup: Cgroup, launcher: int) -> CgroupUsage:
+    """The run's counters, then every process of the sandbox but its launcher killed (blocking)."""
+    usage = cgroup.usage()
+    cgroup.kill_others(launcher)
+    return usage
 
 
 def _spawn_teardown(teardown: Coroutine[None, None, None]) -> asyncio.Task[None]:

@@ -50,7 +50,10 @@ class KeyState:
     started: int = 0
     failures: int = 0  # starts failed in a row
     backoff_until: float = 0.0
-    _takes: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
+    # (time, runs in flight) of the latest runs: enough to see a burst, cheap to scan on every wake-up.
+    _takes: collections.deque[tuple[float, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=256)
+    )
 
     def note_take(self, now: float) -> None:
         """A run of this key arrived (it is now in flight)."""

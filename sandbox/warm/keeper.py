@@ -154,15 +154,28 @@ class Keeper:
 
     def _expire(self, now: float) -> None:
         for key, state in list(self.keys.items()):
-            while state.idle and (
-                now - state.idle[0].ready_at > self.warm.idle_ttl_s or not state.idle[0].sandbox.alive()
-            ):
-                entry = state.idle.popleft()
-                if entry.sandbox.alive():
+            for entry in list(state.idle):
+                if not entry.sandbox.alive():
+                    self.died(state, entry.sandbox)
+                elif now - entry.ready_at > self.warm.idle_ttl_s:
+                    state.idle.remove(entry)
                     self.expired += 1
-                self.dispose(entry.sandbox)
+                    self.dispose(entry.sandbox)
             if state.forgotten(now, self.warm):
                 del self.keys[key]
+
+    def died(self, state: KeyState, sandbox: WarmSandbox) -> None:
+        """``sandbox`` ended while idle: drop it, and back the key off as after a failed start.
+
+        Why back off: sandboxes that die as soon as they are ready would otherwise be replaced
+        as fast as they can start.
+        """
+        for entry in [entry for entry in state.idle if entry.sandbox is sandbox]:
+            state.idle.remove(entry)
+        self.start_failures += 1
+        state.note_failure(self._clock())
+        logger.warning("warm pool: a %s sandbox ended while idle", state.label)
+        self.dispose(sandbox)
 
     def _budget_left(self) -> int:
         used = 0

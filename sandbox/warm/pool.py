@@ -220,7 +220,7 @@ class WarmPool:
         while state.idle:
             entry = state.idle.popleft()
             if not entry.sandbox.alive():
-                self._keeper.dispose(entry.sandbox)
+                self._keeper.died(state, entry.sandbox)
                 continue
             if shadows_preload(request, entry.sandbox.preloaded):
                 state.idle.appendleft(entry)  # still good for the next run

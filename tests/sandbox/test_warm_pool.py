@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -197,6 +199,20 @@ async def test_a_sandbox_over_the_budget_is_not_kept(local: Callable[..., WarmPo
     stats = pool.stats()
     assert stats.idle == 0 and stats.starts == 1 and stats.over_budget == 1, stats
     assert (await pool.run(py("print('cold')"))).stdout == "cold\n"
+
+
+async def test_a_sandbox_that_dies_while_idle_is_replaced_after_a_pause(
+    local: Callable[..., WarmPool],
+) -> None:
+    pool = await local(prewarm=["python/base/light"]).open()
+    await eventually(lambda: pool.stats().idle == 1 and pool.idle_pids() is not None)
+    for pid in pool.idle_pids() or ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: pool.stats().start_failures == 1)  # dropped, and the key backs off
+    assert pool.stats().idle == 0 and pool.stats().starts == 1
+    await eventually(lambda: pool.stats().idle == 1 and pool.stats().starts == 2)  # then replaced
+    assert (await pool.run(py("print(1)"))).stdout == "1\n" and pool.stats().hits == 1
 
 
 async def test_failing_starts_back_off(local: Callable[..., WarmPool]) -> None:
