@@ -2,22 +2,175 @@
 
 Checkpoints hold the graph state, which references file versions (never contents), so resuming or
 forking from any checkpoint sees exactly the files that checkpoint referenced.
+
+SQLite: :class:`InlineSqliteSaver`, LangGraph's ``SqliteSaver`` whose hot async methods (read the
+latest checkpoint, put a checkpoint, put a step's writes) run right on the event loop. Why not
+``AsyncSqliteSaver``: it holds an asyncio lock across every statement and commit, each a hop to
+aiosqlite's thread and back, so under load a checkpoint cost several loop turns and runs queued
+behind one another. A put is a fraction of a millisecond of CPU, mostly serialising, which holds
+the GIL on any thread anyway; the commit does not wait for the disk (WAL, ``synchronous=NORMAL``:
+a commit survives the process being killed, ``kill -9`` or a crash; only an OS crash or power
+loss may lose the last ones, the durability the run queue's tables have too). What must not
+happen on the loop is waiting, so the loop's connection has no busy timeout: when another
+connection holds the write lock (another process on the same file), the same call runs again on
+the saver's thread, on a connection that waits; and the loop's connection never checkpoints the
+WAL (a checkpoint syncs the file), the thread does, every ``checkpoint_every`` puts. Listing,
+deleting and history reads, which may be long, always run on the thread. Both savers share
+LangGraph's schema, so either opens the other's file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agents.settings import GraphSettings
 
-__all__ = ["open_checkpointer", "open_postgres_checkpointer", "open_sqlite_checkpointer"]
+__all__ = [
+    "InlineSqliteSaver",
+    "open_checkpointer",
+    "open_postgres_checkpointer",
+    "open_sqlite_checkpointer",
+]
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class InlineSqliteSaver(SqliteSaver):
+    """``SqliteSaver`` (its sync methods wait for a busy database, on any thread) with async twins
+    that run on the event loop when the database is free and on the saver's own thread when not.
+
+    Build with :func:`open_sqlite_checkpointer`.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, loop_conn: sqlite3.Connection, *, checkpoint_every: int = 1000
+    ):
+        super().__init__(conn)
+        self._here = SqliteSaver(loop_conn)  # never waits: busy timeout 0, no WAL checkpoints
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoints-sqlite")
+        self._checkpoint_every = checkpoint_every
+        self._puts = 0
+        self.offloaded = 0  # calls the database was too busy for on the loop
+
+    async def _in_thread(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    async def _here_or_thread(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._here, name)(*args)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        self.offloaded += 1
+        return await self._in_thread(getattr(self, name), *args)
+
+    def _count_put(self) -> None:
+        self._puts += 1
+        if self._puts >= self._checkpoint_every:
+            self._puts = 0
+            self._thread.submit(self._checkpoint_wal)
+
+    def _checkpoint_wal(self) -> None:
+        try:
+            with self.lock:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:  # the next one catches up; SQLite also checkpoints on the last close
+            logger.warning("checkpointing the WAL of the checkpoint database failed", exc_info=True)
+
+    def close(self) -> None:
+        """Finish queued work, checkpoint the WAL, stop the thread (connections are closed by their owner)."""
+        self._thread.shutdown(wait=True)
+        self._checkpoint_wal()
+
+    async def asetup(self) -> None:
+        """Create the tables (WAL mode, ``synchronous=NORMAL``) on the saver's thread."""
+
+        def setup() -> None:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.setup()
+            self._here.setup()
+
+        await self._in_thread(setup)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async twin of ``get_tuple``."""
+        found: CheckpointTuple | None = await self._here_or_thread("get_tuple", config)
+        return found
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Async twin of ``list`` (read on the thread at once, then yielded)."""
+        found = await self._in_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Async twin of ``put``."""
+        saved: RunnableConfig = await self._here_or_thread("put", config, checkpoint, metadata, new_versions)
+        self._count_put()
+        return saved
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Async twin of ``put_writes``."""
+        await self._here_or_thread("put_writes", config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Async twin of ``delete_thread``."""
+        await self._in_thread(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """Async twin of ``get_delta_channel_history``."""
+        return await self._in_thread(lambda: self.get_delta_channel_history(config=config, channels=channels))
 
 
 @contextlib.asynccontextmanager
@@ -42,18 +195,21 @@ async def open_postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSa
 
 @contextlib.asynccontextmanager
 async def open_sqlite_checkpointer(path: Path) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    """An ``AsyncSqliteSaver`` on the file at ``path`` (created with its directory)."""
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
+    """An :class:`InlineSqliteSaver` on the file at ``path`` (created with its directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = await aiosqlite.connect(str(path))
+    # check_same_thread=False: each connection is used by one thread at a time, under its saver's lock.
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+    loop_conn = sqlite3.connect(str(path), check_same_thread=False, timeout=0)
+    loop_conn.execute("PRAGMA synchronous=NORMAL")
+    loop_conn.execute("PRAGMA wal_autocheckpoint=0")
+    saver = InlineSqliteSaver(conn, loop_conn)
     try:
-        saver = AsyncSqliteSaver(conn)
-        await saver.setup()
+        await saver.asetup()
         yield saver
     finally:
-        await conn.close()
+        saver.close()
+        loop_conn.close()
+        conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -4,9 +4,11 @@ Who sets what: fields whose metadata says ``client=True`` (attempts, approval, c
 library set, model name) are the ones an Agent Protocol client may choose per run, within the
 bounds the server's operator sets (``server.agent_protocol.context_policy``). Everything else is
 the operator's: the model endpoint and its key, the sandbox backend, and the live objects
-``store``, ``sandbox`` and ``web_search`` that the server injects (hidden from the JSON schema).
-Outside a server (``langgraph dev``, tests) the caller is the operator and may set any field; with
-the objects left ``None`` the tools open process-wide ones from settings (``tools.services``).
+``store``, ``sandbox``, ``web_search`` and ``apps`` that the server injects, scoped to the run's
+tenant (hidden from the JSON schema). Outside a server (``langgraph dev``, tests) the caller is the
+operator and may set any field; with the objects left ``None`` the tools open process-wide ones
+from settings (``tools.services``), except ``apps``: without the server nothing hosts apps, and
+the Code Agent says so.
 """
 
 from __future__ import annotations
@@ -101,9 +103,15 @@ class Context:
         default_factory=lambda: _graph().search_timeout_s,
         metadata={"description": "Seconds the web search may take in total."},
     )
+    search_read_pages: int = field(
+        default_factory=lambda: _graph().search_read_pages,
+        metadata={"description": "Web results the Search Agent reads in the sandboxed browser (0: none)."},
+    )
     store: Injected = field(default=None, repr=False, compare=False)
     sandbox: Injected = field(default=None, repr=False, compare=False)
     web_search: Injected = field(default=None, repr=False, compare=False)
+    apps: Injected = field(default=None, repr=False, compare=False)
+    """The tenant's hosted apps (``tools.apps.AppHost``); None: hosting is unavailable here."""
 
 
 def client_fields(schema: type) -> frozenset[str]:

@@ -4,8 +4,9 @@
 summary hand back to the Task Agent, the Code Agent's outcome goes straight to the reply built from
 its structured result. The Code Agent is its own subgraph; its ``custom`` stream events (one per
 attempt) are forwarded to this graph's stream, and its model calls stream as ``messages`` tokens
-through the inherited callbacks. ``graph`` at the end is what ``langgraph.json`` names; its input and
-output schemas are published (``/assistants/{id}/schemas``).
+through the inherited callbacks. An app the Code Agent hosted joins the state's ``app_ids`` (the web UI
+lists them). ``graph`` at the end is what ``langgraph.json`` names; its input and output schemas are
+published (``/assistants/{id}/schemas``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         files=dict(state.files),
         task=state.task,
         last_path=(state.code_result or {}).get("path"),
+        last_kind=(state.code_result or {}).get("app_kind"),
     )
     final: dict[str, Any] = {}
     # The node's callbacks carry the parent's ``messages`` stream handler, and STREAM_AS labels the
@@ -60,7 +62,9 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     finally:
         STREAM_AS.reset(label)
     new: list[BaseMessage] = [m for m in final.get("messages", []) if m.id not in known]
+    result = final.get("code_result") or {}
     return {
+        "app_ids": [result["app_id"]] if result.get("app_id") else [],
         "messages": new,
         "workspace_id": final.get("workspace_id"),
         "files": final.get("files", {}),

@@ -18,6 +18,8 @@ __all__ = ["CodeBlock", "extract_cause", "extract_code_blocks", "parse_json_obje
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PY_TAGS = {"python", "py", "python3"}
 _TS_TAGS = {"typescript", "ts", "tsx", "javascript", "js", "deno"}
+_HTML_TAGS = {"html", "htm", "xhtml"}
+_HTML_PAGE = re.compile(r"(<!doctype html.*?</html>|<html.*?</html>)", re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,14 @@ def _looks_like_python(text: str) -> bool:
 def pick_code(text: str, language: str) -> str | None:
     """The program in a reply: the longest block tagged for ``language`` (or untagged).
 
-    Falls back to the whole reply when it has no fences but parses as Python.
+    Falls back to the whole reply when it has no fences but parses as Python, and for ``html``
+    to the page (``<!DOCTYPE html>`` or ``<html>`` to ``</html>``) written without fences.
     """
-    tags = _PY_TAGS if language == "python" else _TS_TAGS
+    tags = {"python": _PY_TAGS, "html": _HTML_TAGS}.get(language, _TS_TAGS)
     blocks = extract_code_blocks(text)
+    if language == "html" and not any(b.tag in tags or not b.tag for b in blocks):
+        page = _HTML_PAGE.search(text)
+        return page.group(1).strip() + "\n" if page else None
     tagged = [b for b in blocks if b.tag in tags]
     untagged = [b for b in blocks if not b.tag]
     candidates = tagged or untagged

@@ -1,10 +1,10 @@
 """The Task Agent's deterministic first pass: signals in the request that decide the route alone.
 
 A small model asked "code or answer?" answers arithmetic and "what does this print?" from its head;
-requests that carry code, name a file, or ask to write / run / fix / test / implement / compute are
-therefore sent to the Code Agent without asking it. Greetings and conceptual questions go to the
-reply; explicit search and summary requests to their agents. Only what none of these signals covers
-is left to the model's choice (``agents.task_agent``).
+requests that carry code, name a file, ask for a hosted web page or app, or ask to write / run / fix /
+test / implement / compute are therefore sent to the Code Agent without asking it. Greetings and
+conceptual questions go to the reply; explicit search and summary requests to their agents. Only
+what none of these signals covers is left to the model's choice (``agents.task_agent``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from agents.chat import text_of
+from agents.code.app_request import wants_app
 from agents.code.request import file_names, pasted_code, without_code
 from agents.state import Route
 
@@ -77,7 +78,7 @@ _NOUNS = {
     "función",
     "funcion",
 }
-_REPORT = re.compile(r"^(Done|Failed|Not run):")
+_REPORT = re.compile(r"^(Done|Failed|Not run|Not hosted|Hosted, not checked):")
 
 
 def _after_code(messages: Sequence[BaseMessage]) -> bool:
@@ -104,7 +105,7 @@ def first_pass(messages: Sequence[BaseMessage]) -> Decided | None:
     prose = without_code(text)
     if "```" in text or pasted_code(text, "python") is not None:
         return "code"
-    if file_names(text):
+    if file_names(text) or wants_app(prose):
         return "code"
     if _SUMMARY.search(prose):
         return "summarize"

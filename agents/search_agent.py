@@ -1,7 +1,10 @@
 """The Search Agent: web search plus full-text search of the workspace, each hit with its source.
 
-No model call: the Task Agent's instruction is the query. Offline, the web part reports
-'search unavailable' at once and the workspace part still answers.
+No model call: the Task Agent's instruction is the query. The first web results
+(``Context.search_read_pages``) are read in the sandboxed browser (``tools.browser.read_pages``:
+Chromium in the tenant's sandbox, every request decided by the egress proxy), and what each page
+says joins its note, so the summary rests on the pages rather than on search snippets. Offline, the
+web part reports 'search unavailable' at once and the workspace part still answers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from langgraph.runtime import Runtime
 from agents.chat import text_of
 from agents.context import Context
 from agents.state import SearchNote, State
+from tools.browser import read_pages
 from tools.search import search_workspace_hits
 from tools.search_backends import SearchUnavailableError
 from tools.services import get_store, get_web_search
@@ -22,6 +26,33 @@ from tools.services import get_store, get_web_search
 __all__ = ["search_agent"]
 
 logger = logging.getLogger(__name__)
+
+
+PAGE_CHARS = 1200
+"""How much of each page read joins its note (the summary's material is bounded)."""
+
+
+async def _read_pages(context: Context, notes: list[SearchNote], problems: list[str]) -> list[SearchNote]:
+    """The notes with the text of the first pages, read in the sandboxed browser."""
+    wanted = [n["source"] for n in notes if n["source"].startswith(("http://", "https://"))]
+    wanted = wanted[: context.search_read_pages]
+    try:
+        pages = await read_pages(context, wanted, chars=PAGE_CHARS)
+    except Exception as exc:  # no browser here: the search results still stand
+        logger.warning("reading the result pages failed: %s", exc)
+        problems.append(f"the result pages could not be read: {type(exc).__name__}: {exc}")
+        return notes
+    read = dict(zip(wanted, pages, strict=False))  # by the address asked for (a page may redirect)
+    kept: list[SearchNote] = []
+    for note in notes:
+        page = read.get(note["source"])
+        if page is not None and page.error is not None:
+            problems.append(f"{note['source']}: {page.error}")
+        elif page is not None and page.text.strip():
+            text = " ".join(page.text.split())
+            note = SearchNote(**{**note, "snippet": f"{note['snippet']}\n    Page: {text}"})
+        kept.append(note)
+    return kept
 
 
 def _query(state: State) -> str:
@@ -41,6 +72,8 @@ async def search_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any
         notes.extend(SearchNote(query=query, title=r.title, source=r.url, snippet=r.snippet) for r in results)
     except SearchUnavailableError as exc:
         problems.append(str(exc))
+    if notes and runtime.context.search_read_pages > 0:
+        notes = await _read_pages(runtime.context, notes, problems)
     if state.workspace_id:
         try:
             store = await get_store(runtime.context)

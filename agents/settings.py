@@ -38,6 +38,9 @@ class GraphSettings(BaseSettings):
     generate_tests: bool = Field(default=True, description="Ask the model for assert checks (Python).")
     structured_output: bool = Field(default=True, description="Send a JSON schema with routing requests.")
     search_timeout_s: float = Field(default=4.0, gt=0, description="Whole web search budget.")
+    search_read_pages: int = Field(
+        default=2, ge=0, le=5, description="Web results the Search Agent reads in the sandboxed browser."
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTIC_DATABASE_URL", "DATABASE_URL", "database_url"),

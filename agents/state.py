@@ -44,6 +44,10 @@ class RunOutcome(TypedDict, total=False):
     version_ids: list[str]
     tier: str
     summary: str
+    app_id: str
+    """The app this attempt hosted (app attempts only)."""
+    check: str
+    """The browser check of an app attempt: ``passed`` or ``failed``."""
 
 
 class AttemptRecord(RunOutcome, total=False):
@@ -74,6 +78,16 @@ class CodeResult(TypedDict, total=False):
     user_checks: int
     dropped_checks: list[str]
     files: list[str]
+    app_kind: str
+    """``static`` or ``python`` when the job was a hosted app (the fields below then tell its fate)."""
+    app_check: Literal["passed", "failed", "not_hosted", "unchecked"]
+    app_id: str
+    app_link: str
+    """A signed link that opens the app (set only while the app runs)."""
+    app_link_expires_at: float
+    app_expires_at: float | None
+    app_checked: list[str]
+    """What the browser check did and saw (its steps), for the reply."""
 
 
 class SearchNote(TypedDict):

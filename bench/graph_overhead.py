@@ -2,11 +2,17 @@
 
 The model is the scripted OpenAI-compatible server (answers instantly), web search a local corpus, so
 the time measured is the graph's own: state handling, routing, checkpoint writes. Each turn runs
-``task_agent -> search_agent -> task_agent`` (3 node steps). Postgres is used when DATABASE_URL is set,
-else a throw-away cluster is started when PostgreSQL is installed. The last line gives the ratios to
-no checkpointer, measured in the same run.
+``task_agent -> search_agent -> task_agent -> respond`` (4 node steps) on one thread that grows
+turn by turn. The work is the same in every configuration: with a checkpointer the graph loads the
+conversation from its last checkpoint; without one the caller sends it back (as a stateless client
+does), so the model gets the same growing conversation either way and only the checkpointing
+differs. (Before, the run without a checkpointer started each turn from an empty conversation:
+its model calls were smaller, which counted as checkpoint overhead.) The configurations alternate
+for ``--rounds`` rounds and each figure is the median of its rounds, so a machine busy with other
+work shifts them all alike. Postgres is used when DATABASE_URL is set, else a throw-away cluster
+is started when PostgreSQL is installed. The last line gives the ratios to no checkpointer.
 
-Usage: python bench/graph_overhead.py [--turns 30]
+Usage: python bench/graph_overhead.py [--turns 30] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -15,17 +21,18 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from langchain_core.messages import HumanMessage  # noqa: E402
+from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
 
 from agents.checkpoint import open_postgres_checkpointer, open_sqlite_checkpointer  # noqa: E402
@@ -70,26 +77,29 @@ def _postgres_url() -> Iterator[str | None]:
         yield url
 
 
-@contextlib.asynccontextmanager
-async def _none() -> AsyncIterator[None]:
-    yield None
-
-
 async def _measure(
     saver: BaseCheckpointSaver[str] | None, ctx: Context, router: _Router, turns: int
 ) -> float:
     graph = build_graph().compile(checkpointer=saver)
     config: dict[str, Any] = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    history: list[BaseMessage] = []
+
+    async def turn(text: str) -> None:
+        nonlocal history
+        sent = [HumanMessage(text)] if saver is not None else [*history, HumanMessage(text)]
+        out = await graph.ainvoke({"messages": sent}, config, context=ctx)
+        history = list(out["messages"])
+
     router.arm(turns + 2)
     for _ in range(2):  # warm-up
-        await graph.ainvoke({"messages": [HumanMessage("warm up")]}, config, context=ctx)
+        await turn("warm up")
     started = time.perf_counter()
     for i in range(turns):
-        await graph.ainvoke({"messages": [HumanMessage(f"turn {i}")]}, config, context=ctx)
+        await turn(f"turn {i}")
     return (time.perf_counter() - started) * 1000 / (turns * STEPS_PER_TURN)
 
 
-async def main(turns: int) -> None:
+async def main(turns: int, rounds: int) -> None:
     with ScriptedOpenAI() as server, _postgres_url() as pg_url, tempfile.TemporaryDirectory() as tmp:
         router = _Router(server)
         ctx = Context(
@@ -98,23 +108,32 @@ async def main(turns: int) -> None:
             model_name="scripted",
             structured_output=False,
             web_search=LocalCorpusSearch(CORPUS),
+            search_read_pages=0,  # the corpus' addresses are not loopback: no browsing in a bench
         )
-        results: dict[str, float] = {}
-        async with _none() as nothing:
-            results["none"] = await _measure(nothing, ctx, router, turns)
-        async with open_sqlite_checkpointer(Path(tmp) / "checkpoints.db") as saver:
-            results["sqlite"] = await _measure(saver, ctx, router, turns)
-        if pg_url:
-            async with open_postgres_checkpointer(pg_url) as saver:
-                results["postgres"] = await _measure(saver, ctx, router, turns)
-        for name, ms in results.items():
-            print(f"{name:9s} {ms:7.2f} ms per step")
-        base = results["none"]
-        ratios = "  ".join(f"{name}/none={ms / base:.2f}" for name, ms in results.items() if name != "none")
+        results: dict[str, list[float]] = {"none": [], "sqlite": []}
+        async with contextlib.AsyncExitStack() as stack:
+            savers: dict[str, BaseCheckpointSaver[str] | None] = {"none": None}
+            savers["sqlite"] = await stack.enter_async_context(
+                open_sqlite_checkpointer(Path(tmp) / "checkpoints.db")
+            )
+            if pg_url:
+                savers["postgres"] = await stack.enter_async_context(open_postgres_checkpointer(pg_url))
+                results["postgres"] = []
+            for _ in range(rounds):
+                for name, saver in savers.items():
+                    results[name].append(await _measure(saver, ctx, router, turns))
+        median = {name: statistics.median(values) for name, values in results.items()}
+        for name, ms in median.items():
+            spread = " ".join(f"{v:.2f}" for v in results[name])
+            print(f"{name:9s} {ms:7.2f} ms per step (median of {spread})")
+        base = median["none"]
+        ratios = "  ".join(f"{name}/none={ms / base:.2f}" for name, ms in median.items() if name != "none")
         print(f"ratio to no checkpointer: {ratios}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=30)
-    asyncio.run(main(parser.parse_args().turns))
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median taken)")
+    args = parser.parse_args()
+    asyncio.run(main(args.turns, args.rounds))

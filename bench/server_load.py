@@ -4,24 +4,38 @@ The server is ``server.app:create_app`` under uvicorn in its own process, servin
 graph with the model pointed at the scripted OpenAI-compatible server (the Task Agent answers
 directly, so the load is the serving path: HTTP, run manager, graph, checkpointer, model
 streaming; no sandbox). Each run creates a thread and streams ``values`` + ``messages-tuple`` +
-``custom`` through ``langgraph-sdk``.
+``custom`` through ``langgraph-sdk``. The scripted model runs in a process of its own: its
+threads would otherwise take the client's GIL, and the client's delays would be counted as the
+server's. Besides times, it prints the CPU time the server process spent per run under load
+(from ``/proc``), the figure least disturbed by other work on a shared machine.
 
 Baseline, measured in the same process first: the same run done alone, a few times in a row.
-Prints p50 / p99 of the time to the first event and to completion for both, the failure count
+Prints p50 / p99 of the time to the first event (from the run's start, thread creation included,
+and from the stream request alone: its first byte) and to completion for both, the failure count
 (a failure: an exception, an ``error`` event, or a run whose status is not ``success``), and last
-the figures on one line. Run from the repo root: ``python bench/server_load.py [-n 200]``.
+the figures on one line. ``--clients K`` spreads the runs over K client processes started at
+once (one Python process streaming hundreds of runs is itself slow to read them, and its delays
+count as the server's). Run from the repo root: ``python bench/server_load.py [-n 200] [--clients 4]``.
+To compare with another checkout, run this file from there (the server runs the code of the tree
+the bench is in).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,9 +57,44 @@ BASELINE_RUNS = 5
 class Sample:
     """Timings of one run (seconds from the request), or the failure."""
 
-    first_event: float = 0.0
+    first_event: float = 0.0  # from the start (thread creation included)
+    stream_first: float = 0.0  # from the stream request: the time to its first byte
     done: float = 0.0
     error: str | None = None
+
+
+def _serve_model(conn: Connection) -> None:
+    """The scripted model, in its own process, until the parent says stop."""
+    with ScriptedOpenAI() as llm:
+        llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
+        llm.when(RESPOND, ANSWER.strip())  # the reply is streamed by the respond node (issue 9)
+        conn.send(llm.url)
+        conn.recv()
+
+
+@contextlib.contextmanager
+def scripted_model() -> Iterator[str]:
+    """Start :func:`_serve_model` in a new process; yields its base URL."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_model, args=(child,), daemon=True)
+    proc.start()
+    try:
+        yield str(parent.recv())
+    finally:
+        parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -65,6 +114,7 @@ async def one_run(client: LangGraphClient) -> Sample:
         thread = await client.threads.create()
         tid = thread["thread_id"]
         run_id = None
+        streamed = time.perf_counter()
         async for part in client.runs.stream(
             tid,
             "agent",
@@ -73,6 +123,7 @@ async def one_run(client: LangGraphClient) -> Sample:
         ):
             if not sample.first_event:
                 sample.first_event = time.perf_counter() - start
+                sample.stream_first = time.perf_counter() - streamed
             if part.event == "metadata":
                 run_id = part.data["run_id"]
             elif part.event == "error":
@@ -101,29 +152,85 @@ def summary(label: str, samples: list[Sample]) -> str:
     )
 
 
-async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
-    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, ScriptedOpenAI() as llm:
-        llm.when(ROUTER, json.dumps({"next": "answer", "answer": ANSWER.strip()}))
-        llm.when(RESPOND, ANSWER.strip())  # the reply is streamed by the respond node (issue 9)
-        env = {"OPENAI_BASE_URL": llm.url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
+def _http(url: str, headers: dict[str, str], n: int) -> httpx.AsyncClient:
+    # Idle connections expire on the client before the server's 5 s keep-alive closes them: a
+    # request sent on a connection the server is closing fails (ReadError / disconnected).
+    limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20, keepalive_expiry=2.0)
+    timeout = httpx.Timeout(connect=30, read=300, write=60, pool=120)
+    return httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout)
+
+
+async def _load(
+    url: str, headers: dict[str, str], n: int, barrier: Any = None
+) -> tuple[list[Sample], float, float, float]:
+    """``n`` concurrent runs from this process: samples, CPU time, start and end (epoch seconds).
+
+    With ``barrier`` (one of several client processes), a first request warms the process up
+    (imports, a connection), then all wait for each other before the load starts.
+    """
+    async with _http(url, headers, n) as http:
+        client = LangGraphClient(http)
+        if barrier is not None:
+            await client.assistants.search(limit=1)
+            await asyncio.to_thread(barrier.wait)
+        cpu, started = time.process_time(), time.time()
+        samples = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
+        return samples, time.process_time() - cpu, started, time.time()
+
+
+def _client_process(url: str, headers: dict[str, str], n: int, barrier: Any, conn: Connection) -> None:
+    """One of ``--clients`` processes: run its share once all are ready, send back the results."""
+    conn.send(asyncio.run(_load(url, headers, n, barrier)))
+
+
+def _load_from_processes(
+    url: str, headers: dict[str, str], shares: list[int]
+) -> tuple[list[Sample], float, float]:
+    """The runs spread over client processes: samples, their CPU time, and the wall time of the load."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(shares))
+    pipes, procs = [], []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_client_process, args=(url, headers, share, barrier, child), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    samples: list[Sample] = []
+    cpu, starts, ends = 0.0, [], []
+    for parent in pipes:
+        got, used, started, ended = parent.recv()
+        samples.extend(got)
+        cpu += used
+        starts.append(started)
+        ends.append(ended)
+    for proc in procs:
+        proc.join(10)
+    return samples, cpu, max(ends) - min(starts)
+
+
+async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1) -> int:
+    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, scripted_model() as llm_url:
+        env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
         env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
         env.update(extra_env or {})
         with ServerProcess(Path(tmp), env) as server:
-            # Idle connections expire on the client before the server's 5 s keep-alive closes them: a
-            # request sent on a connection the server is closing fails (ReadError / disconnected).
-            limits = httpx.Limits(
-                max_connections=n + 20, max_keepalive_connections=n + 20, keepalive_expiry=2.0
-            )
-            timeout = httpx.Timeout(connect=30, read=300, write=60, pool=120)
-            async with httpx.AsyncClient(
-                base_url=server.url, headers=server.headers, limits=limits, timeout=timeout
-            ) as http:
+            async with _http(server.url, server.headers, 1) as http:
                 client = LangGraphClient(http)
                 await one_run(client)  # warm-up: imports, first model connection, first checkpoint
                 baseline = [await one_run(client) for _ in range(BASELINE_RUNS)]
-                wall = time.perf_counter()
-                loaded = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
-                wall = time.perf_counter() - wall
+            shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+            server_cpu = cpu_seconds(server.pid)  # client processes starting up cost the server nothing
+            if clients == 1:
+                loaded, client_cpu, started, ended = await _load(server.url, server.headers, n)
+                wall = ended - started
+            else:
+                loaded, client_cpu, wall = await asyncio.to_thread(
+                    _load_from_processes, server.url, server.headers, shares
+                )
+            server_end = cpu_seconds(server.pid)
+            if server_cpu is not None and server_end is not None:
+                server_cpu = server_end - server_cpu
             errors = sorted({s.error for s in loaded + baseline if s.error})
     print(summary("baseline (1 run at a time)", baseline))
     print(summary(f"{n} concurrent runs", loaded))
@@ -131,14 +238,23 @@ async def main(n: int, extra_env: dict[str, str] | None = None) -> int:
         print(f"  failure: {err[:200]}")
     ok = [s for s in loaded if s.error is None]
     failed = len(loaded) - len(ok)
-    base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
+    per_run = f"{server_cpu * 1000 / n:.1f}ms" if server_cpu is not None else "n/a"
     print(
-        f"N={n} wall={wall:.2f}s first_event_p50={percentile([s.first_event for s in ok], 50) * 1000:.1f}ms "
+        f"CPU under load: server {per_run} per run, clients ({clients} process(es)) "
+        f"{client_cpu * 1000 / n:.1f}ms per run"
+    )
+    base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
+    stream_first = [s.stream_first for s in ok]
+    print(
+        f"N={n} clients={clients} wall={wall:.2f}s "
+        f"first_event_p50={percentile([s.first_event for s in ok], 50) * 1000:.1f}ms "
         f"first_event_p99={percentile([s.first_event for s in ok], 99) * 1000:.1f}ms "
+        f"stream_first_byte_p50={percentile(stream_first, 50) * 1000:.1f}ms "
+        f"stream_first_byte_p99={percentile(stream_first, 99) * 1000:.1f}ms "
         f"done_p50={percentile([s.done for s in ok], 50) * 1000:.1f}ms "
         f"done_p99={percentile([s.done for s in ok], 99) * 1000:.1f}ms "
         f"done_p50_vs_baseline={percentile([s.done for s in ok], 50) / base_done:.1f}x "
-        f"failures={failed}"
+        f"server_cpu_per_run={per_run} failures={failed}"
     )
     return 0 if failed == 0 and not any(s.error for s in baseline) else 1
 
@@ -153,5 +269,13 @@ if __name__ == "__main__":
         metavar="KEY=VALUE",
         help="extra server setting, e.g. AGENTIC_PERSIST_EVENTS=always or AGENTIC_DATABASE_URL=postgresql://...",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="client processes sharing the runs (default 1); one Python process streaming hundreds "
+        "of runs is itself slow to read them, and its delays count as the server's",
+    )
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(main(args.runs, dict(kv.split("=", 1) for kv in args.env))))
+    env = dict(kv.split("=", 1) for kv in args.env)
+    raise SystemExit(asyncio.run(main(args.runs, env, max(1, args.clients))))

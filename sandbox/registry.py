@@ -43,6 +43,7 @@ BACKENDS: dict[str, str | BackendFactory] = {
     "local": "sandbox.backends.bubblewrap:BubblewrapSandbox",
     "gvisor": "sandbox.backends.gvisor:GVisorSandbox",
     "unikraft": "sandbox.backends.unikraft:UnikraftSandbox",
+    "kata": "sandbox.backends.kata:KataBackend",
 }
 """Backend name -> ``"module:Class"`` (imported when first asked for) or the class itself."""
 

@@ -56,12 +56,15 @@ class ServiceHandle:
         self._task: asyncio.Task[None] | None = None
         self._coro: Coroutine[Any, Any, RunResult] | None = None
         self._on_exit: list[Callable[[], Awaitable[None]]] = []
+        self._on_output: list[Callable[[OutputChunk], None]] = []
 
     # The backend's ``_execute`` feeds output through this queue-like method.
     def put_nowait(self, item: OutputChunk | BaseException | None) -> None:
         """Keep the newest :data:`LOG_CHARS` characters of output."""
         if not isinstance(item, OutputChunk) or not item.data:
             return
+        for listener in self._on_output:
+            listener(item)
         self._logs.append(item.data)
         self._log_chars += len(item.data)
         while self._log_chars > LOG_CHARS and len(self._logs) > 1:
@@ -95,6 +98,10 @@ class ServiceHandle:
     def on_exit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Call ``callback`` once the program has ended and been cleaned up (e.g. release a grant)."""
         self._on_exit.append(callback)
+
+    def on_output(self, listener: Callable[[OutputChunk], None]) -> None:
+        """Call ``listener`` with each output chunk from now on (e.g. to keep logs across restarts)."""
+        self._on_output.append(listener)
 
     @property
     def socket_path(self) -> Path | None:

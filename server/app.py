@@ -23,6 +23,7 @@ from server import __version__
 from server.agent_protocol.storage import async_url
 from server.apps.access import LinkSigner, load_secret
 from server.apps.manager import APP_PREFIX, AppManager
+from server.apps.origin import AppOriginMiddleware
 from server.apps.proxy import AppProxy
 from server.apps.store import AppStore
 from server.config import Settings
@@ -198,6 +199,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=CORS_EXPOSED_HEADERS,
         )
+    if settings.apps.enabled and settings.apps.domain:
+        # Requests on an app's own host {id}.{domain} go to that app only, never to the API or the UI.
+        app.add_middleware(AppOriginMiddleware, domain=settings.apps.domain)
     # Added last = outermost: oversize bodies are refused before anything reads them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
 

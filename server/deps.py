@@ -47,10 +47,18 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a Bearer token")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
-def get_settings(request: Request) -> Settings:
-    """The settings the app was created with."""
+def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+# Dependencies are ``async def`` although they never await: FastAPI runs a plain ``def`` dependency
+# in a worker thread, a hop to a thread and back for each one of each request.
+
+
+async def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return _settings(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -68,7 +76,7 @@ def get_keyring(request: Request) -> KeyRing:
     """The key ring opened by the lifespan (environment keys only when the lifespan did not run)."""
     keyring: KeyRing | None = getattr(request.app.state, "keyring", None)
     if keyring is None:
-        keyring = KeyRing(get_settings(request).tenant_keys)
+        keyring = KeyRing(_settings(request).tenant_keys)
         request.app.state.keyring = keyring
     return keyring
 
@@ -77,7 +85,7 @@ def get_rate_limiter(request: Request) -> RateLimiter:
     """The per-key token buckets of this app."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
-        settings = get_settings(request)
+        settings = _settings(request)
         limiter = RateLimiter(settings.rate_limit_per_minute, settings.bucket_size)
         request.app.state.rate_limiter = limiter
     return limiter
@@ -134,7 +142,7 @@ PrincipalDep = Annotated[Principal, Depends(require_api_key)]
 ApiKeyDep = PrincipalDep
 
 
-def get_tenant(principal: PrincipalDep) -> str:
+async def get_tenant(principal: PrincipalDep) -> str:
     """The caller's tenant."""
     return principal.tenant
 
@@ -142,7 +150,7 @@ def get_tenant(principal: PrincipalDep) -> str:
 TenantDep = Annotated[str, Depends(get_tenant)]
 
 
-def get_store(request: Request, tenant: TenantDep) -> VersionStore:
+async def get_store(request: Request, tenant: TenantDep) -> VersionStore:
     """The version store opened by the lifespan, seen through the caller's tenant."""
     store: VersionStore = request.app.state.store
     return TenantStore(store, tenant)
@@ -151,7 +159,7 @@ def get_store(request: Request, tenant: TenantDep) -> VersionStore:
 StoreDep = Annotated[VersionStore, Depends(get_store)]
 
 
-def get_sandbox(request: Request, tenant: TenantDep) -> Sandbox:
+async def get_sandbox(request: Request, tenant: TenantDep) -> Sandbox:
     """The sandbox opened by the lifespan, as a view that charges the caller's tenant's budget."""
     sandbox: Sandbox = request.app.state.sandbox
     for_owner = getattr(sandbox, "for_owner", None)
@@ -161,7 +169,7 @@ def get_sandbox(request: Request, tenant: TenantDep) -> Sandbox:
 SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Refuse bodies that are not JSON (e.g. a raw binary upload) with 415."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()

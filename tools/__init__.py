@@ -1,8 +1,10 @@
 """LangChain tools the agents call: thin, typed wrappers over ``workspace`` and ``sandbox``.
 
 Each tool is an async function whose docstring is what the model reads; errors come back as text.
-``BROWSER_TOOLS``: ``browse`` (Search Agent) and ``check_app`` (Code Agent, after ``host_app``; a
-"CHECK FAILED" answer is repair-loop input, like a failed run).
+``APP_TOOLS``: ``host_app`` (needs the server's ``context.apps``). ``BROWSER_TOOLS``: ``browse`` and
+``check_app`` (a "CHECK FAILED" answer is repair-loop input, like a failed run). The graph itself
+uses the functions beneath them without tool calls: ``tools.browser.read_pages`` (Search Agent),
+``tools.app_probe.probe_app`` and ``tools.apps.AppHost`` (the Code Agent's app path).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ guarded sandbox, so the tenant's limits and budgets hold and the egress proxy de
 (a refused address comes back as the proxy's refusal, never as a page from that address). Hosted apps
 are reached as ``http://<app_id>.apps.internal/`` (the proxy routes a tenant to its own apps only).
 Screenshots are stored as workspace file versions (base64 text: the store keeps UTF-8 text).
+:func:`read_pages` reads several pages in one session (the Search Agent's result pages).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,7 +30,7 @@ from tools.services import get_browsers, get_sandbox, get_store
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-__all__ = ["BROWSER_TOOLS", "AppStep", "browse", "check_app"]
+__all__ = ["APP_HOST_SUFFIX", "BROWSER_TOOLS", "AppStep", "PageText", "browse", "check_app", "read_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,70 @@ async def _screenshot(runtime: ToolRuntime[Any, Any], page: Page, name: str, fil
     return f"screenshot saved as {version.path} version {version.number} (id {version.id})"
 
 
+@dataclass(frozen=True, kw_only=True)
+class PageText:
+    """What a page shows: its final URL, status, title, readable text and links (or why not)."""
+
+    url: str
+    status: int = 0
+    title: str = ""
+    text: str = ""
+    links: tuple[tuple[str, str], ...] = ()
+    error: str | None = None
+
+    def render(self) -> str:
+        """The page as the model reads it: a head line, the text, the links."""
+        if self.error is not None:
+            return f"Error: {self.error}"
+        lines = [f"{self.url} (HTTP {self.status}) {self.title}".rstrip(), "", self.text, "", "Links:"]
+        lines += [f"- {label or '(no text)'}: {href}" for label, href in self.links]
+        return "\n".join(lines)
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"only http:// and https:// addresses can be browsed, not {url[:100]!r}")
+    return parts.hostname
+
+
+async def _read(page: Page, url: str, chars: int = TEXT_CHARS) -> PageText:
+    """Open ``url`` in ``page`` and read it (a refusal by the egress proxy is an error, not a page)."""
+    response = await page.goto(url, timeout=STEP_TIMEOUT_MS * 3)
+    if response is not None and response.headers.get("x-agentic-egress") == "denied":
+        refusal = (await response.text()).strip()
+        return PageText(url=url, error=f"the platform's egress proxy refused {url}: {refusal}")
+    links: list[list[str]] = await page.eval_on_selector_all("a[href]", _LINKS_JS)
+    return PageText(
+        url=page.url,
+        status=response.status if response is not None else 0,
+        title=await page.title(),
+        text=(await page.inner_text("body", timeout=STEP_TIMEOUT_MS))[:chars],
+        links=tuple((label, href) for label, href in links[:MAX_LINKS]),
+    )
+
+
+async def read_pages(context: object, urls: list[str], *, chars: int = TEXT_CHARS) -> list[PageText]:
+    """Read several pages in one sandboxed browser session (each failure is its page's ``error``)."""
+    pages: list[PageText] = []
+    if not urls:
+        return pages
+    pool = await get_browsers(context)
+    sandbox = await get_sandbox(context)
+    async with pool.session(sandbox) as browser:
+        for url in urls:
+            page = await browser.new_page()
+            try:
+                _check_url(url)
+                pages.append(await _read(page, url, chars))
+            except Exception as exc:
+                pages.append(PageText(url=url, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            finally:
+                await page.close()
+    logger.info("read %d pages (%d failed)", len(pages), sum(p.error is not None for p in pages))
+    return pages
+
+
 @tool
 @readable_errors
 async def browse(url: str, runtime: ToolRuntime[Any, Any], screenshot: bool = False) -> Command[Any] | str:
@@ -83,27 +149,18 @@ async def browse(url: str, runtime: ToolRuntime[Any, Any], screenshot: bool = Fa
         url: An http:// or https:// address.
         screenshot: Also save a screenshot of the page as a workspace file.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"only http:// and https:// addresses can be browsed, not {url[:100]!r}")
+    hostname = _check_url(url)
     pool = await get_browsers(runtime.context)
     sandbox = await get_sandbox(runtime.context)
     files: dict[str, str] = {}
     async with pool.session(sandbox) as browser:
         page = await browser.new_page()
-        response = await page.goto(url, timeout=STEP_TIMEOUT_MS * 3)
-        if response is not None and response.headers.get("x-agentic-egress") == "denied":
-            return f"Error: the platform's egress proxy refused {url}: {(await response.text()).strip()}"
-        status = response.status if response is not None else 0
-        title = await page.title()
-        text = (await page.inner_text("body", timeout=STEP_TIMEOUT_MS))[:TEXT_CHARS]
-        links: list[list[str]] = await page.eval_on_selector_all("a[href]", _LINKS_JS)
-        lines = [f"{page.url} (HTTP {status}) {title}".rstrip(), "", text, "", "Links:"]
-        lines += [f"- {label or '(no text)'}: {href}" for label, href in links[:MAX_LINKS]]
-        if screenshot:
-            lines.append(await _screenshot(runtime, page, f"{parts.hostname}-{int(time.time())}", files))
-    logger.info("browsed %s (HTTP %s)", url, status)
-    return _answer(runtime, "\n".join(lines), files)
+        found = await _read(page, url)
+        text = found.render()
+        if screenshot and found.error is None:
+            text += "\n" + await _screenshot(runtime, page, f"{hostname}-{int(time.time())}", files)
+    logger.info("browsed %s (HTTP %s)", url, found.status)
+    return _answer(runtime, text, files)
 
 
 async def _step(

@@ -73,7 +73,11 @@ async def approve(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
                 {
                     "name": ACTION,
                     "args": args,
-                    "description": f"Run {state.code_path} (attempt {attempt}) in the sandbox.",
+                    "description": (
+                        f"Host {state.code_path} (attempt {attempt}) as an app and check it in a browser."
+                        if state.app_kind
+                        else f"Run {state.code_path} (attempt {attempt}) in the sandbox."
+                    ),
                 }
             ],
             "review_configs": [{"action_name": ACTION, "allowed_decisions": ["approve", "edit", "reject"]}],

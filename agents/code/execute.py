@@ -27,7 +27,7 @@ from tools.execution import run_program, tail
 from tools.run import index_output
 from tools.services import get_sandbox, get_store
 
-__all__ = ["MAX_JUDGED", "run"]
+__all__ = ["MAX_JUDGED", "no_code_record", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _silent(state: CodeState, stdout: str) -> bool:
     return not printed.strip() and bool(_ASKS_PRINT.search(state.request))
 
 
-def _no_code_record(state: CodeState, attempt: int) -> AttemptRecord:
+def no_code_record(state: CodeState, attempt: int) -> AttemptRecord:
     return AttemptRecord(
         attempt=attempt,
         passed=False,
@@ -88,7 +88,7 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     version_ids = [state.files[p] for p in (state.code_path, state.tests_path) if p in state.files]
     update: dict[str, Any] = {}
     if state.error:
-        record = _no_code_record(state, attempt)
+        record = no_code_record(state, attempt)
         diagnosis: Diagnosis | None = None
     else:
         if state.language == "python":
@@ -102,7 +102,7 @@ async def run(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
                 sandbox,
                 files=files,
                 entry=entry,
-                language=state.language,
+                language="typescript" if state.language == "typescript" else "python",
                 library_set=ctx.library_set,
                 tier=ctx.tier,  # type: ignore[arg-type]
             )

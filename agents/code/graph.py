@@ -1,12 +1,15 @@
 """The Code Agent: write code, save it as versions, run it in the sandbox, repair from the log.
 
-A subgraph ``prepare -> write_code -> save -> [approve] -> run -> (write_code | report)``. It works
+A subgraph ``prepare -> write_code -> save -> [approve] -> (run | serve) -> (write_code | report)``. It works
 from the user's request verbatim (``agents.code.request``): a file the request names is the file it
 writes, code pasted into the request is saved first as the user's version, and the user's examples
 are the first checks (``agents.code.checks``). Each run is one sandbox call (``agents.code.execute``),
 reported as a ``custom`` stream event. Repairs get the analysed failure and a cause sentence first;
 sampling varies per retry. The report (``agents.code.report``) states the outcome as structured facts.
 With ``require_approval`` each run waits for a human decision (``agents.code.approval``).
+A request for a hosted web app (``agents.code.app_request``) takes the app path: the model writes
+the page or app (``agents.code.app_prompts``), and ``serve`` (``agents.code.serve``) hosts it and
+checks it in the sandboxed browser instead of running it; a failed check is repaired like a run.
 """
 
 from __future__ import annotations
@@ -20,16 +23,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.chat import ask_model
+from agents.code.app_prompts import app_draft_messages, app_repair_messages
+from agents.code.app_request import AppKind, AppRequest, about_page, app_expectations, read_app_request
 from agents.code.approval import approve
 from agents.code.checks import render_checks, user_checks
 from agents.code.diagnosis import Diagnosis
 from agents.code.execute import run
 from agents.code.prompts import draft_messages, repair_messages, sampling_for, tests_messages
 from agents.code.report import report
-from agents.code.request import blocks_by_file, read_request
+from agents.code.request import Request, blocks_by_file, read_request
+from agents.code.serve import serve
 from agents.code.state import CodeOutput, CodeState
 from agents.context import Context
 from agents.parsing import extract_cause, pick_code
+from tools.app_probe import AppExpectations
 from tools.services import get_store
 from workspace.errors import FileNotFoundInWorkspaceError, VersionNotFoundError
 
@@ -77,11 +84,31 @@ def _paths(state: CodeState, named: list[str], language: str) -> tuple[str, str,
     tests = [p for p in named if p.split("/")[-1].startswith("test_") and p.endswith(".py")]
     if programs:
         code_path = programs[0]
-    elif state.last_path and not named:
+    elif state.last_path and not named and not state.last_kind:  # a hosted app is changed by the app path
         code_path = state.last_path
     else:
         code_path = "main.ts" if language == "typescript" else "main.py"
     return code_path, (tests[0] if tests else _tests_path(code_path)), programs[1:]
+
+
+def _app_of(state: CodeState, request: Request) -> AppRequest | None:
+    """The app the request asks for; a follow-up of an app job ("make the button green") changes it."""
+    found = read_app_request(request.text, request.files)
+    if found is not None or state.last_kind not in ("static", "python") or not state.last_path:
+        return found
+    others = [p for p in request.files if p != state.last_path]
+    if others or not about_page(request.text):  # "now write a function that ..." is a new program
+        return None
+    kind: AppKind = "static" if state.last_kind == "static" else "python"
+    return AppRequest(kind, state.last_path, app_expectations(request.text))
+
+
+def _app_fields(app: AppRequest | None) -> dict[str, Any]:
+    if app is None:
+        return {"app_kind": None, "app_expect": {}}
+    expect = app.expectations
+    fields = {"texts": expect.texts, "click_delta": expect.click_delta, "needs_button": expect.needs_button}
+    return {"app_kind": app.kind, "app_expect": fields}
 
 
 async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -89,8 +116,12 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
     store = await get_store(runtime.context)
     workspace_id = state.workspace_id or (await store.create_workspace("agent workspace")).id
     request = read_request(state.messages)
+    app = _app_of(state, request)
     code_path, tests_path, extra_paths = _paths(state, request.files, request.language)
     language = "typescript" if code_path.endswith((".ts", ".mts")) else "python"
+    if app is not None:  # a Python app serves an index.html written with it
+        code_path, extra_paths = app.path, ([] if app.kind == "static" else ["index.html"])
+        language = "html" if app.kind == "static" else "python"
     update: dict[str, Any] = {
         "workspace_id": workspace_id,
         "request": request.text or state.task,
@@ -99,9 +130,9 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
         "code_path": code_path,
         "tests_path": tests_path,
         "extra_paths": extra_paths,
-        "named_tests": tests_path in request.files,
+        "named_tests": tests_path in request.files and app is None,
         "pasted": False,
-        "user_checks": user_checks(request.text) if language == "python" else [],
+        "user_checks": user_checks(request.text) if language == "python" and app is None else [],
         "attempts": 0,
         "history": [],
         "versions": [],
@@ -115,7 +146,14 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
         "status": "working",
         "error": "",
         "code_result": None,
+        "app_check": "",
+        "app_id": "",
+        "app_link": "",
+        "app_checked": [],
+        **_app_fields(app),
     }
+    if app is not None:
+        return update  # code pasted into an app request is part of the request the model reads
     if request.pasted is not None and request.pasted.strip():
         try:
             current = (await store.read(workspace_id, code_path)).content
@@ -142,6 +180,15 @@ async def _current(state: CodeState, ctx: Context) -> str | None:
         return None
 
 
+async def _read_latest(state: CodeState, ctx: Context, path: str) -> str | None:
+    """The pinned (else latest) content of ``path`` in the workspace, if the file exists."""
+    store = await get_store(ctx)
+    try:
+        return (await store.read(state.workspace_id or "", path, state.files.get(path))).content
+    except _MISSING:
+        return None
+
+
 async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Ask the model for a first draft or a patch, and for assert checks once (Python).
 
@@ -152,8 +199,37 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     ctx = runtime.context
     attempt = state.attempts + 1
     current: str | None = None
+    expectations = AppExpectations(**state.app_expect).describe() if state.app_kind else []
     if attempt == 1:
         current = await _current(state, ctx)
+    if state.app_kind and attempt == 1:
+        existing = {state.code_path: current} if current else {}
+        existing.update({p: c for p in state.extra_paths if (c := await _read_latest(state, ctx, p))})
+        messages = app_draft_messages(
+            state.app_kind,
+            state.request,
+            state.code_path,
+            existing,
+            expectations,
+            also=state.extra_paths,
+            note=state.task,
+            earlier=state.earlier,
+        )
+    elif state.app_kind:
+        files = {
+            state.code_path: state.code,
+            **{p: c for p, c in state.extra.items() if p in state.extra_paths},
+        }
+        messages = app_repair_messages(
+            state.app_kind,
+            state.request,
+            files,
+            state.diagnosis,
+            expectations,
+            note=state.error,
+            earlier=state.earlier,
+        )
+    elif attempt == 1:
         messages = draft_messages(
             state.request,
             state.language,
@@ -202,9 +278,13 @@ async def write_code(state: CodeState, runtime: Runtime[Context]) -> dict[str, A
     update["code"], update["error"] = code, ""
     wanted = [*state.extra_paths, state.tests_path] if state.extra_paths or state.named_tests else []
     extra = {p: c for p, c in blocks_by_file(reply, wanted).items() if p != state.code_path}
+    if state.app_kind == "python" and "index.html" in state.extra_paths and "index.html" not in extra:
+        page = pick_code(reply, "html") if "```html" in reply.lower() else None  # an unnamed page block
+        if page is not None:
+            extra["index.html"] = page
     if extra:
         update["extra"] = {**state.extra, **extra}
-    if state.language == "python" and not state.tests:
+    if state.language == "python" and not state.tests and not state.app_kind:
         if state.tests_path in extra:  # the user asked for a tests file: the model wrote it with the code
             update["tests"] = extra[state.tests_path]
         else:
@@ -250,14 +330,18 @@ async def save(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]:
     return {"files": files, "versions": versions}
 
 
-def after_save(state: CodeState, runtime: Runtime[Context]) -> Literal["approve", "run"]:
+def after_save(state: CodeState, runtime: Runtime[Context]) -> Literal["approve", "run", "serve"]:
     """Ask a human first when the context requires approval (and there is code to run)."""
-    return "approve" if runtime.context.require_approval and not state.error else "run"
+    if runtime.context.require_approval and not state.error:
+        return "approve"
+    return "serve" if state.app_kind else "run"
 
 
-def after_approve(state: CodeState) -> Literal["run", "report"]:
-    """Run unless the human rejected the code."""
-    return "report" if state.status == "rejected" else "run"
+def after_approve(state: CodeState) -> Literal["run", "serve", "report"]:
+    """Run (or host an app) unless the human rejected the code."""
+    if state.status == "rejected":
+        return "report"
+    return "serve" if state.app_kind else "run"
 
 
 def after_run(state: CodeState) -> Literal["write_code", "report"]:
@@ -273,6 +357,7 @@ def build_code_agent() -> StateGraph[CodeState, Context, CodeState, CodeOutput]:
     builder.add_node("save", save)
     builder.add_node("approve", approve)
     builder.add_node("run", run)
+    builder.add_node("serve", serve)
     builder.add_node("report", report)
     builder.add_edge(START, "prepare")
     builder.add_edge("prepare", "write_code")
@@ -280,6 +365,7 @@ def build_code_agent() -> StateGraph[CodeState, Context, CodeState, CodeOutput]:
     builder.add_conditional_edges("save", after_save)
     builder.add_conditional_edges("approve", after_approve)
     builder.add_conditional_edges("run", after_run)
+    builder.add_conditional_edges("serve", after_run)
     builder.add_edge("report", END)
     return builder
 

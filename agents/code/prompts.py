@@ -20,6 +20,7 @@ __all__ = [
     "TESTS_SYSTEM",
     "draft_messages",
     "repair_messages",
+    "request_part",
     "sampling_for",
     "tests_messages",
 ]
@@ -61,7 +62,8 @@ def _system(language: str) -> SystemMessage:
     return SystemMessage(CODE_SYSTEM.format(language=_NAMES[language], fence=FENCES[language]))
 
 
-def _request_part(request: str, note: str = "", earlier: str = "") -> str:
+def request_part(request: str, note: str = "", earlier: str = "") -> str:
+    """The user's request verbatim, with earlier turns before it and the Task Agent's note after."""
     parts = []
     if earlier:
         parts.append(f"Earlier in this conversation:\n{earlier}")
@@ -85,7 +87,7 @@ def draft_messages(
 ) -> list[BaseMessage]:
     """Ask for the first version of ``path`` (or a change to its current content when there is one)."""
     fence = FENCES[language]
-    body = _request_part(request, note, earlier)
+    body = request_part(request, note, earlier)
     if current and pasted:
         body += f"\n\nThe code in the request is saved as {path}. Reply with the whole new {path}."
     elif current:
@@ -128,7 +130,7 @@ def repair_messages(
     fence = FENCES[language]
     facts = render_diagnosis(diagnosis) if diagnosis is not None else note
     body = (
-        f"{_request_part(request, earlier=earlier)}\n\n"
+        f"{request_part(request, earlier=earlier)}\n\n"
         f"The program {path}:\n```{fence}\n{code.rstrip()}\n```\n\n"
         f"It failed.\n{facts}\n\n{REPAIR_INSTRUCTIONS.format(fence=fence)}"
     )

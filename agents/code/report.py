@@ -66,6 +66,21 @@ def code_result(
         result["checks_failed"] = int(shown.get("checks_failed", 0))
     elif state.code:
         result["code"] = state.code
+    if state.app_kind:
+        result.update(_app_result(state))
+    return result
+
+
+def _app_result(state: CodeState) -> CodeResult:
+    """The app's fate: checked and running (with its link), failed and removed, or never hosted."""
+    check = state.app_check if state.app_check in ("passed", "not_hosted", "unchecked") else "failed"
+    result = CodeResult(app_kind=state.app_kind or "", app_check=check)  # type: ignore[typeddict-item]
+    if check in ("passed", "unchecked") and state.app_id:
+        result["app_id"] = state.app_id
+        result["app_link"] = state.app_link
+        result["app_link_expires_at"] = state.app_link_expires_at
+        result["app_expires_at"] = state.app_expires_at
+        result["app_checked"] = list(state.app_checked)
     return result
 
 

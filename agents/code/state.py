@@ -40,9 +40,11 @@ class CodeState(CodeOutput):
     """The Task Agent's note (an addition to the user's request, never a replacement)."""
     last_path: str | None = None
     """The program of the previous job in this thread ("make it ..." edits that file)."""
+    last_kind: str | None = None
+    """The app kind of the previous job when it was a hosted app (a follow-up changes the app)."""
     request: str = ""
     earlier: str = ""
-    language: Literal["python", "typescript"] = "python"
+    language: Literal["python", "typescript", "html"] = "python"
     code_path: str = "main.py"
     tests_path: str = "test_main.py"
     extra_paths: list[str] = field(default_factory=list)
@@ -61,3 +63,13 @@ class CodeState(CodeOutput):
     versions: list[str] = field(default_factory=list)
     status: Status = "working"
     error: str = ""
+    app_kind: Literal["static", "python"] | None = None
+    """Set when the job is a hosted app: the serve step hosts and checks it instead of a run."""
+    app_expect: dict[str, Any] = field(default_factory=dict)
+    """The user's explicit expectations (``tools.app_probe.AppExpectations`` fields)."""
+    app_check: str = ""
+    app_id: str = ""
+    app_link: str = ""
+    app_link_expires_at: float = 0.0
+    app_expires_at: float | None = None
+    app_checked: list[str] = field(default_factory=list)

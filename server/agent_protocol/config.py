@@ -55,6 +55,14 @@ class AgentProtocolSettings(BaseSettings):
         "(``continue`` like the LangGraph server, so the SDK can reconnect).",
     )
     heartbeat_s: float = Field(default=10.0, gt=0, description="SSE keep-alive comment interval.")
+    stream_coalesce_s: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="Stream events that come within this long of each other are sent in one write "
+        "(fewer system calls and client wake-ups; an event waits at most this long). 0: one write "
+        "per burst already buffered.",
+    )
     run_lease_s: float = Field(
         default=30.0,
         gt=0,

@@ -3,8 +3,8 @@
 A run's ``context`` is untrusted input like the rest of the request. The graph names the fields a
 client may set (dataclass field metadata ``client=True``, see :mod:`agents.context`); this module
 refuses every other field the graph declares (model endpoint, API key, sandbox backend, the live
-``store`` / ``sandbox`` / ``web_search`` objects) with a 422 that lists what may be set, checks each
-value's type, and holds it within the operator's bounds (:class:`AgentProtocolSettings`):
+``store`` / ``sandbox`` / ``web_search`` / ``apps`` objects) with a 422 that lists what may be set,
+checks each value's type, and holds it within the operator's bounds (:class:`AgentProtocolSettings`):
 attempts and steps up to a maximum, a tier up to the operator's largest, a library set the
 server's sandbox backend has ready (asked once, when the protocol starts: ``Sandbox.library_sets``),
 a model name from the operator's list. Keys the graph does not declare at all are

@@ -7,6 +7,7 @@ accepted wherever an assistant id is.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Collection
@@ -94,6 +95,17 @@ def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, list[dict[str, Any]
     return found
 
 
+def _defaults_of(schema: type | None) -> Any:
+    """An instance of a dataclass context schema with every default, or None (not one, or no defaults)."""
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return None
+    try:
+        return schema()
+    except Exception as exc:  # a field without a default, or a factory that fails: build per run
+        logger.info("context %s has no complete defaults (%s); built per run", schema.__name__, exc)
+        return None
+
+
 class GraphHost:
     """The compiled graph bound to the checkpointer, described as the protocol's one assistant."""
 
@@ -111,21 +123,27 @@ class GraphHost:
         self.policy = ContextPolicy(
             getattr(graph, "context_schema", None), settings or AgentProtocolSettings(), library_sets
         )
+        self._default_context = _defaults_of(getattr(graph, "context_schema", None))
 
     def matches(self, assistant_id: str) -> bool:
         """True for the assistant's uuid or its graph id."""
         return assistant_id in (self.assistant_id, self.graph_id)
 
-    def context_for(self, client: dict[str, Any], server: dict[str, Any]) -> dict[str, Any] | None:
+    def context_for(self, client: dict[str, Any], server: dict[str, Any]) -> Any:
         """The run's context: the client's checked values, then the server's objects over them.
 
         ``client`` must come from :meth:`ContextPolicy.check` (run at create time, so a bad context is
         a 422, not a failed run); the server's values (tenant-scoped store, sandbox) always win.
+        A dataclass context is built from the defaults read once at start-up (the operator's
+        settings do not change while the process runs); other schemas get the dict.
         """
         merged = {**client, **server}
         declared = self.policy.declared_fields(getattr(self.graph, "context_schema", None))
         if declared:
             merged = {k: v for k, v in merged.items() if k in declared}
+        if self._default_context is not None:
+            # Every field given: no default factory runs (the graph's read the environment per field).
+            return dataclasses.replace(self._default_context, **merged)
         return merged or None
 
     def assistant(self) -> dict[str, Any]:

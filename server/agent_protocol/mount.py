@@ -36,7 +36,7 @@ def agent_protocol_router(settings: AgentProtocolSettings | None = None) -> APIR
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        extras = {"store": getattr(app.state, "store", None), "sandbox": getattr(app.state, "sandbox", None)}
+        extras = {name: getattr(app.state, name, None) for name in ("store", "sandbox", "apps")}
         app.state.agent_protocol = None
         try:
             async with AgentProtocolService.open(_settings_of(app, settings), extras) as service:

@@ -2,9 +2,10 @@
 
 Design: the token is random (``apt_`` + 32 bytes), shown once, stored as SHA-256 (like API keys).
 A signed link carries ``exp.signature`` = HMAC-SHA256(server secret, ``app_id:exp``); opening it
-sets the same value as an HttpOnly cookie scoped to ``/apps/{id}/``, so the browser can follow the
-app's own links. The secret comes from settings or is generated once into the data dir, so links
-survive a restart. Nothing here grants one tenant's credentials power over another tenant's app.
+sets the same value as an HttpOnly cookie, host-only on the app's own origin (scoped to
+``/apps/{id}/`` when apps share the API's origin), so the browser can follow the app's own links.
+The secret comes from settings or is generated once into the data dir, so links survive a restart.
+Nothing here grants one tenant's credentials power over another tenant's app.
 """
 
 from __future__ import annotations

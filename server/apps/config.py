@@ -28,3 +28,10 @@ class AppSettings(BaseSettings):
     link_ttl_s: float = Field(default=24 * 3600, gt=0)  # signed links (and their cookie)
     link_secret: SecretStr | None = Field(default=None, repr=False)  # None: generated into secret_file
     secret_file: Path | None = None  # default: <agent protocol data dir>/app_link.key
+    # Each app on its own origin {app_id}.{domain} (see server.apps.origin); browsers resolve
+    # *.localhost to loopback. A deployment sets its wildcard name. "" serves apps on the API's
+    # origin, where an app's scripts could act as the visitor: only for single-user set-ups.
+    domain: str = Field(default="apps.localhost", pattern=r"^$|^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    # How users reach this server (e.g. https://agents.example.org): agents' replies then carry
+    # absolute app links. None: links are paths (/apps/{id}/?agentic_link=...) on this server.
+    public_url: str | None = None

@@ -23,11 +23,12 @@ from typing import Any
 
 from sandbox.base import RunRequest
 from sandbox.guard import GuardedSandbox
-from sandbox.plan import require_language
 from sandbox.resources import resolve_limits
 from sandbox.service import ServiceHandle
 from server.apps.access import LinkSigner, hash_token, new_token
 from server.apps.config import AppSettings
+from server.apps.logs import AppLog
+from server.apps.static import is_static_entry, static_command
 from server.apps.store import AppRecord, AppStore
 from workspace.base import VersionStore
 
@@ -53,7 +54,11 @@ class AppLimitError(AppError):
 
 
 class AppStartError(AppError):
-    """The app's program did not start or did not answer on its port in time."""
+    """The app's program did not start or did not answer on its port in time (``log``: its output)."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +100,8 @@ class AppManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_used: dict[str, float] = {}
         self._cache: dict[str, tuple[float, AppRecord | None]] = {}
+        self._logs: dict[str, AppLog] = {}
+        self._exits: dict[str, int] = {}
         self._closed = False
 
     def prefix(self, app_id: str) -> str:
@@ -157,38 +164,9 @@ class AppManager:
             await self.ensure_running(record)
         except AppError:
             await self.store.delete(record.id)
+            self._forget_log(record.id)
             raise
         return record, token
-
-    async def host_app(
-        self,
-        tenant: str,
-        workspace_id: str,
-        *,
-        entry: str,
-        versions: Mapping[str, str],
-        permanent: bool,
-        ttl_s: float,
-        port: int,
-    ) -> str:
-        """For the ``host_app`` tool: host ``entry`` and return a signed link path (``/apps/{id}/?...``)."""
-        language = require_language(entry)
-        spec = AppSpec(
-            workspace_id=workspace_id,
-            name=entry,
-            entry=entry,
-            language=language,
-            versions=None,
-            port=port,
-            permanent=permanent,
-            ttl_s=ttl_s,
-        )
-        if versions:
-            latest = {i.path: None for i in await self.files.list_files(workspace_id)}
-            spec = replace(spec, versions={**latest, **versions})
-        record, _token = await self.create(tenant, spec)
-        value, _exp = self.signer.sign(record.id, self.settings.link_ttl_s)
-        return f"{self.prefix(record.id)}/?agentic_link={value}"
 
     async def get(self, tenant: str, app_id: str) -> AppRecord:
         """The tenant's app (never another tenant's)."""
@@ -225,6 +203,8 @@ class AppManager:
         }
         env = {**spec["env"], "PORT": str(spec["port"]), "ROOT_PATH": self.prefix(record.id)}
         command = tuple(spec["command"]) if spec["command"] else None
+        if command is None and is_static_entry(spec["entry"]):
+            command = static_command(spec["entry"])
         return RunRequest(
             files=files,
             language=spec["language"] if command is None else None,
@@ -258,11 +238,12 @@ class AppManager:
             box = self.sandbox.for_owner(record.tenant)
             handle = await box.start_service(request, port=int(record.spec["port"]))
             self._handles[record.id] = handle
+            self._watch(record.id, handle)
             if not await handle.wait_ready(self.settings.start_timeout_s):
-                logs = handle.logs()[-2000:]
                 await handle.terminate()
+                logs = self.log(record.id).tail(2000)
                 raise AppStartError(
-                    f"the app did not answer on port {record.spec['port']}; its output:\n{logs}"
+                    f"the app did not answer on port {record.spec['port']}; its output:\n{logs}", logs
                 )
             logger.info("app %s of tenant %s started", record.id, record.tenant)
             return handle
@@ -312,12 +293,42 @@ class AppManager:
         await self._terminate(app_id)
         self.forget(app_id)
         await self.store.delete(app_id)
+        self._forget_log(app_id)
         logger.info("app %s deleted", app_id)
 
-    def logs(self, app_id: str) -> str:
-        """The newest output of the app's current (or last) service."""
-        handle = self._handles.get(app_id)
-        return handle.logs() if handle is not None else ""
+    def log(self, app_id: str) -> AppLog:
+        """The app's output across its services (bounded; created empty for an app not started here)."""
+        log = self._logs.get(app_id)
+        if log is None:
+            log = self._logs[app_id] = AppLog()
+        return log
+
+    def exits(self, app_id: str) -> int:
+        """How often the app's program ended by itself (crashed or returned) in this process."""
+        return self._exits.get(app_id, 0)
+
+    def _watch(self, app_id: str, handle: ServiceHandle) -> None:
+        """Copy the service's output into the app's log, with a line where it started and ended."""
+        log = self.log(app_id)
+        log.append("platform", "[agentic] app started\n")
+        handle.on_output(lambda chunk: log.append(chunk.stream, chunk.data))
+
+        async def ended() -> None:
+            result = handle.result
+            if result is None and handle.error is None:
+                log.append("platform", "[agentic] app stopped\n")
+                return
+            self._exits[app_id] = self._exits.get(app_id, 0) + 1
+            why = f"{result.reason.value}, exit code {result.exit_code}" if result else str(handle.error)
+            log.append("platform", f"[agentic] the app's process ended by itself ({why})\n")
+
+        handle.on_exit(ended)
+
+    def _forget_log(self, app_id: str) -> None:
+        log = self._logs.pop(app_id, None)
+        self._exits.pop(app_id, None)
+        if log is not None:
+            log.close()
 
     async def _terminate(self, app_id: str) -> None:
         handle = self._handles.pop(app_id, None)
@@ -345,6 +356,7 @@ class AppManager:
                 await self._terminate(record.id)
                 self.forget(record.id)
                 await self.store.delete(record.id)
+                self._forget_log(record.id)
         for app_id, handle in list(self._handles.items()):
             row = records.get(app_id)
             idle = idle_s > 0 and time.monotonic() - self._last_used.get(app_id, 0.0) > idle_s
@@ -352,6 +364,9 @@ class AppManager:
                 if idle and handle.running:
                     logger.info("app %s idle for %.0f s; stopping it until its next request", app_id, idle_s)
                 await self._terminate(app_id)
+        for app_id in [a for a in self._logs if a not in records]:  # deleted elsewhere (another process)?
+            if await self.store.get(app_id) is None:  # (or created since the listing: then it is there)
+                self._forget_log(app_id)
 
     async def reap_periodically(self) -> None:
         """Run :meth:`reap` every ``reap_interval_s`` until cancelled."""

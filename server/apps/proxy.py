@@ -6,7 +6,9 @@ forwarder inside its sandbox relays to its port). The app learns its prefix from
 ``X-Forwarded-Prefix`` (and ``ROOT_PATH`` in its environment). Our credentials (token header,
 access cookie, API key) are removed before the request reaches the app.
 
-Access (see :mod:`server.apps.access`): ``public`` apps are open; otherwise the app's token
+Origins (see :mod:`server.apps.origin`): with ``AGENTIC_APPS_DOMAIN`` set (the default), browsers
+are sent to the app's own host ``{id}.{domain}``; on the API's origin only token-carrying requests
+are served. Access (see :mod:`server.apps.access`): ``public`` apps are open; otherwise the app's token
 (``Authorization: Bearer`` or ``X-App-Token``), a valid signed-link cookie, or an API key of the
 owning tenant. A signed link (``?agentic_link=``) sets the cookie and redirects to the clean URL.
 """
@@ -28,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from server.apps.access import COOKIE, LINK_PARAM, hash_token
 from server.apps.manager import AppError, AppManager
+from server.apps.origin import ORIGIN_APP_KEY, app_origin
 from server.apps.relay import RelayError, UpstreamPool
 from server.apps.store import AppRecord
 from server.keys import KeyRing
@@ -61,6 +64,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _carries_token(scope: Scope) -> bool:
+    """A token header (app token or API key): an API client or a script, never a browser navigation."""
+    auth = _header(scope, b"authorization") or ""
+    return bool(_header(scope, b"x-app-token")) or auth.lower().startswith("bearer ")
 
 
 def _cookies(scope: Scope) -> SimpleCookie:
@@ -121,6 +130,18 @@ class AppProxy:
         record = await self.manager.lookup(app_id) if app_id else None
         if record is None or record.expired():
             return await self._refuse(scope, receive, send, 404, "no such app")
+        origin_app = scope.get(ORIGIN_APP_KEY)
+        if origin_app is not None and origin_app != app_id:  # one app's host never serves another
+            return await self._refuse(scope, receive, send, 404, "no such app")
+        domain = self.manager.settings.domain
+        if domain and origin_app is None and not _carries_token(scope):
+            # A browser on the API's origin: the app's pages run only on the app's own origin.
+            if scope["type"] == "websocket":
+                return await self._refuse(scope, receive, send, 403, "open the app on its own origin")
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = app_origin(scope, app_id, domain) + self.manager.prefix(app_id) + "/" + rest
+            location += f"?{query}" if query else ""
+            return await _simple(send, 307, b"", [(b"location", location.encode("latin-1"))])
         if scope["type"] == "http" and not path.startswith(f"/{app_id}/"):
             location = self.manager.prefix(app_id) + "/"
             return await _simple(send, 307, b"", [(b"location", location.encode())])
@@ -128,7 +149,7 @@ class AppProxy:
         params = parse_qsl(query, keep_blank_values=True)
         link = next((v for k, v in params if k == LINK_PARAM), None)
         if scope["type"] == "http" and link is not None:
-            return await self._open_link(send, record, rest, params, link)
+            return await self._open_link(scope, send, record, rest, params, link)
         if not await self._allowed(scope, record):
             return await self._refuse(scope, receive, send, 401, "this app needs its token or a signed link")
         if record.stopped:
@@ -154,7 +175,7 @@ class AppProxy:
         await _simple(send, status, message.encode() + b"\n", [(b"content-type", b"text/plain")])
 
     async def _open_link(
-        self, send: Send, record: AppRecord, rest: str, params: list[tuple[str, str]], link: str
+        self, scope: Scope, send: Send, record: AppRecord, rest: str, params: list[tuple[str, str]], link: str
     ) -> None:
         """A valid signed link sets the app's cookie and redirects to the URL without the link."""
         left = self.manager.signer.check(record.id, link)
@@ -164,7 +185,10 @@ class AppProxy:
         prefix = self.manager.prefix(record.id)
         kept = urlencode([(k, v) for k, v in params if k != LINK_PARAM])
         location = f"{prefix}/{rest}" + (f"?{kept}" if kept else "")
-        cookie = f"{COOKIE}={link}; Path={prefix}/; Max-Age={left}; HttpOnly; SameSite=Lax"
+        # On the app's own host the whole host is the app's (host-only cookie); on the API's origin
+        # (no apps domain) the cookie is scoped to the app's path.
+        path = "/" if scope.get(ORIGIN_APP_KEY) else f"{prefix}/"
+        cookie = f"{COOKIE}={link}; Path={path}; Max-Age={left}; HttpOnly; SameSite=Lax"
         await _simple(send, 303, b"", [(b"location", location.encode()), (b"set-cookie", cookie.encode())])
 
     def _upstream_headers(

@@ -6,20 +6,28 @@ served by the reverse proxy at ``/apps/{id}/`` (:mod:`server.apps.proxy`), not u
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
+from sse_starlette import EventSourceResponse
 
 from sandbox.plan import require_language
+from server.apps.logs import AppLog
 from server.apps.manager import AppLimitError, AppManager, AppNotFoundError, AppSpec, AppStartError
+from server.apps.origin import app_origin
 from server.apps.schemas import AppCreate, AppCreated, AppLink, AppPublic, AppUpdate
+from server.apps.static import is_static_entry
 from server.apps.store import AppRecord
 from server.deps import TenantDep
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/apps", tags=["apps"])
+
+FOLLOW_WAKE_S = 15.0  # a follower re-checks at least this often (the app may have been deleted)
 
 
 def get_apps(request: Request) -> AppManager:
@@ -34,7 +42,10 @@ AppsDep = Annotated[AppManager, Depends(get_apps)]
 
 
 def _url(request: Request, manager: AppManager, app_id: str) -> str:
-    return str(request.base_url).rstrip("/") + manager.prefix(app_id) + "/"
+    """The app's address for a browser: on its own origin when a domain is set."""
+    domain = manager.settings.domain
+    base = app_origin(request.scope, app_id, domain) if domain else str(request.base_url).rstrip("/")
+    return base + manager.prefix(app_id) + "/"
 
 
 def _public(request: Request, manager: AppManager, record: AppRecord) -> AppPublic:
@@ -64,7 +75,10 @@ async def create_app(body: AppCreate, request: Request, tenant: TenantDep, manag
         raise HTTPException(
             status_code=400, detail={"type": "invalid_app", "message": "give entry or command"}
         )
-    language = body.language or (require_language(body.entry) if body.entry else "python")
+    if is_static_entry(body.entry):
+        language = None
+    else:
+        language = body.language or (require_language(body.entry) if body.entry else "python")
     spec = AppSpec(
         workspace_id=body.workspace_id,
         name=body.name,
@@ -120,25 +134,6 @@ async def update_app(
     return _public(request, manager, record)
 
 
-@router.post("/{app_id}/{action}", response_model=AppPublic)
-async def act_on_app(
-    app_id: str, action: str, request: Request, tenant: TenantDep, manager: AppsDep
-) -> AppPublic:
-    """``stop``, ``start`` or ``restart`` the app (restart: a fresh sandbox from the pinned versions)."""
-    try:
-        if action == "stop":
-            record = await manager.stop(tenant, app_id)
-        elif action in ("start", "restart"):
-            record = await manager.start(tenant, app_id, restart=action == "restart")
-        else:
-            raise HTTPException(
-                status_code=404, detail={"type": "not_found", "message": f"no action {action!r}"}
-            )
-    except _ERRORS as exc:
-        raise _http_error(exc) from exc
-    return _public(request, manager, record)
-
-
 @router.post("/{app_id}/links", response_model=AppLink)
 async def create_link(app_id: str, request: Request, tenant: TenantDep, manager: AppsDep) -> AppLink:
     """An expiring signed link that opens the app in a browser (sets a cookie scoped to the app)."""
@@ -158,14 +153,68 @@ async def rotate_token(app_id: str, tenant: TenantDep, manager: AppsDep) -> dict
         raise _http_error(exc) from exc
 
 
-@router.get("/{app_id}/logs", response_class=PlainTextResponse)
-async def get_logs(app_id: str, tenant: TenantDep, manager: AppsDep) -> str:
-    """The newest output of the app (stdout and stderr)."""
+@router.post("/{app_id}/{action}", response_model=AppPublic)
+async def act_on_app(
+    app_id: str, action: str, request: Request, tenant: TenantDep, manager: AppsDep
+) -> AppPublic:
+    """``stop``, ``start`` or ``restart`` the app (restart: a fresh sandbox from the pinned versions).
+
+    Declared after ``/links`` and ``/token``: routes match in order, and this one takes any name.
+    """
+    try:
+        if action == "stop":
+            record = await manager.stop(tenant, app_id)
+        elif action in ("start", "restart"):
+            record = await manager.start(tenant, app_id, restart=action == "restart")
+        else:
+            raise HTTPException(
+                status_code=404, detail={"type": "not_found", "message": f"no action {action!r}"}
+            )
+    except _ERRORS as exc:
+        raise _http_error(exc) from exc
+    return _public(request, manager, record)
+
+
+@router.get(
+    "/{app_id}/logs",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}, "text/event-stream": {}}}},
+)
+async def get_logs(
+    app_id: str,
+    tenant: TenantDep,
+    manager: AppsDep,
+    follow: Annotated[bool, Query(description="Stream new output as server-sent events")] = False,
+) -> Response:
+    """The app's output (stdout and stderr, the newest 256 kB), or with ``follow`` a live SSE stream.
+
+    The stream sends what is kept, then each new chunk as an event named after its stream
+    (``stdout``, ``stderr``, ``platform`` for start / exit lines) with ``{"data": text}``; it ends
+    when the app is deleted or the client leaves.
+    """
     try:
         await manager.get(tenant, app_id)
     except _ERRORS as exc:
         raise _http_error(exc) from exc
-    return manager.logs(app_id)
+    log = manager.log(app_id)
+    if not follow:
+        return PlainTextResponse(log.text())
+    return EventSourceResponse(_follow(log), ping=15)
+
+
+async def _follow(log: AppLog) -> AsyncIterator[dict[str, str]]:
+    """SSE events of ``log`` from what is kept on (a follower that fell behind is told what it missed)."""
+    position = log.start
+    while True:
+        chunks, missed, position = log.since(position)
+        if missed:
+            yield {"event": "missed", "data": json.dumps({"chars": missed})}
+        for chunk in chunks:
+            yield {"event": chunk.stream, "data": json.dumps({"data": chunk.data})}
+        if log.closed:
+            yield {"event": "end", "data": json.dumps({"reason": "the app was deleted"})}
+            return
+        await log.wait(position, FOLLOW_WAKE_S)
 
 
 @router.delete("/{app_id}", status_code=status.HTTP_204_NO_CONTENT)

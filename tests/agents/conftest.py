@@ -78,6 +78,7 @@ def make_context(llm: ScriptedOpenAI, store: SqlVersionStore, sandbox: Sandbox) 
             "store": store,
             "sandbox": sandbox,
             "web_search": LocalCorpusSearch(CORPUS),
+            "search_read_pages": 0,  # the corpus is not on loopback (tests that read pages serve them)
         }
         values.update(overrides)
         return Context(**values)

@@ -100,3 +100,40 @@ async def test_fork_from_earlier_checkpoint_sees_older_files(
         # The original branch still ends at version 2; the fork wrote version 3 from version 1.
         assert (await graph.aget_state(latest.config)).values["files"]["main.py"] == history[1].id
         assert (await store.read(workspace_id, "main.py", forked["files"]["main.py"])).content == v3
+
+
+async def test_sqlite_checkpoints_wait_for_a_busy_database_off_the_event_loop(tmp_path: Path) -> None:
+    import asyncio
+    import sqlite3
+    import time
+
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from agents.checkpoint import InlineSqliteSaver, open_sqlite_checkpointer
+
+    def hold_write_lock(seconds: float) -> None:  # another process's writer, as SQLite sees it
+        conn = sqlite3.connect(str(tmp_path / "c.db"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    config: Any = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    async with open_sqlite_checkpointer(tmp_path / "c.db") as saver:
+        assert isinstance(saver, InlineSqliteSaver)
+        first = await saver.aput(config, empty_checkpoint(), {"step": 0}, {})  # free: on the loop
+        holder = asyncio.ensure_future(asyncio.to_thread(hold_write_lock, 0.5))
+        await asyncio.sleep(0.1)
+        checkpoint = empty_checkpoint()
+        put = asyncio.ensure_future(saver.aput(first, checkpoint, {"step": 1}, {}))
+        ticks = 0
+        while not put.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        saved = await put
+        await holder
+        assert ticks >= 10, "the event loop stood still while the database was busy"
+        assert saver.offloaded == 1
+        latest = await saver.aget_tuple(config)
+        assert latest is not None and latest.config == saved
+        assert latest.checkpoint["id"] == checkpoint["id"]

@@ -119,3 +119,20 @@ async def test_sdk_runs_the_graph(dev_server: str, llm: ScriptedOpenAI) -> None:
     assert "main.py" in values["files"]
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"]["last_run"]["passed"] is True
+
+
+async def test_an_app_request_under_langgraph_dev_says_hosting_is_unavailable(
+    dev_server: str, llm: ScriptedOpenAI
+) -> None:
+    page = "<!DOCTYPE html>\n<html><body><button onclick=\"this.textContent='1'\">0</button></body></html>\n"
+    llm.add(Reply(fenced(page, "html"), match=CODE))
+    client = get_client(url=dev_server)
+    thread = await client.threads.create()
+    result = await client.runs.wait(
+        thread["thread_id"],
+        "agent",
+        input={"messages": [{"role": "human", "content": "Build a counter web page and host it"}]},
+    )
+    reply = result["messages"][-1]["content"]  # type: ignore[call-overload,index]
+    assert reply.startswith("Not hosted: app hosting is unavailable here"), reply
+    assert "langgraph dev" in reply and "index.html" in reply, reply

@@ -135,9 +135,11 @@ async def test_oom_is_reported(gvisor: GVisorSandbox) -> None:
 
 
 async def test_cpu_cap_kills_with_sigkill(gvisor: GVisorSandbox) -> None:
-    result = await run_py(gvisor, "while True: pass\n", limits=Limits(cpu_seconds=0.5, wall_seconds=10))
+    limits = Limits(cpu_seconds=0.5, wall_seconds=10)
+    result = await run_py(gvisor, "while True: pass\n", limits=limits)
     assert (result.reason, result.exit_code) == (EndReason.KILLED, -9)
-    assert result.duration_s < 5
+    # The CPU cap ended it, not the wall clock (how soon depends on the host's load: ptrace is slow).
+    assert result.duration_s < limits.wall_seconds
 
 
 async def test_network_true_does_not_reach_a_host_listener(gvisor: GVisorSandbox) -> None:

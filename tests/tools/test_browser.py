@@ -29,6 +29,7 @@ from server.apps.manager import AppManager, AppSpec
 from server.apps.store import AppStore
 from server.tenancy import TenantStore
 from tests.support.leftovers import descendants, our_cgroups, our_mounts
+from tools.app_probe import AppCheck, AppExpectations, probe_app
 from tools.browser import browse, check_app
 from workspace.sql import SqlVersionStore
 
@@ -220,3 +221,71 @@ def test_the_flags_ask_for_a_pipe_and_our_proxy() -> None:
     assert "--remote-debugging-pipe" in flags
     assert not [f for f in flags if f.startswith("--remote-debugging-port")]
     assert "--proxy-server=http://127.0.0.1:3128" in flags and "--proxy-server=direct://" not in flags
+
+
+async def _probe_page(env: dict[str, Any], html: str, expect: AppExpectations | None = None) -> AppCheck:
+    """Host ``html`` as a static app of tenant acme and probe it in the sandboxed browser."""
+    store, manager = env["store"], env["manager"]
+    await store.write(env["ws"].id, "index.html", html)
+    app, _ = await manager.create("acme", AppSpec(workspace_id=env["ws"].id, entry="index.html"))
+    try:
+        return await probe_app(_runtime(env).context, app.id, expect)
+    finally:
+        await manager.delete("acme", app.id)
+
+
+async def test_probe_wants_the_page_changed_not_a_dialog_and_finds_expected_text(env: dict[str, Any]) -> None:
+    alerting = "<h1>Hello, probe</h1><button onclick=\"alert('Please enter a task.')\">Add</button>"
+    check = await _probe_page(env, alerting)
+    assert not check.passed and check.problem == "NoEffect", check.render()
+    assert "clicked 'Add': nothing changed on the page (a dialog said 'Please enter a task.')" in check.steps
+    html = "<h1>Hello, probe</h1><button onclick=\"this.textContent = 'Hi!'\">Say hi</button>"
+    check = await _probe_page(env, html, AppExpectations(texts=("hello, PROBE",)))
+    assert check.passed, check.render()
+    assert "clicked 'Say hi': the page changed" in check.steps
+    missing = await _probe_page(env, html, AppExpectations(texts=("Goodbye",)))
+    assert not missing.passed and missing.problem == "ExpectationFailed", missing.render()
+    assert "never shows 'Goodbye'" in missing.message
+
+
+async def test_probe_fails_a_form_that_only_reloads_the_page(env: dict[str, Any]) -> None:
+    html = (
+        '<form><input id="name"><button type="submit">Greet</button></form><p id="out"></p>'
+        "<script>document.forms[0].onsubmit = () => { document.getElementById('out').textContent = 'hi'; };"
+        "</script>"
+    )
+    check = await _probe_page(env, html)
+    assert not check.passed and check.problem == "NoEffect", check.render()
+    assert "typed 'test' into input 'name'" in check.steps
+    fixed = html.replace("= 'hi'; }", "= 'hi ' + document.getElementById('name').value; return false; }")
+    good = await _probe_page(env, fixed)
+    assert good.passed and "hi test" in good.page_text, good.render()
+
+
+async def test_probe_reports_a_javascript_error_with_the_console_text(env: dict[str, Any]) -> None:
+    check = await _probe_page(env, "<p>x</p><script>undefinedFunction();</script>")
+    assert not check.passed and check.problem == "JSError", check.render()
+    assert any("undefinedFunction is not defined" in line for line in check.console_errors)
+    assert check.render().startswith("CHECK FAILED: JSError")
+
+
+async def test_probe_wants_text_not_an_empty_element(env: dict[str, Any]) -> None:
+    """A broken to-do page the small model wrote: reads .value of a <p>, appends an empty item."""
+    html = (
+        '<p id="task">Add a task</p><button onclick="add()">Add</button>'
+        "<script>function add() { const d = document.createElement('div');"
+        " d.textContent = document.getElementById('task').value; document.body.appendChild(d); }</script>"
+    )
+    check = await _probe_page(env, html)
+    assert not check.passed and check.problem == "NoEffect", check.render()
+    assert "the page has no text input to type into" in check.steps
+
+
+async def test_probe_fails_a_blank_page_and_a_page_without_the_button_asked_for(env: dict[str, Any]) -> None:
+    blank = await _probe_page(env, "<html><body></body></html>")
+    assert not blank.passed and blank.problem == "LoadError" and "blank" in blank.message, blank.render()
+    plain = "<h1>Greetings</h1>"
+    assert (await _probe_page(env, plain)).passed  # nothing to click, nothing asked for
+    wanted = await _probe_page(env, plain, AppExpectations(needs_button=True))
+    assert not wanted.passed and wanted.problem == "ExpectationFailed", wanted.render()
+    assert "no button to click" in wanted.message

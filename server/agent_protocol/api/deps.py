@@ -11,8 +11,8 @@ from server.agent_protocol.service import AgentProtocolService
 __all__ = ["ServiceDep", "get_service"]
 
 
-def get_service(request: Request) -> AgentProtocolService:
-    """The service opened by the Agent Protocol router's lifespan."""
+async def get_service(request: Request) -> AgentProtocolService:
+    """The service opened by the Agent Protocol router's lifespan (``async``: no worker-thread hop)."""
     service: AgentProtocolService | None = getattr(request.app.state, "agent_protocol", None)
     if service is None:
         reason = getattr(request.app.state, "agent_protocol_error", None) or "not started"

@@ -48,15 +48,22 @@ async def create_run(
 async def stream_run(
     thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep
 ) -> EventSourceResponse:
-    """Start a run and stream its events (SSE); a disconnect cancels it if ``on_disconnect="cancel"``."""
+    """Start a run and stream its events (SSE); a disconnect cancels it if ``on_disconnect="cancel"``.
+
+    The headers (run id in ``Content-Location``) go out at once; a run that waits in the queue
+    opens its stream with a ``metadata`` event giving its queue position.
+    """
     manager = service.manager
     record, sub = await manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
     assert sub is not None
+    run_id = record.run_id
     return event_stream_response(
         sub,
-        headers=run_headers(thread_id, record.run_id, "stream"),
-        on_disconnect=manager.on_disconnect(record.run_id, cancel=_cancels(service, body), who="client"),
+        headers=run_headers(thread_id, run_id, "stream"),
+        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
         heartbeat_s=service.settings.heartbeat_s,
+        first=lambda: manager.queued_event(run_id),
+        coalesce_s=service.settings.stream_coalesce_s,
     )
 
 
@@ -142,6 +149,7 @@ async def join_run_stream(
         headers=run_headers(thread_id, run_id, "stream"),
         on_disconnect=manager.on_disconnect(run_id, cancel=cancel, who="stream client"),
         heartbeat_s=service.settings.heartbeat_s,
+        coalesce_s=service.settings.stream_coalesce_s,
     )
 
 

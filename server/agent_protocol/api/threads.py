@@ -69,7 +69,8 @@ async def create_thread(body: ThreadCreate, service: ServiceDep, tenant: TenantD
     thread as existing (409, or the winner's thread with ``do_nothing``).
     """
     thread_id = body.thread_id or str(uuid.uuid4())
-    existing = await service.store.get_thread(thread_id)
+    # An id made here is new: no read first (a collision would still fail on the unique key).
+    existing = await service.store.get_thread(thread_id) if body.thread_id else None
     if existing is None:
         metadata = service.manager.thread_metadata(body.metadata)
         try:

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
+from sqlalchemy.engine import Connection
 
 from server import logs
 from server.agent_protocol.config import AgentProtocolSettings
@@ -30,11 +31,20 @@ from server.agent_protocol.schemas import RunCreate
 from server.agent_protocol.serde import dumps_to_obj
 from server.agent_protocol.status import CancelAction, Handover, RunStatus, ThreadStatus
 from server.agent_protocol.storage.events import EventLog
+from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
 from server.agent_protocol.storage.queue import RunQueue
 from server.agent_protocol.storage.records import RunRecord
-from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.storage.store import (
+    ProtocolStore,
+    Work,
+    delete_run_work,
+    run_status_update,
+    thread_update,
+)
 from server.agent_protocol.streaming.hubs import StreamHubs
 from server.agent_protocol.streaming.streams import RunStream
+from server.apps.agent_view import TenantApps
+from server.apps.manager import AppManager
 from server.metrics import RUN_DURATION, RUNS
 from server.tenancy import TenantStore
 
@@ -111,9 +121,8 @@ class RunExecutor:
                 run.stream = await self._hubs.for_execution(rec.run_id, run.resuming)
                 run.status = RunStatus.RUNNING
                 run.started = time.monotonic()
-                attempt = await self._queue.start_attempt(rec.run_id)
                 first = run.payload.input if isinstance(run.payload.input, dict) else None
-                await self._store.update_thread(rec.thread_id, status=ThreadStatus.BUSY, first_values=first)
+                attempt = await self._queue.start_attempt(rec.run_id, rec.thread_id, first)
                 self._publish(run, "metadata", {"run_id": rec.run_id, "attempt": attempt})
                 status, error = RunStatus.SUCCESS, None
                 try:
@@ -155,12 +164,17 @@ class RunExecutor:
     def _server_context(self, tenant: str) -> dict[str, Any]:
         """The server's objects for one run, scoped to its tenant (they override anything a client sent).
 
-        The store is a :class:`TenantStore` and the sandbox a view charging the tenant's admission
-        budget, so a run reaches only its tenant's workspaces whatever its input or context says.
+        The store is a :class:`TenantStore`, the sandbox a view charging the tenant's admission
+        budget and the app manager a :class:`TenantApps`, so a run reaches only its tenant's
+        workspaces and apps whatever its input or context says.
         """
         extras = dict(self._context_extras)
         if "store" in extras:
             extras["store"] = TenantStore(extras["store"], tenant)
+        if isinstance(extras.get("apps"), AppManager):
+            extras["apps"] = TenantApps(extras["apps"], tenant)
+        elif "apps" in extras:
+            extras["apps"] = None  # never an unscoped manager
         for_owner = getattr(extras.get("sandbox"), "for_owner", None)
         if for_owner is not None:
             extras["sandbox"] = for_owner(tenant, wait_s=AGENT_ADMISSION_WAIT_S)
@@ -214,36 +228,52 @@ class RunExecutor:
             RUNS.labels(status=status).inc()
         if run.started is not None and ended_here:
             RUN_DURATION.labels(status=status).observe(time.monotonic() - run.started)
-        thread_status = ThreadStatus.ERROR if status == RunStatus.ERROR else ThreadStatus.IDLE
         try:
             if run.handover == Handover.HANDOFF and self._events is not None:
                 await self._events.flush()  # the next owner numbers its events on from these
             if not ended_here:
                 return  # the process that takes it over records the outcome
-            if self._events is not None:
-                await self._events.flush()
-            if run.cancel_action == CancelAction.ROLLBACK:
-                await self._store.delete_run(rec.run_id, rec.thread_id)
-            else:
-                await self._store.set_run_status(rec.run_id, status, error)
-            if self._events is not None:
-                await self._events.ended(rec.run_id)
-            snapshot = await self._host.graph.aget_state({"configurable": {"thread_id": rec.thread_id}})
-            interrupts = interrupts_by_task(snapshot)
-            if interrupts and status != RunStatus.ERROR:
-                thread_status = ThreadStatus.INTERRUPTED
-            values = dumps_to_obj(snapshot.values)
-            run.result = (
-                {"__error__": {"error": error.split(":", 1)[0], "message": error}} if error else values
+            thread = await self._final_thread_state(run, status, error)
+            end: Work[Any] = (
+                delete_run_work(rec.run_id, rec.thread_id)
+                if run.cancel_action == CancelAction.ROLLBACK
+                else run_status_update(rec.run_id, status, error)
             )
-            if interrupts and isinstance(run.result, dict):
-                run.result["__interrupt__"] = [i for items in interrupts.values() for i in items]
-            if await self._store.get_thread(rec.thread_id) is not None:
-                await self._store.update_thread(
-                    rec.thread_id, status=thread_status, values=values, interrupts=interrupts, set_values=True
-                )
+
+            def record(conn: Connection) -> None:
+                """One transaction: the run's last events (see flush), its end, the thread's state."""
+                end(conn)
+                thread(conn)  # a deleted thread: no row, nothing updated
+                notify(conn, EVENTS_CHANNEL, rec.run_id)
+
+            if self._events is not None:
+                await self._events.flush(then=record)
+                self._events.wake_local(rec.run_id)
+            else:
+                await self._store.write(record)
         except Exception:
             logger.exception("run %s: recording the outcome failed", rec.run_id)
         finally:
             self._hubs.finished(rec.run_id)
             run.done.set()
+
+    async def _final_thread_state(self, run: ActiveRun, status: RunStatus, error: str | None) -> Work[None]:
+        """Set the run's result from the thread's last checkpoint; returns the thread's update."""
+        thread_id = run.record.thread_id
+        thread_status = ThreadStatus.ERROR if status == RunStatus.ERROR else ThreadStatus.IDLE
+        try:
+            snapshot = await self._host.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        except Exception:
+            logger.exception("run %s: reading the thread's final state failed", run.record.run_id)
+            run.result = {"__error__": {"error": error.split(":", 1)[0], "message": error}} if error else None
+            return thread_update(thread_id, status=thread_status)
+        interrupts = interrupts_by_task(snapshot)
+        if interrupts and status != RunStatus.ERROR:
+            thread_status = ThreadStatus.INTERRUPTED
+        values = dumps_to_obj(snapshot.values)
+        run.result = {"__error__": {"error": error.split(":", 1)[0], "message": error}} if error else values
+        if interrupts and isinstance(run.result, dict):
+            run.result["__interrupt__"] = [i for items in interrupts.values() for i in items]
+        return thread_update(
+            thread_id, status=thread_status, values=values, interrupts=interrupts, set_values=True
+        )

@@ -37,12 +37,12 @@ from server.agent_protocol.graphs import GraphHost
 from server.agent_protocol.runs.executor import RunExecutor
 from server.agent_protocol.runs.worker import RunWorker
 from server.agent_protocol.schemas import RunCreate
-from server.agent_protocol.serde import dumps_to_obj
-from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction
+from server.agent_protocol.serde import dumpb, dumps_to_obj
+from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, RunStatus
 from server.agent_protocol.storage.events import EventLog
 from server.agent_protocol.storage.notify import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, PgListener
 from server.agent_protocol.storage.queue import RunQueue
-from server.agent_protocol.storage.records import RunRecord, ThreadRecord
+from server.agent_protocol.storage.records import RunEvent, RunRecord, ThreadRecord
 from server.agent_protocol.storage.store import ProtocolStore
 from server.agent_protocol.streaming.hubs import StreamHubs
 from server.agent_protocol.streaming.streams import Subscription
@@ -154,14 +154,13 @@ class RunManager:
             raise InvalidRunError("give either input or command, not both")
         lock = self._admit_locks.setdefault(thread_id, asyncio.Lock())
         async with lock:
-            thread = await self._store.get_thread(thread_id, tenant)
+            thread, active = await self._store.thread_with_active_runs(thread_id, tenant)
             if thread is None:
                 if payload.if_not_exists != "create":
                     raise ThreadNotFoundError(f"thread {thread_id} not found")
                 if await self._store.get_thread(thread_id) is not None:
                     raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
                 await self._store.create_thread(thread_id, self.thread_metadata(), tenant)
-            active = await self._store.active_runs(thread_id)
             if active:
                 if payload.multitask_strategy == "reject":
                     raise RunConflictError(
@@ -190,6 +189,23 @@ class RunManager:
 
     # following -----------------------------------------------------------------------------------
 
+    async def queued_event(self, run_id: str) -> RunEvent | None:
+        """The event a new stream opens with while its run waits in the queue; None once it started.
+
+        A ``metadata`` event, as the LangGraph server's streams open with, carrying the run id, its
+        status (``pending``) and ``queue_position`` (pending runs ahead of it, all processes): a
+        client learns the run id and can show progress or cancel at once, instead of hearing
+        nothing until a slot frees. Clients read ``run_id`` and ignore the other keys; when the run
+        starts, the usual ``metadata`` event (run id and attempt) follows.
+        """
+        if self._worker.active(run_id) is not None:
+            return None  # claimed here: its own metadata event is on its way
+        position = await self._queue.position(run_id)
+        if position is None:
+            return None  # started (elsewhere) or ended meanwhile
+        data = {"run_id": run_id, "status": RunStatus.PENDING, "queue_position": position}
+        return RunEvent(0, "metadata", dumpb(data))
+
     async def subscribe(
         self, run_id: str, *, modes: Collection[str] | None = None, last_event_id: str | None = None
     ) -> Subscription:
@@ -203,8 +219,11 @@ class RunManager:
             ThreadNotFoundError, RunNotFoundError.
         """
         if tenant is not None:
-            await self.require_thread(thread_id, tenant)
-        record = await self._store.get_run(run_id, thread_id)
+            thread, record = await self._store.get_owned_run(run_id, thread_id, tenant)
+            if thread is None:
+                raise ThreadNotFoundError(f"thread {thread_id} not found")
+        else:
+            record = await self._store.get_run(run_id, thread_id)
         if record is None:
             raise RunNotFoundError(f"run {run_id} not found on thread {thread_id}")
         return record

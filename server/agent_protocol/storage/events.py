@@ -5,8 +5,9 @@ The run's own process publishes each event to its in-memory
 background task writes the buffer in one batched ``INSERT`` every ``event_flush_s`` (one
 transaction for all runs, not one per event), and on Postgres announces the runs that got events
 with ``NOTIFY`` (:data:`~server.agent_protocol.storage.notify.EVENTS_CHANNEL`).
-Before a run's end status is written its events are flushed, so a reader that sees the run ended
-and then reads the table has every event. Events of finished runs are deleted after
+A run's end is recorded in the transaction that writes its last events
+(:meth:`EventLog.flush` with ``then``), so a reader that sees the run ended and then reads the
+table has every event. Events of finished runs are deleted after
 ``run_events_retention_s``.
 """
 
@@ -16,9 +17,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from server.agent_protocol.status import ACTIVE_STATUSES
 from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
@@ -29,6 +32,8 @@ from server.agent_protocol.storage.tables import events_t, runs_t
 __all__ = ["EventLog"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class EventLog:
@@ -70,23 +75,43 @@ class EventLog:
         if len(self._buffer) == 1:
             self._wakeup.set()
 
-    async def flush(self) -> None:
-        """Write everything buffered so far (before a run's end status is recorded)."""
+    async def flush(self, then: Callable[[Connection], T] | None = None) -> T | None:
+        """Write everything buffered so far; with ``then``, run it in the same transaction.
+
+        Why ``then``: a run's end status goes in the transaction that stores its last events, so
+        no reader sees the run ended before its events are there (and it costs one commit, not two).
+        If the events cannot be written they are dropped (logged) and ``then`` runs on its own.
+
+        Returns:
+            What ``then`` returned (None without it).
+        """
         async with self._lock:
             rows, self._buffer = self._buffer, []
-            if not rows:
-                return
+            if not rows and then is None:
+                return None
             run_ids = sorted({str(r["run_id"]) for r in rows})
-            try:
-                async with self._store.write() as conn:
-                    await conn.execute(self._insert, rows)
+            insert = self._insert
+
+            def work(conn: Connection) -> T | None:
+                if rows:
+                    conn.execute(insert, rows)
                     for run_id in run_ids:
-                        await notify(conn, EVENTS_CHANNEL, run_id)
+                        notify(conn, EVENTS_CHANNEL, run_id)
+                return then(conn) if then is not None else None
+
+            try:
+                result = await self._store.write(work)
             except Exception:
+                if not rows:
+                    raise
                 logger.exception("writing %d stream events failed; dropped", len(rows))
-                return
-        if self._on_flushed is not None:
+                if then is None:
+                    return None
+                run_ids = []
+                result = await self._store.write(then)
+        if self._on_flushed is not None and run_ids:
             self._on_flushed(run_ids)
+        return result
 
     async def _run(self) -> None:
         while True:
@@ -111,15 +136,13 @@ class EventLog:
             .order_by(events_t.c.seq.asc())
             .limit(limit)
         )
-        async with self._store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._store.read(lambda conn: conn.execute(query).all())
         return [RunEvent(r.seq, r.event, r.data.encode()) for r in rows]
 
     async def last_seq(self, run_id: str) -> int:
         """Id of the last stored event of a run (0 when none)."""
         query = sa.select(sa.func.max(events_t.c.seq)).where(events_t.c.run_id == run_id)
-        async with self._store.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar() or 0)
+        return await self._store.read(lambda conn: int(conn.execute(query).scalar() or 0))
 
     async def progress(self, run_ids: list[str]) -> dict[str, tuple[str, int]]:
         """``(status, last event id)`` of each run that still exists (two queries for all of them)."""
@@ -132,17 +155,23 @@ class EventLog:
                 .where(events_t.c.run_id.in_(chunk))
                 .group_by(events_t.c.run_id)
             )
-            async with self._store.engine.connect() as conn:
-                statuses = {r[0]: r[1] for r in (await conn.execute(status_q)).all()}
-                seqs = {r[0]: int(r[1] or 0) for r in (await conn.execute(seq_q)).all()}
+
+            def work(conn: Connection) -> tuple[dict[str, str], dict[str, int]]:
+                statuses = {r[0]: r[1] for r in conn.execute(status_q).all()}  # noqa: B023
+                return statuses, {r[0]: int(r[1] or 0) for r in conn.execute(seq_q).all()}  # noqa: B023
+
+            statuses, seqs = await self._store.read(work)
             found.update({rid: (status, seqs.get(rid, 0)) for rid, status in statuses.items()})
         return found
 
     async def ended(self, run_id: str) -> None:
         """A run's end status is written: wake its followers here and, through ``NOTIFY``, elsewhere."""
         if self._store.is_postgres:
-            async with self._store.write() as conn:
-                await notify(conn, EVENTS_CHANNEL, run_id)
+            await self._store.write(lambda conn: notify(conn, EVENTS_CHANNEL, run_id))
+        self.wake_local(run_id)
+
+    def wake_local(self, run_id: str) -> None:
+        """Wake this process's followers of a run (its end was recorded with its events)."""
         if self._on_flushed is not None:
             self._on_flushed([run_id])
 
@@ -151,6 +180,5 @@ class EventLog:
         ended = sa.select(runs_t.c.run_id).where(
             runs_t.c.status.not_in(ACTIVE_STATUSES), runs_t.c.ended_at < time.time() - retention_s
         )
-        async with self._store.write() as conn:
-            result = await conn.execute(events_t.delete().where(events_t.c.run_id.in_(ended)))
-        return int(result.rowcount or 0)
+        delete = events_t.delete().where(events_t.c.run_id.in_(ended))
+        return await self._store.write(lambda conn: int(conn.execute(delete).rowcount or 0))

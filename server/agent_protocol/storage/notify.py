@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from workspace.engine import libpq_url
 
@@ -31,10 +31,13 @@ CANCEL_CHANNEL = "ap_cancel"  # payload: run id whose owner must cancel it
 EVENTS_CHANNEL = "ap_events"  # payload: run id with new persisted stream events
 
 
-async def notify(conn: AsyncConnection, channel: str, payload: str = "") -> None:
-    """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite."""
+def notify(conn: Connection, channel: str, payload: str = "") -> None:
+    """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite.
+
+    Called inside the work function a transaction of the store runs (a sync connection).
+    """
     if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+        conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
 
 
 class PgListener:

@@ -15,38 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, RunStatus
+from server.agent_protocol.status import ACTIVE_STATUSES, CancelAction, RunStatus, ThreadStatus
+from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.notify import CANCEL_CHANNEL, QUEUE_CHANNEL, notify
 from server.agent_protocol.storage.records import RunRecord, run_from_row
-from server.agent_protocol.storage.store import ProtocolStore
+from server.agent_protocol.storage.store import ProtocolStore, thread_update
 from server.agent_protocol.storage.tables import runs_t
 
 __all__ = ["RunQueue"]
 
 
-def _lease_free(now: float) -> sa.ColumnElement[bool]:
-    """No owner, or an owner whose lease ran out."""
-    return sa.or_(runs_t.c.worker_id.is_(None), runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now)
-
-
-def _first_of_thread() -> sa.ColumnElement[bool]:
-    """No older active run on the same thread (creation order, run id breaking ties)."""
-    older = runs_t.alias("older")
-    return ~sa.exists().where(
-        older.c.thread_id == runs_t.c.thread_id,
-        older.c.status.in_(ACTIVE_STATUSES),
-        sa.or_(
-            older.c.created_at < runs_t.c.created_at,
-            sa.and_(older.c.created_at == runs_t.c.created_at, older.c.run_id < runs_t.c.run_id),
-        ),
-    )
-
-
 class RunQueue:
-    """Claims, lease renewals and cancel requests over the store's engine."""
+    """Claims, lease renewals and cancel requests, each one transaction of the store."""
 
     def __init__(self, store: ProtocolStore) -> None:
         self._store = store
@@ -62,60 +47,59 @@ class RunQueue:
         """
         if limit <= 0:
             return []
-        cond = [runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now), _first_of_thread()]
+        query = sql.claimable(one=run_id is not None, locked=self._store.is_postgres)
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if run_id is not None:
-            cond.append(runs_t.c.run_id == run_id)
-        query = runs_t.select().where(*cond).order_by(runs_t.c.created_at.asc()).limit(limit)
-        if self._store.is_postgres:
-            query = query.with_for_update(skip_locked=True, of=runs_t)
-        claimed: list[RunRecord] = []
-        async with self._store.write() as conn:
-            for row in (await conn.execute(query)).all():
-                result = await conn.execute(
-                    runs_t.update()
-                    .where(
-                        runs_t.c.run_id == row._mapping["run_id"],
-                        runs_t.c.status.in_(ACTIVE_STATUSES),
-                        _lease_free(now),
-                    )
-                    .values(worker_id=worker_id, lease_until=until)
-                )
-                if result.rowcount:
+            params["b_run_id"] = run_id
+
+        def work(conn: Connection) -> list[RunRecord]:
+            claimed: list[RunRecord] = []
+            for row in conn.execute(query, params).all():
+                taken = {
+                    "b_run_id": row._mapping["run_id"],
+                    "b_now": now,
+                    "b_worker_id": worker_id,
+                    "b_until": until,
+                }
+                if conn.execute(sql.CLAIM, taken).rowcount:
                     claimed.append(run_from_row(row))
-        return claimed
+            return claimed
+
+        return await self._store.write(work)
 
     async def claim_to_cancel(
         self, run_id: str, worker_id: str, now: float, until: float, action: CancelAction
     ) -> RunRecord | None:
         """Claim a run nobody executes (whatever its place in the thread) to end it as cancelled."""
-        async with self._store.write() as conn:
-            row = (
-                await conn.execute(
-                    runs_t.select().where(
-                        runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now)
-                    )
-                )
-            ).first()
+        free = (runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), sql.lease_free(now))
+
+        def work(conn: Connection) -> RunRecord | None:
+            row = conn.execute(runs_t.select().where(*free)).first()
             if row is None:
                 return None
-            result = await conn.execute(
+            result = conn.execute(
                 runs_t.update()
-                .where(runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES), _lease_free(now))
+                .where(*free)
                 .values(worker_id=worker_id, lease_until=until, cancel_action=action)
             )
-        return run_from_row(row) if result.rowcount else None
+            return run_from_row(row) if result.rowcount else None
+
+        return await self._store.write(work)
 
     async def request_cancel(self, run_id: str, action: CancelAction) -> bool:
         """Ask the owner of an active run to cancel it; False when the run is not active."""
-        async with self._store.write() as conn:
-            result = await conn.execute(
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
                 runs_t.update()
                 .where(runs_t.c.run_id == run_id, runs_t.c.status.in_(ACTIVE_STATUSES))
                 .values(cancel_action=sa.func.coalesce(runs_t.c.cancel_action, action))
             )
             if result.rowcount:
-                await notify(conn, CANCEL_CHANNEL, run_id)
-        return bool(result.rowcount)
+                notify(conn, CANCEL_CHANNEL, run_id)
+            return bool(result.rowcount)
+
+        return await self._store.write(work)
 
     async def cancel_requests(self, worker_id: str) -> list[tuple[str, CancelAction]]:
         """``(run_id, action)`` of this worker's active runs that another process asked to cancel."""
@@ -124,50 +108,56 @@ class RunQueue:
             runs_t.c.status.in_(ACTIVE_STATUSES),
             runs_t.c.cancel_action.is_not(None),
         )
-        async with self._store.engine.connect() as conn:
-            return [(r.run_id, CancelAction(r.cancel_action)) for r in (await conn.execute(query)).all()]
+        return await self._store.read(
+            lambda conn: [(r.run_id, CancelAction(r.cancel_action)) for r in conn.execute(query).all()]
+        )
 
     async def cancel_action(self, run_id: str) -> CancelAction | None:
         """The cancel requested for one run, if any."""
         query = sa.select(runs_t.c.cancel_action).where(runs_t.c.run_id == run_id)
-        async with self._store.engine.connect() as conn:
-            value = (await conn.execute(query)).scalar()
+        value = await self._store.read(lambda conn: conn.execute(query).scalar())
         return CancelAction(value) if value else None
 
-    async def start_attempt(self, run_id: str) -> int:
-        """Mark the run running and count the attempt; returns the attempt number (1 for the first)."""
-        async with self._store.write() as conn:
-            await conn.execute(
-                runs_t.update()
-                .where(runs_t.c.run_id == run_id)
-                .values(
-                    status=RunStatus.RUNNING,
-                    error=None,
-                    attempts=runs_t.c.attempts + 1,
-                    updated_at=datetime.now(UTC).isoformat(),
-                )
-            )
-            attempts = (
-                await conn.execute(sa.select(runs_t.c.attempts).where(runs_t.c.run_id == run_id))
-            ).scalar()
-        return int(attempts or 1)
+    async def start_attempt(self, run_id: str, thread_id: str | None = None, first_values: Any = None) -> int:
+        """Mark the run running and count the attempt; returns the attempt number (1 for the first).
+
+        With ``thread_id``, the thread is marked busy in the same transaction (``first_values``
+        become its values when it has none yet, see :meth:`ProtocolStore.update_thread`).
+        """
+        params = {
+            "b_run_id": run_id,
+            "b_status": RunStatus.RUNNING,
+            "b_updated_at": datetime.now(UTC).isoformat(),
+        }
+        busy = (
+            thread_update(thread_id, status=ThreadStatus.BUSY, first_values=first_values)
+            if thread_id is not None
+            else None
+        )
+
+        def work(conn: Connection) -> int:
+            attempts = conn.execute(sql.START_ATTEMPT, params).scalar()
+            if busy is not None:
+                busy(conn)
+            return int(attempts or 1)
+
+        return await self._store.write(work)
 
     async def renew_leases(self, worker_id: str, run_ids: Sequence[str], until: float) -> set[str]:
         """Extend the lease of this worker's active runs; returns the ids still this worker's."""
         if not run_ids:
             return set()
-        async with self._store.write() as conn:
-            result = await conn.execute(
-                runs_t.update()
-                .where(
-                    runs_t.c.run_id.in_(list(run_ids)),
-                    runs_t.c.worker_id == worker_id,
-                    runs_t.c.status.in_(ACTIVE_STATUSES),
-                )
-                .values(lease_until=until)
-                .returning(runs_t.c.run_id)
+        update = (
+            runs_t.update()
+            .where(
+                runs_t.c.run_id.in_(list(run_ids)),
+                runs_t.c.worker_id == worker_id,
+                runs_t.c.status.in_(ACTIVE_STATUSES),
             )
-            return {row.run_id for row in result.all()}
+            .values(lease_until=until)
+            .returning(runs_t.c.run_id)
+        )
+        return await self._store.write(lambda conn: {row.run_id for row in conn.execute(update).all()})
 
     async def hand_back(self, run_id: str, worker_id: str) -> bool:
         """Put a run this process stops executing (graceful shutdown) back in the queue.
@@ -175,34 +165,61 @@ class RunQueue:
         It keeps its status: a ``running`` run is resumed from its last checkpoint by whoever claims
         it next. The attempt is given back too: only crashes count towards ``run_max_attempts``.
         """
-        async with self._store.write() as conn:
-            result = await conn.execute(
-                runs_t.update()
-                .where(
-                    runs_t.c.run_id == run_id,
-                    runs_t.c.worker_id == worker_id,
-                    runs_t.c.status.in_(ACTIVE_STATUSES),
-                )
-                .values(
-                    worker_id=None,
-                    lease_until=None,
-                    attempts=sa.case((runs_t.c.attempts > 0, runs_t.c.attempts - 1), else_=0),
-                    updated_at=datetime.now(UTC).isoformat(),
-                )
+        update = (
+            runs_t.update()
+            .where(
+                runs_t.c.run_id == run_id,
+                runs_t.c.worker_id == worker_id,
+                runs_t.c.status.in_(ACTIVE_STATUSES),
             )
+            .values(
+                worker_id=None,
+                lease_until=None,
+                attempts=sa.case((runs_t.c.attempts > 0, runs_t.c.attempts - 1), else_=0),
+                updated_at=datetime.now(UTC).isoformat(),
+            )
+        )
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(update)
             if result.rowcount:
-                await notify(conn, QUEUE_CHANNEL)
-        return bool(result.rowcount)
+                notify(conn, QUEUE_CHANNEL)
+            return bool(result.rowcount)
+
+        return await self._store.write(work)
 
     async def announce(self) -> None:
         """Tell every process to look at the queue (a run was queued or a slot freed); Postgres only."""
         if not self._store.is_postgres:
             return
-        async with self._store.write() as conn:
-            await notify(conn, QUEUE_CHANNEL)
+        await self._store.write(lambda conn: notify(conn, QUEUE_CHANNEL))
 
     async def pending_count(self) -> int:
         """Runs waiting in the database (the queue-depth gauge)."""
         query = sa.select(sa.func.count()).select_from(runs_t).where(runs_t.c.status == RunStatus.PENDING)
-        async with self._store.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar() or 0)
+        return await self._store.read(lambda conn: int(conn.execute(query).scalar() or 0))
+
+    async def position(self, run_id: str) -> int | None:
+        """Pending runs created before this pending one (0: it is next); None when it is not pending."""
+        mine = sa.select(runs_t.c.created_at).where(
+            runs_t.c.run_id == run_id, runs_t.c.status == RunStatus.PENDING
+        )
+
+        def work(conn: Connection) -> int | None:
+            created = conn.execute(mine).scalar()
+            if created is None:
+                return None
+            ahead = (
+                sa.select(sa.func.count())
+                .select_from(runs_t)
+                .where(
+                    runs_t.c.status == RunStatus.PENDING,
+                    sa.or_(
+                        runs_t.c.created_at < created,
+                        sa.and_(runs_t.c.created_at == created, runs_t.c.run_id < run_id),
+                    ),
+                )
+            )
+            return int(conn.execute(ahead).scalar() or 0)
+
+        return await self._store.read(work)

@@ -1,38 +1,59 @@
 """Threads and runs in the database (SQLite by default, Postgres with ``DATABASE_URL``).
 
-One code path over both dialects with SQLAlchemy Core async. JSON columns are stored as text so
-the schema is the same everywhere. :meth:`ProtocolStore.setup` applies ``tables.MIGRATIONS`` with
-the project's one migration runner (:func:`workspace.migrations.apply_migrations`: advisory lock,
-newer-schema guard). Graph state itself lives in the checkpointer, not here. The run queue
-(:mod:`.queue`) and the stream events (:mod:`.events`) share this store's engine.
+One code path over both dialects with SQLAlchemy Core: every operation is a plain function of a
+(sync) ``Connection``, handed to :meth:`ProtocolStore.read` or :meth:`ProtocolStore.write`, which
+run it as one transaction. Why functions rather than awaiting each statement: on SQLite each
+awaited statement was a hop to a driver thread and back through the event loop, and writes held
+a lock across all of them, so under load every write waited several loop turns per statement.
+On SQLite the function runs on the event loop while the database is free, else on a thread
+(:mod:`.sqlite` says why and when); on Postgres on the async engine through ``run_sync``. The
+statements of a run's hot path are built once (:mod:`.statements`). JSON columns are stored as
+text so the schema is the same everywhere. :meth:`ProtocolStore.setup` applies
+``tables.MIGRATIONS`` with the project's one migration runner
+(:func:`workspace.migrations.apply_migrations`: advisory lock, newer-schema guard). Graph state
+itself lives in the checkpointer, not here. The run queue (:mod:`.queue`) and the stream events
+(:mod:`.events`) go through the same two methods.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.agent_protocol.errors import ThreadExistsError
 from server.agent_protocol.serde import dumpb
 from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
+from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
+from server.agent_protocol.storage.sqlite import SqliteRunner
 from server.agent_protocol.storage.tables import MIGRATIONS, events_t, runs_t, threads_t
 from workspace.engine import enable_wal, normalise_url
 from workspace.migrations import apply_migrations
 
-__all__ = ["ProtocolStore", "async_url"]
+__all__ = [
+    "ProtocolStore",
+    "Work",
+    "async_url",
+    "delete_run_work",
+    "run_status_update",
+    "thread_update",
+]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+_SQLITE_BUSY_S = 30.0
 
 
 def _now() -> str:
@@ -51,18 +72,76 @@ def _text(obj: Any) -> str:
     return dumpb(obj).decode()
 
 
-class ProtocolStore:
-    """Threads and runs over one async engine. Build with :meth:`from_url`; call :meth:`setup` once."""
+def thread_update(
+    thread_id: str,
+    *,
+    status: ThreadStatus | None = None,
+    values: Any = None,
+    interrupts: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    set_values: bool = False,
+    first_values: Any = None,
+) -> Work[None]:
+    """The work of :meth:`ProtocolStore.update_thread` (to run inside a larger transaction)."""
+    params: dict[str, Any] = {"b_thread_id": thread_id, "b_updated_at": _now()}
+    if status is not None:
+        params["b_status"] = status
+    if set_values:
+        params["b_state_values"] = _text(values)
+    if interrupts is not None:
+        params["b_interrupts"] = _text(interrupts)
+    if metadata is not None:
+        params["b_metadata"] = _text(metadata)
+    first = not set_values and first_values is not None
+    columns = frozenset(k[2:] for k in params if k != "b_thread_id")
+    if first:
+        params["b_first_values"] = _text(first_values)
+    update = sql.thread_update(columns, first)
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def work(conn: Connection) -> None:
+        conn.execute(update, params)
+
+    return work
+
+
+def run_status_update(run_id: str, status: RunStatus, error: str | None = None) -> Work[None]:
+    """The work recording a status change (an end status also stamps ``ended_at``)."""
+    params = {
+        "b_run_id": run_id,
+        "b_status": status,
+        "b_error": error,
+        "b_updated_at": _now(),
+        "b_ended_at": None if status in ACTIVE_STATUSES else time.time(),
+    }
+
+    def work(conn: Connection) -> None:
+        conn.execute(sql.RUN_STATUS, params)
+
+    return work
+
+
+def delete_run_work(run_id: str, thread_id: str) -> Work[bool]:
+    """The work of :meth:`ProtocolStore.delete_run` (to run inside a larger transaction)."""
+
+    def work(conn: Connection) -> bool:
+        res = conn.execute(runs_t.delete().where(runs_t.c.run_id == run_id, runs_t.c.thread_id == thread_id))
+        if res.rowcount:
+            conn.execute(events_t.delete().where(events_t.c.run_id == run_id))
+        return bool(res.rowcount)
+
+    return work
+
+
+class ProtocolStore:
+    """Threads and runs over one database. Build with :meth:`from_url`; call :meth:`setup` once."""
+
+    def __init__(self, engine: AsyncEngine, sqlite: SqliteRunner | None = None) -> None:
         self._engine = engine
-        # SQLite has one writer at a time and its busy handler sleeps up to 100 ms per retry: queueing
-        # writers here instead keeps hundreds of concurrent runs from stalling each other.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._sqlite = sqlite
 
     @property
     def engine(self) -> AsyncEngine:
-        """The engine (the run queue and the event log share it)."""
+        """The async engine (migrations; tests inspect the schema through it)."""
         return self._engine
 
     @property
@@ -70,41 +149,47 @@ class ProtocolStore:
         """Postgres (row locks, LISTEN / NOTIFY) rather than SQLite."""
         return self._engine.dialect.name == "postgresql"
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (serialised in-process on SQLite)."""
-        if self._write_lock is None:
-            async with self._engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self._engine.begin() as conn:
-            yield conn
+    async def read(self, work: Work[T]) -> T:
+        """Run ``work(conn)`` on a connection that only reads; returns its result."""
+        if self._sqlite is not None:
+            return await self._sqlite.read(work)
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work(conn)`` in one write transaction (committed on return, rolled back if it raises)."""
+        if self._sqlite is not None:
+            return await self._sqlite.write(work)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(work)
 
     @classmethod
     def from_url(cls, url: str) -> ProtocolStore:
-        """Create the engine (SQLite gets WAL and a busy timeout so concurrent runs do not fail)."""
+        """Create the engines (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; work off the loop)."""
         if url.startswith("sqlite"):
-            engine = create_async_engine(url, connect_args={"timeout": 30})
+            engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_S})
 
             @sa.event.listens_for(engine.sync_engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
-                enable_wal(cur)  # two processes may open a new file at once
+                enable_wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
-        else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            return cls(engine, SqliteRunner(url, busy_timeout_s=_SQLITE_BUSY_S))
+        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         return cls(engine)
 
     async def setup(self) -> None:
         """Apply the migrations newer than the recorded version (safe from several processes at once)."""
-        async with self.write() as conn:
+        async with self._engine.begin() as conn:
             version = await apply_migrations(conn, MIGRATIONS)
         logger.info("agent protocol schema ready (version %d)", version)
 
     async def close(self) -> None:
-        """Dispose of the connection pool; idempotent."""
+        """Stop the SQLite thread and dispose of the connection pools; idempotent."""
+        if self._sqlite is not None:
+            await self._sqlite.close()
         await self._engine.dispose()
 
     # threads -------------------------------------------------------------------------------------
@@ -118,20 +203,18 @@ class ProtocolStore:
             ThreadExistsError: the id is taken (also when a concurrent create won the race).
         """
         now = _now()
+        insert = threads_t.insert().values(
+            thread_id=thread_id,
+            tenant=tenant,
+            created_at=now,
+            updated_at=now,
+            metadata=_text(metadata),
+            status=ThreadStatus.IDLE,
+            state_values=None,
+            interrupts="{}",
+        )
         try:
-            async with self.write() as conn:
-                await conn.execute(
-                    threads_t.insert().values(
-                        thread_id=thread_id,
-                        tenant=tenant,
-                        created_at=now,
-                        updated_at=now,
-                        metadata=_text(metadata),
-                        status=ThreadStatus.IDLE,
-                        state_values=None,
-                        interrupts="{}",
-                    )
-                )
+            await self.write(lambda conn: conn.execute(insert))
         except IntegrityError as exc:
             raise ThreadExistsError(f"thread {thread_id} already exists") from exc
         return ThreadRecord(
@@ -147,12 +230,18 @@ class ProtocolStore:
 
     async def get_thread(self, thread_id: str, tenant: str | None = None) -> ThreadRecord | None:
         """Return the thread or None (also None when it belongs to another tenant than ``tenant``)."""
-        query = threads_t.select().where(threads_t.c.thread_id == thread_id)
-        if tenant is not None:
-            query = query.where(threads_t.c.tenant == tenant)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return thread_from_row(row) if row else None
+        return await self.read(lambda conn: _get_thread(conn, thread_id, tenant))
+
+    async def thread_with_active_runs(
+        self, thread_id: str, tenant: str
+    ) -> tuple[ThreadRecord | None, list[RunRecord]]:
+        """The thread if ``tenant`` owns it, and its pending or running runs (oldest first), in one read."""
+
+        def work(conn: Connection) -> tuple[ThreadRecord | None, list[RunRecord]]:
+            thread = _get_thread(conn, thread_id, tenant)
+            return thread, (_active_runs(conn, thread_id) if thread is not None else [])
+
+        return await self.read(work)
 
     async def update_thread(
         self,
@@ -170,30 +259,28 @@ class ProtocolStore:
         ``first_values`` become the values only when the thread has none yet (a first run's input,
         shown while it runs, as clients list threads by their first message).
         """
-        fields: dict[str, Any] = {"updated_at": _now()}
-        if status is not None:
-            fields["status"] = status
-        if set_values:
-            fields["state_values"] = _text(values)
-        elif first_values is not None:
-            column = threads_t.c.state_values
-            empty = sa.or_(column.is_(None), column == "null")
-            fields["state_values"] = sa.case((empty, _text(first_values)), else_=column)
-        if interrupts is not None:
-            fields["interrupts"] = _text(interrupts)
-        if metadata is not None:
-            fields["metadata"] = _text(metadata)
-        async with self.write() as conn:
-            await conn.execute(threads_t.update().where(threads_t.c.thread_id == thread_id).values(**fields))
+        await self.write(
+            thread_update(
+                thread_id,
+                status=status,
+                values=values,
+                interrupts=interrupts,
+                metadata=metadata,
+                set_values=set_values,
+                first_values=first_values,
+            )
+        )
 
     async def delete_thread(self, thread_id: str) -> bool:
         """Delete a thread and its runs; False when it did not exist."""
-        async with self.write() as conn:
+
+        def work(conn: Connection) -> bool:
             thread_runs = sa.select(runs_t.c.run_id).where(runs_t.c.thread_id == thread_id)
-            await conn.execute(events_t.delete().where(events_t.c.run_id.in_(thread_runs)))
-            await conn.execute(runs_t.delete().where(runs_t.c.thread_id == thread_id))
-            res = await conn.execute(threads_t.delete().where(threads_t.c.thread_id == thread_id))
-        return bool(res.rowcount)
+            conn.execute(events_t.delete().where(events_t.c.run_id.in_(thread_runs)))
+            conn.execute(runs_t.delete().where(runs_t.c.thread_id == thread_id))
+            return bool(conn.execute(threads_t.delete().where(threads_t.c.thread_id == thread_id)).rowcount)
+
+        return await self.write(work)
 
     async def search_threads(
         self,
@@ -222,9 +309,7 @@ class ProtocolStore:
             query = query.where(threads_t.c.thread_id.in_(list(ids)))
         if not metadata:
             query = query.limit(limit).offset(offset)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        found = [thread_from_row(r) for r in rows]
+        found = await self.read(lambda conn: [thread_from_row(r) for r in conn.execute(query).all()])
         if metadata:
             found = [t for t in found if all(t.metadata.get(k) == v for k, v in metadata.items())]
             found = found[offset : offset + limit]
@@ -247,25 +332,23 @@ class ProtocolStore:
     ) -> RunRecord:
         """Insert a pending run; with no ``worker_id`` it waits in the queue for any process to claim it."""
         now = _now()
-        async with self.write() as conn:
-            await conn.execute(
-                runs_t.insert().values(
-                    run_id=run_id,
-                    tenant=tenant,
-                    worker_id=worker_id,
-                    lease_until=lease_until,
-                    attempts=0,
-                    thread_id=thread_id,
-                    assistant_id=assistant_id,
-                    created_at=now,
-                    updated_at=now,
-                    status=RunStatus.PENDING,
-                    metadata=_text(metadata),
-                    multitask_strategy=multitask_strategy,
-                    kwargs=_text(kwargs),
-                    error=None,
-                )
-            )
+        insert = runs_t.insert().values(
+            run_id=run_id,
+            tenant=tenant,
+            worker_id=worker_id,
+            lease_until=lease_until,
+            attempts=0,
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            created_at=now,
+            updated_at=now,
+            status=RunStatus.PENDING,
+            metadata=_text(metadata),
+            multitask_strategy=multitask_strategy,
+            kwargs=_text(kwargs),
+            error=None,
+        )
+        await self.write(lambda conn: conn.execute(insert))
         return RunRecord(
             run_id=run_id,
             thread_id=thread_id,
@@ -282,12 +365,18 @@ class ProtocolStore:
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> RunRecord | None:
         """Return the run (scoped to ``thread_id`` when given) or None."""
-        query = runs_t.select().where(runs_t.c.run_id == run_id)
-        if thread_id is not None:
-            query = query.where(runs_t.c.thread_id == thread_id)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return run_from_row(row) if row else None
+        return await self.read(lambda conn: _get_run(conn, run_id, thread_id))
+
+    async def get_owned_run(
+        self, run_id: str, thread_id: str, tenant: str
+    ) -> tuple[ThreadRecord | None, RunRecord | None]:
+        """The thread if ``tenant`` owns it, and the run of that thread, in one read."""
+
+        def work(conn: Connection) -> tuple[ThreadRecord | None, RunRecord | None]:
+            thread = _get_thread(conn, thread_id, tenant)
+            return thread, (_get_run(conn, run_id, thread_id) if thread is not None else None)
+
+        return await self.read(work)
 
     async def list_runs(
         self, thread_id: str, *, limit: int, offset: int, status: str | None = None
@@ -297,37 +386,36 @@ class ProtocolStore:
         if status:
             query = query.where(runs_t.c.status == status)
         query = query.order_by(runs_t.c.created_at.desc(), runs_t.c.run_id.desc()).limit(limit).offset(offset)
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [run_from_row(r) for r in rows]
+        return await self.read(lambda conn: [run_from_row(r) for r in conn.execute(query).all()])
 
     async def active_runs(self, thread_id: str) -> list[RunRecord]:
         """Pending or running runs of a thread, oldest first."""
-        query = (
-            runs_t.select()
-            .where(runs_t.c.thread_id == thread_id, runs_t.c.status.in_(ACTIVE_STATUSES))
-            .order_by(runs_t.c.created_at.asc())
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [run_from_row(r) for r in rows]
+        return await self.read(lambda conn: _active_runs(conn, thread_id))
 
     async def set_run_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         """Record a status change (an end status also stamps ``ended_at`` for the event retention)."""
-        ended = None if status in ACTIVE_STATUSES else time.time()
-        async with self.write() as conn:
-            await conn.execute(
-                runs_t.update()
-                .where(runs_t.c.run_id == run_id)
-                .values(status=status, error=error, updated_at=_now(), ended_at=ended)
-            )
+        await self.write(run_status_update(run_id, status, error))
 
     async def delete_run(self, run_id: str, thread_id: str) -> bool:
-        """Delete one run row; False when it did not exist."""
-        async with self.write() as conn:
-            res = await conn.execute(
-                runs_t.delete().where(runs_t.c.run_id == run_id, runs_t.c.thread_id == thread_id)
-            )
-            if res.rowcount:
-                await conn.execute(events_t.delete().where(events_t.c.run_id == run_id))
-        return bool(res.rowcount)
+        """Delete one run row (and its events); False when it did not exist."""
+        return await self.write(delete_run_work(run_id, thread_id))
+
+
+def _get_thread(conn: Connection, thread_id: str, tenant: str | None) -> ThreadRecord | None:
+    if tenant is None:
+        row = conn.execute(sql.THREAD, {"b_thread_id": thread_id}).first()
+    else:
+        row = conn.execute(sql.THREAD_OF_TENANT, {"b_thread_id": thread_id, "b_tenant": tenant}).first()
+    return thread_from_row(row) if row else None
+
+
+def _get_run(conn: Connection, run_id: str, thread_id: str | None) -> RunRecord | None:
+    if thread_id is None:
+        row = conn.execute(sql.RUN, {"b_run_id": run_id}).first()
+    else:
+        row = conn.execute(sql.RUN_OF_THREAD, {"b_run_id": run_id, "b_thread_id": thread_id}).first()
+    return run_from_row(row) if row else None
+
+
+def _active_runs(conn: Connection, thread_id: str) -> list[RunRecord]:
+    return [run_from_row(r) for r in conn.execute(sql.ACTIVE_RUNS, {"b_thread_id": thread_id}).all()]

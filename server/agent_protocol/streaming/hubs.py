@@ -51,7 +51,9 @@ class StreamHubs:
         self._queue_size = queue_size
         self._replay_size = replay_size
         self._poll_s = tail_poll_s
-        self._safety_s = 10 * tail_poll_s
+        # The poller wakes every tail with news; this wake-up is only a net under it. Kept long:
+        # each wake-up costs a tail two queries, and hundreds of queued runs may be followed.
+        self._safety_s = max(30.0, 10 * tail_poll_s)
         self._linger_s = linger_s
         self._hubs: dict[str, RunStream] = {}
         self._tails: dict[str, set[_Tail]] = {}

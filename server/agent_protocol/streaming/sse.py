@@ -8,6 +8,7 @@ body generator, whose ``finally`` asks the run manager to cancel the run if the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from server.agent_protocol.serde import dumpb
 from server.agent_protocol.streaming.streams import RunEvent, Subscription
 
 __all__ = ["encode_event", "event_stream_response", "run_headers", "wait_response"]
+
+logger = logging.getLogger(__name__)
 
 
 def encode_event(ev: RunEvent, *, with_id: bool = True) -> bytes:
@@ -42,14 +45,29 @@ def event_stream_response(
     headers: dict[str, str],
     on_disconnect: Callable[[], None] | None,
     heartbeat_s: float,
+    first: Callable[[], Awaitable[RunEvent | None]] | None = None,
+    coalesce_s: float = 0.0,
 ) -> EventSourceResponse:
-    """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end."""
+    """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end.
+
+    ``first`` gives an event sent before the subscription's, without an id (it is not one of
+    the run's numbered events, so ``Last-Event-ID`` is unaffected): what a queued run says at once.
+    Events that come within ``coalesce_s`` of each other go out in one write.
+    """
 
     async def body() -> AsyncIterator[bytes]:
         finished = False
         try:
-            async for ev in sub:
-                yield encode_event(ev)
+            if first is not None:
+                try:
+                    opening = await first()
+                except Exception:  # the stream itself still works: it just says nothing yet
+                    logger.exception("building the first event of a stream failed")
+                    opening = None
+                if opening is not None:
+                    yield encode_event(opening, with_id=False)
+            async for batch in sub.batches(coalesce_s):  # one write per burst of events
+                yield b"".join(encode_event(ev) for ev in batch)
             finished = True
         finally:
             if not finished and on_disconnect is not None:

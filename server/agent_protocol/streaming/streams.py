@@ -81,10 +81,27 @@ class Subscription:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[RunEvent]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self, window_s: float = 0.0, limit: int = 64) -> AsyncIterator[list[RunEvent]]:
+        """The events in batches: all those buffered when the reader comes (at most ``limit``).
+
+        Why: an SSE response writes each batch with one socket write (a system call, and a wake-up
+        of the client), and events come in bursts (a step's ``values`` and ``updates``, tokens
+        read in one chunk from the model). After the first batch, the reader waits ``window_s``
+        for the rest of a burst before it takes one (what an event may be delayed by).
+        """
+        first = True
         try:
             while True:
                 if self._items:
-                    yield self._items.popleft()
+                    if not first and window_s > 0 and len(self._items) < limit and not self._closed:
+                        await asyncio.sleep(window_s)
+                    first = False
+                    count = min(limit, len(self._items))
+                    yield [self._items.popleft() for _ in range(count)]
                     continue
                 if self._closed:
                     return

@@ -1,5 +1,6 @@
 // Chat page of the Agentic Platform: Agent Protocol runs streamed over SSE (fetch + ReadableStream,
-// since EventSource cannot POST), and the workspace's files / versions / diffs from the /v1 REST API.
+// since EventSource cannot POST), the conversation's hosted apps (ids from the thread's state, status
+// and signed links from /v1/apps), and the workspace's files / versions / diffs from the /v1 REST API.
 "use strict";
 
 const ASSISTANT = "agent";
@@ -13,6 +14,7 @@ const ui = {
   apiKey: localStorage.getItem("agentic.apiKey") || "",
   abort: null,
   bubbles: new Map(), // message id -> element receiving streamed tokens
+  appIds: [], // hosted apps of this conversation (the graph state's app_ids)
 };
 
 function headers(json = true) {
@@ -53,11 +55,18 @@ function escapeHtml(s) {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
-// Text with ``` fenced blocks rendered as code; everything else stays plain text.
+// Links in replies (http(s) addresses and the signed links of hosted apps) become clickable.
+const LINK = /(https?:\/\/[^\s<>"']+|\/apps\/[A-Za-z0-9]+\/\?agentic_link=[^\s<>"']+)/g;
+
+function linkify(escaped) {
+  return escaped.replace(LINK, (url) => `<a href="${url}" target="_blank" rel="noopener">${url}</a>`);
+}
+
+// Text with ``` fenced blocks rendered as code; everything else stays plain text (links clickable).
 function renderText(el, text) {
   const parts = text.split(/```/);
   el.innerHTML = parts.map((part, i) => {
-    if (i % 2 === 0) return escapeHtml(part);
+    if (i % 2 === 0) return linkify(escapeHtml(part));
     const nl = part.indexOf("\n");
     const code = nl >= 0 ? part.slice(nl + 1) : part;
     return `<pre><code>${escapeHtml(code.replace(/\n$/, ""))}</code></pre>`;
@@ -118,6 +127,7 @@ function onValues(values) {
     if (el && text) renderText(el, text);
   }
   for (const msg of msgs) if (msg.id) ui.seen.add(msg.id);
+  if (Array.isArray(values.app_ids)) ui.appIds = values.app_ids;
   if (Array.isArray(values.__interrupt__) && values.__interrupt__.length) showApproval(values.__interrupt__[0]);
 }
 
@@ -131,8 +141,9 @@ function onCustom(data) {
     const err = data.error_class || data.error || "";
     const path = data.path ? ` · ${escapeHtml(String(data.path))}` : "";
     const took = typeof data.duration_s === "number" ? ` · ${data.duration_s.toFixed(2)} s` : "";
+    const check = data.check ? ` · browser check ${escapeHtml(String(data.check))}` : "";
     addElement("event attempt", `${badge}<span>Attempt ${escapeHtml(String(data.attempt))}${path}` +
-      `${err ? " · " + escapeHtml(String(err)) : ""}${took}</span>`);
+      `${check}${err ? " · " + escapeHtml(String(err)) : ""}${took}</span>`);
   } else {
     const text = typeof data === "string" ? data : JSON.stringify(data);
     addElement("event", `<span class="badge info">event</span><span>${escapeHtml(text.slice(0, 200))}</span>`);
@@ -221,6 +232,7 @@ async function stream(payload) {
     ui.runId = null;
     ui.abort = null;
     loadFiles();
+    loadApps();
   }
 }
 
@@ -230,6 +242,53 @@ async function stop() {
   }
   if (ui.abort) ui.abort.abort();
   setStatus("Stopped");
+}
+
+// ---------- hosted apps ----------
+
+function appState(app) {
+  if (app.stopped) return ["stopped", "stopped"];
+  return app.running ? ["running", "running"] : ["idle", "idle (starts when opened)"];
+}
+
+function appExpiry(app) {
+  if (app.permanent || !app.expires_at) return "permanent";
+  return `expires ${new Date(app.expires_at * 1000).toLocaleString()}`;
+}
+
+// The conversation's apps: ids from the thread's state, status and expiry from /v1/apps, and a
+// fresh signed link for each (it opens the app in this browser without the API key).
+async function loadApps() {
+  const ul = $("apps");
+  let ids = ui.appIds;
+  if (ui.threadId) {
+    try {
+      const state = await api("GET", `/threads/${ui.threadId}/state`);
+      ids = (state.values && state.values.app_ids) || ids;
+    } catch (_) { /* keep what the stream said */ }
+  }
+  ui.appIds = ids;
+  if (!ids.length) { ul.innerHTML = '<li class="none">No apps in this conversation</li>'; return; }
+  const items = await Promise.all(ids.map(async (id) => {
+    try {
+      const app = await api("GET", `/v1/apps/${encodeURIComponent(id)}`);
+      const link = await api("POST", `/v1/apps/${encodeURIComponent(id)}/links`);
+      return { id, app, link };
+    } catch (_) { return { id, app: null, link: null }; }
+  }));
+  ul.innerHTML = "";
+  for (const { id, app, link } of items) {
+    const li = document.createElement("li");
+    li.dataset.appId = id;
+    if (!app) {
+      li.innerHTML = `<span>${escapeHtml(id)}</span><span class="meta"><span class="state gone">expired or deleted</span></span>`;
+    } else {
+      const [cls, label] = appState(app);
+      li.innerHTML = `<a href="${escapeHtml(link.url)}" target="_blank" rel="noopener">${escapeHtml(app.name)}</a>` +
+        `<span class="meta"><span class="state ${cls}">${escapeHtml(label)}</span> · ${escapeHtml(appExpiry(app))}</span>`;
+    }
+    ul.appendChild(li);
+  }
 }
 
 // ---------- workspace files ----------
@@ -317,10 +376,11 @@ function init() {
   });
   $("stop").addEventListener("click", stop);
   $("refresh-files").addEventListener("click", loadFiles);
+  $("refresh-apps").addEventListener("click", loadApps);
   $("api-key").addEventListener("click", () => { askKey(); loadWorkspaces(); });
   $("new-thread").addEventListener("click", () => {
-    ui.threadId = null; ui.bubbles.clear(); ui.seen.clear();
-    $("messages").innerHTML = ""; setStatus("New conversation");
+    ui.threadId = null; ui.bubbles.clear(); ui.seen.clear(); ui.appIds = [];
+    $("messages").innerHTML = ""; setStatus("New conversation"); loadApps();
   });
   $("new-workspace").addEventListener("click", async () => {
     const name = window.prompt("Name of the new workspace:", "project");
@@ -332,7 +392,7 @@ function init() {
   });
   $("workspace-select").addEventListener("change", (e) => {
     ui.workspaceId = e.target.value; localStorage.setItem("agentic.workspace", ui.workspaceId);
-    ui.threadId = null; $("file-view").hidden = true; loadFiles();
+    ui.threadId = null; ui.appIds = []; $("file-view").hidden = true; loadFiles(); loadApps();
   });
   loadWorkspaces();
 }

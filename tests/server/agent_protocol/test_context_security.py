@@ -95,6 +95,9 @@ OPERATOR_FIELDS: list[dict[str, Any]] = [
     {"sandbox": None, "sandbox_backend": "local"},
     {"sandbox_backend": "gvisor"},
     {"web_search": None},
+    {"apps": None},
+    {"apps": {"host": "anything"}},
+    {"search_read_pages": 5},
     {"model_api_key": "anything"},
     {"structured_output": False},
 ]

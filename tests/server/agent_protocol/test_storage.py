@@ -223,3 +223,46 @@ async def test_event_log_round_trip_and_retention(store: ProtocolStore) -> None:
     assert await log.delete_expired(0) == 6
     assert await log.read(run_id, 0) == []
     await log.close()
+
+
+async def _ticks_while(work: asyncio.Future[object] | asyncio.Task[object]) -> int:
+    """How many times the event loop ran a 10 ms sleep while ``work`` was pending."""
+    ticks = 0
+    while not work.done():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+def _hold_write_lock(path: Path, seconds: float) -> None:
+    """Another process's writer, as SQLite sees it: a connection holding the write lock."""
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_sqlite_work_waits_for_a_busy_database_off_the_event_loop(tmp_path: Path) -> None:
+    store = ProtocolStore.from_url(async_url(None, tmp_path))
+    await store.setup()
+    try:
+        await store.create_thread("free", {})  # the database is free: done on the loop
+        database = tmp_path / "agent_protocol.db"
+        holder = asyncio.ensure_future(asyncio.to_thread(_hold_write_lock, database, 0.5))
+        await asyncio.sleep(0.1)  # the lock is taken
+        write = asyncio.ensure_future(store.create_thread("busy", {}))
+        ticks = await _ticks_while(write)
+        await write
+        await holder
+        assert ticks >= 10, "the event loop stood still while the database was busy"
+        assert (await store.get_thread("busy")) is not None
+        runner = store._sqlite
+        assert runner is not None and runner.offloaded == 1  # only the busy one went to the thread
+    finally:
+        await store.close()

@@ -91,3 +91,53 @@ async def test_chat_streams_answer_attempts_and_diff(
     await page.screenshot(path=str(ARTIFACTS / "ui_chat.png"), full_page=False)
     assert not errors, errors
     await context.close()
+
+
+COUNTER_PAGE = """<!DOCTYPE html>
+<html><head><title>Counter</title></head>
+<body><p>Count: <span id="count">0</span></p><button id="add">Add one</button>
+<script>
+let count = 0;
+const shown = document.getElementById('count');
+document.getElementById('add').onclick = () => { count += 1; shown.textContent = count; };
+</script></body></html>
+"""
+
+
+async def test_the_conversations_apps_are_listed_with_status_expiry_and_a_working_link(
+    browser: Browser, agent_server: ServerProcess, scripted_llm: ScriptedOpenAI
+) -> None:
+    context = await browser.new_context(viewport={"width": 1360, "height": 860})
+    await context.add_init_script(f"localStorage.setItem('agentic.apiKey', {agent_server.api_key!r});")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(agent_server.url + "/")
+    await expect(page.locator("#workspace-select option")).not_to_have_count(0)
+    await expect(page.locator("#apps li.none")).to_have_text("No apps in this conversation")
+
+    scripted_llm.reset()
+    scripted_llm.when(CODE, f"Here is the page:\n```html\n{COUNTER_PAGE}```\n")
+    await _submit(page, "Build a web page with a count and a button that adds one, and host it")
+    reply = page.locator(".msg.ai").last
+    await expect(reply).to_contain_text("Done: index.html is hosted and passed its browser check")
+    await expect(reply.locator("a[href*='/apps/']")).to_be_visible()  # the reply's signed link is clickable
+
+    # Refreshed when the run ended: the app, its status and its expiry, with a signed link.
+    item = page.locator("#apps li[data-app-id]")
+    await expect(item).to_have_count(1)
+    await expect(item.locator("a")).to_have_text("index.html")
+    await expect(item.locator(".state")).to_have_text("running")
+    await expect(item.locator(".meta")).to_contain_text("expires")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "ui_apps.png"), full_page=False)
+
+    async with context.expect_page() as opened:
+        await item.locator("a").click()
+    app_page = await opened.value
+    await expect(app_page.locator("#count")).to_have_text("0")
+    await app_page.click("#add")
+    await expect(app_page.locator("#count")).to_have_text("1")
+    assert "/apps/" in app_page.url and "agentic_link" not in app_page.url  # the link set a cookie
+    assert not errors, errors
+    await context.close()

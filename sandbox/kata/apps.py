@@ -1,0 +1,190 @@
+"""Hosted apps on Kubernetes: a Deployment (one hardened replica), a Service and an Ingress.
+
+The app's files and command travel in a ConfigMap as for a run; the in-pod runner starts it in
+service mode (no wall-clock cap) and relays the pod's port :data:`~sandbox.kata.manifests.RELAY_PORT`
+to the app on ``127.0.0.1:$PORT``, so an app written for the local backend works unchanged. All
+four objects carry the TTL label (``app_ttl_s``): the handle deletes them on ``terminate()`` or
+when the TTL passes, and the reaper deletes them if the server died first.
+
+:class:`KataServiceHandle` is a :class:`~sandbox.service.ServiceHandle` without a Unix socket
+(``socket_path`` stays None): the app is reached at :attr:`KataServiceHandle.url`, the Service's
+cluster URL (or through the Ingress), and readiness is the Deployment's ``readyReplicas`` (a TCP
+readiness probe on the relay port), read from the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from sandbox.base import EndReason, RunRequest, RunResult
+from sandbox.kata.frames import FrameReader
+from sandbox.kata.job import build_job
+from sandbox.kata.kube import ApiException, KubeApi
+from sandbox.kata.manifests import app_deployment, app_ingress, app_service, run_configmap
+from sandbox.kata.naming import dns_label, object_labels, run_name
+from sandbox.kata.pod_run import finish_shielded
+from sandbox.kata.settings import KataSettings
+from sandbox.kata.watch import raise_for_status, stream_lines
+from sandbox.service import ServiceHandle
+
+__all__ = ["KataServiceHandle", "delete_app_objects", "start_app"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.5  # readiness polls
+_LOG_RETRY_S = 2.0  # how soon the log follower looks for the app's pod again
+
+
+class KataServiceHandle(ServiceHandle):
+    """A hosted app on the cluster: reach it at :attr:`url`; ``terminate()`` deletes its objects."""
+
+    def __init__(
+        self, name: str, *, api: KubeApi, namespace: str, object_name: str, path: str | None
+    ) -> None:
+        super().__init__(name)
+        self.api = api
+        self.namespace = namespace
+        self.object_name = object_name
+        self.url = f"http://{object_name}.{namespace}.svc.cluster.local"  # the Service, port 80
+        self.ingress_path = path  # /apps/{id}/ or None for a host-based Ingress
+
+    async def wait_ready(self, timeout_s: float = 20.0) -> bool:
+        """Wait until the Deployment reports a ready replica (False: it ended or timed out)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.running:
+            with contextlib.suppress(ApiException, aiohttp.ClientError, TimeoutError):
+                deployment = await self.api.apps.read_namespaced_deployment_status(
+                    self.object_name, self.namespace
+                )
+                status = deployment.status
+                if status is not None and (status.ready_replicas or 0) >= 1:
+                    return True
+            await asyncio.sleep(_POLL_S)
+        return False
+
+
+async def delete_app_objects(api: KubeApi, namespace: str, name: str) -> None:
+    """Delete an app's Ingress, Service, Deployment (its pods go with it) and ConfigMap."""
+    await api.delete(
+        f"delete Ingress {namespace}/{name}",
+        lambda: api.networking.delete_namespaced_ingress(name, namespace),
+    )
+    await api.delete(
+        f"delete Service {namespace}/{name}", lambda: api.core.delete_namespaced_service(name, namespace)
+    )
+    await api.delete(
+        f"delete Deployment {namespace}/{name}",
+        lambda: api.apps.delete_namespaced_deployment(
+            name, namespace, propagation_policy="Foreground", grace_period_seconds=0
+        ),
+    )
+    await api.delete(
+        f"delete ConfigMap {namespace}/{name}", lambda: api.core.delete_namespaced_config_map(name, namespace)
+    )
+
+
+async def _follow_app_logs(api: KubeApi, namespace: str, name: str, handle: KataServiceHandle) -> None:
+    """Keep the newest output of the app's pod in the handle's ring (follows restarts)."""
+    while True:
+        reader = FrameReader(None, handle, keep=False)
+        with contextlib.suppress(ApiException, aiohttp.ClientError, TimeoutError, ValueError):
+            pods = await api.core.list_namespaced_pod(
+                namespace, label_selector=f"agentic.dev/app-object={name}"
+            )
+            running = [p for p in pods.items if p.status is not None and p.status.phase == "Running"]
+            if running and running[0].metadata is not None and running[0].metadata.name:
+                response = await api.core.read_namespaced_pod_log_without_preload_content(
+                    running[0].metadata.name, namespace, follow=True, _request_timeout=24 * 3600.0
+                )
+                await raise_for_status(response)
+                try:
+                    async for line in stream_lines(response):
+                        reader.feed(line)
+                finally:
+                    response.release()
+        reader.finish()
+        await asyncio.sleep(_LOG_RETRY_S)
+
+
+async def start_app(
+    api: KubeApi,
+    settings: KataSettings,
+    request: RunRequest,
+    *,
+    port: int,
+    namespace: str,
+    image: str,
+    runner: bytes,
+) -> KataServiceHandle:
+    """Create the app's objects and return its handle (its task deletes them at the end).
+
+    Raises:
+        InvalidRunRequestError: bad files, or ``port`` is the relay's.
+        SandboxStartError: the API refused an object (nothing is left behind then).
+    """
+    request = dataclasses.replace(request, network=True)  # it listens; egress still only via the proxy
+    job = await build_job(
+        request,
+        python=settings.python_path,
+        max_bytes=settings.configmap_max_bytes,
+        egress_proxy_url=settings.egress_proxy_url,
+        service_port=port,
+    )
+    app_id = request.labels.get("app") or run_name("app")
+    name = dns_label(f"agentic-app-{app_id}", max_len=50)
+    labels = object_labels(request.labels, role="app", ttl_s=settings.app_ttl_s, network=True, run=name)
+    path = None if settings.apps_domain else f"/apps/{app_id}/"
+    handle = KataServiceHandle(app_id, api=api, namespace=namespace, object_name=name, path=path)
+    bodies: list[tuple[str, Any]] = [
+        ("ConfigMap", run_configmap(name, namespace, labels, job.configmap_data(runner))),
+        ("Deployment", app_deployment(name, namespace, labels, settings, image=image, limits=request.limits)),
+        ("Service", app_service(name, namespace, labels)),
+        ("Ingress", app_ingress(name, namespace, labels, settings, app_id)),
+    ]
+    creators = {
+        "ConfigMap": (api.core.create_namespaced_config_map, api.core.read_namespaced_config_map),
+        "Deployment": (api.apps.create_namespaced_deployment, api.apps.read_namespaced_deployment),
+        "Service": (api.core.create_namespaced_service, api.core.read_namespaced_service),
+        "Ingress": (api.networking.create_namespaced_ingress, api.networking.read_namespaced_ingress),
+    }
+    try:
+        for kind, body in bodies:
+            create, read = creators[kind]
+            await api.create(
+                f"create {kind} {namespace}/{name}",
+                lambda create=create, body=body: create(namespace, body),  # type: ignore[misc]
+                lambda read=read: read(name, namespace),  # type: ignore[misc]
+            )
+    except BaseException:
+        await finish_shielded(delete_app_objects(api, namespace, name))
+        raise
+    started = time.monotonic()
+
+    async def lifetime() -> RunResult:
+        follower = asyncio.create_task(_follow_app_logs(api, namespace, name, handle))
+        try:
+            await asyncio.sleep(settings.app_ttl_s)
+            logger.info("app %s reached its TTL (%d s); deleting it", app_id, settings.app_ttl_s)
+            return RunResult(
+                exit_code=-9,
+                stdout="",
+                stderr="",
+                reason=EndReason.TIMEOUT,
+                duration_s=round(time.monotonic() - started, 3),
+                backend="kata",
+            )
+        finally:
+            follower.cancel()
+            with contextlib.suppress(BaseException):
+                await follower
+            await finish_shielded(delete_app_objects(api, namespace, name))
+
+    handle.start(lifetime())
+    return handle

@@ -1,0 +1,350 @@
+"""The Kubernetes objects of a run or a hosted app, as plain JSON dicts (what the API server takes).
+
+Pure functions, no I/O: the tests pass every object built here through ``kubernetes-validate``
+(strict) and the agent-sandbox objects through the CRDs' own schemas.
+
+Every sandbox pod gets the same hardening (:func:`sandbox_pod_spec`): the Kata runtime class, no
+service-account token, no service links, a non-root uid, no privilege escalation, every capability
+dropped, seccomp ``RuntimeDefault``, a read-only root filesystem, and two size-limited ``emptyDir``
+volumes (scratch at ``/sandbox``, ``/tmp``); requests equal limits (Guaranteed QoS). A pod without
+network gets no DNS either (``dnsPolicy: None``, nameserver 127.0.0.1); the egress itself is held
+by the NetworkPolicies in ``infra/``, which select pods by :data:`~sandbox.kata.naming.NETWORK_LABEL`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sandbox.base import Limits
+from sandbox.kata.settings import KataSettings
+
+__all__ = [
+    "AGENT_SANDBOX_GROUP",
+    "AGENT_SANDBOX_VERSION",
+    "IDLE_COMMAND",
+    "INPUT_DIR",
+    "RELAY_PORT",
+    "SCRATCH",
+    "app_deployment",
+    "app_ingress",
+    "app_service",
+    "exec_command",
+    "run_configmap",
+    "run_pod",
+    "sandbox_claim",
+    "sandbox_pod_spec",
+    "sandbox_template",
+    "sandbox_warm_pool",
+    "tmp_mb",
+]
+
+Json = dict[str, Any]
+
+SCRATCH = "/sandbox"  # the run's scratch emptyDir: work/ (cwd, $HOME) and tmp/ ($TMPDIR)
+INPUT_DIR = "/agentic/in"  # the run's ConfigMap: runner.py, job.json, files.tar.gz, stdin
+RELAY_PORT = 18080  # a hosted app's pod port: the runner relays it to the app on 127.0.0.1:$PORT
+AGENT_SANDBOX_GROUP = "extensions.agents.x-k8s.io"
+AGENT_SANDBOX_VERSION = "v1beta1"
+_CONTAINER = "sandbox"
+# A warm-pool pod idles until a run is exec'd into it (pid 1 exits on SIGTERM, so deletion is quick).
+IDLE_COMMAND = (
+    "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+    "while True:\n    time.sleep(3600)\n"
+)
+# An exec'd run first receives the runner's source on stdin, then the job (see runner.write_blobs).
+_BOOTSTRAP = (
+    "import sys\nn = int(sys.stdin.buffer.readline())\nsrc = b''\nwhile len(src) < n:\n"
+    "    more = sys.stdin.buffer.read(n - len(src))\n    if not more:\n        sys.exit(125)\n"
+    "    src += more\nsys.argv = ['runner.py'] + sys.argv[1:]\n"
+    "exec(compile(src, 'runner.py', 'exec'), {'__name__': '__main__'})\n"
+)
+
+
+def tmp_mb(limits: Limits) -> int:
+    """Size of ``/tmp`` (``$TMPDIR`` is in scratch; /tmp is for programs that hard-code it)."""
+    return min(limits.disk_mb, 64)
+
+
+def _resources(limits: Limits) -> Json:
+    amounts = {
+        "cpu": f"{max(1, math.ceil(limits.cpus * 1000))}m",
+        "memory": f"{limits.memory_mb}Mi",
+        # scratch + /tmp + room for the container log (the runner caps what it writes)
+        "ephemeral-storage": f"{limits.disk_mb + tmp_mb(limits) + 64}Mi",
+    }
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _container_security(settings: KataSettings) -> Json:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_uid,
+        "runAsGroup": settings.run_as_gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def sandbox_pod_spec(
+    settings: KataSettings,
+    *,
+    image: str,
+    command: list[str],
+    limits: Limits,
+    network: bool,
+    configmap: str | None = None,
+    restart_policy: str = "Never",
+    ports: list[Json] | None = None,
+    readiness_port: int | None = None,
+) -> Json:
+    """The hardened pod spec every sandbox pod shares (bare run pods, apps, warm pools)."""
+    mounts: list[Json] = [
+        {"name": "scratch", "mountPath": SCRATCH},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[Json] = [
+        {"name": "scratch", "emptyDir": {"sizeLimit": f"{limits.disk_mb}Mi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": f"{tmp_mb(limits)}Mi"}},
+    ]
+    if configmap is not None:
+        mounts.append({"name": "input", "mountPath": INPUT_DIR, "readOnly": True})
+        volumes.append({"name": "input", "configMap": {"name": configmap, "defaultMode": 0o444}})
+    container: Json = {
+        "name": _CONTAINER,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "workingDir": SCRATCH,
+        "resources": _resources(limits),
+        "securityContext": _container_security(settings),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if ports:
+        container["ports"] = ports
+    if readiness_port is not None:
+        container["readinessProbe"] = {
+            "tcpSocket": {"port": readiness_port},
+            "periodSeconds": 2,
+            "failureThreshold": 1,
+        }
+    spec: Json = {
+        "runtimeClassName": settings.runtime_class,
+        "restartPolicy": restart_policy,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "shareProcessNamespace": False,
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_uid,
+            "runAsGroup": settings.run_as_gid,
+            "fsGroup": settings.run_as_gid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if not network:
+        spec["dnsPolicy"] = "None"
+        spec["dnsConfig"] = {"nameservers": ["127.0.0.1"]}
+    return spec
+
+
+def _runner_command(settings: KataSettings) -> list[str]:
+    runner = f"{INPUT_DIR}/runner.py"
+    return [settings.python_path, "-I", "-S", runner, "--in", INPUT_DIR, "--scratch", SCRATCH]
+
+
+def exec_command(settings: KataSettings) -> list[str]:
+    """What an exec into a warm-pool pod runs: a bootstrap that reads the runner from stdin."""
+    return [settings.python_path, "-I", "-S", "-c", _BOOTSTRAP, "--stdin", "--scratch", SCRATCH]
+
+
+def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> Json:
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def run_configmap(name: str, namespace: str, labels: Mapping[str, str], data: Mapping[str, str]) -> Json:
+    """The run's input (``data``: key -> base64 text): runner, job, files, stdin. Immutable."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, namespace, labels),
+        "immutable": True,
+        "binaryData": dict(data),
+    }
+
+
+def run_pod(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    settings: KataSettings,
+    *,
+    image: str,
+    limits: Limits,
+    network: bool,
+    service: bool = False,
+) -> Json:
+    """One run's pod: the runner reads the ConfigMap of the same name; the deadline is the backstop."""
+    spec = sandbox_pod_spec(
+        settings,
+        image=image,
+        command=_runner_command(settings),
+        limits=limits,
+        network=network,
+        configmap=name,
+    )
+    if not service:
+        spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
+
+
+def app_deployment(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    settings: KataSettings,
+    *,
+    image: str,
+    limits: Limits,
+) -> Json:
+    """A hosted app: one replica of the hardened pod, ready once the relay's port answers."""
+    selector = {"agentic.dev/app-object": name}
+    spec = sandbox_pod_spec(
+        settings,
+        image=image,
+        command=_runner_command(settings),
+        limits=limits,
+        network=True,
+        configmap=name,
+        restart_policy="Always",
+        ports=[{"name": "http", "containerPort": RELAY_PORT, "protocol": "TCP"}],
+        readiness_port=RELAY_PORT,
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "Recreate"},
+            "template": {"metadata": {"labels": {**labels, **selector}}, "spec": spec},
+        },
+    }
+
+
+def app_service(name: str, namespace: str, labels: Mapping[str, str]) -> Json:
+    """ClusterIP Service in front of the app's pod (port 80 -> the relay)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"agentic.dev/app-object": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def app_ingress(
+    name: str, namespace: str, labels: Mapping[str, str], settings: KataSettings, app_id: str
+) -> Json:
+    """Ingress by path ``/apps/{id}/`` (on ``apps_host``) or by host ``{id}.{apps_domain}``."""
+    backend = {"service": {"name": name, "port": {"name": "http"}}}
+    if settings.apps_domain:
+        rule: Json = {
+            "host": f"{app_id}.{settings.apps_domain}",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+        }
+    else:
+        rule = {"http": {"paths": [{"path": f"/apps/{app_id}/", "pathType": "Prefix", "backend": backend}]}}
+        if settings.apps_host:
+            rule["host"] = settings.apps_host
+    spec: Json = {"rules": [rule]}
+    if settings.ingress_class:
+        spec["ingressClassName"] = settings.ingress_class
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(name, namespace, labels),
+        "spec": spec,
+    }
+
+
+def _warm_limits(settings: KataSettings) -> Limits:
+    return Limits(
+        cpus=settings.warm_pool_cpus,
+        memory_mb=settings.warm_pool_memory_mb,
+        disk_mb=settings.warm_pool_disk_mb,
+    )
+
+
+def sandbox_template(
+    name: str, namespace: str, labels: Mapping[str, str], settings: KataSettings, image: str
+) -> Json:
+    """agent-sandbox ``SandboxTemplate``: the idle hardened pod; its NetworkPolicy denies all traffic."""
+    spec = sandbox_pod_spec(
+        settings,
+        image=image,
+        command=[settings.python_path, "-I", "-S", "-c", IDLE_COMMAND],
+        limits=_warm_limits(settings),
+        network=False,
+        restart_policy="Never",
+    )
+    return {
+        "apiVersion": f"{AGENT_SANDBOX_GROUP}/{AGENT_SANDBOX_VERSION}",
+        "kind": "SandboxTemplate",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "podTemplate": {"metadata": {"labels": dict(labels)}, "spec": spec},
+            # Managed with empty rule lists = deny all ingress and egress (runs reach nothing).
+            "networkPolicyManagement": "Managed",
+            "networkPolicy": {"ingress": [], "egress": []},
+            "envVarsInjectionPolicy": "Disallowed",
+            "volumeClaimTemplatesPolicy": "Disallowed",
+        },
+    }
+
+
+def sandbox_warm_pool(
+    name: str, namespace: str, labels: Mapping[str, str], settings: KataSettings, template: str
+) -> Json:
+    """agent-sandbox ``SandboxWarmPool`` of ``warm_pool_size`` idle pods from ``template``."""
+    return {
+        "apiVersion": f"{AGENT_SANDBOX_GROUP}/{AGENT_SANDBOX_VERSION}",
+        "kind": "SandboxWarmPool",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "replicas": settings.warm_pool_size,
+            "sandboxTemplateRef": {"name": template},
+            "updateStrategy": {"type": "Recreate"},
+        },
+    }
+
+
+def sandbox_claim(
+    name: str, namespace: str, labels: Mapping[str, str], *, pool: str, shutdown_time: str
+) -> Json:
+    """agent-sandbox ``SandboxClaim`` on ``pool``; its controller deletes it at ``shutdown_time``."""
+    return {
+        "apiVersion": f"{AGENT_SANDBOX_GROUP}/{AGENT_SANDBOX_VERSION}",
+        "kind": "SandboxClaim",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {
+            "warmPoolRef": {"name": pool},
+            "lifecycle": {"shutdownTime": shutdown_time, "shutdownPolicy": "Delete"},
+            "additionalPodMetadata": {"labels": dict(labels)},
+        },
+    }

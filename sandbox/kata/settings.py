@@ -1,0 +1,96 @@
+"""Settings of the Kata backend (env prefix ``AGENTIC_SANDBOX_KATA_``).
+
+Only this module reads the environment for the backend; :class:`~sandbox.kata.sandbox.KataSandbox`
+receives a :class:`KataSettings`. Maps and lists are given as JSON, e.g.
+``AGENTIC_SANDBOX_KATA_IMAGES='{"base": "registry.example/agentic-base@sha256:..."}'``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RUNTIME_CLASSES", "KataSettings", "RuntimeClassName"]
+
+RuntimeClassName = Literal["kata-qemu", "kata-clh", "kata-fc"]
+RUNTIME_CLASSES: tuple[RuntimeClassName, ...] = ("kata-qemu", "kata-clh", "kata-fc")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class KataSettings(BaseSettings):
+    """Where and how the Kata backend runs pods.
+
+    ``namespace`` may contain ``{tenant}``: each tenant then gets its own namespace (the tenant is
+    made a DNS label first, see :func:`sandbox.kata.naming.namespace_for`). The namespaces must
+    exist (``infra/`` creates them with their quotas and NetworkPolicies); the backend never creates
+    or deletes a namespace.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_SANDBOX_KATA_", extra="ignore")
+
+    # Cluster access: a kubeconfig file (None: $KUBECONFIG or ~/.kube/config) or the pod's
+    # service account when the server itself runs in the cluster.
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    namespace: str = "agentic-sandboxes"
+    runtime_class: RuntimeClassName = "kata-qemu"
+    # Library set name -> image (pin it by digest: name@sha256:...; preflight warns otherwise).
+    # The image needs python3 at ``python_path`` (the in-pod runner is a Python script) and, for
+    # TypeScript, Deno at /opt/deno/deno (the images from infra/ have both).
+    images: dict[str, str] = Field(default_factory=dict)
+    python_path: str = "/usr/bin/python3"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    run_as_uid: int = Field(default=65534, gt=0)
+    run_as_gid: int = Field(default=65534, gt=0)
+    # Leftovers: every object carries an expiry (unix time) label; the reaper deletes expired ones.
+    pod_ttl_s: int = Field(default=3600, gt=0)
+    reap_interval_s: float = Field(default=300.0, ge=0)  # 0: no background reaper (call reap())
+    # How long a pod may take from creation to its program starting (scheduling, image pull).
+    start_timeout_s: float = Field(default=120.0, gt=0)
+    # activeDeadlineSeconds = wall_seconds + this (the in-pod runner kills at wall_seconds itself;
+    # the pod deadline is the backstop and also covers the image pull).
+    deadline_grace_s: int = Field(default=30, ge=0)
+    # Files travel in a ConfigMap (binaryData); larger sets are refused (see README).
+    configmap_max_bytes: int = Field(default=900 * 1024, gt=0, le=1_000_000)
+    # Runs with network=True get HTTP(S)_PROXY pointing here (the platform's egress proxy as seen
+    # from sandbox pods); NetworkPolicies from infra/ let only pods labelled for egress reach it.
+    # Unset: runs asking for network are refused.
+    egress_proxy_url: str | None = None
+    # Hosted apps: Ingress by path (/apps/{id}/) on ``apps_host`` (None: any host), or by host
+    # ({id}.{apps_domain}) when ``apps_domain`` is set.
+    apps_host: str | None = None
+    apps_domain: str | None = None
+    ingress_class: str | None = None
+    app_ttl_s: int = Field(default=1800, gt=0)
+    # kubernetes-sigs/agent-sandbox: claim from a SandboxWarmPool instead of creating a bare pod
+    # (runs without network whose limits fit the pool's pods; the others still get a bare pod).
+    use_agent_sandbox: bool = False
+    warm_pool_size: int = Field(default=2, ge=0)
+    warm_pool_memory_mb: int = Field(default=512, gt=0)
+    warm_pool_cpus: float = Field(default=1.0, gt=0)
+    warm_pool_disk_mb: int = Field(default=256, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_label(cls, value: str) -> str:
+        probe = value.replace("{tenant}", "t")
+        if not _DNS_LABEL.match(probe) or len(probe) > 63:
+            raise ValueError(
+                f"namespace {value!r} is not a DNS label (lowercase letters, digits, '-'), "
+                "optionally with one {tenant} placeholder"
+            )
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _set_names_are_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, image in value.items():
+            if not _DNS_LABEL.match(name) or not image.strip():
+                raise ValueError(f"library set {name!r} -> {image!r}: names are DNS labels, images non-empty")
+        return value

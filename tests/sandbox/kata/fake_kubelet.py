@@ -1,0 +1,308 @@
+"""The fake API server's kubelet: plays a pod's phases, or really runs its container in bubblewrap.
+
+Two modes per pod (a :class:`Scenario` queued by the test, default ``exec``):
+
+* ``exec``: the container's ``command`` runs for real, in bubblewrap, with the pod's volumes
+  (``emptyDir`` -> a tmpfs of its ``sizeLimit``, ``configMap`` -> its data read-only), a read-only
+  root made of the host's ``/usr`` and ``/etc`` (the "image"), its own pid / net / ipc namespaces
+  and the pod's ``runAsUser``. Its stdout and stderr are the container log; ``activeDeadlineSeconds``
+  is enforced (pod ``Failed`` / ``DeadlineExceeded``), as the kubelet does.
+* ``script``: the phases a test asks for (image pull errors, unschedulable, OOMKilled, a given log
+  and exit code) without running anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+BWRAP = "/usr/bin/bwrap"
+CONTAINER_ENV = {"PATH": "/usr/bin:/bin"}  # a container starts from its image's env, never the host's
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def quantity_bytes(text: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+class Signal:
+    """Wakes every waiter on each change; no lock is held across an await (cancel-safe)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``condition()`` holds (False on timeout)."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while not condition():
+            event = self._event  # taken right after the check: no change can slip in between
+            remaining = None if end is None else end - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return condition()
+        return True
+
+
+@dataclass
+class Scenario:
+    """How the next pod behaves."""
+
+    mode: str = "exec"  # "exec" or "script"
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # container waiting reasons, in order
+    unschedulable: bool = False
+    log: bytes = b""  # script: the container log
+    run_s: float = 0.0  # script: how long the container runs
+    hold: bool = False  # script: never end (until deleted)
+    exit_code: int = 0
+    container_reason: str | None = None  # script: terminated reason (default Completed / Error)
+    pod_reason: str | None = None  # script: pod status.reason (DeadlineExceeded, Evicted)
+
+
+@dataclass
+class PodRuntime:
+    """One pod's container as the fake kubelet runs it."""
+
+    namespace: str
+    name: str
+    log: bytearray = field(default_factory=bytearray)
+    started: bool = False
+    done: bool = False
+    changed: Signal = field(default_factory=Signal)
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    workdir: Path | None = None
+
+    async def append(self, data: bytes) -> None:
+        self.log += data
+        self.changed.fire()
+
+    async def finish(self) -> None:
+        self.done = True
+        self.changed.fire()
+
+
+def bwrap_argv(
+    pod: Json, container: Json, volumes_dir: Path, configmaps: Callable[[str], Json | None]
+) -> list[str]:
+    """The bubblewrap command that runs ``container`` of ``pod`` as a container would run."""
+    spec = pod["spec"]
+    security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+    uid, gid = security.get("runAsUser", 65534), security.get("runAsGroup", 65534)
+    argv = [BWRAP, "--tmpfs", "/", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if Path(f"/usr/{link}").exists():
+            argv += ["--symlink", f"usr/{link}", f"/{link}"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-user"]
+    argv += ["--uid", str(uid), "--gid", str(gid), "--die-with-parent", "--new-session"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            size = quantity_bytes(volume["emptyDir"].get("sizeLimit", "64Mi"))
+            argv += ["--size", str(size), "--perms", "0777", "--tmpfs", mount["mountPath"]]
+        elif "configMap" in volume:
+            data = configmaps(volume["configMap"]["name"]) or {}
+            target = volumes_dir / mount["name"]
+            target.mkdir(parents=True, exist_ok=True)
+            for key, value in (data.get("binaryData") or {}).items():
+                (target / key).write_bytes(base64.b64decode(value))
+            for key, value in (data.get("data") or {}).items():
+                (target / key).write_text(value)
+            os.chmod(volumes_dir, 0o755)
+            for path in [target, *target.iterdir()]:
+                os.chmod(path, 0o755 if path.is_dir() else 0o444)
+            argv += ["--ro-bind", str(target), mount["mountPath"]]
+    if container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        argv += ["--remount-ro", "/"]
+    argv += ["--chdir", container.get("workingDir", "/")]
+    return [*argv, "--", *container["command"], *container.get("args", [])]
+
+
+class FakeKubelet:
+    """Runs pods for the fake API server; ``update(ns, name, status_fn)`` writes their status back."""
+
+    def __init__(
+        self,
+        update: Callable[[str, str, Callable[[Json], None]], Awaitable[None]],
+        configmaps: Callable[[str, str], Json | None],
+    ) -> None:
+        self.update = update
+        self.configmaps = configmaps
+        self.runtimes: dict[tuple[str, str], PodRuntime] = {}
+        self.root = Path(tempfile.mkdtemp(prefix=f"agentic-fakekubelet-{os.getpid()}-"))
+        self.root.chmod(0o755)
+
+    def start(self, pod: Json, scenario: Scenario) -> PodRuntime:
+        meta = pod["metadata"]
+        runtime = PodRuntime(namespace=meta["namespace"], name=meta["name"])
+        self.runtimes[(runtime.namespace, runtime.name)] = runtime
+        runtime.task = asyncio.create_task(self._run(pod, scenario, runtime))
+        return runtime
+
+    async def stop(self, namespace: str, name: str) -> None:
+        runtime = self.runtimes.pop((namespace, name), None)
+        if runtime is None:
+            return
+        if runtime.process is not None and runtime.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                runtime.process.kill()
+        if runtime.task is not None:
+            runtime.task.cancel()
+            with contextlib.suppress(BaseException):
+                await runtime.task
+        if runtime.process is not None and runtime.process.returncode is None:
+            await runtime.process.wait()
+        await runtime.finish()
+        if runtime.workdir is not None:
+            shutil.rmtree(runtime.workdir, ignore_errors=True)
+
+    async def close(self) -> None:
+        for namespace, name in list(self.runtimes):
+            await self.stop(namespace, name)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    async def _set(
+        self, runtime: PodRuntime, *, phase: str, state: Json, reason: str | None = None, **extra: Any
+    ) -> None:
+        def change(pod: Json) -> None:
+            status = pod.setdefault("status", {})
+            status["phase"] = phase
+            status["conditions"] = extra.get("conditions") or [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}
+            ]
+            if reason:
+                status["reason"] = reason
+                status["message"] = f"pod {reason}"
+            status["containerStatuses"] = [
+                {
+                    "name": pod["spec"]["containers"][0]["name"],
+                    "image": pod["spec"]["containers"][0]["image"],
+                    "imageID": "",
+                    "ready": "running" in state,
+                    "restartCount": 0,
+                    "state": state,
+                }
+            ]
+
+        await self.update(runtime.namespace, runtime.name, change)
+
+    async def _run(self, pod: Json, scenario: Scenario, runtime: PodRuntime) -> None:
+        await asyncio.sleep(0)  # the API answers the create first, as a real kubelet comes later
+        if scenario.unschedulable:
+            condition = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient memory.",
+                "lastTransitionTime": now(),
+            }
+            await self._set(runtime, phase="Pending", state={}, conditions=[condition])
+            return
+        await self._set(runtime, phase="Pending", state={"waiting": {"reason": "ContainerCreating"}})
+        if scenario.waiting:
+            for reason, message in scenario.waiting:
+                await asyncio.sleep(0.02)
+                await self._set(
+                    runtime, phase="Pending", state={"waiting": {"reason": reason, "message": message}}
+                )
+            return
+        if scenario.mode == "exec":
+            await self._exec(pod, runtime)
+        else:
+            await self._script(scenario, runtime)
+
+    async def _terminate(
+        self, runtime: PodRuntime, code: int, reason: str, pod_reason: str | None = None
+    ) -> None:
+        state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": now(), "finishedAt": now()}}
+        phase = "Succeeded" if code == 0 and pod_reason is None else "Failed"
+        await self._set(runtime, phase=phase, state=state, reason=pod_reason)
+        await runtime.finish()
+
+    async def _script(self, scenario: Scenario, runtime: PodRuntime) -> None:
+        runtime.started = True
+        await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
+        await runtime.append(scenario.log)
+        if scenario.hold:
+            return
+        await asyncio.sleep(scenario.run_s)
+        reason = scenario.container_reason or ("Completed" if scenario.exit_code == 0 else "Error")
+        await self._terminate(runtime, scenario.exit_code, reason, scenario.pod_reason)
+
+    async def _exec(self, pod: Json, runtime: PodRuntime) -> None:
+        container = pod["spec"]["containers"][0]
+        runtime.workdir = Path(tempfile.mkdtemp(dir=self.root))
+        argv = bwrap_argv(
+            pod, container, runtime.workdir, lambda name: self.configmaps(runtime.namespace, name)
+        )
+        runtime.process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=CONTAINER_ENV,
+        )
+        runtime.started = True
+        await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        assert runtime.process.stdout is not None
+
+        async def pump() -> None:
+            assert runtime.process is not None and runtime.process.stdout is not None
+            while data := await runtime.process.stdout.read(65536):
+                await runtime.append(data)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            await asyncio.wait_for(asyncio.shield(pumping), timeout=deadline)
+        except TimeoutError:
+            runtime.process.kill()
+            await runtime.process.wait()
+            pumping.cancel()
+            with contextlib.suppress(BaseException):
+                await pumping
+            await self._terminate(runtime, 137, "Error", "DeadlineExceeded")
+            return
+        code = await runtime.process.wait()
+        code = code if code >= 0 else 128 - code
+        await self._terminate(runtime, code, "Completed" if code == 0 else "Error")
+
+    async def exec_process(self, pod: Json, command: list[str]) -> asyncio.subprocess.Process:
+        """A process for ``kubectl exec``: the pod's container with another command (fresh volumes)."""
+        container = dict(pod["spec"]["containers"][0], command=command, args=[])
+        workdir = Path(tempfile.mkdtemp(dir=self.root))
+        meta = pod["metadata"]
+        argv = bwrap_argv(pod, container, workdir, lambda name: self.configmaps(meta["namespace"], name))
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=CONTAINER_ENV,
+        )

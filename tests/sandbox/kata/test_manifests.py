@@ -1,0 +1,186 @@
+"""Every object the Kata backend generates passes its published schema, and carries the hardening."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from sandbox.base import Limits
+from sandbox.kata import manifests as m
+from sandbox.kata.naming import (
+    MANAGED_BY,
+    NETWORK_LABEL,
+    TENANT_LABEL,
+    TTL_LABEL,
+    dns_label,
+    label_value,
+    namespace_for,
+    object_labels,
+)
+from sandbox.kata.settings import KataSettings
+from tests.sandbox.kata.schemas import K8S_VERSIONS, validate_object
+
+LIMITS = Limits(cpus=1.5, memory_mb=300, disk_mb=40, wall_seconds=12.5)
+LABELS = object_labels({"tenant": "acme", "run": "r1"}, role="run", ttl_s=600, network=False, run="r1")
+
+
+def all_objects(settings: KataSettings) -> dict[str, dict[str, Any]]:
+    """One of each kind the backend sends (both Ingress flavours)."""
+    by_host = settings.model_copy(update={"apps_domain": "apps.example.org", "ingress_class": "nginx"})
+    return {
+        "Pod": m.run_pod("r1", "ns", LABELS, settings, image="img@sha256:1", limits=LIMITS, network=False),
+        "Pod (network)": m.run_pod("r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=True),
+        "ConfigMap": m.run_configmap("r1", "ns", LABELS, {"job.json": "e30=", "runner.py": "cHJpbnQ="}),
+        "Deployment": m.app_deployment("a1", "ns", LABELS, settings, image="img", limits=LIMITS),
+        "Service": m.app_service("a1", "ns", LABELS),
+        "Ingress (path)": m.app_ingress("a1", "ns", LABELS, settings, "app-1"),
+        "Ingress (host)": m.app_ingress("a1", "ns", LABELS, by_host, "app-1"),
+        "SandboxTemplate": m.sandbox_template("p1", "ns", {MANAGED_BY[0]: MANAGED_BY[1]}, settings, "img"),
+        "SandboxWarmPool": m.sandbox_warm_pool("p1", "ns", {MANAGED_BY[0]: MANAGED_BY[1]}, settings, "p1"),
+        "SandboxClaim": m.sandbox_claim("r1", "ns", LABELS, pool="p1", shutdown_time="2030-01-01T00:00:00Z"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(all_objects(KataSettings())))
+def test_every_generated_object_passes_its_schema(kind: str) -> None:
+    """kubernetes-validate strict (1.33 and 1.37) for built-in kinds, the CRD schema for the rest."""
+    validate_object(all_objects(KataSettings())[kind])
+
+
+def test_schemas_do_reject_bad_objects() -> None:
+    """The checks above can fail: an unknown field, a wrong type, each is refused."""
+    objects = all_objects(KataSettings())
+    pod = copy.deepcopy(objects["Pod"])
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalaton"] = False  # typo
+    for version in K8S_VERSIONS:
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(pod, version, strict=True)
+    claim = copy.deepcopy(objects["SandboxClaim"])
+    claim["spec"]["warmPool"] = {"name": "p1"}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_object(claim)
+    template = copy.deepcopy(objects["SandboxTemplate"])
+    template["spec"]["podTemplate"]["spec"]["containers"][0]["resources"]["limits"] = "a lot"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_object(template)
+
+
+@pytest.mark.parametrize("runtime", ["kata-qemu", "kata-clh", "kata-fc"])
+def test_run_pod_is_hardened(runtime: str) -> None:
+    settings = KataSettings(runtime_class=runtime, run_as_uid=1234, run_as_gid=2345, deadline_grace_s=20)  # type: ignore[arg-type]
+    pod = m.run_pod("r1", "tenant-ns", LABELS, settings, image="img", limits=LIMITS, network=False)
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    security = container["securityContext"]
+    assert spec["runtimeClassName"] == runtime
+    assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+    assert spec["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] == 13 + 20  # ceil(wall) + grace
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 1234
+    assert security["allowPrivilegeEscalation"] is False and security["privileged"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["readOnlyRootFilesystem"] is True and security["runAsUser"] == 1234
+    assert container["resources"]["limits"] == container["resources"]["requests"]
+    assert container["resources"]["limits"]["cpu"] == "1500m"
+    assert container["resources"]["limits"]["memory"] == "300Mi"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["scratch"]["emptyDir"] == {"sizeLimit": "40Mi"}
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "40Mi"}
+    assert volumes["input"]["configMap"]["name"] == "r1"
+    mounts = {v["mountPath"]: v["name"] for v in container["volumeMounts"]}
+    assert mounts == {"/sandbox": "scratch", "/tmp": "tmp", m.INPUT_DIR: "input"}
+    assert spec["dnsPolicy"] == "None" and spec["dnsConfig"] == {"nameservers": ["127.0.0.1"]}
+    assert not spec["hostNetwork"] and not spec["hostPID"] and not spec["hostIPC"]
+
+
+def test_network_pod_keeps_cluster_dns_and_is_labelled() -> None:
+    labels = object_labels({"tenant": "t"}, role="run", ttl_s=60, network=True, run="r")
+    pod = m.run_pod("r", "ns", labels, KataSettings(), image="img", limits=Limits(), network=True)
+    assert "dnsPolicy" not in pod["spec"]
+    assert pod["metadata"]["labels"][NETWORK_LABEL] == "egress"
+    assert LABELS[NETWORK_LABEL] == "none"
+
+
+def test_app_objects_fit_together() -> None:
+    settings = KataSettings(apps_host="platform.example.org")
+    deployment = m.app_deployment("a1", "ns", LABELS, settings, image="img", limits=LIMITS)
+    service = m.app_service("a1", "ns", LABELS)
+    ingress = m.app_ingress("a1", "ns", LABELS, settings, "app-1")
+    template = deployment["spec"]["template"]
+    assert set(service["spec"]["selector"].items()) <= set(template["metadata"]["labels"].items())
+    assert deployment["spec"]["replicas"] == 1 and template["spec"]["restartPolicy"] == "Always"
+    assert "activeDeadlineSeconds" not in template["spec"]
+    port = template["spec"]["containers"][0]["ports"][0]
+    assert port["containerPort"] == m.RELAY_PORT and service["spec"]["ports"][0]["targetPort"] == port["name"]
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "platform.example.org"
+    assert rule["http"]["paths"][0]["path"] == "/apps/app-1/"
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]
+
+
+def test_warm_pool_template_denies_all_traffic() -> None:
+    template = m.sandbox_template("p1", "ns", {}, KataSettings(warm_pool_memory_mb=768), "img")
+    assert template["spec"]["networkPolicyManagement"] == "Managed"
+    assert template["spec"]["networkPolicy"] == {"ingress": [], "egress": []}
+    pod_spec = template["spec"]["podTemplate"]["spec"]
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert pod_spec["containers"][0]["resources"]["limits"]["memory"] == "768Mi"
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    ["acme", "Acme Corp!", "x" * 100, "ünïcode", "-leading-dash", "a.b_c"],
+)
+def test_tenant_names_become_valid_labels_and_namespaces(tenant: str) -> None:
+    value = label_value(tenant)
+    namespace = namespace_for("agentic-u-{tenant}", tenant)
+    assert len(value) <= 63 and len(namespace) <= 63
+    pod = m.run_pod(
+        "r",
+        namespace,
+        object_labels({"tenant": tenant}, role="run", ttl_s=1, network=False, run="r"),
+        KataSettings(),
+        image="img",
+        limits=Limits(),
+        network=False,
+    )
+    validate_object(pod)
+    assert pod["metadata"]["labels"][TENANT_LABEL] == value
+    assert namespace.startswith("agentic-u-")
+    assert dns_label(namespace) == namespace  # already a DNS label: unchanged
+
+
+def test_distinct_tenants_never_share_a_namespace() -> None:
+    assert namespace_for("u-{tenant}", "Acme") != namespace_for("u-{tenant}", "acme")
+    assert label_value("a b") != label_value("a-b")
+
+
+def test_labels_carry_tenant_run_and_expiry() -> None:
+    import time
+
+    labels = object_labels({"tenant": "t1", "run": "run-9"}, role="run", ttl_s=300, network=False, run="x")
+    assert labels[TENANT_LABEL] == "t1" and labels["agentic.dev/run"] == "run-9"
+    assert abs(int(labels[TTL_LABEL]) - (time.time() + 300)) < 5
+    assert labels[MANAGED_BY[0]] == MANAGED_BY[1]
+
+
+def test_settings_refuse_bad_namespaces() -> None:
+    with pytest.raises(ValueError, match="DNS label"):
+        KataSettings(namespace="Bad_Namespace")
+    assert KataSettings(namespace="u-{tenant}").namespace == "u-{tenant}"
+
+
+def test_proxy_variables_are_the_local_backends() -> None:
+    """A run with network sees the same proxy variables on every backend (only the URL differs)."""
+    from sandbox.commands import proxy_env as local_proxy_env
+    from sandbox.kata.job import proxy_env
+
+    local = local_proxy_env()
+    kata = proxy_env("http://egress.example:3128")
+    assert set(kata) == set(local)
+    assert {k for k, v in local.items() if v} == {k for k, v in kata.items() if v}
