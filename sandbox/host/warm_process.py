@@ -18,15 +18,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sandbox.errors import SandboxStartError
-from sandbox.host.process import (
+from sandbox.host.process import OutputCallback, ProcessOutcome, supervise
+from sandbox.host.spawn import (
     ArgvFactory,
     KillCallback,
-    OutputCallback,
-    ProcessOutcome,
     Spawned,
     read_available,
     spawn_process,
-    supervise,
     wait_readable,
 )
 from sandbox.warm import protocol

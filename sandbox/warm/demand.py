@@ -20,7 +20,6 @@ __all__ = ["Idle", "KeyState"]
 
 _SMOOTHING = 0.3  # weight of a new sample in the running estimates (start time, idle memory)
 _MEASURE_FIRST, _MEASURE_EVERY = 4, 16
-_MEASURE_FIRST, _MEASURE_EVERY = 4, 16
 
 
 @dataclass

@@ -17,12 +17,11 @@ TypeScript runs with their own environment go cold too (Deno has no ``--allow-en
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sandbox.base import Language, Limits, RunRequest
+from sandbox.base import Language, RunRequest
 from sandbox.libsets import LIBRARY_SETS
 
 __all__ = ["STARTUP_ENV", "WarmKey", "env_fits", "shadows_preload", "template_of", "warm_key"]
@@ -123,7 +122,3 @@ def shadows_preload(request: RunRequest, preloaded: Iterable[str]) -> bool:
             return True
     return False
 
-
-def limits_with(limits: Limits, **changes: float | int) -> Limits:
-    """``limits`` with ``changes`` (a shorthand for the backends' start limits)."""
-    return dataclasses.replace(limits, **changes)  # type: ignore[arg-type]

@@ -167,6 +167,25 @@ async def test_preloaded_modules_carry_nothing_from_one_run_to_the_next(pool: Wa
     assert (await warm_run(pool, py(look))).stdout == "False False False\n"
 
 
+def ts(code: str) -> RunRequest:
+    return RunRequest(files={"main.ts": code}, language="typescript", entry="main.ts")
+
+
+async def test_a_typescript_run_leaves_nothing_for_the_next(pool: WarmPool) -> None:
+    """Deno's warm sandboxes are single-use too: a file or a global of one run is not in the next."""
+    first = (
+        "Deno.writeTextFileSync('left.txt', 'x');\n(globalThis as any).LEFT = 1;\n"
+        "setTimeout(() => {}, 60_000);\nconsole.log('left');\nDeno.exit(0);\n"
+    )
+    assert (await warm_run(pool, ts(first))).stdout == "left\n"
+    look = (
+        "let file = 'absent';\ntry { Deno.statSync('left.txt'); file = 'present'; } catch { /* absent */ }\n"
+        "console.log(file, (globalThis as any).LEFT === undefined ? 'no global' : 'global');\n"
+    )
+    result = await warm_run(pool, ts(look))
+    assert result.ok and result.stdout == "absent no global\n", result
+
+
 async def test_a_warm_sandbox_serves_exactly_one_run(pool: WarmPool) -> None:
     request = py("print('once')")
     sandbox = await backend_of(pool).prestart(request)

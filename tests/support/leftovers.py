@@ -6,12 +6,15 @@ fixture (all packages' sandboxes) has closed.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
+from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
 
-__all__ = ["descendants", "our_cgroups", "our_mounts"]
+__all__ = ["descendants", "descendants_besides_idle", "our_cgroups", "our_mounts"]
 
 _SETTINGS = SandboxSettings()
 SANDBOX_UIDS = {_SETTINGS.local.sandbox_uid, _SETTINGS.gvisor.sandbox_uid}
@@ -45,6 +48,27 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return {p for p in found if _is_sandbox_process(p)}
+
+
+async def descendants_besides_idle(sandbox: Sandbox, timeout_s: float = 10.0) -> set[int]:
+    """:func:`descendants` of this process but the idle sandboxes of ``sandbox`` if it is a warm pool.
+
+    A session's warm pool keeps idle sandboxes between tests (they are the pool's, not a run's);
+    while one is starting its processes are not known yet, so this waits for the pool to be still.
+    """
+    idle_pids = getattr(sandbox, "idle_pids", None)
+    if idle_pids is None:
+        return descendants(os.getpid())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = idle_pids()
+        found = descendants(os.getpid())
+        after = idle_pids()
+        if before is not None and before == after:
+            return found - before
+        if time.monotonic() > deadline:
+            raise AssertionError("the warm pool did not stop starting sandboxes in time")
+        await asyncio.sleep(0.05)
 
 
 def _is_sandbox_process(pid: int) -> bool:
