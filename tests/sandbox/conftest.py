@@ -11,7 +11,9 @@ fake of the platform in ``tests/sandbox/unikraft``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 
@@ -33,8 +35,11 @@ class WaitingPool(WarmPool):
 
     async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
         await self.ready(request)
-        async for chunk in super().stream(request):
-            yield chunk
+        # Closed with this one: a consumer leaving early must end the run now, not when the
+        # inner generator is collected.
+        async with contextlib.aclosing(cast(Any, super().stream(request))) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
 
-__all__ = ["descendants", "descendants_besides_idle", "our_cgroups", "our_mounts"]
+__all__ = ["descendants", "without_idle", "our_cgroups", "our_mounts"]
 
 _SETTINGS = SandboxSettings()
 SANDBOX_UIDS = {_SETTINGS.local.sandbox_uid, _SETTINGS.gvisor.sandbox_uid}
@@ -50,21 +51,24 @@ def descendants(pid: int) -> set[int]:
     return {p for p in found if _is_sandbox_process(p)}
 
 
-async def descendants_besides_idle(sandbox: Sandbox, timeout_s: float = 10.0) -> set[int]:
-    """:func:`descendants` of this process but the idle sandboxes of ``sandbox`` if it is a warm pool.
+async def without_idle(
+    sandbox: Sandbox, find: Callable[[], Iterable[int]] | None = None, timeout_s: float = 10.0
+) -> set[int]:
+    """What ``find`` finds (default: our :func:`descendants`) but the idle sandboxes of a warm pool.
 
-    A session's warm pool keeps idle sandboxes between tests (they are the pool's, not a run's);
-    while one is starting its processes are not known yet, so this waits for the pool to be still.
+    A warm pool (``sandbox``, if it is one) keeps idle sandboxes between runs: they are the pool's,
+    not a run's. While one is starting its processes are not known yet, so this waits until the
+    pool is still (its idle sandboxes the same before and after the look).
     """
+    look = find if find is not None else (lambda: descendants(os.getpid()))
     idle_pids = getattr(sandbox, "idle_pids", None)
     if idle_pids is None:
-        return descendants(os.getpid())
+        return set(look())
     deadline = time.monotonic() + timeout_s
     while True:
         before = idle_pids()
-        found = descendants(os.getpid())
-        after = idle_pids()
-        if before is not None and before == after:
+        found = set(look())
+        if before is not None and before == idle_pids():
             return found - before
         if time.monotonic() > deadline:
             raise AssertionError("the warm pool did not stop starting sandboxes in time")
