@@ -4,9 +4,9 @@ The metrics are process-wide (prometheus-client's default registry), like any ex
 no tenant data, so ``/metrics`` needs no key. Sandbox figures come from :class:`InstrumentedSandbox`,
 the wrapper the server puts around its backend, so REST runs and the agents' runs count alike; when
 that backend is the warm pool (:class:`~sandbox.warm.pool.WarmPool`), its figures are read from the
-pool when ``/metrics`` is scraped (``agentic_sandbox_warm_*``: hits, misses by reason, runs only a
-cold start can serve, start (refill) time, failed starts, expired sandboxes, idle sandboxes and their
-memory per key, the idle memory budget).
+pool when ``/metrics`` is scraped (``agentic_sandbox_warm_*``: hits (and those that waited for a
+start), misses by reason, runs only a cold start can serve, start (refill) time, failed starts,
+expired and over-budget sandboxes, idle sandboxes and their memory per key, the idle memory budget).
 """
 
 from __future__ import annotations
@@ -113,6 +113,12 @@ class _WarmPoolCollector(Collector):
             "agentic_sandbox_warm_hits", "Runs served by a warm sandbox", labels=["backend"]
         )
         hits.add_metric(backend, stats.hits)
+        waited = CounterMetricFamily(
+            "agentic_sandbox_warm_waited",
+            "Runs served by a warm sandbox that was still starting when they came (none was idle)",
+            labels=["backend"],
+        )
+        waited.add_metric(backend, stats.waited)
         misses = CounterMetricFamily(
             "agentic_sandbox_warm_misses",
             "Runs a warm sandbox could have served that started cold: none idle (empty), it could not "
@@ -143,6 +149,12 @@ class _WarmPoolCollector(Collector):
             labels=["backend"],
         )
         expired.add_metric(backend, stats.expired)
+        over_budget = CounterMetricFamily(
+            "agentic_sandbox_warm_over_budget",
+            "Warm sandboxes destroyed once ready because the idle memory budget had no room for them",
+            labels=["backend"],
+        )
+        over_budget.add_metric(backend, stats.over_budget)
         idle = GaugeMetricFamily(
             "agentic_sandbox_warm_idle", "Idle warm sandboxes, by key", labels=["backend", "key"]
         )
@@ -160,7 +172,7 @@ class _WarmPoolCollector(Collector):
             labels=["backend"],
         )
         budget.add_metric(backend, pool.warm.memory_budget_mb * 1024 * 1024)
-        yield from (hits, misses, cold, starts, failures, expired, idle, memory, budget)
+        yield from (hits, waited, misses, cold, starts, failures, expired, over_budget, idle, memory, budget)
 
 
 _WARM_POOL = _WarmPoolCollector()

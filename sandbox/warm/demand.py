@@ -8,6 +8,7 @@ a key with no run in ``idle_ttl_s`` none at all.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class KeyState:
     min_idle: int = 0  # > 0 for prewarm keys
     idle: collections.deque[Idle] = field(default_factory=collections.deque)
     starting: int = 0
+    # Runs that found no idle sandbox and wait for one being started (each for the next ready).
+    waiters: collections.deque[asyncio.Future[WarmSandbox | None]] = field(default_factory=collections.deque)
     inflight: int = 0
     last_take: float | None = None
     start_s: float | None = None  # running estimate of a start (spawn to ready)
@@ -49,16 +52,33 @@ class KeyState:
     started: int = 0
     failures: int = 0  # starts failed in a row
     backoff_until: float = 0.0
-    # (time, runs in flight) of the latest runs: enough to see a burst, cheap to scan on every wake-up.
-    _takes: collections.deque[tuple[float, int]] = field(
-        default_factory=lambda: collections.deque(maxlen=256)
-    )
+    # Arrival times of the latest runs (enough to see a burst), and the (time, runs in flight) of
+    # those no later one had more in flight than: the window's peak is the first, no scan needed
+    # on each wake-up (the pool wakes its keeper on every run).
+    _takes: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=256))
+    _peaks: collections.deque[tuple[float, int]] = field(default_factory=collections.deque)
 
     def note_take(self, now: float) -> None:
         """A run of this key arrived (it is now in flight)."""
         self.inflight += 1
         self.last_take = now
-        self._takes.append((now, self.inflight))
+        self._takes.append(now)
+        while self._peaks and self._peaks[-1][1] <= self.inflight:
+            self._peaks.pop()
+        self._peaks.append((now, self.inflight))
+
+    def unclaimed_starts(self) -> int:
+        """Sandboxes being started that no waiting run has claimed yet."""
+        return self.starting - sum(1 for waiter in self.waiters if not waiter.done())
+
+    def hand_over(self, sandbox: WarmSandbox | None) -> bool:
+        """Give ``sandbox`` (None: the start failed) to the longest-waiting run; False if none waits."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sandbox)
+                return True
+        return False
 
     def note_wanted(self, now: float) -> None:
         """Someone asked for this key to be warm (``WarmPool.ready``): one sandbox is wanted."""
@@ -90,13 +110,15 @@ class KeyState:
 
     def target(self, now: float, warm: WarmSettings) -> int:
         """How many idle (or starting) sandboxes this key should have now."""
-        while self._takes and self._takes[0][0] < now - warm.demand_window_s:
+        while self._takes and self._takes[0] < now - warm.demand_window_s:
             self._takes.popleft()
+        while self._peaks and (not self._takes or self._peaks[0][0] < self._takes[0]):
+            self._peaks.popleft()
         recent = self.last_take is not None and now - self.last_take <= warm.idle_ttl_s
         want = 0
         if self._takes:
-            peak = max(inflight for _, inflight in self._takes)
-            span = max(now - self._takes[0][0], 1.0)  # a burst counts at its own pace
+            peak = self._peaks[0][1]
+            span = max(now - self._takes[0], 1.0)  # a burst counts at its own pace
             rate = (len(self._takes) - 1) / span  # arrivals per second (one alone: none yet)
             want = peak + round(rate * (self.start_s or 0.0))
         elif recent:
@@ -106,4 +128,5 @@ class KeyState:
     def forgotten(self, now: float, warm: WarmSettings) -> bool:
         """True when the key holds nothing and is wanted by nobody (the pool may drop its state)."""
         stale = self.last_take is None or now - self.last_take > warm.idle_ttl_s
-        return stale and not self.min_idle and not self.idle and not self.starting and not self.inflight
+        busy = self.idle or self.starting or self.inflight or self.waiters
+        return stale and not self.min_idle and not busy

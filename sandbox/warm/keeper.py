@@ -5,7 +5,9 @@ second: it destroys sandboxes idle longer than ``idle_ttl_s`` (and forgets keys 
 starts sandboxes for the keys below their target (:mod:`sandbox.warm.demand`), at most
 ``refill_concurrency`` at once, within the idle memory budget (PSS; a key's first starts and one in
 16 are measured, the others count as the key's estimate; before any measurement,
-``memory_estimate_mb``). A key whose starts fail backs off (1 s, doubling, up to 60 s).
+``memory_estimate_mb``). A key whose starts fail backs off (1 s, doubling, up to 60 s). A sandbox
+that becomes ready while a run of its key waits for one (:meth:`KeyState.hand_over`) goes to that
+run at once.
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ class Keeper:
         idle = [entry.sandbox for state in self.keys.values() for entry in state.idle]
         for state in self.keys.values():
             state.idle.clear()
+            while state.hand_over(None):  # runs waiting for a start run cold
+                pass
         await asyncio.gather(*(self._destroy(sandbox) for sandbox in idle), *self.closing)
 
     async def maintain(self) -> None:
@@ -149,7 +153,7 @@ class Keeper:
         while True:
             now = self._clock()
             self._expire(now)
-            self._refill(now)
+            self.refill(now)
             await self.wakeup.wait(_TICK_S)
 
     def _expire(self, now: float) -> None:
@@ -188,9 +192,10 @@ class Keeper:
         known = state.memory_bytes
         return known if known is not None else self.warm.memory_estimate_mb * 1024 * 1024
 
-    def _refill(self, now: float) -> None:
+    def refill(self, now: float) -> None:
+        """Start sandboxes for the keys below their target now (also run by :meth:`maintain`)."""
         wanting = [
-            (state.target(now, self.warm) - len(state.idle) - state.starting, state)
+            (state.target(now, self.warm) - len(state.idle) - state.unclaimed_starts(), state)
             for state in self.keys.values()
             if state.backoff_until <= now
         ]
@@ -215,10 +220,12 @@ class Keeper:
             self.start_failures += 1
             state.note_failure(self._clock())
             logger.warning("warm pool: a %s sandbox failed to start (%s)", state.label, exc)
+            state.hand_over(None)  # a run waiting for it runs cold now
             self.wakeup.set()
             return
         except BaseException:
             state.starting -= 1
+            state.hand_over(None)
             raise
         seconds = self._clock() - began
         try:
@@ -229,7 +236,12 @@ class Keeper:
         self.start_seconds += seconds
         state.note_start(seconds, measured)
         memory = measured if measured is not None else self._estimate(state)
-        if self.closed or len(state.idle) >= self.warm.max_idle_per_key:
+        if self.closed:
+            state.hand_over(None)
+            self.dispose(sandbox)
+        elif state.hand_over(sandbox):  # a run waits for it: no idle time, no idle memory
+            pass
+        elif len(state.idle) >= self.warm.max_idle_per_key:
             self.dispose(sandbox)
         elif memory > self._budget_left():
             self.over_budget += 1
@@ -238,6 +250,15 @@ class Keeper:
         else:
             state.idle.append(Idle(sandbox=sandbox, ready_at=self._clock(), memory_bytes=memory))
         self.wakeup.set()
+
+    def keep(self, state: KeyState, sandbox: WarmSandbox) -> None:
+        """Put ``sandbox`` back first in ``state``'s idle ones (a run did not use it after all)."""
+        if self.closed or not sandbox.alive():
+            self.dispose(sandbox)
+            return
+        state.idle.appendleft(
+            Idle(sandbox=sandbox, ready_at=self._clock(), memory_bytes=self._estimate(state))
+        )
 
     def dispose(self, sandbox: WarmSandbox) -> None:
         """Destroy ``sandbox`` in the background (``close`` waits for it)."""

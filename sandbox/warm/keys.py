@@ -121,4 +121,3 @@ def shadows_preload(request: RunRequest, preloaded: Iterable[str]) -> bool:
         if module in names:
             return True
     return False
-

@@ -2,8 +2,10 @@
 
 :class:`WarmPool` is itself a :class:`~sandbox.base.Sandbox`. A run whose key (:mod:`sandbox.warm.keys`)
 has an idle sandbox is handed to it (a *hit*): the sandbox's interpreter is already up, so the run
-costs its program only. Otherwise (a *miss*: none idle, the sandbox could not take it, or one of
-the run's files would shadow a preloaded module) and for runs no warm sandbox can serve (a command,
+costs its program only. With none idle but one of its key starting (for an earlier run's refill,
+or for this run), the run waits for that one (a hit too, counted as *waited*). Otherwise (a *miss*:
+nothing idle or starting, the sandbox could not take it, its start failed or hung, or one of the
+run's files would shadow a preloaded module) and for runs no warm sandbox can serve (a command,
 network, host pipes, an environment the interpreter reads at start), the run goes to the backend
 exactly as without the pool. Each sandbox serves one run and is destroyed after it; nothing passes
 from one run to the next.
@@ -40,6 +42,7 @@ __all__ = ["WarmPool"]
 logger = logging.getLogger(__name__)
 
 _CLOSE_WAIT_S = 10.0  # how long close() waits for killed runs to clean up before closing the backend
+_WAIT_FACTOR = 4  # a run waits for a start at most this many times a start's usual length (>= 1 s)
 
 
 class WarmPool:
@@ -66,6 +69,7 @@ class WarmPool:
         self._hits = 0
         self._misses: collections.Counter[str] = collections.Counter()
         self._cold = 0
+        self._waited = 0
 
     # --- the Sandbox protocol ----------------------------------------------------------------
 
@@ -87,9 +91,10 @@ class WarmPool:
         return await self.inner.library_sets()
 
     async def run(self, request: RunRequest) -> RunResult:
-        """Run ``request`` in a warm sandbox of its key if one is idle, else on the backend."""
-        sandbox, state = self._take(request)
+        """Run ``request`` in a warm sandbox of its key (idle, or about to be), else on the backend."""
+        state = self._arrive(request)
         try:
+            sandbox = await self._take(state, request)
             if sandbox is not None:
                 try:
                     return await self._handover(sandbox, request, None)
@@ -100,9 +105,10 @@ class WarmPool:
             self._done(state)
 
     async def stream(self, request: RunRequest) -> AsyncIterator[OutputChunk]:
-        """Stream ``request`` from a warm sandbox of its key if one is idle, else from the backend."""
-        sandbox, state = self._take(request)
+        """Stream ``request`` from a warm sandbox of its key (idle, or about to be), else from the backend."""
+        state = self._arrive(request)
         try:
+            sandbox = await self._take(state, request)
             if sandbox is not None:
                 warm = sandbox
                 try:
@@ -194,6 +200,7 @@ class WarmPool:
         return PoolStats(
             backend=self.name,
             hits=self._hits,
+            waited=self._waited,
             misses=dict(self._misses),
             cold=self._cold,
             starts=keeper.started,
@@ -208,15 +215,26 @@ class WarmPool:
 
     # --- taking a sandbox --------------------------------------------------------------------
 
-    def _take(self, request: RunRequest) -> tuple[WarmSandbox | None, KeyState | None]:
-        """The idle sandbox ``request`` gets (None: it runs cold) and its key's state."""
+    def _arrive(self, request: RunRequest) -> KeyState | None:
+        """Note a run of ``request``'s key (None: only a cold start can serve it)."""
         key = self._backend.warm_key(request) if not self._closed else None
         if key is None:
             self._cold += 1
-            return None, None
+            return None
         state = self._keeper.state(key, request)
         state.note_take(self._clock())
         self._keeper.wakeup.set()  # its target may have grown, and what it takes is to be replaced
+        return state
+
+    async def _take(self, state: KeyState | None, request: RunRequest) -> WarmSandbox | None:
+        """The sandbox the run gets: an idle one, else one being started (None: it runs cold).
+
+        Why wait for a start rather than run cold: the start began before this run came, so it is
+        ready no later than a cold start would be, and the host does not start two sandboxes
+        (the cold one and the refill) for one run.
+        """
+        if state is None:
+            return None
         while state.idle:
             entry = state.idle.popleft()
             if not entry.sandbox.alive():
@@ -225,10 +243,36 @@ class WarmPool:
             if shadows_preload(request, entry.sandbox.preloaded):
                 state.idle.appendleft(entry)  # still good for the next run
                 self._misses["shadowed"] += 1
-                return None, state
-            return entry.sandbox, state
-        self._misses["empty"] += 1
-        return None, state
+                return None
+            return entry.sandbox
+        self._keeper.refill(self._clock())  # this run's start, if its key may have one now
+        sandbox = await self._wait_for_start(state) if state.unclaimed_starts() > 0 else None
+        if sandbox is None:
+            self._misses["empty"] += 1
+        elif shadows_preload(request, sandbox.preloaded):
+            self._keeper.keep(state, sandbox)
+            self._misses["shadowed"] += 1
+            return None
+        else:
+            self._waited += 1
+        return sandbox
+
+    async def _wait_for_start(self, state: KeyState) -> WarmSandbox | None:
+        """The next sandbox of ``state``'s key to be ready; None if its start failed or takes too long."""
+        waiter: asyncio.Future[WarmSandbox | None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(waiter)
+        # A start hangs only when something is wrong: then run cold rather than wait its whole timeout.
+        expected = state.start_s if state.start_s is not None else self.warm.start_timeout_s
+        wait_s = min(self.warm.start_timeout_s, max(1.0, _WAIT_FACTOR * expected))
+        done: set[asyncio.Future[WarmSandbox | None]] = set()
+        try:
+            done, _ = await asyncio.wait([waiter], timeout=wait_s)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            elif not waiter.cancelled() and (sandbox := waiter.result()) is not None and not done:
+                self._keeper.keep(state, sandbox)  # handed over as this run was cancelled
+        return waiter.result() if done else None
 
     def _done(self, state: KeyState | None) -> None:
         if state is not None:

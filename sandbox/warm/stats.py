@@ -25,6 +25,7 @@ class PoolStats:
 
     backend: str
     hits: int
+    waited: int  # hits that waited for their sandbox's start (none was idle)
     misses: Mapping[str, int]  # why: empty (none idle), unusable, shadowed
     cold: int  # runs no warm sandbox can serve (a command, network, ...)
     starts: int

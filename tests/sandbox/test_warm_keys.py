@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from sandbox.base import Limits, RunRequest
 from sandbox.config import WarmSettings
+from sandbox.warm.demand import KeyState
 from sandbox.warm.keys import env_fits, shadows_preload, template_of, warm_key
 from sandbox.warm.protocol import encode_run, parse_ready
 
@@ -118,3 +119,35 @@ def test_warm_settings_refuse_a_bad_prewarm_entry() -> None:
         WarmSettings(prewarm=["python/base"])
     with pytest.raises(ValidationError, match="language/library_set/tier"):
         WarmSettings(prewarm=["python/base/huge"])
+
+
+def _state() -> KeyState:
+    return KeyState(key="k", label="k", template=py())
+
+
+def test_a_key_wants_its_peak_of_runs_at_once_plus_those_arriving_while_one_starts() -> None:
+    warm = WarmSettings(max_idle_per_key=10, demand_window_s=60, idle_ttl_s=300)
+    state = _state()
+    assert state.target(0.0, warm) == 0  # never asked for
+    for t in (0.0, 0.1, 0.2):  # three runs at once
+        state.note_take(t)
+    state.inflight = 0  # they ended
+    state.note_take(5.0)  # one more, alone
+    assert state.target(5.0, warm) == 3  # the burst's peak, not the latest run's one
+    state.start_s = 4.0  # 3 arrivals after the first in 5 s: 0.6 a second, 2.4 while a start goes on
+    assert state.target(5.0, warm) == 3 + 2
+    state.start_s = None
+    assert state.target(61.0, warm) == 1  # the burst left the window; the lone run is still in it
+    assert state.target(66.0, warm) == 1  # no run in the window, but one within idle_ttl_s
+    assert state.target(400.0, warm) == 0 and state.forgotten(400.0, warm) is False  # one in flight
+    state.inflight = 0
+    assert state.forgotten(400.0, warm)
+
+
+def test_a_key_wants_at_least_min_idle_and_at_most_max_idle() -> None:
+    state = _state()
+    state.min_idle = 2
+    assert state.target(0.0, WarmSettings(max_idle_per_key=4)) == 2
+    for t in range(8):
+        state.note_take(float(t) / 100)
+    assert state.target(0.1, WarmSettings(max_idle_per_key=4)) == 4

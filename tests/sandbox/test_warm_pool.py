@@ -145,6 +145,39 @@ async def test_a_sandbox_that_cannot_take_the_runs_limits_runs_it_cold(
     assert pool.stats().misses == {"unusable": 1} and pool.stats().hits == 0
 
 
+async def test_a_run_that_finds_its_key_starting_waits_for_that_start(local: Callable[..., WarmPool]) -> None:
+    """No idle sandbox, one starting: the run takes that one, not a cold start of its own."""
+    pool = await local().open()
+    result = await pool.run(py("print('waited')"))  # the key's first run: its start begins now
+    assert result.ok and result.stdout == "waited\n", result
+    stats = pool.stats()
+    assert (stats.hits, stats.waited, stats.misses, stats.cold) == (1, 1, {}, 0), stats
+
+
+async def test_a_run_waiting_for_a_failing_start_runs_cold(local: Callable[..., WarmPool]) -> None:
+    pool = await local(start_timeout_s=0.001).open()
+    result = await pool.run(py("print('cold after all')"))
+    assert result.ok and result.stdout == "cold after all\n", result
+    stats = pool.stats()
+    assert stats.hits == 0 and stats.misses == {"empty": 1} and stats.start_failures >= 1, stats
+
+
+async def test_a_run_cancelled_while_it_waits_leaves_the_sandbox_to_the_pool(
+    local: Callable[..., WarmPool],
+) -> None:
+    pool = await local(max_idle_per_key=1).open()
+    waiting = asyncio.ensure_future(pool.run(py("print('never')")))
+    await asyncio.sleep(0)  # the run is in: no sandbox idle, it waits for the one starting
+    assert pool.stats().keys[0].starting >= 1 and not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await eventually(lambda: pool.stats().idle == 1)  # kept for the next run, not lost or leaked
+    assert (await pool.run(py("print('next')"))).stdout == "next\n"
+    stats = pool.stats()
+    assert stats.hits == 1 and stats.waited == 0 and not stats.misses, stats
+
+
 # --- sizing ---------------------------------------------------------------------------------------
 
 
