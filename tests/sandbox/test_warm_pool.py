@@ -280,6 +280,15 @@ async def test_closing_the_pool_leaves_nothing_behind(backend: str) -> None:
     chosen = settings(prewarm=["python/base/light", "typescript/base/light"], min_idle=2)
     pool = WarmPool(create_sandbox(chosen, backend), chosen)
     await pool.open()
+    # The pool must remove its own sandboxes before it closes the backend (whose close would
+    # otherwise clean up after it, after a wait): look at what is left when that close begins.
+    backend_close, left_at_backend_close = pool.inner.close, set[int]()
+
+    async def close_backend() -> None:
+        left_at_backend_close.update(descendants(os.getpid()))
+        await backend_close()
+
+    pool.inner.close = close_backend  # type: ignore[method-assign]
     try:
         daemon = (
             "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nprint('left one')\n"
@@ -299,6 +308,7 @@ async def test_closing_the_pool_leaves_nothing_behind(backend: str) -> None:
         await pool.close()  # with a run still going and idle sandboxes of two keys
     await stream.aclose()  # type: ignore[attr-defined]
     await pool.close()  # idempotent
+    assert not left_at_backend_close, {pid: _cmdline(pid) for pid in left_at_backend_close}
     after = _host_state()
     for was, now, what in zip(before, after, ("processes", "cgroups", "mounts", "temp dirs"), strict=True):
         left = now - was  # type: ignore[operator]
