@@ -56,7 +56,8 @@ class KataSettings(BaseSettings):
     # activeDeadlineSeconds = wall_seconds + this (the in-pod runner kills at wall_seconds itself;
     # the pod deadline is the backstop and also covers the image pull).
     deadline_grace_s: int = Field(default=30, ge=0)
-    # Files travel in a ConfigMap (binaryData); larger sets are refused (see README).
+    # A run's files (compressed, with stdin) up to this size travel in a ConfigMap (binaryData);
+    # larger sets go over exec into the pod's scratch dir (exec + tar), up to the run's disk_mb.
     configmap_max_bytes: int = Field(default=900 * 1024, gt=0, le=1_000_000)
     # Runs with network=True get HTTP(S)_PROXY pointing here (the platform's egress proxy as seen
     # from sandbox pods); NetworkPolicies from infra/ let only pods labelled for egress reach it.

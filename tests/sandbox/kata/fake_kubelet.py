@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 Json = dict[str, Any]
 BWRAP = "/usr/bin/bwrap"
+NSENTER = "/usr/bin/nsenter"
 CONTAINER_ENV = {"PATH": "/usr/bin:/bin"}  # a container starts from its image's env, never the host's
 
 
@@ -293,16 +295,52 @@ class FakeKubelet:
         code = code if code >= 0 else 128 - code
         await self._terminate(runtime, code, "Completed" if code == 0 else "Error")
 
-    async def exec_process(self, pod: Json, command: list[str]) -> asyncio.subprocess.Process:
-        """A process for ``kubectl exec``: the pod's container with another command (fresh volumes)."""
-        container = dict(pod["spec"]["containers"][0], command=command, args=[])
-        workdir = Path(tempfile.mkdtemp(dir=self.root))
+    async def exec_process(self, pod: Json, command: list[str]) -> asyncio.subprocess.Process | None:
+        """A process for ``kubectl exec``: ``command`` inside the running container (None: not running).
+
+        As a real runtime does (``runc exec``): it joins the container's namespaces (user, mount,
+        pid, net, ipc, uts) with ``nsenter``, as the pod's ``runAsUser``, so it sees and writes the
+        container's own volumes. Its own process group, so :func:`kill_exec` ends the whole exec.
+        """
         meta = pod["metadata"]
-        argv = bwrap_argv(pod, container, workdir, lambda name: self.configmaps(meta["namespace"], name))
+        runtime = self.runtimes.get((meta["namespace"], meta["name"]))
+        if runtime is None or runtime.process is None or runtime.process.returncode is not None:
+            return None
+        target = container_pid(runtime.process.pid)
+        if target is None:
+            return None
+        container = pod["spec"]["containers"][0]
+        security = {**pod["spec"].get("securityContext", {}), **container.get("securityContext", {})}
+        uid, gid = security.get("runAsUser", 65534), security.get("runAsGroup", 65534)
+        argv = [NSENTER, "-t", str(target), "-U", "-m", "-p", "-n", "-i", "-u", "-r", "-w"]
+        argv += ["-S", str(uid), "-G", str(gid), "--", *command]
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=CONTAINER_ENV,
+            start_new_session=True,
         )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def container_pid(bwrap_pid: int) -> int | None:
+    """A process inside the container: bwrap's child (its pid 1) or that one's first child."""
+    first = _children(bwrap_pid)
+    if not first:
+        return None
+    inner = _children(first[0])
+    return inner[0] if inner else first[0]
+
+
+def kill_exec(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL an exec and what it started (nsenter forks the command into the pod's pid namespace)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
