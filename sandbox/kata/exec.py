@@ -101,7 +101,6 @@ class PodExec:
         Raises:
             ApiException, aiohttp.ClientError: the API refused the exec or the connection broke.
         """
-        self.api.requests += 1  # the websocket session does not pass the counting trace
         connect = await self._core().connect_get_namespaced_pod_exec_without_preload_content(
             pod,
             namespace,

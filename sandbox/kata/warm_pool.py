@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import aiohttp
+
 from sandbox.base import RunRequest, RunResult
 from sandbox.errors import SandboxStartError
 from sandbox.kata.exec import PodExec

@@ -20,6 +20,7 @@ import datetime
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class Scenario:
     exit_code: int = 0
     container_reason: str | None = None  # script: terminated reason (default Completed / Error)
     pod_reason: str | None = None  # script: pod status.reason (DeadlineExceeded, Evicted)
+    await_exec: bool = False  # script: play the log only after an exec ended (a runner waiting for files)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class PodRuntime:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     workdir: Path | None = None
+    execs: int = 0  # execs into this container that have ended
 
     async def append(self, data: bytes) -> None:
         self.log += data
@@ -250,6 +253,8 @@ class FakeKubelet:
     async def _script(self, scenario: Scenario, runtime: PodRuntime) -> None:
         runtime.started = True
         await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
+        if scenario.await_exec:
+            await runtime.changed.until(lambda: runtime.execs > 0)
         await runtime.append(scenario.log)
         if scenario.hold:
             return
@@ -304,6 +309,19 @@ class FakeKubelet:
         """
         meta = pod["metadata"]
         runtime = self.runtimes.get((meta["namespace"], meta["name"]))
+        if runtime is not None and runtime.process is None and runtime.started and not runtime.done:
+            # A scripted container has no process to join: it takes a length-prefixed stdin and drops it.
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _SCRIPTED_EXEC,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         if runtime is None or runtime.process is None or runtime.process.returncode is not None:
             return None
         target = container_pid(runtime.process.pid)
@@ -322,6 +340,19 @@ class FakeKubelet:
             env=CONTAINER_ENV,
             start_new_session=True,
         )
+
+    def exec_ended(self, namespace: str, name: str) -> None:
+        """Count an exec that ended (a scripted pod waiting for its files goes on)."""
+        runtime = self.runtimes.get((namespace, name))
+        if runtime is not None:
+            runtime.execs += 1
+            runtime.changed.fire()
+
+
+_SCRIPTED_EXEC = (
+    "import sys\nn = int(sys.stdin.buffer.readline() or 0)\n"
+    "while n > 0:\n    n -= len(sys.stdin.buffer.read(min(n, 1 << 20)) or sys.exit(1))\n"
+)
 
 
 def _children(pid: int) -> list[int]:

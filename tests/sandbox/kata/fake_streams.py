@@ -215,6 +215,7 @@ async def exec_pod(kube: FakeKube, websocket: WebSocket) -> None:
     try:
         await asyncio.gather(pipe_out(process.stdout, 1), pipe_out(process.stderr, 2))
         code = await process.wait()
+        kube.kubelet.exec_ended(namespace, name)
         status: Json = (
             {"metadata": {}, "status": "Success"}
             if code == 0

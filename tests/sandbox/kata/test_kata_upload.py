@@ -21,8 +21,7 @@ from tests.sandbox.kata.conftest import kata_settings
 from tests.sandbox.kata.fake_kube import FakeKube
 from tests.sandbox.kata.fake_streams import exec_problems
 
-READ_ALL = (
-    """
+READ_ALL = f"""
 import hashlib, os, sys
 for root, _, names in sorted(os.walk('.')):
     for name in sorted(names):
@@ -30,10 +29,8 @@ for root, _, names in sorted(os.walk('.')):
         data = open(path, 'rb').read()
         print(path, len(data), hashlib.sha256(data).hexdigest()[:16])
 print('stdin', sys.stdin.read())
-print('upload dir empty', os.listdir('%s'))
+print('upload dir empty', os.listdir('{UPLOAD_DIR}'))
 """
-    % UPLOAD_DIR
-)
 
 
 def _digest(data: bytes) -> str:
