@@ -5,7 +5,9 @@ Two modes per pod (a :class:`Scenario` queued by the test, default ``exec``):
 * ``exec``: the container's ``command`` runs for real, in bubblewrap, with the pod's volumes
   (``emptyDir`` -> a tmpfs of its ``sizeLimit``, ``configMap`` -> its data read-only), a read-only
   root made of the host's ``/usr`` and ``/etc`` (the "image"), its own pid / net / ipc namespaces
-  and the pod's ``runAsUser``. Its stdout and stderr are the container log; ``activeDeadlineSeconds``
+  and the pod's ``runAsUser``; its ``env`` (plain values, ``status.podIP``) with ``$(VAR)``
+  expanded in its command; a pod IP, its ports and its egress as :mod:`fake_network` wires them.
+  Its stdout and stderr are the container log; ``activeDeadlineSeconds``
   is enforced (pod ``Failed`` / ``DeadlineExceeded``), as the kubelet does.
 * ``script``: the phases a test asks for (image pull errors, unschedulable, OOMKilled, a given log
   and exit code) without running anything.
@@ -26,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.sandbox.kata.fake_network import FakeNetwork, PodNetwork
 
 Json = dict[str, Any]
 BWRAP = "/usr/bin/bwrap"
@@ -100,6 +104,7 @@ class PodRuntime:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     workdir: Path | None = None
+    network: PodNetwork | None = None
     execs: int = 0  # execs into this container that have ended
 
     async def append(self, data: bytes) -> None:
@@ -112,9 +117,17 @@ class PodRuntime:
 
 
 def bwrap_argv(
-    pod: Json, container: Json, volumes_dir: Path, configmaps: Callable[[str], Json | None]
+    pod: Json,
+    container: Json,
+    volumes_dir: Path,
+    configmaps: Callable[[str], Json | None],
+    network: PodNetwork | None = None,
 ) -> list[str]:
-    """The bubblewrap command that runs ``container`` of ``pod`` as a container would run."""
+    """The bubblewrap command that runs ``container`` of ``pod`` as a container would run.
+
+    ``network``: the pod's wiring (:mod:`fake_network`): its binds, and the forwarder that execs
+    the container's command.
+    """
     spec = pod["spec"]
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
     uid, gid = security.get("runAsUser", 65534), security.get("runAsGroup", 65534)
@@ -123,8 +136,13 @@ def bwrap_argv(
         if Path(f"/usr/{link}").exists():
             argv += ["--symlink", f"usr/{link}", f"/{link}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    env = container_env(container, network.ip if network is not None else None)
+    for name, value in env.items():
+        argv += ["--setenv", name, value]
     argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-user"]
     argv += ["--uid", str(uid), "--gid", str(gid), "--die-with-parent", "--new-session"]
+    if network is not None:
+        argv += network.bwrap_args
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
@@ -146,7 +164,29 @@ def bwrap_argv(
     if container.get("securityContext", {}).get("readOnlyRootFilesystem"):
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", container.get("workingDir", "/")]
-    return [*argv, "--", *container["command"], *container.get("args", [])]
+    prefix = network.prefix if network is not None else []
+    return [*argv, "--", *prefix, *expand(container["command"], env), *expand(container.get("args", []), env)]
+
+
+def container_env(container: Json, pod_ip: str | None) -> dict[str, str]:
+    """The container's ``env``: plain values and the downward API's ``status.podIP``."""
+    env: dict[str, str] = {}
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[item["name"]] = pod_ip or ""
+    return env
+
+
+def expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """``$(NAME)`` in a command replaced by the container's variable, as the kubelet does."""
+    out = []
+    for arg in args:
+        for name, value in env.items():
+            arg = arg.replace(f"$({name})", value)
+        out.append(arg)
+    return out
 
 
 class FakeKubelet:
@@ -160,6 +200,7 @@ class FakeKubelet:
         self.update = update
         self.configmaps = configmaps
         self.runtimes: dict[tuple[str, str], PodRuntime] = {}
+        self.network = FakeNetwork()
         self.root = Path(tempfile.mkdtemp(prefix=f"agentic-fakekubelet-{os.getpid()}-"))
         self.root.chmod(0o755)
 
@@ -184,6 +225,8 @@ class FakeKubelet:
         if runtime.process is not None and runtime.process.returncode is None:
             await runtime.process.wait()
         await runtime.finish()
+        if runtime.network is not None:
+            await runtime.network.close()
         if runtime.workdir is not None:
             shutil.rmtree(runtime.workdir, ignore_errors=True)
 
@@ -204,6 +247,9 @@ class FakeKubelet:
             if reason:
                 status["reason"] = reason
                 status["message"] = f"pod {reason}"
+            if runtime.network is not None and phase == "Running":
+                status["podIP"] = runtime.network.ip
+                status["podIPs"] = [{"ip": runtime.network.ip}]
             status["containerStatuses"] = [
                 {
                     "name": pod["spec"]["containers"][0]["name"],
@@ -265,8 +311,13 @@ class FakeKubelet:
     async def _exec(self, pod: Json, runtime: PodRuntime) -> None:
         container = pod["spec"]["containers"][0]
         runtime.workdir = Path(tempfile.mkdtemp(dir=self.root))
+        runtime.network = await self.network.attach(pod, container, runtime.workdir)
         argv = bwrap_argv(
-            pod, container, runtime.workdir, lambda name: self.configmaps(runtime.namespace, name)
+            pod,
+            container,
+            runtime.workdir,
+            lambda name: self.configmaps(runtime.namespace, name),
+            runtime.network,
         )
         runtime.process = await asyncio.create_subprocess_exec(
             *argv,
