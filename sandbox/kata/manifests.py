@@ -32,6 +32,7 @@ __all__ = [
     "app_deployment",
     "app_ingress",
     "app_service",
+    "browser_pod",
     "exec_command",
     "run_configmap",
     "run_pod",
@@ -245,6 +246,31 @@ def run_pod(
     )
     if not service:
         spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
+
+
+def browser_pod(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    settings: KataSettings,
+    *,
+    image: str,
+    limits: Limits,
+) -> Json:
+    """A browser session: the runner (service mode) starts Chromium and relays the pod's port
+    :data:`RELAY_PORT` to its DevTools port; the deadline (session life + grace) is the backstop."""
+    spec = sandbox_pod_spec(
+        settings,
+        image=image,
+        command=_runner_command(settings),
+        limits=limits,
+        network=True,
+        configmap=name,
+        ports=[{"name": "cdp", "containerPort": RELAY_PORT, "protocol": "TCP"}],
+        readiness_port=RELAY_PORT,
+    )
+    spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
 
 

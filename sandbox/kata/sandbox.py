@@ -7,7 +7,8 @@ by those runs). A run (see :mod:`sandbox.kata.pod_run`) is a ConfigMap + Pod in 
 namespace (a file set larger than ``configmap_max_bytes`` skips the ConfigMap and goes in over
 ``exec`` once the pod runs), or, with ``use_agent_sandbox``, a ``SandboxClaim`` on a warm pool
 (:mod:`sandbox.kata.warm_pool`). Hosted apps are a Deployment + Service + Ingress
-(:mod:`sandbox.kata.apps`).
+(:mod:`sandbox.kata.apps`); a browser session is a pod that Playwright reaches over CDP
+(:mod:`sandbox.kata.browser`).
 
 Isolation comes from the cluster: the Kata runtime class (a VM per pod), the pod hardening in
 :mod:`sandbox.kata.manifests`, and the NetworkPolicies of ``infra/`` (no egress except the
@@ -27,6 +28,7 @@ from sandbox.base import Limits, OutputChunk, RunRequest, RunResult
 from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.errors import SandboxStartError, UnknownLibrarySetError
 from sandbox.kata.apps import KataServiceHandle, start_app
+from sandbox.kata.browser import KataBrowserHandle, start_browser
 from sandbox.kata.exec import PodExec
 from sandbox.kata.job import build_job, runner_source
 from sandbox.kata.kube import KubeApi
@@ -48,6 +50,7 @@ class KataSandbox:
     """Run untrusted code in Kata pods on Kubernetes. See :mod:`sandbox.base` for the contract."""
 
     name = "kata"
+    browser_over_cdp = True  # runs Chromium itself, reached over CDP (see sandbox.browser)
 
     def __init__(
         self, settings: KataSettings, api: KubeApi, *, runner: bytes, maximums: Limits = DEFAULT_MAX_LIMITS
@@ -165,6 +168,15 @@ class KataSandbox:
         return await start_app(
             self.api, self.settings, request, port=port, namespace=namespace, image=image, runner=self._runner
         )
+
+    async def start_browser(self, request: RunRequest) -> KataBrowserHandle:
+        """Start a browser session as a pod; its handle's ``endpoint.url`` is the DevTools endpoint."""
+        if self._closed:
+            raise SandboxStartError("sandbox is closed")
+        check_limits(request.limits, self.maximums)
+        namespace = namespace_for(self.settings.namespace, request.labels.get("tenant", "default"))
+        self.namespaces.add(namespace)
+        return await start_browser(self.api, self.settings, request, namespace=namespace, runner=self._runner)
 
     async def reap(self) -> int:
         """Delete this platform's objects whose expiry label has passed; return how many."""

@@ -63,6 +63,10 @@ class KataSettings(BaseSettings):
     # from sandbox pods); NetworkPolicies from infra/ let only pods labelled for egress reach it.
     # Unset: runs asking for network are refused.
     egress_proxy_url: str | None = None
+    # The browser (sandbox.kata.browser): an image with python3 and Chromium at ``browser_path``;
+    # unset, browser sessions on this backend are refused with a message saying so.
+    browser_image: str | None = None
+    browser_path: str = "/usr/bin/chromium"
     # Hosted apps: Ingress by path (/apps/{id}/) on ``apps_host`` (None: any host), or by host
     # ({id}.{apps_domain}) when ``apps_domain`` is set.
     apps_host: str | None = None

@@ -216,8 +216,11 @@ class FakeKubelet:
         if runtime is None:
             return
         if runtime.process is not None and runtime.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                runtime.process.kill()
+            # The container's pid 1 first: its pid namespace dies with it, daemons included.
+            inner = _children(runtime.process.pid)
+            for pid in [*inner[:1], runtime.process.pid]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         if runtime.task is not None:
             runtime.task.cancel()
             with contextlib.suppress(BaseException):

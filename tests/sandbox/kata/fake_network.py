@@ -106,6 +106,8 @@ class FakeNetwork:
                 return
             try:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            except asyncio.CancelledError:
+                pass  # the pod's port closed (the pod was deleted)
             finally:
                 writer.close()
                 up_writer.close()
