@@ -15,7 +15,7 @@ happen on the loop is waiting, so the loop's connection has no busy timeout: whe
 connection holds the write lock (another process on the same file), the same call runs again on
 the saver's thread, on a connection that waits; and the loop's connection never checkpoints the
 WAL (a checkpoint syncs the file), the thread does, every ``checkpoint_every`` puts. Listing,
-deleting and history reads, which may be long, always run on the thread. Both savers share
+deleting, pruning and history reads, which may be long, always run on the thread. Both savers share
 LangGraph's schema, so either opens the other's file.
 """
 
@@ -165,6 +165,38 @@ class InlineSqliteSaver(SqliteSaver):
     async def adelete_thread(self, thread_id: str) -> None:
         """Async twin of ``delete_thread``."""
         await self._in_thread(self.delete_thread, thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Keep only the latest checkpoint of each namespace of the threads, or delete them all.
+
+        ``keep_latest`` deletes the older checkpoints and their writes (writes of the old ones
+        first, so a failure in between leaves every kept checkpoint whole). Not for graphs with a
+        ``DeltaChannel``, whose latest checkpoint may need its ancestors; the project has none.
+
+        Raises:
+            TypeError: ``thread_ids`` is one string.
+            ValueError: an unknown strategy.
+        """
+        if isinstance(thread_ids, str):
+            raise TypeError("thread_ids must be a sequence of thread IDs, not a str")
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                self.delete_thread(thread_id)
+            return
+        if strategy != "keep_latest":
+            raise ValueError(f"Unknown prune strategy: {strategy!r}")
+        latest = "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ? GROUP BY checkpoint_ns"
+        with self.cursor() as cur:
+            for thread_id in map(str, thread_ids):
+                for table in ("writes", "checkpoints"):
+                    cur.execute(
+                        f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id NOT IN ({latest})",
+                        (thread_id, thread_id),
+                    )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Async twin of ``prune``."""
+        await self._in_thread(lambda: self.prune(thread_ids, strategy=strategy))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]

@@ -177,9 +177,9 @@ class EgressPolicy:
 
 
 def log_decision(decision: Decision, host: str, port: int, labels: Mapping[str, str]) -> None:
-    """Log one decision with the run's tenant and id (every decision, allowed or not)."""
+    """Log one decision with the run's tenant and id, and the client's address when known (TCP mode)."""
     logger.info(
-        "egress %s %s:%d -> %s (%s) tenant=%s run=%s",
+        "egress %s %s:%d -> %s (%s) tenant=%s run=%s client=%s",
         "ALLOW" if decision.allowed else "DENY",
         host,
         port,
@@ -187,4 +187,5 @@ def log_decision(decision: Decision, host: str, port: int, labels: Mapping[str, 
         decision.reason,
         labels.get("tenant", "-"),
         labels.get("run", "-"),
+        labels.get("client", "-"),
     )

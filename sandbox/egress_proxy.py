@@ -7,6 +7,11 @@ Transport (why Unix sockets): a sandbox with network keeps its own network names
 socket means the proxy knows the tenant and run of every connection without trusting anything the
 sandbox sends, and no address or port of the host is ever reachable from inside.
 
+On a cluster the same proxy listens on TCP instead (:meth:`EgressProxy.listen_tcp`, run by
+``agentic egress-proxy``): sandbox pods reach it through a Service, NetworkPolicies let only them in,
+and each decision is logged with the client's address (the pod's IP), since a TCP peer carries no
+tenant or run the proxy could trust.
+
 Each request names a host; the proxy resolves it, decides with :class:`~sandbox.egress_policy.EgressPolicy`
 and connects to the approved address itself (no second resolution: no DNS rebinding). Plain HTTP
 responses that redirect are decided again and refused when the target would be. Every decision is
@@ -42,10 +47,11 @@ _HOP_HEADERS = {"proxy-connection", "proxy-authorization", "connection", "keep-a
 
 @dataclass
 class EgressChannel:
-    """One run's listening socket on the proxy; ``close`` stops it and removes the socket file."""
+    """One listener of the proxy (a run's Unix socket, or a TCP address); ``close`` stops it."""
 
-    path: Path
+    path: Path | None
     labels: Mapping[str, str]
+    address: tuple[str, int] | None = None  # the TCP listener's bound host and port
     server: asyncio.AbstractServer | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -59,8 +65,9 @@ class EgressChannel:
         for task in list(self.tasks):
             with contextlib.suppress(BaseException):
                 await task
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -118,22 +125,46 @@ class EgressProxy:
     async def open_channel(self, path: Path, labels: Mapping[str, str]) -> EgressChannel:
         """Listen on ``path`` (a new socket any uid may connect to) for one run labelled ``labels``."""
         channel = EgressChannel(path=path, labels=dict(labels))
+        channel.server = await asyncio.start_unix_server(
+            self._handler(channel), path=str(path), limit=_MAX_HEAD
+        )
+        os.chmod(path, 0o666)
+        return channel
+
+    async def listen_tcp(self, host: str, port: int) -> EgressChannel:
+        """Listen on ``host:port`` for a cluster's sandbox pods (port 0: any free one, see ``address``).
+
+        Every connection is labelled with its peer's address (``client``), logged with each decision.
+        """
+        channel = EgressChannel(path=None, labels={})
+        server = await asyncio.start_server(self._handler(channel), host, port, limit=_MAX_HEAD)
+        channel.server = server
+        bound = server.sockets[0].getsockname()
+        channel.address = (str(bound[0]), int(bound[1]))
+        return channel
+
+    def _handler(
+        self, channel: EgressChannel
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        """Serve one connection to ``channel`` (tracked, so ``close`` ends it)."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             channel.tasks.add(task)
+            labels = channel.labels
+            if channel.path is None:  # TCP: the peer's address is all the proxy knows of the client
+                peer = writer.get_extra_info("peername")
+                labels = {**labels, "client": str(peer[0]) if peer else "-"}
             try:
-                await self._serve(channel, reader, writer)
+                await self._serve(labels, reader, writer)
             except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 pass
             finally:
                 channel.tasks.discard(task)
                 writer.close()
 
-        channel.server = await asyncio.start_unix_server(handle, path=str(path), limit=_MAX_HEAD)
-        os.chmod(path, 0o666)
-        return channel
+        return handle
 
     async def decide(self, host: str, port: int, labels: Mapping[str, str]) -> Decision:
         """Decide ``host:port`` for a run with ``labels`` and log it."""
@@ -161,7 +192,7 @@ class EgressProxy:
             return Decision(False, f"upstream unreachable: {exc.__class__.__name__}")
 
     async def _serve(
-        self, channel: EgressChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, labels: Mapping[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -170,7 +201,6 @@ class EgressProxy:
         except ValueError:
             writer.write(_refusal(400, "Bad Request", "malformed request line"))
             return
-        labels = channel.labels
         if method.upper() == "CONNECT":
             host, port = _split_host_port(target, 443)
             upstream = await self._connect(labels, host, port)

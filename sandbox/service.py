@@ -33,14 +33,21 @@ _PROBE = b"HEAD / HTTP/1.0\r\n\r\n"  # the forwarder accepts before the app list
 
 @dataclass(frozen=True)
 class ServiceEndpoint:
-    """Where the server reaches a service: exactly one of a Unix socket on this host or an ``http://`` URL."""
+    """Where the server reaches a service: exactly one of a Unix socket on this host or a URL.
+
+    ``host``: the ``Host`` a request to ``url`` must carry when the URL is a shared edge that tells
+    apps apart by name (Unikraft's ``app_edge_url``); None sends the URL's own host.
+    """
 
     unix_socket: Path | None = None
     url: str | None = None
+    host: str | None = None
 
     def __post_init__(self) -> None:
         if (self.unix_socket is None) == (self.url is None):
             raise ValueError("a service endpoint is a Unix socket or a URL, exactly one of them")
+        if self.host is not None and self.url is None:
+            raise ValueError("a Host header goes with a URL endpoint only")
 
 
 class ServiceHandle:

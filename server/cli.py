@@ -1,4 +1,5 @@
 """The ``agentic`` command: ``serve`` the API, ``run`` a file in the local sandbox, ``doctor`` the host,
+``egress-proxy`` (the sandboxes' way out, on TCP, for a cluster),
 ``keys`` create / list / revoke the API keys of tenants, ``prune`` old run output, ``export`` a
 workspace's history to a git remote, ``model setup`` the embedded model, ``libsets build`` the
 library sets.
@@ -9,6 +10,7 @@ This is the only module (with start-up) that prints and configures logging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -196,6 +198,33 @@ def run(
             f"reason={result.reason.value} {result.duration_s:.3f}s[/]"
         )
     raise typer.Exit(exit_code_for(result))
+
+
+@app.command("egress-proxy")
+def egress_proxy(
+    host: Annotated[
+        str | None, typer.Option(help="Interface (default AGENTIC_EGRESS_PROXY_HOST or 0.0.0.0)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default AGENTIC_EGRESS_PROXY_PORT or 3128)")] = None,
+) -> None:
+    """Run the egress proxy on TCP for a cluster's sandbox pods (settings: AGENTIC_EGRESS_PROXY_*)."""
+    from sandbox.egress_listener import EgressListenerSettings, serve_egress_proxy
+
+    overrides: dict[str, object] = {"host": host, "port": port}
+    settings = EgressListenerSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    server = Settings()
+    configure_logging(server.log_level, server.log_format)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_egress_proxy(settings)
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -8,8 +8,8 @@ when the TTL passes, and the reaper deletes them if the server died first.
 
 :class:`KataServiceHandle` is a :class:`~sandbox.service.ServiceHandle` without a Unix socket
 (``socket_path`` stays None): the app is reached at :attr:`KataServiceHandle.url`, the Service's
-cluster URL (or through the Ingress), and readiness is the Deployment's ``readyReplicas`` (a TCP
-readiness probe on the relay port), read from the API.
+cluster URL (its ``endpoint``, which the server's reverse proxy dials), and readiness is the
+Deployment's ``readyReplicas`` (a TCP readiness probe on the relay port), read from the API.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sandbox.kata.naming import dns_label, object_labels, run_name
 from sandbox.kata.pod_run import finish_shielded
 from sandbox.kata.settings import KataSettings
 from sandbox.kata.watch import raise_for_status, stream_lines
-from sandbox.service import ServiceHandle
+from sandbox.service import ServiceEndpoint, ServiceHandle
 
 __all__ = ["KataServiceHandle", "delete_app_objects", "start_app"]
 
@@ -53,6 +53,7 @@ class KataServiceHandle(ServiceHandle):
         self.namespace = namespace
         self.object_name = object_name
         self.url = f"http://{object_name}.{namespace}.svc.cluster.local"  # the Service, port 80
+        self.endpoint = ServiceEndpoint(url=self.url)  # what the platform's reverse proxy dials
         self.ingress_path = path  # /apps/{id}/ or None for a host-based Ingress
 
     async def wait_ready(self, timeout_s: float = 20.0) -> bool:

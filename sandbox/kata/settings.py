@@ -14,10 +14,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["RUNTIME_CLASSES", "KataSettings", "RuntimeClassName"]
+__all__ = ["DEFAULT_EGRESS_PROXY_URL", "RUNTIME_CLASSES", "KataSettings", "RuntimeClassName"]
 
 RuntimeClassName = Literal["kata-qemu", "kata-clh", "kata-fc"]
 RUNTIME_CLASSES: tuple[RuntimeClassName, ...] = ("kata-qemu", "kata-clh", "kata-fc")
+
+DEFAULT_EGRESS_PROXY_URL = "http://agentic-egress-proxy.agentic-system.svc.cluster.local:3128"
+"""The Service of ``infra/base/egress-proxy/`` (tests/infra checks the two agree)."""
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -59,10 +62,11 @@ class KataSettings(BaseSettings):
     # A run's files (compressed, with stdin) up to this size travel in a ConfigMap (binaryData);
     # larger sets go over exec into the pod's scratch dir (exec + tar), up to the run's disk_mb.
     configmap_max_bytes: int = Field(default=900 * 1024, gt=0, le=1_000_000)
-    # Runs with network=True get HTTP(S)_PROXY pointing here (the platform's egress proxy as seen
-    # from sandbox pods); NetworkPolicies from infra/ let only pods labelled for egress reach it.
-    # Unset: runs asking for network are refused.
-    egress_proxy_url: str | None = None
+    # Runs with network=True get HTTP(S)_PROXY pointing here: the platform's egress proxy as seen
+    # from sandbox pods (infra/base/egress-proxy/, its Service's name by default); NetworkPolicies
+    # from infra/ let only pods labelled for egress reach it. Empty: runs asking for network are
+    # refused. The browser's --proxy-server is this URL too.
+    egress_proxy_url: str | None = DEFAULT_EGRESS_PROXY_URL
     # The browser (sandbox.kata.browser): an image with python3 and Chromium at ``browser_path``;
     # unset, browser sessions on this backend are refused with a message saying so.
     browser_image: str | None = None
@@ -80,6 +84,11 @@ class KataSettings(BaseSettings):
     warm_pool_memory_mb: int = Field(default=512, gt=0)
     warm_pool_cpus: float = Field(default=1.0, gt=0)
     warm_pool_disk_mb: int = Field(default=256, gt=0)
+
+    @field_validator("egress_proxy_url")
+    @classmethod
+    def _empty_means_no_proxy(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("namespace")
     @classmethod

@@ -5,7 +5,8 @@ returns its :class:`UnikraftServiceHandle`.
 
 Why a subclass of :class:`~sandbox.service.ServiceHandle`: callers keep one handle type
 (``terminate``, ``wait``, ``on_exit``, ``running``), while the app is reached over HTTPS at its
-own domain instead of a host Unix socket (its ``endpoint`` is that URL; ``socket_path`` stays None).
+own domain instead of a host Unix socket (its ``endpoint`` is :attr:`connect_url` with ``Host`` naming
+the app, which the platform's reverse proxy dials; ``socket_path`` stays None).
 
 The handle's background task does not poll the instance: with scale-to-zero the platform puts an
 idle app in standby and wakes it on the next request, and any request of ours would keep it awake.
@@ -63,9 +64,9 @@ class UnikraftServiceHandle(ServiceHandle):
         self.command_uuid = command_uuid
         self.host = host
         self.url = f"https://{host}/"
-        self.endpoint = ServiceEndpoint(url=self.url)
         # Where an HTTP client connects: the public URL, or an operator's edge (Host carries the app).
         self.connect_url = (settings.app_edge_url.rstrip("/") + "/") if settings.app_edge_url else self.url
+        self.endpoint = ServiceEndpoint(url=self.connect_url, host=host)
         self.expires_at = expires_at
         self._control = control
 

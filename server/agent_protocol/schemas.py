@@ -6,14 +6,20 @@ but do not act on are listed in the module's README section of the report (webho
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.schemas import MAX_INT64, check_json_value
 
 __all__ = [
+    "ASSISTANT_FIELDS",
+    "AssistantCreate",
+    "AssistantPatch",
     "AssistantSearch",
+    "AssistantVersionChange",
+    "AssistantVersionsSearch",
     "CheckpointRef",
     "CommandIn",
     "EventId",
@@ -24,6 +30,7 @@ __all__ = [
     "ThreadCount",
     "ThreadCreate",
     "ThreadPatch",
+    "ThreadPrune",
     "ThreadSearch",
 ]
 
@@ -94,6 +101,8 @@ class RunCreate(_Body):
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] | None = None
     durability: Literal["sync", "async", "exit"] | None = None
+    on_completion: Literal["delete", "keep"] | None = None
+    """Stateless runs only: delete the thread made for the run when it ends (default) or keep it."""
 
     def modes(self) -> list[str]:
         """The requested stream modes as a list."""
@@ -159,11 +168,110 @@ class StateUpdate(_Body):
     checkpoint_id: str | None = None
 
 
+ASSISTANT_FIELDS = (
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "version",
+)
+AssistantField = Literal[
+    "assistant_id",
+    "graph_id",
+    "name",
+    "description",
+    "config",
+    "context",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "version",
+]
+
+
 class AssistantSearch(_Body):
-    """``POST /assistants/search``."""
+    """``POST /assistants/search`` (``name`` matches a part of the name, any case)."""
 
     graph_id: str | None = None
     metadata: dict[str, Any] | None = None
     name: str | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_INT64)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[AssistantField] | None = None
+
+
+def _uuid(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("assistant_id must be a UUID (or leave it out to get a new one)") from None
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str | None, AfterValidator(_no_nul)]
+"""A stored text column: Postgres keeps no NUL character in text."""
+
+
+class _AssistantFields(_Body):
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    description: Text = Field(default=None, max_length=4096)
+
+
+class AssistantCreate(_AssistantFields):
+    """``POST /assistants``."""
+
+    graph_id: str = Field(min_length=1, max_length=128)
+    assistant_id: Annotated[str | None, AfterValidator(_uuid)] = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: Text = Field(default=None, max_length=256)
+
+
+class AssistantPatch(_AssistantFields):
+    """``PATCH /assistants/{id}``: a new version; fields left out keep their value, metadata is merged."""
+
+    graph_id: str | None = Field(default=None, min_length=1, max_length=128)
+    name: Text = Field(default=None, min_length=1, max_length=256)
+
+
+class AssistantVersionsSearch(_Body):
+    """``POST /assistants/{id}/versions``."""
+
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
+
+
+class AssistantVersionChange(_Body):
+    """``POST /assistants/{id}/latest``."""
+
+    version: int = Field(ge=1, le=MAX_INT64)
+
+
+class ThreadPrune(_Body):
+    """``POST /threads/prune``: ``delete`` removes the threads, ``keep_latest`` their older checkpoints."""
+
+    thread_ids: list[str] = Field(max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+    @field_validator("thread_ids")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if any("\x00" in v for v in value):
+            raise ValueError("a thread id must not contain a NUL character")
+        return list(dict.fromkeys(value))

@@ -19,9 +19,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agents.checkpoint import open_checkpointer
 from sandbox.libsets import LIBRARY_SETS, ready_library_sets
+from server.agent_protocol.assistants import Assistants
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.graphs import GraphHost, load_graph
 from server.agent_protocol.runs.manager import RunManager
+from server.agent_protocol.storage.assistants import AssistantStore
 from server.agent_protocol.storage.store import ProtocolStore, async_url
 
 __all__ = ["AgentProtocolService"]
@@ -47,13 +49,14 @@ async def _library_sets(context_extras: dict[str, Any] | None) -> frozenset[str]
 
 @dataclass(frozen=True, kw_only=True)
 class AgentProtocolService:
-    """The store of threads and runs, the served graph, and the run manager."""
+    """The store of threads and runs, the served graph, its assistants, and the run manager."""
 
     settings: AgentProtocolSettings
     store: ProtocolStore
     host: GraphHost
     manager: RunManager
     checkpointer: BaseCheckpointSaver[Any]
+    assistants: Assistants
 
     @classmethod
     @asynccontextmanager
@@ -74,10 +77,25 @@ class AgentProtocolService:
             saver = await stack.enter_async_context(_checkpointer(settings))
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
             host = GraphHost(graph, settings.graph_id, settings, await _library_sets(context_extras))
-            manager = RunManager(store, host, settings, context_extras, database_url=settings.database_url)
+            assistants = Assistants(AssistantStore(store), host)
+            manager = RunManager(
+                store,
+                host,
+                settings,
+                context_extras,
+                assistants=assistants,
+                database_url=settings.database_url,
+            )
             stack.push_async_callback(manager.close)
             manager.start()  # the worker: claims queued runs, and those a stopped process left behind
             logger.info(
                 "agent protocol ready: graph %s as assistant %s", settings.graph_ref, host.assistant_id
             )
-            yield cls(settings=settings, store=store, host=host, manager=manager, checkpointer=saver)
+            yield cls(
+                settings=settings,
+                store=store,
+                host=host,
+                manager=manager,
+                checkpointer=saver,
+                assistants=assistants,
+            )

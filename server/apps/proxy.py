@@ -1,10 +1,11 @@
 """The reverse proxy at ``/apps/{app_id}/``: the only way into a hosted app (HTTP, SSE, WebSocket).
 
 Why a raw ASGI app: bodies stream both ways chunk by chunk (uploads, Server-Sent Events), and a
-WebSocket is relayed frame by frame, without buffering. Upstream is the app's Unix socket (the
-forwarder inside its sandbox relays to its port). The app learns its prefix from
-``X-Forwarded-Prefix`` (and ``ROOT_PATH`` in its environment). Our credentials (token header,
-access cookie, API key) are removed before the request reaches the app.
+WebSocket is relayed frame by frame, without buffering. Upstream is where the app's service handle
+says it is (:mod:`server.apps.dialer`): a Unix socket for the local backends (the forwarder inside
+the sandbox relays to its port), or a URL for a remote one (a Kata Service, a Unikraft edge). The
+app learns its prefix from ``X-Forwarded-Prefix`` (and ``ROOT_PATH`` in its environment). Our
+credentials (token header, access cookie, API key) are removed before the request reaches the app.
 
 Origins (see :mod:`server.apps.origin`): with ``AGENTIC_APPS_DOMAIN`` set (the default), browsers
 are sent to the app's own host ``{id}.{domain}``; on the API's origin only token-carrying requests
@@ -25,10 +26,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.types import Receive, Scope, Send
-from websockets.asyncio.client import unix_connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from sandbox.service import ServiceEndpoint
 from server.apps.access import COOKIE, LINK_PARAM, hash_token
+from server.apps.dialer import EndpointError, dialer_for
 from server.apps.manager import AppError, AppManager
 from server.apps.origin import ORIGIN_APP_KEY, app_origin
 from server.apps.relay import RelayError, UpstreamPool
@@ -93,14 +95,18 @@ class AppProxy:
             pool.close()
         self._pools.clear()
 
-    def _pool(self, app_id: str, socket_path: str) -> UpstreamPool:
-        """The app's keep-alive pool (a new one when its service, hence its socket, changed)."""
+    def _pool(self, app_id: str, endpoint: ServiceEndpoint) -> UpstreamPool:
+        """The app's keep-alive pool (a new one when its service, hence its endpoint, changed).
+
+        Raises:
+            EndpointError: the backend's URL is not one the proxy dials.
+        """
         pool = self._pools.get(app_id)
-        if pool is not None and pool.socket_path == socket_path:
+        if pool is not None and pool.dialer.endpoint == endpoint:
             return pool
         if pool is not None:
             pool.close()
-        pool = self._pools[app_id] = UpstreamPool(socket_path)
+        pool = self._pools[app_id] = UpstreamPool(dialer_for(endpoint))
         return pool
 
     async def _allowed(self, scope: Scope, record: AppRecord) -> bool:
@@ -159,13 +165,19 @@ class AppProxy:
         except AppError as exc:
             logger.warning("app %s could not be woken: %s", app_id, exc)
             return await self._refuse(scope, receive, send, 502, "the app did not start")
-        assert handle.socket_path is not None
+        try:
+            if handle.endpoint is None:
+                raise EndpointError("the backend gave the app no endpoint")
+            pool = self._pool(app_id, handle.endpoint)
+        except EndpointError as exc:
+            logger.warning("app %s cannot be reached: %s", app_id, exc)
+            return await self._refuse(scope, receive, send, 502, "the app's endpoint is not usable")
         # scope["path"] is percent-decoded: encode it again (a decoded CR LF must never reach the app).
         target = quote("/" + rest, safe=_PATH_SAFE) + (f"?{query}" if query else "")
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, record, str(handle.socket_path), target)
+            await self._websocket(scope, receive, send, record, pool, target)
         else:
-            await self._http(scope, receive, send, record, str(handle.socket_path), target)
+            await self._http(scope, receive, send, record, pool, target)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         if scope["type"] == "websocket":
@@ -221,7 +233,7 @@ class AppProxy:
         return headers
 
     async def _http(
-        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, socket_path: str, target: str
+        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, pool: UpstreamPool, target: str
     ) -> None:
         async def body() -> AsyncIterator[bytes]:
             while True:
@@ -233,7 +245,6 @@ class AppProxy:
                 if not message.get("more_body", False):
                     return
 
-        pool = self._pool(record.id, socket_path)
         request_headers = scope["headers"]
         has_length = any(k == b"content-length" for k, _ in request_headers)
         chunked = not has_length and any(k == b"transfer-encoding" for k, _ in request_headers)
@@ -258,7 +269,7 @@ class AppProxy:
             upstream.done()
 
     async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, socket_path: str, target: str
+        self, scope: Scope, receive: Receive, send: Send, record: AppRecord, pool: UpstreamPool, target: str
     ) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
@@ -267,9 +278,8 @@ class AppProxy:
             p.strip() for p in (_header(scope, b"sec-websocket-protocol") or "").split(",") if p.strip()
         ]
         try:
-            upstream = await unix_connect(
-                socket_path,
-                uri="ws://app" + target,
+            upstream = await pool.dialer.websocket(
+                target,
                 subprotocols=protocols or None,
                 additional_headers=[
                     (k.decode("latin-1"), v.decode("latin-1"))

@@ -1,4 +1,4 @@
-"""A raw HTTP/1.1 relay to a hosted app's Unix socket, with a keep-alive pool per app.
+"""A raw HTTP/1.1 relay to a hosted app (its Unix socket or its URL), with a keep-alive pool per app.
 
 Why not an HTTP client library: the reverse proxy only forwards bytes it does not interpret, and
 profiling ``bench/proxy.py`` showed httpx / httpcore / anyio (request models, per-request socket
@@ -9,7 +9,8 @@ streamed bodies and Server-Sent Events keep flowing. Chunked responses are decod
 re-frames them). A connection goes back to the pool only after a complete response that did not
 ask to close. Only GET / HEAD / OPTIONS without a body use pooled connections, and one that finds
 its connection stale (closed by the app while idle) is sent again on a new one; any other request
-gets a new connection (it must never be sent twice).
+gets a new connection (it must never be sent twice). Where connections go, and the ``Host`` they
+carry, is the pool's :class:`~server.apps.dialer.Dialer`: the relay is the same for both kinds.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from server.apps.dialer import Connection, Dialer
+
 __all__ = ["RelayError", "Upstream", "UpstreamPool"]
 
-_LIMIT = 64 * 1024  # longest response head / chunk-size line
 _CHUNK = 64 * 1024
 _MAX_IDLE = 32
 _TOKEN = re.compile(r"[A-Z]{1,20}")
 _TARGET = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no space, no CR / LF
 _REPLAYABLE = {"GET", "HEAD", "OPTIONS"}  # safe to send again when a pooled connection was stale
-
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class RelayError(Exception):
@@ -83,14 +83,11 @@ class Upstream:
 
 
 class UpstreamPool:
-    """Keep-alive connections to one app's socket."""
+    """Keep-alive connections to one app (through ``dialer``)."""
 
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+    def __init__(self, dialer: Dialer) -> None:
+        self.dialer = dialer
         self._idle: list[Connection] = []
-
-    async def _open(self) -> Connection:
-        return await asyncio.open_unix_connection(self.socket_path, limit=_LIMIT)
 
     def release(self, conn: Connection) -> None:
         """Keep ``conn`` for the next request (at most :data:`_MAX_IDLE` idle)."""
@@ -119,12 +116,12 @@ class UpstreamPool:
         ``body``: the request body (its ``Content-Length`` among ``headers``, or ``chunked=True``).
 
         Raises:
-            OSError: the socket refused the connection.
+            OSError: the app's socket or address refused the connection (TLS errors included).
             RelayError: the app closed without answering, or answered with something else than HTTP.
         """
         if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
             raise RelayError(f"refusing to send {method[:20]!r} {target[:80]!r}")
-        lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: app\r\n"]
+        lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), b"host: " + self.dialer.host + b"\r\n"]
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         if chunked:
             lines.append(b"transfer-encoding: chunked\r\n")
@@ -137,7 +134,7 @@ class UpstreamPool:
             with contextlib.suppress(RelayError, OSError, asyncio.IncompleteReadError):
                 return await self._exchange(conn, method, head, None, chunked)
             conn[1].close()  # stale: the app closed it while idle; try the next or a new one
-        return await self._exchange(await self._open(), method, head, body, chunked)
+        return await self._exchange(await self.dialer.open(), method, head, body, chunked)
 
     async def _exchange(
         self,

@@ -6,6 +6,7 @@ fail (tests/infra/test_policies.py), which is how we know a green run means some
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, cast
 
@@ -14,6 +15,7 @@ from tests.infra.render import Obj
 __all__ = [
     "ALLOWED_SANDBOX_MANAGER",
     "PLATFORM_NAMESPACE",
+    "check_egress_proxy",
     "check_images",
     "check_network_policies",
     "check_pod_security",
@@ -255,4 +257,93 @@ def check_user_namespaces(objs: list[Obj]) -> list[str]:
         expected = [{"kind": "ServiceAccount", "name": "agentic-server", "namespace": PLATFORM_NAMESPACE}]
         if len(bindings) != 1 or bindings[0]["subjects"] != expected:
             bad.append(f"namespace {ns}: needs one RoleBinding of agentic-sandbox-manager to the server")
+    return bad
+
+
+_EGRESS_PROXY_PORT = 3128
+# What the egress proxy's own NetworkPolicy must keep it from reaching (the cluster's pods, Services,
+# nodes, metadata and, usually, the API server): private, CGNAT, link-local and loopback ranges.
+_PRIVATE_V4 = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+)
+_PRIVATE_V6 = ("fc00::/7", "fe80::/10", "::1/128")
+
+
+def _ip_block_bad(block: dict[str, Any]) -> str | None:
+    """Why an egress ipBlock lets the proxy reach a private range (None: it does not)."""
+    cidr = ipaddress.ip_network(block["cidr"])
+    excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    for private in _PRIVATE_V4 if cidr.version == 4 else _PRIVATE_V6:
+        net = ipaddress.ip_network(private)
+        if net.overlaps(cidr) and not any(
+            net.version == e.version and net.subnet_of(e)
+            for e in excepted  # type: ignore[arg-type]
+        ):
+            return f"{cidr} does not except {net}"
+    return None
+
+
+def check_egress_proxy(objs: list[Obj]) -> list[str]:
+    """The egress proxy: a Deployment running ``agentic egress-proxy`` on 3128 with probes, a Service in
+    front of it, and a NetworkPolicy letting in only user namespaces' network-labelled pods and letting
+    out only to non-private addresses."""
+    pods = [
+        o
+        for o in objs
+        if o["kind"] == "Deployment"
+        and o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "egress-proxy"
+    ]
+    if len(pods) != 1:
+        return [f"expected one egress-proxy Deployment, found {len(pods)}"]
+    deployment = pods[0]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    bad: list[str] = []
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    if container.get("args") != ["egress-proxy"]:
+        bad.append(f"{_name(deployment)}: does not run `agentic egress-proxy`")
+    if {p["containerPort"] for p in container.get("ports", [])} != {_EGRESS_PROXY_PORT}:
+        bad.append(f"{_name(deployment)}: does not listen on {_EGRESS_PROXY_PORT}")
+    for probe in ("readinessProbe", "livenessProbe"):
+        if probe not in container:
+            bad.append(f"{_name(deployment)}: no {probe}")
+    services = [
+        s
+        for s in objs
+        if s["kind"] == "Service"
+        and s["spec"].get("selector")
+        and s["spec"]["selector"].items() <= labels.items()
+    ]
+    if not any(p["port"] == _EGRESS_PROXY_PORT for s in services for p in s["spec"]["ports"]):
+        bad.append(f"no Service exposes the egress proxy on {_EGRESS_PROXY_PORT}")
+    policies = [
+        p
+        for p in objs
+        if p["kind"] == "NetworkPolicy"
+        and p["metadata"].get("namespace") == PLATFORM_NAMESPACE
+        and p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        and p["spec"]["podSelector"].get("matchLabels")
+    ]
+    if not policies:
+        return [*bad, "no NetworkPolicy selects the egress proxy's pods"]
+    sandbox_peer = {
+        "namespaceSelector": {"matchLabels": {"agentic.platform/role": "user-namespace"}},
+        "podSelector": {"matchLabels": {"agentic.dev/network": "egress"}},
+    }
+    for p in policies:
+        for rule in p["spec"].get("ingress", []):
+            if not rule.get("from") or any(peer != sandbox_peer for peer in rule["from"]):
+                bad.append(f"{_name(p)}: ingress from something other than sandbox pods with network")
+            if [port.get("port") for port in rule.get("ports", [])] != [_EGRESS_PROXY_PORT]:
+                bad.append(f"{_name(p)}: ingress on other ports than {_EGRESS_PROXY_PORT}")
+        for rule in p["spec"].get("egress", []):
+            for peer in rule.get("to") or [{}]:
+                if "ipBlock" not in peer:
+                    bad.append(f"{_name(p)}: egress to pods, namespaces or anything (only ipBlocks)")
+                elif (why := _ip_block_bad(peer["ipBlock"])) is not None:
+                    bad.append(f"{_name(p)}: egress reaches a private range: {why}")
     return bad

@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings
 
 from agents.settings import GraphSettings, ModelSettings
 from sandbox.config import SandboxSettings
+from sandbox.egress_listener import EgressListenerSettings
+from sandbox.kata.settings import DEFAULT_EGRESS_PROXY_URL
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.runs.manager import RunManager
 from server.app import create_app
@@ -294,3 +296,25 @@ def test_postgres_and_backups(overlay: tuple[str, list[Obj]]) -> None:
         ]
         assert claim in claims
         assert command in spec["containers"][0]["args"][0]
+
+
+def test_egress_proxy(overlay: tuple[str, list[Obj]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster's egress proxy: hardened (test_pod_security), reachable only by sandbox pods with
+    network, out only to non-private addresses, at the address the kata backend gives its pods, and
+    configured only with settings ``agentic egress-proxy`` reads."""
+    name, objs = overlay
+    assert policies.check_egress_proxy(objs) == []
+    (deployment,) = find(objs, "Deployment", "agentic-egress-proxy")
+    assert deployment["spec"]["replicas"] == (1 if name == "dev" else 2)
+    assert len(find(objs, "PodDisruptionBudget", "agentic-egress-proxy")) == (0 if name == "dev" else 1)
+    (service,) = find(objs, "Service", "agentic-egress-proxy")
+    meta, port = service["metadata"], service["spec"]["ports"][0]["port"]
+    url = f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:{port}"
+    assert url == DEFAULT_EGRESS_PROXY_URL
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    known = _env_names(EgressListenerSettings) | {"AGENTIC_LOG_FORMAT", "PYTHONDONTWRITEBYTECODE"}
+    assert {e["name"] for e in container["env"]} - known == set()
+    for variable in container["env"]:  # read as the pod's environment
+        monkeypatch.setenv(variable["name"], variable["value"])
+    settings = EgressListenerSettings()
+    assert (settings.port, settings.allow_internet, settings.allow) == (port, True, [])

@@ -196,3 +196,46 @@ def test_user_namespace_checks_catch(prod: list[Obj]) -> None:
     violations = " | ".join(policies.check_user_namespaces(objs))
     for expected in ("ResourceQuota", "LimitRange", "RoleBinding", "restricted"):
         assert expected in violations, violations
+
+
+def _proxy_policy(o: list[Obj]) -> Obj:
+    return find(o, "NetworkPolicy", "agentic-egress-proxy")[0]
+
+
+def _proxy_open_to_any_namespace(o: list[Obj]) -> None:
+    _proxy_policy(o)["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+
+
+def _proxy_to_private_range(o: list[Obj]) -> None:
+    _proxy_policy(o)["spec"]["egress"][0]["to"][0]["ipBlock"]["except"].remove("10.0.0.0/8")
+
+
+def _proxy_to_cluster_pods(o: list[Obj]) -> None:
+    _proxy_policy(o)["spec"]["egress"].append({"to": [{"namespaceSelector": {}}]})
+
+
+def _proxy_without_service(o: list[Obj]) -> None:
+    o.remove(find(o, "Service", "agentic-egress-proxy")[0])
+
+
+def _proxy_without_probe(o: list[Obj]) -> None:
+    del _container(o, "Deployment", "agentic-egress-proxy")["readinessProbe"]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "expected"),
+    [
+        (_proxy_open_to_any_namespace, "ingress from something other than sandbox pods"),
+        (_proxy_to_private_range, "does not except 10.0.0.0/8"),
+        (_proxy_to_cluster_pods, "only ipBlocks"),
+        (_proxy_without_service, "no Service exposes the egress proxy"),
+        (_proxy_without_probe, "no readinessProbe"),
+    ],
+)
+def test_egress_proxy_checks_catch(
+    prod: list[Obj], breaks: Callable[[list[Obj]], None], expected: str
+) -> None:
+    objs = copy.deepcopy(prod)
+    breaks(objs)
+    violations = policies.check_egress_proxy(objs)
+    assert any(expected in v for v in violations), violations

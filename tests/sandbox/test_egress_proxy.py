@@ -1,4 +1,5 @@
-"""The egress proxy over its Unix socket, with a stub resolver: refusals happen before any connect.
+"""The egress proxy over its Unix socket and on TCP (the cluster's mode), with a stub resolver:
+refusals happen before any connect.
 
 Only loopback listeners of the test are ever contacted; private, link-local and metadata targets
 (by literal, by DNS answer, by redirect) are refused by the proxy's decision, which is the point.
@@ -9,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import http.server
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sandbox.egress_policy import EgressPolicy
 from sandbox.egress_proxy import EgressChannel, EgressProxy
 
 LABELS = {"tenant": "acme", "run": "run-42"}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -65,18 +74,34 @@ async def _stub(host: str, port: int) -> list[str]:
     return answers[host]
 
 
-@pytest.fixture
-async def channel(tmp_path: Path) -> AsyncIterator[EgressChannel]:
+@pytest.fixture(params=["unix", "tcp"])
+async def channel(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EgressChannel]:
+    """A run's Unix socket (labelled with tenant and run), or the cluster's TCP listener on 127.0.0.1."""
     policy = EgressPolicy.from_entries(["127.0.0.2"], allow_internet=True, platform_ports=[8000])
     proxy = EgressProxy(policy, resolver=_stub)
-    opened = await proxy.open_channel(tmp_path / "egress.sock", LABELS)
+    if request.param == "unix":
+        opened = await proxy.open_channel(tmp_path / "egress.sock", LABELS)
+    else:
+        opened = await proxy.listen_tcp("127.0.0.1", 0)
     yield opened
     await opened.close()
     assert not (tmp_path / "egress.sock").exists()
 
 
+async def _open(channel: EgressChannel) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if channel.path is not None:
+        return await asyncio.open_unix_connection(str(channel.path))
+    assert channel.address is not None
+    return await asyncio.open_connection(*channel.address)
+
+
+def _who(channel: EgressChannel) -> str:
+    """What a decision's log line says of the client: the run's ids, or the TCP peer's address."""
+    return "tenant=acme run=run-42" if channel.path is not None else "tenant=- run=- client=127.0.0.1"
+
+
 async def _ask(channel: EgressChannel, head: str) -> bytes:
-    reader, writer = await asyncio.open_unix_connection(str(channel.path))
+    reader, writer = await _open(channel)
     writer.write(head.encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 10)
@@ -116,14 +141,14 @@ async def test_allow_listed_page_is_fetched_and_decisions_are_logged(
     caplog.set_level(logging.INFO, logger="sandbox.egress_policy")
     answer = await _ask(channel, f"GET http://page.test:{page}/page HTTP/1.1\r\nHost: page.test\r\n\r\n")
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"allowed page"), answer
-    reader, writer = await asyncio.open_unix_connection(str(channel.path))
+    reader, writer = await _open(channel)
     writer.write(f"CONNECT 127.0.0.2:{page} HTTP/1.1\r\n\r\n".encode())
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
     writer.write(b"GET /page HTTP/1.0\r\n\r\n")
     assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"allowed page")
     writer.close()
     lines = [r.getMessage() for r in caplog.records]
-    assert any("ALLOW page.test" in line and "tenant=acme run=run-42" in line for line in lines), lines
+    assert any("ALLOW page.test" in line and _who(channel) in line for line in lines), lines
 
 
 @pytest.mark.parametrize("path", ["/to-metadata", "/to-private-name", "/to-link-local"])
@@ -133,9 +158,60 @@ async def test_redirects_into_internal_addresses_are_refused(
     caplog.set_level(logging.INFO, logger="sandbox.egress_policy")
     answer = await _ask(channel, f"GET http://127.0.0.2:{page}{path} HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403") and b"redirect refused" in answer, answer
-    assert any("DENY" in r.getMessage() and "tenant=acme" in r.getMessage() for r in caplog.records)
+    assert any("DENY" in r.getMessage() and _who(channel) in r.getMessage() for r in caplog.records)
 
 
 async def test_redirects_to_allowed_targets_pass(channel: EgressChannel, page: int) -> None:
     answer = await _ask(channel, f"GET http://127.0.0.2:{page}/to-page HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.0 302") and b"Location: /page" in answer, answer
+
+
+def test_the_cluster_command_serves_on_tcp_with_the_same_decisions(page: int, tmp_path: Path) -> None:
+    """``agentic egress-proxy``, configured from the environment as its Deployment is: an allow-listed
+    loopback page is fetched through it (plain HTTP and CONNECT); private, metadata and loopback
+    targets are refused by its decision (nothing is sent to them), and every decision is logged."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "AGENTIC_EGRESS_PROXY_HOST": "127.0.0.1",
+        "AGENTIC_EGRESS_PROXY_PORT": str(port),
+        "AGENTIC_EGRESS_PROXY_ALLOW": '["127.0.0.2"]',
+        "AGENTIC_LOG_FORMAT": "text",
+    }
+    log = tmp_path / "proxy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from server.cli import app; app()", "egress-proxy"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(400):
+            if "listening on 127.0.0.1" in log.read_text() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert "listening on 127.0.0.1" in log.read_text(), log.read_text()
+        proxy = f"http://127.0.0.1:{port}"
+        with httpx.Client(proxy=proxy, trust_env=False, timeout=10) as client:
+            assert client.get(f"http://127.0.0.2:{page}/page").text == "allowed page"
+            for target in ("http://10.0.0.1/", "http://169.254.169.254/latest/", f"http://127.0.0.1:{port}/"):
+                refused = client.get(target)
+                assert refused.status_code == 403 and refused.headers["x-agentic-egress"] == "denied", target
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(f"CONNECT 127.0.0.2:{page} HTTP/1.1\r\n\r\nGET /page HTTP/1.0\r\n\r\n".encode())
+            data = b""
+            while chunk := raw.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"allowed page")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    text = log.read_text()
+    assert f"egress ALLOW 127.0.0.2:{page}" in text and "client=127.0.0.1" in text
+    assert "egress DENY 10.0.0.1:80" in text and "private address" in text
+    assert "egress DENY 169.254.169.254:80" in text and "metadata address" in text
+    assert "egress proxy stopped" in text

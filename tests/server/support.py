@@ -21,6 +21,7 @@ __all__ = [
     "LiveServer",
     "SseEvent",
     "assert_error",
+    "demo_ticks",
     "read_sse",
 ]
 
@@ -96,3 +97,22 @@ def assert_error(response: httpx.Response, status: int, kind: str | None = None)
     if kind is not None:
         assert error["type"] == kind, error
     return dict(error)
+
+
+def demo_ticks(client: httpx.Client, url: str) -> tuple[list[str], float]:
+    """The demo app's Server-Sent Events at ``url`` and how soon the first arrived (seconds).
+
+    The app sleeps 0.3 s between events: a first event well before the end shows the stream is
+    relayed as it comes, not buffered.
+    """
+    ticks: list[str] = []
+    first_at: float | None = None
+    start = time.monotonic()
+    with client.stream("GET", url) as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                ticks.append(line[5:].strip())
+                first_at = first_at or time.monotonic() - start
+    assert first_at is not None, "no event came"
+    return ticks, first_at

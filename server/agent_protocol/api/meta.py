@@ -17,7 +17,7 @@ router = APIRouter(tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 @router.get("/info")
 async def get_info(service: ServiceDep) -> dict[str, Any]:
-    """Server version and feature flags (no assistants CRUD, no crons, no store)."""
+    """Server version and feature flags (assistants yes; no crons, no store, no LangSmith)."""
     return {
         "version": "agentic-0.1.0",
         "langgraph_py_version": langgraph.version.__version__,

@@ -1,4 +1,4 @@
-"""Threads: create / get / patch / delete / search / count, and their state and history.
+"""Threads: create / get / patch / delete / search / count / copy / prune, their state and history.
 
 The thread row keeps metadata, status and the last values a run left; the state and its history
 are read from the graph's checkpointer, so time travel sees exactly what the graph saw.
@@ -15,6 +15,7 @@ from langgraph.errors import InvalidUpdateError
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
+from server.agent_protocol.checkpoints import copy_checkpoints, prune_to_latest
 from server.agent_protocol.errors import (
     CheckpointNotFoundError,
     InvalidStateUpdateError,
@@ -29,10 +30,12 @@ from server.agent_protocol.schemas import (
     ThreadCount,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
 )
 from server.agent_protocol.serde import dumps_to_obj
 from server.agent_protocol.status import ThreadStatus
+from server.agent_protocol.storage.records import ThreadRecord
 from server.deps import TenantDep
 
 __all__ = ["router"]
@@ -126,6 +129,57 @@ async def count_threads(body: ThreadCount, service: ServiceDep, tenant: TenantDe
     return len(found)
 
 
+@router.post("/prune")
+async def prune_threads(body: ThreadPrune, service: ServiceDep, tenant: TenantDep) -> dict[str, int]:
+    """``delete``: delete the threads (runs cancelled, checkpoints gone); ``keep_latest``: keep each
+    thread and its current state, drop its older checkpoints. Ids that are not ``tenant``'s threads
+    are skipped (not counted), as on the LangGraph server.
+    """
+    owned = [t.thread_id for t in await _owned(service, body.thread_ids, tenant)]
+    if body.strategy == "delete":
+        for thread_id in owned:
+            await service.manager.delete_thread(thread_id)
+    elif owned:
+        await prune_to_latest(service.checkpointer, owned)
+    return {"pruned_count": len(owned)}
+
+
+async def _owned(service: ServiceDep, thread_ids: list[str], tenant: str) -> list[ThreadRecord]:
+    if not thread_ids:
+        return []
+    return await service.store.search_threads(
+        metadata=None,
+        status=None,
+        ids=thread_ids,
+        limit=len(thread_ids),
+        offset=0,
+        sort_by="created_at",
+        sort_order="asc",
+        tenant=tenant,
+    )
+
+
+@router.post("/{thread_id}/copy")
+async def copy_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
+    """A new thread of ``tenant`` with the thread's metadata, state and whole checkpoint history."""
+    source = await service.manager.require_thread(thread_id, tenant)
+    copy_id = str(uuid.uuid4())
+    await service.store.create_thread(copy_id, source.metadata, tenant)
+    try:
+        await copy_checkpoints(service.checkpointer, thread_id, copy_id)
+    except BaseException:
+        await service.manager.delete_thread(copy_id)  # no half copy left behind
+        raise
+    await service.store.update_thread(
+        copy_id,
+        values=source.values,
+        interrupts=source.interrupts,
+        set_values=True,
+        status=ThreadStatus.INTERRUPTED if source.interrupts else ThreadStatus.IDLE,
+    )
+    return (await service.manager.require_thread(copy_id, tenant)).public()
+
+
 @router.get("/{thread_id}")
 async def get_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
     """The thread with its status and last values."""
@@ -146,9 +200,7 @@ async def patch_thread(
 async def delete_thread(thread_id: str, service: ServiceDep, tenant: TenantDep) -> Response:
     """Cancel its runs, delete it, its runs and its checkpoints."""
     await _require(service, thread_id, tenant)
-    await service.manager.cancel_thread_runs(thread_id)
-    await service.store.delete_thread(thread_id)
-    await service.checkpointer.adelete_thread(thread_id)
+    await service.manager.delete_thread(thread_id)
     return Response(status_code=204)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 from sqlalchemy.engine import Connection
 
@@ -34,6 +35,7 @@ from server.agent_protocol.storage.events import EventLog
 from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
 from server.agent_protocol.storage.queue import RunQueue
 from server.agent_protocol.storage.records import RunRecord
+from server.agent_protocol.storage.stateless import drop_temporary_thread
 from server.agent_protocol.storage.store import (
     ProtocolStore,
     Work,
@@ -234,6 +236,9 @@ class RunExecutor:
             if not ended_here:
                 return  # the process that takes it over records the outcome
             thread = await self._final_thread_state(run, status, error)
+            temporary = run.payload.on_completion == "delete"  # a stateless run's own thread
+            if temporary:
+                thread = drop_temporary_thread(rec.run_id, rec.thread_id, run.result)
             end: Work[Any] = (
                 delete_run_work(rec.run_id, rec.thread_id)
                 if run.cancel_action == CancelAction.ROLLBACK
@@ -251,11 +256,19 @@ class RunExecutor:
                 self._events.wake_local(rec.run_id)
             else:
                 await self._store.write(record)
+            if temporary:
+                await self._drop_checkpoints(rec.thread_id)
         except Exception:
             logger.exception("run %s: recording the outcome failed", rec.run_id)
         finally:
             self._hubs.finished(rec.run_id)
             run.done.set()
+
+    async def _drop_checkpoints(self, thread_id: str) -> None:
+        """Delete a temporary thread's checkpoints (its row went with the run's end)."""
+        checkpointer = self._host.graph.checkpointer
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            await checkpointer.adelete_thread(thread_id)
 
     async def _final_thread_state(self, run: ActiveRun, status: RunStatus, error: str | None) -> Work[None]:
         """Set the run's result from the thread's last checkpoint; returns the thread's update."""

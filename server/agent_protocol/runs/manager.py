@@ -24,9 +24,12 @@ import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from server.agent_protocol.assistants import Assistants
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.errors import (
-    AssistantNotFoundError,
+    AgentProtocolError,
     InvalidRunError,
     RunConflictError,
     RunNotFoundError,
@@ -60,10 +63,12 @@ class RunManager:
         settings: AgentProtocolSettings,
         context_extras: dict[str, Any] | None = None,
         *,
+        assistants: Assistants,
         database_url: str | None = None,
     ) -> None:
         self._store = store
         self._host = host
+        self._assistants = assistants
         self._settings = settings
         queue = RunQueue(store)
         self._queue = queue
@@ -118,9 +123,34 @@ class RunManager:
 
     # threads (as runs see them) ------------------------------------------------------------------
 
-    def thread_metadata(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def thread_metadata(
+        self, metadata: dict[str, Any] | None = None, assistant_id: str | None = None
+    ) -> dict[str, Any]:
         """A new thread's metadata: the served graph and assistant (clients search by either)."""
-        return {"graph_id": self._host.graph_id, "assistant_id": self._host.assistant_id, **(metadata or {})}
+        assistant = assistant_id or self._host.assistant_id
+        return {"graph_id": self._host.graph_id, "assistant_id": assistant, **(metadata or {})}
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Cancel the thread's runs, then delete it, its runs and its checkpoints."""
+        await self.cancel_thread_runs(thread_id)
+        await self._store.delete_thread(thread_id)
+        checkpointer = self._host.graph.checkpointer
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            await checkpointer.adelete_thread(thread_id)
+
+    async def threads_of_assistant(self, assistant_id: str, tenant: str) -> list[str]:
+        """Ids of ``tenant``'s threads whose ``metadata.assistant_id`` is ``assistant_id``."""
+        found = await self._store.search_threads(
+            metadata={"assistant_id": assistant_id},
+            status=None,
+            ids=None,
+            limit=1_000_000,
+            offset=0,
+            sort_by="created_at",
+            sort_order="asc",
+            tenant=tenant,
+        )
+        return [t.thread_id for t in found]
 
     async def require_thread(self, thread_id: str, tenant: str) -> ThreadRecord:
         """The thread if ``tenant`` owns it. Raises ThreadNotFoundError (also for another tenant's)."""
@@ -131,6 +161,45 @@ class RunManager:
 
     # creation ------------------------------------------------------------------------------------
 
+    async def create_stateless_run(
+        self, payload: RunCreate, *, tenant: str = "default", subscribe: bool = False
+    ) -> tuple[RunRecord, Subscription | None]:
+        """A run on a thread made for it, deleted when the run ends (``on_completion="delete"``,
+        the default) or kept (``"keep"``); it goes through the same queue as any run.
+
+        Raises:
+            AssistantNotFoundError, InvalidRunError (also a command: there is nothing to resume).
+        """
+        if payload.command is not None:
+            raise InvalidRunError("a stateless run has no thread to resume: send input, not a command")
+        stateless = payload.model_copy(
+            update={
+                "on_completion": payload.on_completion or "delete",
+                "if_not_exists": "create",
+                "checkpoint": None,
+                "checkpoint_id": None,
+            }
+        )
+        return await self._create(str(uuid.uuid4()), stateless, tenant=tenant, subscribe=subscribe)
+
+    async def create_stateless_batch(self, payloads: list[RunCreate], *, tenant: str) -> list[RunRecord]:
+        """Stateless background runs, all checked before any is created (one bad run: none queued).
+
+        Raises:
+            AssistantNotFoundError, InvalidRunError (naming the run's position in the batch).
+        """
+        for position, payload in enumerate(payloads):
+            try:
+                if payload.command is not None:
+                    raise InvalidRunError(
+                        "a stateless run has no thread to resume: send input, not a command"
+                    )
+                assistant = await self._assistants.resolve(payload.assistant_id, tenant)
+                self._assistants.run_payload(assistant, payload)
+            except AgentProtocolError as exc:
+                raise type(exc)(f"run {position} of the batch: {exc}") from None
+        return [(await self.create_stateless_run(p, tenant=tenant))[0] for p in payloads]
+
     async def create_run(
         self, thread_id: str, payload: RunCreate, *, tenant: str = "default", subscribe: bool = False
     ) -> tuple[RunRecord, Subscription | None]:
@@ -138,18 +207,25 @@ class RunManager:
 
         Args:
             thread_id: The thread.
-            payload: The request.
+            payload: The request (``on_completion`` is for stateless runs only: ignored).
             tenant: Who asks.
             subscribe: Also return a subscription to all the run's events, wherever it executes.
 
         Raises:
             ThreadNotFoundError (also for another tenant's thread), ThreadExistsError (creating a
-            thread whose id another tenant uses), AssistantNotFoundError, RunConflictError,
-            InvalidRunError.
+            thread whose id another tenant uses), AssistantNotFoundError (also another tenant's),
+            RunConflictError, InvalidRunError (a context the operator's policy refuses included).
         """
-        if not self._host.matches(payload.assistant_id):
-            raise AssistantNotFoundError(f"assistant {payload.assistant_id!r} not found")
-        self._host.policy.check(payload.context)  # a bad context is a 422 now, not a failed run later
+        payload = payload.model_copy(update={"on_completion": None})
+        return await self._create(thread_id, payload, tenant=tenant, subscribe=subscribe)
+
+    async def _create(
+        self, thread_id: str, payload: RunCreate, *, tenant: str, subscribe: bool
+    ) -> tuple[RunRecord, Subscription | None]:
+        assistant = await self._assistants.resolve(payload.assistant_id, tenant)
+        # A bad context is a 422 now, not a failed run later; the stored request carries the
+        # assistant's config and context under the run's, so a resumed run executes the same.
+        payload = self._assistants.run_payload(assistant, payload)
         if payload.command is not None and payload.input is not None:
             raise InvalidRunError("give either input or command, not both")
         lock = self._admit_locks.setdefault(thread_id, asyncio.Lock())
@@ -160,7 +236,8 @@ class RunManager:
                     raise ThreadNotFoundError(f"thread {thread_id} not found")
                 if await self._store.get_thread(thread_id) is not None:
                     raise ThreadExistsError(f"thread id {thread_id} is taken; choose another")
-                await self._store.create_thread(thread_id, self.thread_metadata(), tenant)
+                metadata = self.thread_metadata(assistant_id=assistant.assistant_id)
+                await self._store.create_thread(thread_id, metadata, tenant)
             if active:
                 if payload.multitask_strategy == "reject":
                     raise RunConflictError(
@@ -174,7 +251,7 @@ class RunManager:
             record = await self._store.create_run(
                 run_id=str(uuid.uuid4()),
                 thread_id=thread_id,
-                assistant_id=self._host.assistant_id,
+                assistant_id=assistant.assistant_id,
                 metadata=payload.metadata or {},
                 multitask_strategy=payload.multitask_strategy,
                 kwargs=dumps_to_obj(payload.model_dump(exclude_none=True)),
@@ -249,6 +326,8 @@ class RunManager:
         thread = await self._store.get_thread(thread_id)
         if record.error:
             return {"__error__": {"error": record.error.split(":", 1)[0], "message": record.error}}
+        if thread is None:  # a stateless run's thread, deleted as it ended: its result is on the run
+            return record.result
         values = thread.values if thread else None
         if thread is not None and thread.interrupts and isinstance(values, dict):
             values = {**values, "__interrupt__": [i for items in thread.interrupts.values() for i in items]}
@@ -273,6 +352,11 @@ class RunManager:
         await self.get_run(thread_id, run_id, tenant=tenant)
         await self._worker.cancel(run_id, CancelAction.INTERRUPT, wait=True)
         await self._store.delete_run(run_id, thread_id)
+
+    async def cancel_assistant_runs(self, assistant_id: str, tenant: str) -> None:
+        """Cancel every active run of ``tenant`` that uses the assistant (before deleting it)."""
+        for run_id in await self._assistants.store.active_run_ids(assistant_id, tenant):
+            await self._worker.cancel(run_id, CancelAction.INTERRUPT, wait=True)
 
     async def cancel_thread_runs(self, thread_id: str) -> None:
         """Cancel every active run of a thread (before deleting it)."""

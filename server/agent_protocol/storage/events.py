@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from server.agent_protocol.status import ACTIVE_STATUSES
 from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
 from server.agent_protocol.storage.records import RunEvent
+from server.agent_protocol.storage.stateless import orphan_runs_delete
 from server.agent_protocol.storage.store import ProtocolStore
 from server.agent_protocol.storage.tables import events_t, runs_t
 
@@ -176,9 +177,19 @@ class EventLog:
             self._on_flushed([run_id])
 
     async def delete_expired(self, retention_s: float) -> int:
-        """Delete the events of runs that ended more than ``retention_s`` ago; returns rows deleted."""
+        """Delete the events of runs that ended more than ``retention_s`` ago; returns rows deleted.
+
+        Runs that ended as long ago and whose thread is gone (stateless runs) are deleted too.
+        """
         ended = sa.select(runs_t.c.run_id).where(
             runs_t.c.status.not_in(ACTIVE_STATUSES), runs_t.c.ended_at < time.time() - retention_s
         )
         delete = events_t.delete().where(events_t.c.run_id.in_(ended))
-        return await self._store.write(lambda conn: int(conn.execute(delete).rowcount or 0))
+        orphans = orphan_runs_delete(retention_s)  # stateless runs whose thread went when they ended
+
+        def work(conn: Connection) -> int:
+            deleted = int(conn.execute(delete).rowcount or 0)
+            conn.execute(orphans)
+            return deleted
+
+        return await self._store.write(work)

@@ -71,6 +71,7 @@ class RunRecord:
     attempts: int = 0
     worker_id: str | None = None  # the process that claimed it (when it was read)
     cancel_action: CancelAction | None = None  # a cancel asked for while another process executes it
+    result: Any = None  # the final values of a stateless run whose thread was deleted when it ended
 
     def public(self) -> dict[str, Any]:
         """The Agent Protocol ``Run`` shape (plus ``error``, the reason, for a failed run)."""
@@ -121,4 +122,5 @@ def run_from_row(row: sa.Row[Any]) -> RunRecord:
         attempts=m["attempts"] or 0,
         worker_id=m["worker_id"],
         cancel_action=CancelAction(m["cancel_action"]) if m["cancel_action"] else None,
+        result=loads(m["result"]),
     )

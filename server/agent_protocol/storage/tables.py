@@ -10,7 +10,15 @@ import sqlalchemy as sa
 
 from workspace.migrations import MigrationSet
 
-__all__ = ["MIGRATIONS", "events_t", "migrations_t", "runs_t", "threads_t"]
+__all__ = [
+    "MIGRATIONS",
+    "assistant_versions_t",
+    "assistants_t",
+    "events_t",
+    "migrations_t",
+    "runs_t",
+    "threads_t",
+]
 
 _STEPS: list[list[str]] = [
     [
@@ -60,6 +68,30 @@ _STEPS: list[list[str]] = [
             PRIMARY KEY (run_id, seq)
         )""",
     ],
+    [  # 4: assistants of tenants, versioned; a stateless run's result (its thread is gone when it ends)
+        """CREATE TABLE IF NOT EXISTS ap_assistants (
+            assistant_id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            graph_id VARCHAR(128) NOT NULL,
+            version INTEGER NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ap_assistants_tenant ON ap_assistants (tenant, created_at)",
+        """CREATE TABLE IF NOT EXISTS ap_assistant_versions (
+            assistant_id VARCHAR(64) NOT NULL,
+            version INTEGER NOT NULL,
+            graph_id VARCHAR(128) NOT NULL,
+            config TEXT NOT NULL,
+            context TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT,
+            created_at VARCHAR(40) NOT NULL,
+            PRIMARY KEY (assistant_id, version)
+        )""",
+        "ALTER TABLE ap_runs ADD COLUMN result TEXT",
+    ],
 ]
 
 _meta = sa.MetaData()
@@ -102,6 +134,7 @@ runs_t = sa.Table(
     sa.Column("attempts", sa.Integer),
     sa.Column("cancel_action", sa.String(16)),
     sa.Column("ended_at", sa.Float),
+    sa.Column("result", sa.Text),
 )
 events_t = sa.Table(
     "ap_run_events",
@@ -110,4 +143,27 @@ events_t = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("event", sa.Text),
     sa.Column("data", sa.Text),
+)
+assistants_t = sa.Table(
+    "ap_assistants",
+    _meta,
+    sa.Column("assistant_id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("graph_id", sa.String(128)),
+    sa.Column("version", sa.Integer),  # the active one (``/latest`` moves it)
+    sa.Column("created_at", sa.String(40)),
+    sa.Column("updated_at", sa.String(40)),
+)
+assistant_versions_t = sa.Table(
+    "ap_assistant_versions",
+    _meta,
+    sa.Column("assistant_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("graph_id", sa.String(128)),
+    sa.Column("config", sa.Text),
+    sa.Column("context", sa.Text),
+    sa.Column("metadata", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("created_at", sa.String(40)),
 )

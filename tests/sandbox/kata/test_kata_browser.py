@@ -91,6 +91,15 @@ def _browser_pods(kube: FakeKube) -> list[dict[str, Any]]:
     return [o for _, res, _, kind, o in kube.events if res == "pods" and kind == "ADDED"]
 
 
+async def _no_chromium_left() -> bool:
+    """No Chromium of a browser pod remains (the kernel ends a pod's processes with its pid 1)."""
+    for _ in range(50):
+        if not _chromiums():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 def _chromiums() -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -139,7 +148,7 @@ async def test_a_session_is_a_hardened_pod_reached_over_cdp(
     assert container["ports"] == [{"name": "cdp", "containerPort": RELAY_PORT, "protocol": "TCP"}]
     # Afterwards: pod and ConfigMap deleted (the fixture checks the store too), Chromium gone, grant back.
     assert fake_kube.stored("pods") == [] and fake_kube.stored("configmaps") == []
-    assert _chromiums() == []
+    assert await _no_chromium_left()
     assert guarded.admission.stats().granted_memory_mb == 0
 
 
@@ -183,7 +192,7 @@ async def test_a_session_ends_at_its_wall_limit(
             assert fake_kube.stored("pods") == []
     finally:
         await pool.close()
-    assert _chromiums() == []
+    assert await _no_chromium_left()
 
 
 async def test_without_a_browser_image_the_session_is_refused(fake_kube: FakeKube, tmp_path: Path) -> None:

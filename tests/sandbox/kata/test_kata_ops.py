@@ -13,6 +13,7 @@ from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUna
 from sandbox.kata import KataSandbox, KataServiceHandle, KataSettings
 from sandbox.kata.manifests import RELAY_PORT
 from sandbox.kata.naming import MANAGED_BY, TTL_LABEL
+from sandbox.service import ServiceEndpoint
 from tests.sandbox.kata.conftest import IMAGE, kata_settings
 from tests.sandbox.kata.fake_kube import FakeKube
 from tests.sandbox.kata.fake_kubelet import Scenario
@@ -174,6 +175,7 @@ async def test_app_becomes_deployment_service_and_ingress(
     try:
         assert isinstance(handle, KataServiceHandle) and handle.socket_path is None
         assert handle.url == "http://agentic-app-app-7.agentic-sandboxes.svc.cluster.local"
+        assert handle.endpoint == ServiceEndpoint(url=handle.url)  # what the server's app proxy dials
         assert handle.ingress_path == "/apps/app-7/"
         assert await handle.wait_ready(10)
         for _ in range(100):

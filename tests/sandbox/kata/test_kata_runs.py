@@ -14,6 +14,7 @@ from sandbox.errors import InvalidRunRequestError, SandboxStartError, UnknownLib
 from sandbox.kata import KataSandbox
 from sandbox.kata.naming import NETWORK_LABEL, RUN_LABEL, TENANT_LABEL
 from sandbox.kata.runner import frame
+from sandbox.kata.settings import DEFAULT_EGRESS_PROXY_URL, KataSettings
 from tests.sandbox.kata.conftest import kata_settings
 from tests.sandbox.kata.fake_kube import FakeKube
 from tests.sandbox.kata.fake_kubelet import Scenario
@@ -253,7 +254,8 @@ async def test_tenant_namespace_template(fake_kube: FakeKube, tmp_path: Path, ne
 
 async def test_network_needs_the_egress_proxy(fake_kube: FakeKube, tmp_path: Path, needs_bwrap: None) -> None:
     kubeconfig = fake_kube.kubeconfig(tmp_path / "kc")
-    async with await KataSandbox.open(kata_settings(kubeconfig)) as box:
+    assert KataSettings().egress_proxy_url == DEFAULT_EGRESS_PROXY_URL  # infra/'s Service
+    async with await KataSandbox.open(kata_settings(kubeconfig, egress_proxy_url="")) as box:
         with pytest.raises(SandboxStartError, match="EGRESS_PROXY_URL"):
             await box.run(py("print(1)", network=True))
     proxy = "http://agentic-egress.agentic-system.svc:3128"

@@ -30,6 +30,9 @@ from tests.sandbox.unikraft.fake_wire import BodyError, error
 __all__ = ["FakeCloud", "Failure"]
 
 
+_EDGE_DROP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive"}  # per hop
+
+
 @dataclass
 class Failure:
     """An injected failure: the next ``times`` requests matching answer ``status``."""
@@ -109,8 +112,10 @@ class FakeCloud:
                     request.method,
                     f"http://127.0.0.1:{instance.destination_port}{request.url.path}",
                     content=await request.body(),
+                    headers=[(k, v) for k, v in request.headers.items() if k not in _EDGE_DROP],
                 )
-                response = Response(upstream.content, status_code=upstream.status_code)
+                kept = {k: v for k, v in upstream.headers.items() if k not in _EDGE_DROP}
+                response = Response(upstream.content, status_code=upstream.status_code, headers=kept)
             except httpx.HTTPError:
                 response = Response(b"bad gateway", status_code=502)
         await response(scope, receive, send)

@@ -8,11 +8,12 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.server.agent_protocol.support import ServerProcess, fresh_database
+from tests.server.agent_protocol.support import API_KEY, OTHER_KEY, ServerProcess, fresh_database
 from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOpenAI
 
 SAMPLE_GRAPH = "tests.server.agent_protocol.sample_graphs:graph"
 QUEUE_SIZE = 16
+CLIENT_MODELS = ("small", "large")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -22,12 +23,17 @@ def sample_server(
     """The real server (uvicorn, own process) serving the timing-controlled sample graph.
 
     Once on SQLite (events in memory only), once on Postgres (the run queue with ``NOTIFY`` and
-    events written to the database).
+    events written to the database). Two tenants (``default`` and ``other``); the operator offers
+    two model names and tiers up to ``medium``.
     """
     env = {
         "AGENTIC_GRAPH_REF": SAMPLE_GRAPH,
         "AGENTIC_SUBSCRIBER_QUEUE_SIZE": str(QUEUE_SIZE),
         "AGENTIC_HEARTBEAT_S": "1",
+        "AGENTIC_API_KEYS": f"{API_KEY},other:{OTHER_KEY}",
+        "AGENTIC_CLIENT_MODELS": ",".join(CLIENT_MODELS),
+        "AGENTIC_CLIENT_MAX_TIER": "medium",
+        "AGENTIC_CLIENT_MAX_ATTEMPTS": "4",
     }
     if request.param == "postgres":
         env["AGENTIC_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
@@ -46,6 +52,16 @@ def sample_server(
 async def client(sample_server: ServerProcess) -> AsyncIterator[LangGraphClient]:
     """A langgraph-sdk client with the server's API key."""
     c = get_client(url=sample_server.url, api_key=sample_server.api_key)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+@pytest.fixture
+async def other_client(sample_server: ServerProcess) -> AsyncIterator[LangGraphClient]:
+    """A langgraph-sdk client of another tenant (``other``) of the same server."""
+    c = get_client(url=sample_server.url, api_key=OTHER_KEY)
     try:
         yield c
     finally:

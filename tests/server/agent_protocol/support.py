@@ -17,9 +17,10 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["API_KEY", "ServerProcess", "free_port", "fresh_database"]
+__all__ = ["API_KEY", "OTHER_KEY", "ServerProcess", "free_port", "fresh_database"]
 
 API_KEY = "ap-test-" + uuid.uuid4().hex
+OTHER_KEY = "ap-other-" + uuid.uuid4().hex  # tenant "other" of servers that list it
 ROOT = Path(__file__).resolve().parents[3]
 
 

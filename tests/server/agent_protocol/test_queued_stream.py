@@ -127,3 +127,26 @@ async def test_the_raw_stream_of_a_queued_run(one_slot_server: ServerProcess, sd
         assert time.monotonic() < deadline, "the queued run was not cancelled when its client left"
         await asyncio.sleep(0.05)
     await sdk.runs.cancel(busy_thread, busy_run, wait=True)
+
+
+async def test_a_queued_stateless_stream_says_its_place_then_runs_and_drops_its_thread(
+    sdk: LangGraphClient,
+) -> None:
+    """A stateless run waits in the same queue: same opening event, then its run, then no thread."""
+    busy_thread, busy_run = await _occupy_the_slot(sdk)
+    created: list[RunCreateMetadata] = []
+    stream = sdk.runs.stream(
+        None, "agent", input={"ticks": 1}, stream_mode="custom", on_run_created=created.append
+    ).__aiter__()
+    first = await stream.__anext__()
+    run_id, thread_id = created[0]["run_id"], created[0]["thread_id"]
+    assert thread_id is not None
+    assert first.event == "metadata"
+    assert first.data == {"run_id": run_id, "status": "pending", "queue_position": 0}
+    assert (await sdk.runs.get(thread_id, run_id))["status"] == "pending"
+    await sdk.runs.cancel(busy_thread, busy_run, wait=True)
+    rest = await asyncio.wait_for(_rest(stream), 30)
+    assert rest[0].data == {"run_id": run_id, "attempt": 1}
+    assert [p.data["tick"] for p in rest if p.event == "custom"] == [0]
+    threads = await sdk.threads.search(ids=[thread_id])
+    assert threads == []  # on_completion="delete": the run's own thread went when it ended

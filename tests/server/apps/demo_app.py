@@ -1,4 +1,5 @@
-"""A hosted app for the tests (stdlib only): HTML, a POST echo, Server-Sent Events and a WebSocket echo."""
+"""A hosted app for the tests (stdlib only): HTML, a POST echo, Server-Sent Events and a WebSocket echo
+(which picks the last subprotocol a client offers)."""
 
 import asyncio
 import base64
@@ -10,11 +11,12 @@ PREFIX = os.environ.get("ROOT_PATH", "")
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-async def websocket(reader, writer, key):
+async def websocket(reader, writer, key, protocols):
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    chosen = f"Sec-WebSocket-Protocol: {protocols[-1]}\r\n".encode() if protocols else b""
     writer.write(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n" + chosen + b"\r\n"
     )
     while True:
         head = await reader.readexactly(2)
@@ -41,7 +43,8 @@ async def handle(reader, writer):
         method, path, _ = head[0].split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:] if ":" in h)}
         if headers.get("upgrade", "").lower() == "websocket":
-            await websocket(reader, writer, headers["sec-websocket-key"].encode())
+            offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+            await websocket(reader, writer, headers["sec-websocket-key"].encode(), offered)
             return
         if path.startswith("/sse"):
             writer.write(
@@ -58,7 +61,7 @@ async def handle(reader, writer):
         else:
             prefix = headers.get("x-forwarded-prefix", "")
             text = (
-                f"<a href='{PREFIX}/next'>hello from {path}</a> prefix={prefix} "
+                f"<a href='{PREFIX}/next'>hello from {path}</a> prefix={prefix} host={headers.get('host')} "
                 f"auth={headers.get('authorization', '-')} cookie={headers.get('cookie', '-')}"
             ).encode()
         writer.write(

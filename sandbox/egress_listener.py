@@ -1,0 +1,70 @@
+"""The egress proxy as a cluster service: its settings and a TCP listener that runs until stopped.
+
+Why a module of its own: on one host the proxy lives inside the server (a Unix socket per run); on
+Kubernetes it is its own Deployment (``infra/base/egress-proxy/``), reached by sandbox pods through
+a Service on port 3128 and started with ``agentic egress-proxy``. Same
+:class:`~sandbox.egress_proxy.EgressProxy`, same policy: names resolved here, loopback / private /
+link-local / metadata addresses refused, and the platform's ports refused on loopback and this
+pod's own addresses. The public internet is allowed only with
+``AGENTIC_EGRESS_PROXY_ALLOW_INTERNET=true`` (the manifests set it: only pods the server labelled
+for network may reach the proxy at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.egress_policy import EgressPolicy
+from sandbox.egress_proxy import EgressChannel, EgressProxy
+
+__all__ = ["EgressListenerSettings", "serve_egress_proxy"]
+
+logger = logging.getLogger(__name__)
+
+
+class EgressListenerSettings(BaseSettings):
+    """Where the cluster's egress proxy listens and what it lets through (``AGENTIC_EGRESS_PROXY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_EGRESS_PROXY_", extra="ignore")
+
+    host: str = "0.0.0.0"  # noqa: S104 (a pod's interface; NetworkPolicies say who may connect)
+    port: int = Field(default=3128, ge=0, lt=65536)
+    allow_internet: bool = False
+    # Internal networks (CIDRs) or host names the operator opens, as AGENTIC_SANDBOX_EGRESS_ALLOW.
+    allow: list[str] = Field(default_factory=list)
+    # Refused on loopback and this pod's addresses even when allow-listed: Postgres, the API, the
+    # Kubernetes API server, the kubelet.
+    platform_ports: list[int] = Field(default_factory=lambda: [5432, 8000, 6443, 10250])
+
+    def policy(self) -> EgressPolicy:
+        """The proxy's policy from these settings."""
+        return EgressPolicy.from_entries(
+            self.allow, allow_internet=self.allow_internet, platform_ports=self.platform_ports
+        )
+
+
+async def serve_egress_proxy(
+    settings: EgressListenerSettings, *, started: Callable[[EgressChannel], None] | None = None
+) -> None:
+    """Listen on ``settings.host:port`` until cancelled (``started`` gets the listener once bound)."""
+    proxy = EgressProxy(settings.policy())
+    channel = await proxy.listen_tcp(settings.host, settings.port)
+    assert channel.address is not None
+    logger.info(
+        "egress proxy listening on %s:%d (public internet %s, allow-list %s)",
+        *channel.address,
+        "allowed" if settings.allow_internet else "refused",
+        settings.allow or "empty",
+    )
+    if started is not None:
+        started(channel)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await channel.close()
+        logger.info("egress proxy stopped")
