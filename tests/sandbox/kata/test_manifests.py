@@ -34,6 +34,10 @@ def all_objects(settings: KataSettings) -> dict[str, dict[str, Any]]:
     return {
         "Pod": m.run_pod("r1", "ns", LABELS, settings, image="img@sha256:1", limits=LIMITS, network=False),
         "Pod (network)": m.run_pod("r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=True),
+        "Pod (files over exec)": m.run_pod(
+            "r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=False, upload=True
+        ),
+        "Pod (browser)": m.browser_pod("b1", "ns", LABELS, settings, image="img", limits=LIMITS),
         "ConfigMap": m.run_configmap("r1", "ns", LABELS, {"job.json": "e30=", "runner.py": "cHJpbnQ="}),
         "Deployment": m.app_deployment("a1", "ns", LABELS, settings, image="img", limits=LIMITS),
         "Service": m.app_service("a1", "ns", LABELS),
