@@ -13,9 +13,11 @@ by the NetworkPolicies in ``infra/``, which select pods by :data:`~sandbox.kata.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sandbox.base import Limits
 from sandbox.kata.settings import KataSettings
@@ -180,7 +182,27 @@ def sandbox_pod_spec(
     if not network:
         spec["dnsPolicy"] = "None"
         spec["dnsConfig"] = {"nameservers": ["127.0.0.1"]}
+    elif aliases := egress_host_aliases(settings):
+        spec["hostAliases"] = aliases  # no DNS by policy: the proxy's name comes from /etc/hosts
     return spec
+
+
+def egress_host_aliases(settings: KataSettings) -> list[Json]:
+    """``hostAliases`` naming the egress proxy's host for a pod with network (none when it is an IP)."""
+    if not settings.egress_proxy_url or not settings.egress_proxy_ip:
+        return []
+    host = urlsplit(settings.egress_proxy_url).hostname
+    if not host or _is_ip(host):
+        return []
+    return [{"ip": settings.egress_proxy_ip, "hostnames": [host]}]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _runner_command(settings: KataSettings) -> list[str]:

@@ -29,6 +29,7 @@ from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.errors import SandboxStartError, UnknownLibrarySetError
 from sandbox.kata.apps import KataServiceHandle, start_app
 from sandbox.kata.browser import KataBrowserHandle, start_browser
+from sandbox.kata.egress import resolve_egress_proxy
 from sandbox.kata.exec import PodExec
 from sandbox.kata.job import build_job, runner_source
 from sandbox.kata.kube import KubeApi
@@ -80,6 +81,7 @@ class KataSandbox:
             SandboxUnavailableError: no usable cluster configuration.
         """
         runner = await asyncio.to_thread(runner_source)
+        settings = await resolve_egress_proxy(settings)
         api = await KubeApi.connect(settings)
         box = cls(settings, api, runner=runner, maximums=maximums or DEFAULT_MAX_LIMITS)
         if settings.reap_interval_s > 0:
