@@ -186,7 +186,9 @@ async def start_app(
             follower.cancel()
             with contextlib.suppress(BaseException):
                 await follower
-            await finish_shielded(delete_app_objects(api, namespace, name))
 
     handle.start(lifetime())
+    # Deleted on the way out, also when terminate() comes before lifetime() ever ran: the objects
+    # exist from here on, whatever the task did.
+    handle.on_exit(lambda: delete_app_objects(api, namespace, name))
     return handle
