@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import orjson
 from langgraph.store.base import (
+    NOT_PROVIDED,
     BaseStore,
     GetOp,
     Item,
     ListNamespacesOp,
     MatchCondition,
+    NotProvided,
     Op,
     PutOp,
     Result,
@@ -61,6 +63,26 @@ class TenantMemoryStore(BaseStore):
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Not supported: the store is used from the event loop (use ``abatch``)."""
         raise NotImplementedError("TenantMemoryStore is async only: use abatch / aget / asearch / aput")
+
+    async def aput(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: Mapping[str, Any],
+        index: Literal[False] | list[str] | None = None,
+        *,
+        ttl: float | None | NotProvided = NOT_PROVIDED,
+    ) -> None:
+        """``BaseStore.aput``, with this view's checks first (their messages say what to fix)."""
+        self._namespace(namespace, "namespace")
+        await super().aput(namespace, key, value, index, ttl=ttl)
+
+    async def aget(
+        self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
+    ) -> Item | None:
+        """``BaseStore.aget``, with this view's checks first."""
+        self._namespace(namespace, "namespace")
+        return await super().aget(namespace, key, refresh_ttl=refresh_ttl)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Check every op, run them under the tenant's label, return results without it."""
