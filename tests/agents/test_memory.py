@@ -20,7 +20,10 @@ from agents.memory import NAMESPACE, stated_preferences
 from tests.agents.scripts import fenced
 from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOpenAI
 
-REVERSE_TS = "function reverse(s: string): string {\n  return s.split('').reverse().join('');\n}\nconsole.log(reverse('abc'));\n"
+REVERSE_TS = (
+    "function reverse(s: string): string {\n  return s.split('').reverse().join('');\n}\n"
+    "console.log(reverse('abc'));\n"
+)
 REVERSE_PY = "def reverse(s):\n    return s[::-1]\n\nprint(reverse('abc'))\n"
 REQUEST = "Write a function that reverses a string and print reverse('abc')"
 
