@@ -6,6 +6,7 @@ per-tenant store and the HTTP API is ``tests/server/agent_protocol/test_sdk_memo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,11 @@ from agents.code.request import language_of
 from agents.context import Context
 from agents.graph import build_graph
 from agents.memory import NAMESPACE, stated_preferences
+from agents.runtime.embedded import get_embedded_server
+from sandbox.base import Sandbox
 from tests.agents.scripts import fenced
 from tests.support.scripted_openai import CODE, ROUTER, TESTS, Reply, ScriptedOpenAI
+from workspace.sql import SqlVersionStore
 
 REVERSE_TS = (
     "function reverse(s: string): string {\n  return s.split('').reverse().join('');\n}\n"
@@ -129,3 +133,30 @@ async def test_without_a_store_the_preference_holds_for_the_conversation_only(
     final, _ = await _turn(graph, make_context(), "From now on, use TypeScript")
     assert final["messages"][-1].content.endswith("in this conversation (no memory store here).")
     assert final["preferences"] == {"language": "typescript"}
+
+
+@pytest.mark.llm
+async def test_the_embedded_model_writes_typescript_after_the_preference(
+    store: SqlVersionStore, sandbox: Sandbox
+) -> None:
+    """The same two conversations with the embedded Qwen model: the second is written in TypeScript."""
+    server = await asyncio.to_thread(get_embedded_server)
+    ctx = Context(
+        model_base_url=server.base_url,
+        model_api_key=None,
+        model_name=None,
+        max_attempts=3,
+        max_steps=4,
+        require_approval=False,
+        generate_tests=False,
+        store=store,
+        sandbox=sandbox,
+    )
+    graph = build_graph().compile(store=InMemoryStore())
+    first, _ = await _turn(graph, ctx, "I prefer TypeScript")
+    assert first["messages"][-1].content.startswith("Noted: I will write code in TypeScript")
+    second, events = await _turn(graph, ctx, REQUEST)
+    assert "main.ts" in second["files"], second["messages"][-1].content
+    attempts = [e for e in events if e.get("type") == "code_attempt"]
+    assert attempts and attempts[-1]["passed"] is True, attempts
+    assert "cba" in second["messages"][-1].content
