@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from server.agent_protocol.api import assistants, meta, runs, stateless_runs, threads
+from server.agent_protocol.api import assistants, meta, runs, stateless_runs, store, threads
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.errors import AgentProtocolError
 from server.agent_protocol.service import AgentProtocolService
@@ -53,7 +53,7 @@ def agent_protocol_router(settings: AgentProtocolSettings | None = None) -> APIR
         yield
 
     router = APIRouter(lifespan=lifespan, dependencies=[Depends(require_api_key)])
-    for module in (meta, assistants, threads, runs, stateless_runs):
+    for module in (meta, assistants, threads, runs, stateless_runs, store):
         router.include_router(module.router)
     return router
 

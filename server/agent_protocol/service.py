@@ -1,10 +1,10 @@
 """Everything the Agent Protocol routes need, opened and closed together by the router's lifespan.
 
 ``AgentProtocolService.open(settings)`` loads the graph, binds it to the checkpointer from
-``agents.checkpoint``, migrates the threads / runs tables and starts the run manager; leaving the
-context cancels the runs still going here (they are marked ``interrupted``) and closes the rest.
-Runs left ``running`` by a process that was killed are resumed by any process's worker
-(:mod:`server.agent_protocol.runs.worker`).
+``agents.checkpoint`` (and each run to its tenant's view of the memory store), migrates the
+threads / runs tables and starts the run manager; leaving the context cancels the runs still going
+here (they are marked ``interrupted``) and closes the rest. Runs left ``running`` by a process that
+was killed are resumed by any process's worker (:mod:`server.agent_protocol.runs.worker`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from sandbox.libsets import LIBRARY_SETS, ready_library_sets
 from server.agent_protocol.assistants import Assistants
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.graphs import GraphHost, load_graph
+from server.agent_protocol.memory.backends import open_memory_store
+from server.agent_protocol.memory.semantic import SemanticStore
 from server.agent_protocol.runs.manager import RunManager
 from server.agent_protocol.storage.assistants import AssistantStore
 from server.agent_protocol.storage.store import ProtocolStore, async_url
@@ -57,6 +59,7 @@ class AgentProtocolService:
     manager: RunManager
     checkpointer: BaseCheckpointSaver[Any]
     assistants: Assistants
+    memory: SemanticStore
 
     @classmethod
     @asynccontextmanager
@@ -75,8 +78,13 @@ class AgentProtocolService:
             stack.push_async_callback(store.close)
             await store.setup()
             saver = await stack.enter_async_context(_checkpointer(settings))
+            memory = await stack.enter_async_context(
+                open_memory_store(settings.memory, settings.database_url, store)
+            )
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
-            host = GraphHost(graph, settings.graph_id, settings, await _library_sets(context_extras))
+            host = GraphHost(
+                graph, settings.graph_id, settings, await _library_sets(context_extras), memory=memory
+            )
             assistants = Assistants(AssistantStore(store), host)
             manager = RunManager(
                 store,
@@ -98,4 +106,5 @@ class AgentProtocolService:
                 manager=manager,
                 checkpointer=saver,
                 assistants=assistants,
+                memory=memory,
             )
