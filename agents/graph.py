@@ -40,6 +40,7 @@ async def code_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         task=state.task,
         last_path=(state.code_result or {}).get("path"),
         last_kind=(state.code_result or {}).get("app_kind"),
+        preferred_language=state.preferences.get("language"),
     )
     final: dict[str, Any] = {}
     # The node's callbacks carry the parent's ``messages`` stream handler, and STREAM_AS labels the

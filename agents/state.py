@@ -146,3 +146,5 @@ class State(InputState):
     search_notes: Annotated[list[SearchNote], _add_notes] = field(default_factory=list)
     app_ids: Annotated[list[str], add_unique] = field(default_factory=list)
     """Hosted apps started for this conversation."""
+    preferences: dict[str, str] = field(default_factory=dict)
+    """The user's remembered preferences (``agents.memory``), read at the start of each turn."""

@@ -4,8 +4,11 @@ Routing is a deterministic first pass (``agents.routing``: code blocks, file nam
 greetings) and, only when that decides nothing, the model's choice, asked as JSON with a schema where
 the endpoint supports it (tagged ``nostream``: clients never see it as chat), read with a tolerant
 parser and asked once more when unreadable. The specialist gets the user's own words; the model's
-``task`` is only a note beside them. After the Code Agent the reply is built from its structured
-result (``agents.reply``), never generated; other replies are streamed from the model.
+``task`` is only a note beside them. Each turn starts by reading the user's remembered preferences
+from the long-term store (``agents.memory``) and storing one the message states; a message that
+only states one is answered with a short confirmation, no model call. After the Code Agent the
+reply is built from its structured result (``agents.reply``), never generated; other replies are
+streamed from the model.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from langgraph.runtime import Runtime
 
 from agents.chat import ask_model, text_of
 from agents.context import Context
+from agents.memory import recall, remember, stated_preferences, without_preferences
 from agents.parsing import parse_json_object
 from agents.prompts import RESPOND_SYSTEM, ROUTER_RETRY, ROUTER_SYSTEM
 from agents.reply import render_code_reply
@@ -74,6 +78,7 @@ _ALIASES: dict[str, Route] = {
 }
 Decision = tuple[Route, str, str]
 _MAX_CHARS = 2500
+_LANGUAGE_NAMES = {"typescript": "TypeScript", "python": "Python"}
 
 
 def _normalise(value: dict[str, Any] | None, raw: str) -> Decision | None:
@@ -135,11 +140,48 @@ def _last_request(messages: Sequence[BaseMessage]) -> str:
     return text_of(human[-1]) if human else ""
 
 
+def _noted(preferences: dict[str, str], kept: bool) -> str:
+    language = _LANGUAGE_NAMES.get(preferences.get("language", ""), preferences.get("language", ""))
+    later = "in this conversation and later ones" if kept else "in this conversation (no memory store here)"
+    return f"Noted: I will write code in {language} when you do not name a language, {later}."
+
+
+async def _preferences_turn(
+    state: State, runtime: Runtime[Context], text: str
+) -> tuple[dict[str, Any], AIMessage | None]:
+    """Recall the preferences, store one the message states; a confirmation if that is all it says.
+
+    The thread's own (from earlier turns) stay under the stored ones, so a graph without a store
+    still keeps a preference for the rest of the conversation.
+    """
+    remembered = {**state.preferences, **(await recall(runtime.store))}
+    stated = stated_preferences(text)
+    if not stated:
+        return {"preferences": remembered}, None
+    kept = await remember(runtime.store, stated, text)
+    update: dict[str, Any] = {"preferences": {**remembered, **stated}}
+    rest = without_preferences(text)
+    only_preference = len(re.findall(r"\w+", rest)) <= 6 and guess_route(rest) in (None, "answer")
+    return update, AIMessage(_noted(stated, kept), name="task_agent") if only_preference else None
+
+
 async def task_agent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Decide the next step of the current user turn."""
     messages = list(state.messages)
     new_turn = bool(messages) and isinstance(messages[-1], HumanMessage)
     steps = 0 if new_turn else state.steps
+    if new_turn:
+        memory, confirmation = await _preferences_turn(state, runtime, _last_request(messages))
+        if confirmation is not None:
+            return {**memory, "route": "done", "steps": steps + 1, "messages": [confirmation]}
+        return {**memory, **(await _decide_turn(runtime, messages, new_turn, steps))}
+    return await _decide_turn(runtime, messages, new_turn, steps)
+
+
+async def _decide_turn(
+    runtime: Runtime[Context], messages: Sequence[BaseMessage], new_turn: bool, steps: int
+) -> dict[str, Any]:
+    """The route of this step: by the request's signals, else by the model."""
     if steps >= runtime.context.max_steps:
         note = f"Stopped after {steps} steps (the limit for one request); the results so far are above."
         return {"route": "done", "steps": steps, "messages": [AIMessage(note, name="task_agent")]}

@@ -1,13 +1,22 @@
-"""Latency of ``print(1)`` in the local sandbox against a bare ``python3 -c 'print(1)'``.
+"""Latency of ``print(1)`` in the sandbox, cold and warm, against a bare ``python3 -c 'print(1)'``.
 
-Both are measured in the same loop, alternating, so host noise hits both alike:
+The variants of each part are measured in one loop, taking turns (the order rotates), so host
+noise hits them alike:
 
-(a) library: ``await sandbox.run(RunRequest(code print(1)))`` on one ``local`` backend;
+(a) library, cold: ``await sandbox.run(RunRequest(code print(1)))`` on one ``local`` backend;
+(w) library, warm: the same run on the warm pool in front of a ``local`` backend. After each run
+    the pool is given the time to start its replacement and clean up the used one (``pool.ready``,
+    ``pool.settled``, not timed), so the timed run finds one idle, as in an agent's loop (run, think,
+    run again), and no variant is timed while the pool works in the background. The pool's hit
+    counter must show every timed run was a hit;
+(g) gVisor, cold and warm, the same way (fewer runs: a cold gVisor run takes ~0.2-0.5 s);
 (b) HTTP: ``POST /v1/workspaces/{id}/runs {"code": "print(1)"}`` against ``server.app.create_app``
-    served by uvicorn on 127.0.0.1 (skipped with a note when the server package is not ready).
+    served by uvicorn on 127.0.0.1, with the server's default warm pool, back to back with bare
+    runs (no waiting for the pool; skipped with a note when the server package is not ready).
 
-Prints p50 / p99 of each and, last, the p50 ratio sandbox / bare for the library call (target <= 1.6).
-Run from the repo root: ``python bench/sandbox_latency.py [--runs N]``.
+Prints the load average before and after (the host is shared), p50 / p99 of each, the gVisor warm
+/ cold p50, and, last, the warm / bare ratios (targets: p50 <= 0.5, p99 <= 1.0).
+Run from the repo root: ``python bench/sandbox_latency.py [--runs N] [--gvisor-runs N]``.
 """
 
 from __future__ import annotations
@@ -30,8 +39,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sandbox.base import RunRequest, Sandbox  # noqa: E402
-from sandbox.config import SandboxSettings  # noqa: E402
+from sandbox.config import SandboxSettings, WarmSettings  # noqa: E402
 from sandbox.registry import available_backends, create_sandbox  # noqa: E402
+from sandbox.warm import WarmPool  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 SNIPPET = "print(1)"
@@ -61,33 +71,108 @@ async def bare_once() -> None:
         raise RuntimeError(f"bare run failed: {proc.returncode} {out!r} {err!r}")
 
 
-def sandbox_once(sb: Sandbox) -> Callable[[], Awaitable[None]]:
-    request = RunRequest(files={"main.py": SNIPPET}, language="python", entry="main.py")
+REQUEST = RunRequest(files={"main.py": SNIPPET}, language="python", entry="main.py")
+Step = Callable[[], Awaitable[None]]
 
+
+async def nothing() -> None:
+    """No preparation."""
+
+
+def sandbox_once(sb: Sandbox) -> Step:
     async def once() -> None:
-        result = await sb.run(request)
+        result = await sb.run(REQUEST)
         if not result.ok or result.stdout != "1\n":
             raise RuntimeError(f"sandbox run failed: {result}")
 
     return once
 
 
-async def alternate(
-    runs: int, measured: Callable[[], Awaitable[None]], baseline: Callable[[], Awaitable[None]]
-) -> tuple[list[float], list[float]]:
-    """Run ``measured`` and ``baseline`` in turn ``runs`` times each (after a warm-up)."""
-    for _ in range(WARMUP):
-        await measured()
-        await baseline()
-    a: list[float] = []
-    b: list[float] = []
-    for i in range(runs):
-        pair = ((measured, a), (baseline, b)) if i % 2 == 0 else ((baseline, b), (measured, a))
-        for fn, samples in pair:
+def pool_ready(pool: WarmPool) -> Step:
+    """Untimed: give the pool the time to have an idle sandbox (its refill done)."""
+
+    async def ready() -> None:
+        if not await pool.ready(REQUEST, timeout_s=120):
+            raise RuntimeError(f"the warm pool has no sandbox for print(1): {pool.stats()}")
+        await pool.settled()  # the last run's clean-up done too
+
+    return ready
+
+
+async def take_turns(runs: int, variants: dict[str, tuple[Step, Step]]) -> dict[str, list[float]]:
+    """Time each variant's run ``runs`` times, the variants taking turns (the order rotates).
+
+    Each variant is ``(settle, run)``: ``settle`` (not timed) runs before and after ``run``, so what
+    a run leaves going in the background (a warm pool's refill) never overlaps another's timing. A
+    few rounds are run first, untimed.
+    """
+    names = list(variants)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(-min(WARMUP, runs), runs):
+        turn = names[i % len(names) :] + names[: i % len(names)]
+        for name in turn:
+            settle, run = variants[name]
+            await settle()
             started = time.perf_counter()
-            await fn()
-            samples.append(time.perf_counter() - started)
-    return a, b
+            await run()
+            if i >= 0:
+                samples[name].append(time.perf_counter() - started)
+            await settle()
+    return samples
+
+
+async def alternate(runs: int, measured: Step, baseline: Step) -> tuple[list[float], list[float]]:
+    """Run ``measured`` and ``baseline`` in turn ``runs`` times each (after a warm-up)."""
+    got = await take_turns(runs, {"measured": (nothing, measured), "baseline": (nothing, baseline)})
+    return got["measured"], got["baseline"]
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def pool_settings() -> SandboxSettings:
+    """Settings of the benched pools: nothing kept warm until asked (``pool.ready``)."""
+    return SandboxSettings(warm=WarmSettings(prewarm=[]))
+
+
+async def bench_local(runs: int) -> dict[str, list[float]]:
+    """(a) cold, (w) warm and bare, taking turns."""
+    settings = pool_settings()
+    async with (
+        create_sandbox(settings, "local") as cold,
+        WarmPool(create_sandbox(settings, "local"), settings) as pool,
+    ):
+        samples = await take_turns(
+            runs,
+            {
+                "bare": (nothing, bare_once),
+                "cold": (nothing, sandbox_once(cold)),
+                "warm": (pool_ready(pool), sandbox_once(pool)),
+            },
+        )
+        stats = pool.stats()
+    warm_runs = runs + min(WARMUP, runs)
+    if stats.hits != warm_runs or stats.misses:
+        raise RuntimeError(f"not every warm run was a hit: {stats}")
+    return samples
+
+
+async def bench_gvisor(runs: int) -> dict[str, list[float]] | None:
+    """(g) gVisor cold and warm, taking turns; None (with a note) when gVisor is unavailable here."""
+    problem = (await available_backends(SandboxSettings(), ["gvisor"]))["gvisor"]
+    if problem is not None:
+        print(f"(g) gVisor skipped: {problem}")
+        return None
+    settings = pool_settings()
+    async with (
+        create_sandbox(settings, "gvisor") as cold,
+        WarmPool(create_sandbox(settings, "gvisor"), settings) as pool,
+    ):
+        return await take_turns(
+            runs, {"cold": (nothing, sandbox_once(cold)), "warm": (pool_ready(pool), sandbox_once(pool))}
+        )
 
 
 def free_port() -> int:
@@ -176,30 +261,48 @@ async def bench_http(runs: int) -> tuple[list[float], list[float]] | None:
             return None
 
 
-async def main(runs: int) -> int:
+async def main(runs: int, gvisor_runs: int) -> int:
     settings = SandboxSettings()
     problem = (await available_backends(settings, ["local"]))["local"]
     if problem is not None:
         print(f"local sandbox unavailable: {problem}")
         return 2
-    async with create_sandbox(settings, "local") as sb:
-        lib, lib_bare = await alternate(runs, sandbox_once(sb), bare_once)
+    print(f"load average before: {load()}")
+    local = await bench_local(runs)
+    gvisor = await bench_gvisor(gvisor_runs) if gvisor_runs > 0 else None
     http = await bench_http(runs)
-    print(summary("bare python3 -c (with a)", lib_bare))
-    print(summary("(a) sandbox library call", lib))
+    print(f"load average after:  {load()}")
+    print(summary("bare python3 -c (with a, w)", local["bare"]))
+    print(summary("(a) sandbox library call, cold", local["cold"]))
+    print(summary("(w) sandbox library call, warm", local["warm"]))
+    if gvisor is not None:
+        print(summary("(g) gVisor, cold", gvisor["cold"]))
+        print(summary("(g) gVisor, warm", gvisor["warm"]))
+        gvisor_ratio = percentile(gvisor["warm"], 50) / percentile(gvisor["cold"], 50)
+        print(f"ratio (g) gVisor warm/cold p50: {gvisor_ratio:.2f}")
     if http is not None:
         http_runs, http_bare = http
         print(summary("bare python3 -c (with b)", http_bare))
         print(summary("(b) sandbox over HTTP", http_runs))
         print(f"ratio (b) HTTP/bare p50: {percentile(http_runs, 50) / percentile(http_bare, 50):.2f}")
-    print(f"ratio (a) library/bare p99: {percentile(lib, 99) / percentile(lib_bare, 99):.2f}")
-    ratio = percentile(lib, 50) / percentile(lib_bare, 50)
-    print(f"ratio sandbox/bare p50 (library call, target <= 1.6): {ratio:.2f}")
+    bare = local["bare"]
+    cold_ratio = percentile(local["cold"], 50) / percentile(bare, 50)
+    print(f"ratio (a) cold/bare p50 (its target <= 1.6): {cold_ratio:.2f}")
+    print(f"ratio (a) cold/bare p99: {percentile(local['cold'], 99) / percentile(bare, 99):.2f}")
+    print(
+        f"ratio (w) warm/bare p99 (target <= 1.0): {percentile(local['warm'], 99) / percentile(bare, 99):.2f}"
+    )
+    print(
+        f"ratio (w) warm/bare p50 (target <= 0.5): {percentile(local['warm'], 50) / percentile(bare, 50):.2f}"
+    )
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=200, help="measured runs of each kind (default 200)")
+    parser.add_argument(
+        "--gvisor-runs", type=int, default=40, help="gVisor runs of each kind (default 40; 0: skip)"
+    )
     args = parser.parse_args()
-    raise SystemExit(asyncio.run(main(args.runs)))
+    raise SystemExit(asyncio.run(main(args.runs, args.gvisor_runs)))

@@ -2,9 +2,10 @@
 
 The contract and the shared types sit at the package top (``base``, ``errors``, ``guard``, ``plan``,
 ``resources``, ``config``, ``service``); backends live side by side in :mod:`sandbox.backends`
-and are found by name through :mod:`sandbox.registry` (``await open_sandbox(settings)``); what the
-backends on this host's kernel share (cgroups, namespaces, launcher, seccomp, OCI bundles) is
-:mod:`sandbox.host`. Importing this package stays cheap: no backend is imported until asked for.
+and are found by name through :mod:`sandbox.registry` (``await open_sandbox(settings)``, which puts
+the warm pool of :mod:`sandbox.warm` in front when it can); what the backends on this host's kernel
+share (cgroups, namespaces, launcher, seccomp, OCI bundles, warm sandboxes) is :mod:`sandbox.host`.
+Importing this package stays cheap: no backend is imported until asked for.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A backend (``BubblewrapSandbox``, ``GVisorSandbox``, ``UnikraftSandbox``, later ``KataSandbox``) runs
 untrusted code described by a :class:`RunRequest` and reports a :class:`RunResult`. Backends are
 found by name in :mod:`sandbox.registry`, each in its own module of :mod:`sandbox.backends`; a
-:class:`~sandbox.guard.GuardedSandbox` stands in front of every one (limits clamped, memory admitted).
+:class:`~sandbox.guard.GuardedSandbox` stands in front of every one (limits clamped, memory admitted),
+and the warm pool (:class:`~sandbox.warm.pool.WarmPool`, same contract) in front of those that can
+start a sandbox ahead of its run.
 
 Contract (checked by ``tests/sandbox/test_conformance.py`` against every backend):
 
@@ -29,6 +31,9 @@ Contract (checked by ``tests/sandbox/test_conformance.py`` against every backend
   ``reason="oom"``; wall time over the cap kills the whole process tree with ``reason="timeout"``;
   output past ``output_bytes`` is dropped and flagged ``*_truncated``.
 * No leftovers: after ``run`` returns, no process, mount, cgroup, pod or temp dir of that run remains.
+  (A run on a warm sandbox, :mod:`sandbox.warm`, returns as soon as its program ended; what is left
+  of its sandbox, already being killed, is reaped and removed in the background, and before the
+  backend's ``close`` returns.)
 * Services: ``start_service`` runs the request without a wall-clock cap (every other limit holds)
   and returns a :class:`~sandbox.service.ServiceHandle`: the backend hands it the coroutine that runs
   the service until cancelled, and sets its ``endpoint`` (a Unix socket on this host, or a URL for a

@@ -1,5 +1,11 @@
 """The sandboxed browser: Debian's Chromium runs inside a sandbox, Playwright drives it through a pipe.
 
+Two ways, chosen by the sandbox's backend (:func:`hosts_browsers`), so callers (``tools.browser``)
+never know which: on the local backend the pipe below; on a backend that runs the browser itself
+(Kata: a pod, :mod:`sandbox.kata.browser`), ``start_browser`` through the caller's guard (limits
+clamped, memory admitted, tenant label set) and Playwright's ``connect_over_cdp`` to the endpoint
+its handle gives; the session ends with the handle's ``terminate()``.
+
 How Playwright reaches it (no debugging port exists anywhere): Playwright launches
 ``executable_path`` = a per-session wrapper script and hands it the two ends of its
 ``--remote-debugging-pipe`` as fds 3 and 4. The wrapper passes those fds (``SCM_RIGHTS``) and its
@@ -41,11 +47,12 @@ from sandbox.base import RunRequest, RunResult, Sandbox
 from sandbox.commands import EGRESS_PORT
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxBusyError, SandboxStartError
+from sandbox.service import ServiceHandle
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
 
-__all__ = ["BrowserPool", "chromium_flags"]
+__all__ = ["BROWSER_FLAGS", "BrowserPool", "chromium_flags", "hosts_browsers"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +85,33 @@ sys.exit(int(code) & 255 if code else 1)
 """
 
 
+BROWSER_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+"""Chromium's flags on every backend (a backend adds how it is reached and its proxy)."""
+
+
+def hosts_browsers(sandbox: object) -> bool:
+    """True when the sandbox's backend runs Chromium itself, reached over CDP (``start_browser``).
+
+    Remote backends (Kata) cannot take host pipes; they say so with ``browser_over_cdp = True``
+    (read through the guard, which forwards attributes) and start the browser as their own service.
+    """
+    return getattr(sandbox, "browser_over_cdp", False) is True
+
+
 def chromium_flags(requested: list[str]) -> list[str]:
     """Playwright's flags without those we own (profile, debugging, proxy), then ours."""
     kept = [arg for arg in requested if arg.startswith("--") and arg[2:].split("=", 1)[0] not in _OURS]
     ours = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *BROWSER_FLAGS,
         "--remote-debugging-pipe",
         f"--user-data-dir={PROFILE_DIR}",
         f"--proxy-server=http://127.0.0.1:{EGRESS_PORT}",
@@ -154,6 +176,13 @@ class BrowserPool:
             raise SandboxBusyError(
                 f"all {self.settings.browser_max_sessions} browser sessions are in use; retry shortly", 5
             ) from None
+        if hosts_browsers(sandbox):
+            try:
+                async with self._cdp_session(sandbox, labels) as browser:
+                    yield browser
+            finally:
+                self._slots.release()
+            return
         tmp = Path(tempfile.mkdtemp(prefix=f"agentic-browser-{os.getpid()}-"))
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         handoff: asyncio.Task[RunResult] | None = None
@@ -179,6 +208,37 @@ class BrowserPool:
             listener.close()
             shutil.rmtree(tmp, ignore_errors=True)
             self._slots.release()
+
+    @contextlib.asynccontextmanager
+    async def _cdp_session(
+        self, sandbox: Sandbox, labels: Mapping[str, str] | None
+    ) -> AsyncIterator[Browser]:
+        """A browser the backend runs itself (``start_browser``), connected over CDP."""
+        request = RunRequest(
+            command=(str(self.settings.browser_path), *BROWSER_FLAGS),
+            network=True,
+            limits=self.settings.browser_limits,
+            labels={**(labels or {}), "run": f"browser-{secrets.token_hex(4)}"},
+        )
+        handle: ServiceHandle = await sandbox.start_browser(request)  # type: ignore[attr-defined]
+        try:
+            endpoint = handle.endpoint
+            if endpoint is None or endpoint.url is None or not await handle.wait_ready(_LAUNCH_TIMEOUT_S):
+                raise SandboxStartError(
+                    f"the browser did not answer over CDP: {handle.logs()[-800:]}".strip()
+                )
+            playwright = await self._driver()
+            browser = await playwright.chromium.connect_over_cdp(
+                endpoint.url, timeout=_LAUNCH_TIMEOUT_S * 1000
+            )
+            logger.info("browser session %s connected at %s", request.labels.get("run"), endpoint.url)
+            try:
+                yield browser
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(browser.close(), 10.0)
+        finally:
+            await handle.terminate()
 
     async def _launch(self, wrapper: Path, handoff: asyncio.Task[RunResult]) -> Browser:
         """Playwright's launch of the wrapper; the handoff's error if Chromium never came up."""

@@ -8,6 +8,7 @@ env prefix                      model               what
 ``AGENTIC_SANDBOX_LOCAL_``      LocalSettings       the ``local`` backend (bubblewrap)
 ``AGENTIC_SANDBOX_GVISOR_``     GVisorSettings      the ``gvisor`` backend (runsc)
 ``AGENTIC_SANDBOX_UNIKRAFT_``   UnikraftSettings    the ``unikraft`` backend (Unikraft Cloud)
+``AGENTIC_SANDBOX_WARM_``       WarmSettings        the warm pool in front of the backend
 ==============================  ==================  ===============================================
 
 Why sections: each backend's knobs live under its own prefix, so a new backend (``KATA_``) adds its
@@ -31,7 +32,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from sandbox.base import Limits
 from sandbox.commands import DENO_RUN_FLAGS
 from sandbox.egress_policy import EgressPolicy
-from sandbox.resources import Tier
+from sandbox.resources import TIERS, Tier
 
 __all__ = [
     "BROWSER_LIMITS",
@@ -41,6 +42,7 @@ __all__ = [
     "LocalSettings",
     "SandboxSettings",
     "UnikraftSettings",
+    "WarmSettings",
     "default_cache_dir",
     "default_data_dir",
     "egress_policy",
@@ -213,6 +215,45 @@ class UnikraftSettings(BaseSettings):
         return self.token.get_secret_value() if self.token is not None else None
 
 
+class WarmSettings(BaseSettings):
+    """The warm pool (:mod:`sandbox.warm`): pre-started single-use sandboxes (``AGENTIC_SANDBOX_WARM_*``).
+
+    A key is what a pre-started sandbox can serve: language, library set, scratch size (the tier's
+    ``disk_mb``) and the backend's fixed parts (:mod:`sandbox.warm.keys`). Each key seen in the last
+    ``idle_ttl_s`` keeps as many idle sandboxes as its demand asks (the most runs of it at once in
+    ``demand_window_s`` plus the runs arriving while one starts), at most ``max_idle_per_key``;
+    ``prewarm`` keys keep at least ``min_idle`` from the start. Idle sandboxes together stay within
+    ``memory_budget_mb`` of measured memory (PSS), a budget of its own: the admission budget counts
+    the memory caps of running programs, and an idle sandbox holds a few MB of its cap, not all of it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_SANDBOX_WARM_", extra="ignore")
+
+    enabled: bool = True  # False: every run starts cold, exactly as without the pool
+    # Keys warmed from open, as ``language/library_set/tier`` (TypeScript ones for entry ``main.ts``).
+    prewarm: list[str] = Field(default_factory=lambda: ["python/base/light"])
+    min_idle: int = Field(default=1, ge=0)  # per prewarm key
+    max_idle_per_key: int = Field(default=4, ge=0)
+    memory_budget_mb: int = Field(default=512, ge=0)  # PSS of all idle sandboxes together
+    memory_estimate_mb: int = Field(default=32, gt=0)  # a key's idle PSS before one was measured
+    idle_ttl_s: float = Field(default=300.0, gt=0)  # an idle sandbox (and a key's demand) lives this long
+    demand_window_s: float = Field(default=60.0, gt=0)
+    refill_concurrency: int = Field(default=2, gt=0)  # sandboxes starting at once
+    start_timeout_s: float = Field(default=60.0, gt=0)  # start + preload; past it the start failed
+
+    @field_validator("prewarm")
+    @classmethod
+    def _check_prewarm(cls, value: list[str]) -> list[str]:
+        """Each entry names a language, a library set and a tier."""
+        for entry in value:
+            parts = entry.split("/")
+            if len(parts) != 3 or parts[0] not in ("python", "typescript") or parts[2] not in TIERS:
+                raise ValueError(
+                    f"prewarm entry {entry!r}: write language/library_set/tier, e.g. python/base/light"
+                )
+        return value
+
+
 class SandboxSettings(BaseSettings):
     """How sandboxes are created on this host: the shared settings and each backend's section.
 
@@ -256,6 +297,7 @@ class SandboxSettings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     gvisor: GVisorSettings = Field(default_factory=GVisorSettings)
     unikraft: UnikraftSettings = Field(default_factory=UnikraftSettings)
+    warm: WarmSettings = Field(default_factory=WarmSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,8 +13,9 @@ backend through a :class:`GuardedSandbox`, so no caller can forget a check:
   carries a ``retry_after_s`` (the server answers 429 with ``Retry-After``). A run that could never
   fit (more memory than the budget itself) fails at once with ``LimitsExceededError``.
 
-* **Services.** ``start_service`` is clamped the same way and holds its memory grant for as long as
-  the service lives (released when it ends or is terminated).
+* **Services.** ``start_service`` (and ``start_browser``, for backends that run the browser
+  themselves) is clamped the same way and holds its memory grant for as long as the service lives
+  (released when it ends or is terminated).
 * **Labels.** The ``tenant`` label of every request is the view's owner (a client never sets it),
   so each egress decision is logged for the right tenant.
 
@@ -33,14 +34,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from sandbox.base import Check, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
-from sandbox.errors import InvalidRunRequestError, LimitsExceededError, SandboxBusyError
+from sandbox.errors import InvalidRunRequestError, LimitsExceededError, SandboxBusyError, SandboxStartError
 from sandbox.service import ServiceHandle
 
 __all__ = [
@@ -308,11 +309,28 @@ class GuardedSandbox:
 
     async def start_service(self, request: RunRequest, *, port: int) -> ServiceHandle:
         """Admit, then start the service; its memory stays granted until it ends."""
+        return await self._admitted(request, lambda guarded: self.inner.start_service(guarded, port=port))
+
+    async def start_browser(self, request: RunRequest) -> ServiceHandle:
+        """Admit, then start a browser the backend runs itself (``browser_over_cdp`` backends only).
+
+        Raises:
+            SandboxStartError: the backend runs no browser of its own (the local ones take a pipe).
+        """
+        start = getattr(self.inner, "start_browser", None)
+        if start is None:
+            raise SandboxStartError(f"the {self.name} backend runs no browser of its own")
+        return await self._admitted(request, start)
+
+    async def _admitted(
+        self, request: RunRequest, start: Callable[[RunRequest], Awaitable[ServiceHandle]]
+    ) -> ServiceHandle:
+        """Start a long-lived program with ``request`` guarded; its memory grant ends with it."""
         guarded = self.guard(request)
         grant = self.admission.admit(self.owner, guarded.limits, wait_s=self.wait_s)
         await grant.__aenter__()
         try:
-            handle: ServiceHandle = await self.inner.start_service(guarded, port=port)
+            handle: ServiceHandle = await start(guarded)
         except BaseException as exc:
             await grant.__aexit__(type(exc), exc, exc.__traceback__)
             raise

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from sandbox.base import Check, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxError, SandboxUnavailableError
+from sandbox.warm.base import Prestartable
+from sandbox.warm.pool import WarmPool
 
 __all__ = [
     "BACKENDS",
@@ -88,6 +90,10 @@ def create_sandbox(settings: SandboxSettings, backend: str | None = None) -> San
 async def open_sandbox(settings: SandboxSettings, backend: str | None = None) -> Sandbox:
     """A new backend (``backend`` or ``settings.backend``), opened; the caller closes it.
 
+    When ``settings.warm.enabled`` and the backend can start sandboxes ahead of their run
+    (:class:`~sandbox.warm.base.Prestartable`), it comes with the warm pool in front
+    (:class:`~sandbox.warm.pool.WarmPool`, same contract); ``create_sandbox`` never adds it.
+
     Nothing here blocks the event loop: the backend's module is imported in a worker thread (an
     import may do I/O: ``pyseccomp`` runs ``ldconfig``), and its ``open`` keeps its own I/O off the loop.
 
@@ -96,8 +102,12 @@ async def open_sandbox(settings: SandboxSettings, backend: str | None = None) ->
         SandboxUnavailableError: the backend cannot run here (the message says what to fix).
     """
     created = await asyncio.to_thread(create_sandbox, settings, backend)  # importing may do I/O
+    if settings.warm.enabled and isinstance(created, Prestartable):
+        created = WarmPool(created, settings)
     sandbox = await created.open()
-    logger.info("opened sandbox backend %s", sandbox.name)
+    logger.info(
+        "opened sandbox backend %s%s", sandbox.name, " (warm pool)" if isinstance(sandbox, WarmPool) else ""
+    )
     return sandbox
 
 

@@ -1,23 +1,31 @@
-"""Prometheus metrics (``/metrics``): runs by status and duration, sandbox runs, queue depth.
+"""Prometheus metrics (``/metrics``): runs by status and duration, sandbox runs, queue depth, warm pool.
 
 The metrics are process-wide (prometheus-client's default registry), like any exporter. They hold
 no tenant data, so ``/metrics`` needs no key. Sandbox figures come from :class:`InstrumentedSandbox`,
-the wrapper the server puts around its backend, so REST runs and the agents' runs count alike.
+the wrapper the server puts around its backend, so REST runs and the agents' runs count alike; when
+that backend is the warm pool (:class:`~sandbox.warm.pool.WarmPool`), its figures are read from the
+pool when ``/metrics`` is scraped (``agentic_sandbox_warm_*``: hits (and those that waited for a
+start), misses by reason, runs only a cold start can serve, start (refill) time, failed starts,
+expired and over-budget sandboxes, idle sandboxes and their memory per key, the idle memory budget).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Self
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
 
 from sandbox.base import OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.guard import Admission
+from sandbox.warm import WarmPool
 
 __all__ = [
     "ACTIVE_SANDBOXES",
@@ -32,6 +40,7 @@ __all__ = [
     "InstrumentedSandbox",
     "router",
     "watch_admission",
+    "watch_pool",
 ]
 
 _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -95,12 +104,104 @@ def watch_admission(admission: Admission) -> None:
     SANDBOX_REFUSED.set_function(lambda: admission.stats().refused)
 
 
+class _WarmPoolCollector(Collector):
+    """The warm pool's figures, read from the pool watched last (one server, one pool)."""
+
+    def __init__(self) -> None:
+        self.pool: weakref.ref[WarmPool] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.pool() if self.pool is not None else None
+        if pool is None:
+            return
+        stats = pool.stats()
+        backend = [stats.backend]
+        hits = CounterMetricFamily(
+            "agentic_sandbox_warm_hits", "Runs served by a warm sandbox", labels=["backend"]
+        )
+        hits.add_metric(backend, stats.hits)
+        waited = CounterMetricFamily(
+            "agentic_sandbox_warm_waited",
+            "Runs served by a warm sandbox that was still starting when they came (none was idle)",
+            labels=["backend"],
+        )
+        waited.add_metric(backend, stats.waited)
+        misses = CounterMetricFamily(
+            "agentic_sandbox_warm_misses",
+            "Runs a warm sandbox could have served that started cold: none idle (empty), it could not "
+            "take the run (unusable), a file would shadow a preloaded module (shadowed)",
+            labels=["backend", "reason"],
+        )
+        for reason in ("empty", "unusable", "shadowed"):
+            misses.add_metric([stats.backend, reason], stats.misses.get(reason, 0))
+        cold = CounterMetricFamily(
+            "agentic_sandbox_warm_cold_only",
+            "Runs no warm sandbox can serve (a command, network, their own start-up environment)",
+            labels=["backend"],
+        )
+        cold.add_metric(backend, stats.cold)
+        starts = SummaryMetricFamily(
+            "agentic_sandbox_warm_start_seconds",
+            "Refill time: from starting a warm sandbox to its interpreter being ready",
+            labels=["backend"],
+        )
+        starts.add_metric(backend, count_value=stats.starts, sum_value=stats.start_seconds_total)
+        failures = CounterMetricFamily(
+            "agentic_sandbox_warm_start_failures", "Warm sandboxes that failed to start", labels=["backend"]
+        )
+        failures.add_metric(backend, stats.start_failures)
+        expired = CounterMetricFamily(
+            "agentic_sandbox_warm_expired",
+            "Warm sandboxes destroyed unused after idle_ttl_s",
+            labels=["backend"],
+        )
+        expired.add_metric(backend, stats.expired)
+        over_budget = CounterMetricFamily(
+            "agentic_sandbox_warm_over_budget",
+            "Warm sandboxes destroyed once ready because the idle memory budget had no room for them",
+            labels=["backend"],
+        )
+        over_budget.add_metric(backend, stats.over_budget)
+        idle = GaugeMetricFamily(
+            "agentic_sandbox_warm_idle", "Idle warm sandboxes, by key", labels=["backend", "key"]
+        )
+        memory = GaugeMetricFamily(
+            "agentic_sandbox_warm_idle_memory_bytes",
+            "Memory (PSS) of the idle warm sandboxes, by key",
+            labels=["backend", "key"],
+        )
+        for key in stats.keys:
+            idle.add_metric([stats.backend, key.label], key.idle)
+            memory.add_metric([stats.backend, key.label], key.idle_memory_bytes)
+        budget = GaugeMetricFamily(
+            "agentic_sandbox_warm_memory_budget_bytes",
+            "Budget of the idle warm sandboxes' memory (AGENTIC_SANDBOX_WARM_MEMORY_BUDGET_MB)",
+            labels=["backend"],
+        )
+        budget.add_metric(backend, pool.warm.memory_budget_mb * 1024 * 1024)
+        yield from (hits, waited, misses, cold, starts, failures, expired, over_budget, idle, memory, budget)
+
+
+_WARM_POOL = _WarmPoolCollector()
+REGISTRY.register(_WARM_POOL)
+
+
+def watch_pool(pool: WarmPool) -> None:
+    """Export ``pool``'s figures (read when ``/metrics`` is scraped); replaces the pool watched before."""
+    _WARM_POOL.pool = weakref.ref(pool)
+
+
 class InstrumentedSandbox:
-    """A :class:`~sandbox.base.Sandbox` that counts and times the runs of the one it wraps."""
+    """A :class:`~sandbox.base.Sandbox` that counts and times the runs of the one it wraps.
+
+    When the wrapped one is the warm pool, its figures are exported too (:func:`watch_pool`).
+    """
 
     def __init__(self, inner: Sandbox) -> None:
         self.inner = inner
         self.name = getattr(inner, "name", "unknown")
+        if isinstance(inner, WarmPool):
+            watch_pool(inner)
 
     def _record(self, result: RunResult | None, elapsed: float) -> None:
         backend = result.backend if result is not None and result.backend else self.name

@@ -115,7 +115,7 @@ async def prepare(state: CodeState, runtime: Runtime[Context]) -> dict[str, Any]
     """Open the workspace, read the request, save pasted code as the user's version."""
     store = await get_store(runtime.context)
     workspace_id = state.workspace_id or (await store.create_workspace("agent workspace")).id
-    request = read_request(state.messages)
+    request = read_request(state.messages, default_language=state.preferred_language or "python")
     app = _app_of(state, request)
     code_path, tests_path, extra_paths = _paths(state, request.files, request.language)
     language = "typescript" if code_path.endswith((".ts", ".mts")) else "python"

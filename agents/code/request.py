@@ -30,6 +30,7 @@ __all__ = [
 
 _FILE = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[A-Za-z_][\w-]*\.(?:py|ts|mts))\b")
 _TS_WORDS = re.compile(r"\b(typescript|deno)\b|\.ts\b", re.I)
+_PY_WORDS = re.compile(r"\bpython3?\b|\.py\b", re.I)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
 _CODE_START = re.compile(r"^(?:async\s+def|def|class|import|from\s+\S+\s+import|@\w+)\b")
 _PY_TAGS = {"", "python", "py", "python3"}
@@ -63,13 +64,19 @@ def file_names(text: str) -> list[str]:
     return seen
 
 
-def language_of(text: str, files: Sequence[str]) -> str:
-    """``typescript`` when a named file, a code block or the words say so; else ``python``."""
+def language_of(text: str, files: Sequence[str], default: str = "python") -> str:
+    """The language a named file, a code block or the words say; ``default`` when they say none.
+
+    ``default`` is the user's remembered preference (``agents.memory``), else ``python``.
+    """
     if files:
         return "typescript" if files[0].endswith((".ts", ".mts")) else "python"
-    if any(b.tag in _TS_TAGS for b in extract_code_blocks(text)):
+    tags = {b.tag for b in extract_code_blocks(text)}
+    if tags & _TS_TAGS or _TS_WORDS.search(text):
         return "typescript"
-    return "typescript" if _TS_WORDS.search(text) else "python"
+    if default == "python" or tags & _PY_TAGS or _PY_WORDS.search(text):
+        return "python"
+    return "python" if _unfenced_python(text) is not None else default
 
 
 def _parses(code: str) -> bool:
@@ -119,12 +126,15 @@ def earlier_turns(messages: Sequence[BaseMessage], limit: int = 4) -> str:
     return text if len(text) <= _MAX_EARLIER else "..." + text[-_MAX_EARLIER:]
 
 
-def read_request(messages: Sequence[BaseMessage]) -> Request:
-    """Read the last user message of ``messages`` (and what came before it)."""
+def read_request(messages: Sequence[BaseMessage], default_language: str = "python") -> Request:
+    """Read the last user message of ``messages`` (and what came before it).
+
+    ``default_language``: the language when the request names none (the user's preference).
+    """
     human = [m for m in messages if isinstance(m, HumanMessage)]
     text = text_of(human[-1]) if human else ""
     files = file_names(text)
-    language = language_of(text, files)
+    language = language_of(text, files, default_language)
     return Request(
         text=text,
         files=files,

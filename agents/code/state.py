@@ -42,6 +42,8 @@ class CodeState(CodeOutput):
     """The program of the previous job in this thread ("make it ..." edits that file)."""
     last_kind: str | None = None
     """The app kind of the previous job when it was a hosted app (a follow-up changes the app)."""
+    preferred_language: str | None = None
+    """The user's remembered language: used when the request names none."""
     request: str = ""
     earlier: str = ""
     language: Literal["python", "typescript", "html"] = "python"

@@ -28,6 +28,10 @@ host's: no host loopback service, port or abstract Unix socket is reachable). It
 egress proxy (:mod:`sandbox.egress_proxy`): a per-run Unix socket bound at ``/sandbox/net`` and the
 forwarder (:mod:`sandbox.host.forwarder`) serving ``HTTP_PROXY`` on the sandbox's loopback. The
 seccomp profile with network allows ``AF_INET`` sockets (they reach that loopback only).
+Warm sandboxes (:mod:`sandbox.warm`): ``prestart`` builds the same sandbox ahead of its run, with
+the interpreter started and preloaded, waiting for its program (:mod:`sandbox.host.warm_bwrap`);
+only with writable cgroups (the run's limits are set on its cgroup at hand-over).
+
 ``start_service`` runs the same way without a wall-clock cap, with the forwarder also relaying
 ``/sandbox/net/app.sock`` (the host's way in, the service's endpoint) to the program's port.
 
@@ -49,7 +53,7 @@ from sandbox.base import Check, RunRequest, RunResult
 from sandbox.commands import TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
 from sandbox.config import SandboxSettings
 from sandbox.egress_proxy import EgressProxy
-from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
+from sandbox.errors import InvalidRunRequestError, SandboxError, SandboxStartError, SandboxUnavailableError
 from sandbox.host import seccomp
 from sandbox.host.bwrap_args import PYTHON_VENV
 from sandbox.host.bwrap_run import (
@@ -67,9 +71,11 @@ from sandbox.host.launcher import build_launcher, launch_args
 from sandbox.host.outcome import run_result
 from sandbox.host.probes import cgroups_check, deno_check, failed, root_check, run_probe
 from sandbox.host.process import ProcessOutcome, run_process
+from sandbox.host.warm_bwrap import BwrapWarmSandbox
 from sandbox.resources import check_limits
 from sandbox.service import ServiceEndpoint, ServiceHandle
 from sandbox.streaming import ChunkDecoder, ChunkSink
+from sandbox.warm.keys import WarmKey, warm_key
 
 __all__ = ["BubblewrapSandbox"]
 
@@ -114,6 +120,52 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout=10.0)
 
+    def _run_started(self) -> None:
+        self._inflight += 1
+        self._idle.clear()
+
+    def _run_ended(self) -> None:
+        self._inflight -= 1
+        if not self._inflight:
+            self._idle.set()
+
+    def warm_key(self, request: RunRequest) -> WarmKey | None:
+        """The key of the warm sandboxes that can serve ``request`` (None: cold only, or no cgroups here)."""
+        if self._closed or self._host is None or self._host.pool is None:
+            return None
+        try:
+            self._libsets.get(request.library_set)
+        except SandboxError:  # unknown or not built: the cold path says so
+            return None
+        return warm_key(request, self.name)
+
+    async def prestart(self, template: RunRequest) -> BwrapWarmSandbox:
+        """Start a sandbox for ``template``'s key whose interpreter waits for its program.
+
+        Raises:
+            SandboxStartError: it could not be started (closed, no cgroups, a start failure).
+        """
+        host = self._opened()
+        if host.pool is None:
+            raise SandboxStartError("warm sandboxes need writable cgroups on this host")
+        libset = self._libsets.get(template.library_set)
+        slot = self._slots.take()
+        self._run_started()
+
+        def ended() -> None:
+            self._slots.release(slot)  # the sandbox's processes are gone
+            self._run_ended()
+
+        return await BwrapWarmSandbox.start(
+            host,
+            template,
+            libset=libset,
+            ids=self._slots.ids(slot),
+            maximums=self.settings.max_limits,
+            timeout_s=self.settings.warm.start_timeout_s,
+            on_end=ended,
+        )
+
     async def _execute(
         self, request: RunRequest, sink: ChunkSink | None, service: tuple[ServiceHandle, int] | None = None
     ) -> RunResult:
@@ -135,8 +187,7 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
         wiring: NetWiring | None = None
         outcome: ProcessOutcome | None = None
         usage: CgroupUsage | None = None
-        self._inflight += 1
-        self._idle.clear()
+        self._run_started()
         try:
             if request.network:
                 assert self._egress is not None  # made by open()
@@ -179,9 +230,7 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
                 with contextlib.suppress(Exception):
                     await asyncio.shield(wiring.close())
             self._slots.release(slot)  # bwrap exited: its pid namespace is empty
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.set()
+            self._run_ended()
         raise_setup_failure(outcome)
         if decoder is not None:
             decoder.flush()

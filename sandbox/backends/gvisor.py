@@ -43,6 +43,10 @@ run with network reaches out only through the egress proxy: its per-run dir is b
 ``/sandbox/net`` and runsc gets ``--host-uds=open`` so the forwarder can connect to the proxy's
 socket there (``create`` too for a service, whose forwarder makes ``app.sock`` for the host).
 
+Warm sandboxes (:mod:`sandbox.warm`): ``prestart`` starts the same sandbox ahead of its run, the
+interpreter up and preloaded, waiting for its program (:mod:`sandbox.host.warm_runsc`); only with
+writable cgroups. It saves most of a cold run here: runsc's own start.
+
 ``boot_s`` is the cost of a ``/usr/bin/true`` run (measured once per instance, by ``open``): runsc's own
 start and tear-down (~0.2 s on an idle 2-core host), included in every ``duration_s``.
 """
@@ -58,19 +62,18 @@ import logging
 import math
 import os
 import secrets
-import shutil
 from pathlib import Path, PurePosixPath
 
 from sandbox.base import Check, Limits, RunRequest, RunResult
 from sandbox.commands import DENO_PATH, TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
 from sandbox.config import SandboxSettings
 from sandbox.egress_proxy import EgressProxy
-from sandbox.errors import SandboxStartError
+from sandbox.errors import SandboxError, SandboxStartError
 from sandbox.host.cgroup import Cgroup, CgroupUsage, watch_cpu
 from sandbox.host.egress_wiring import FORWARDER_PIDS, NET_DIR, NetWiring, open_wiring
 from sandbox.host.host_sandbox import HostSandbox
 from sandbox.host.libset_dirs import LibrarySet, deno_binary
-from sandbox.host.oci import BindMount, RunSpec, build_config, prepare_scratch, release_scratch
+from sandbox.host.oci import BindMount, RunSpec, build_config, prepare_scratch
 from sandbox.host.outcome import run_result
 from sandbox.host.probes import cgroups_check, deno_check, root_check
 from sandbox.host.process import ProcessOutcome, run_process
@@ -78,13 +81,17 @@ from sandbox.host.runsc import (
     ROOT_NEEDED,
     RUNSC_ENV,
     GVisorHost,
+    cleanup_run,
     join_cgroups_argv,
+    kill_run,
     raise_start_failure,
     runsc_check,
 )
+from sandbox.host.warm_runsc import GVisorWarmSandbox
 from sandbox.resources import check_limits
 from sandbox.service import ServiceEndpoint, ServiceHandle
 from sandbox.streaming import ChunkDecoder, ChunkSink
+from sandbox.warm.keys import WarmKey, warm_key
 
 __all__ = ["MEMORY_HEADROOM_MB", "GVisorSandbox"]
 
@@ -93,7 +100,6 @@ logger = logging.getLogger(__name__)
 MEMORY_HEADROOM_MB = 48  # Sentry + gofer memory charged to the run's cgroup on top of the program's cap
 _HOST_PIDS_MAX = 4096  # safety net only; RLIMIT_NPROC inside is the real cap
 _PARTIAL_LINE_S = 0.05  # how long streamed output without a newline is held back
-_RUNSC_KILL_S = 2.0  # how long ``runsc kill`` may take before the cgroup SIGKILL takes over
 _ids = itertools.count()
 
 
@@ -116,6 +122,45 @@ class GVisorSandbox(HostSandbox[GVisorHost]):
 
     def _preflight(self) -> list[Check]:
         return _preflight(self.settings)
+
+    async def _before_close(self, host: GVisorHost) -> None:
+        await GVisorWarmSandbox.wait_teardowns()  # finished warm runs' state, mounts and cgroups
+
+    def warm_key(self, request: RunRequest) -> WarmKey | None:
+        """The key of the warm sandboxes that can serve ``request`` (None: cold only, or no cgroups here)."""
+        if self._closed or self._host is None or self._host.pool is None:
+            return None
+        try:
+            self._libsets.get(request.library_set)
+        except SandboxError:  # unknown or not built: the cold path says so
+            return None
+        # Deno cannot lower RLIMIT_NPROC at hand-over (Python's stub does): it is part of the key.
+        return warm_key(
+            request, self.name, fixed_limits=("pids",) if request.language == "typescript" else ()
+        )
+
+    async def prestart(self, template: RunRequest) -> GVisorWarmSandbox:
+        """Start a sandbox for ``template``'s key whose interpreter waits for its program.
+
+        Raises:
+            SandboxStartError: it could not be started (closed, no cgroups, a start failure).
+        """
+        host = self._opened()
+        if host.pool is None:
+            raise SandboxStartError("warm sandboxes need writable cgroups on this host")
+        gvisor = self.settings.gvisor
+        return await GVisorWarmSandbox.start(
+            host,
+            template,
+            libset=self._libsets.get(template.library_set),
+            mounts_for=lambda request, libset, scratch: self._extra_mounts(request, libset, scratch, None),
+            uid=gvisor.sandbox_uid,
+            gid=gvisor.sandbox_gid,
+            maximums=self.settings.max_limits,
+            headroom_mb=MEMORY_HEADROOM_MB,
+            host_pids=_HOST_PIDS_MAX,
+            timeout_s=self.settings.warm.start_timeout_s,
+        )
 
     async def _after_open(self, host: GVisorHost) -> None:
         """Measure ``boot_s``: one ``/usr/bin/true`` run, runsc's own start and tear-down."""
@@ -163,15 +208,7 @@ class GVisorSandbox(HostSandbox[GVisorHost]):
         decoder = ChunkDecoder(sink, hold_partial_s=_PARTIAL_LINE_S) if sink is not None else None
 
         async def kill(pid: int) -> None:
-            if cgroup is None:
-                await host.runsc.destroy(cid)
-                return
-            # ``runsc kill`` lets the Sentry stop cleanly (then ``runsc delete`` is quick), but under
-            # load it can take seconds to answer (a 1 s deadline once ended after 6 s): give it a
-            # bounded moment, then SIGKILL runsc, the gofer and the Sentry through the run's cgroup.
-            # runsc's state is deleted in _cleanup, after the run's duration is taken.
-            await host.runsc.quiet("kill", "--all", cid, "KILL", timeout=_RUNSC_KILL_S)
-            await asyncio.to_thread(cgroup.kill_all)
+            await kill_run(host, cid, cgroup)
 
         async def exceeded() -> None:
             nonlocal cpu_exceeded
@@ -251,7 +288,7 @@ class GVisorSandbox(HostSandbox[GVisorHost]):
                 watcher.cancel()
                 with contextlib.suppress(BaseException):
                     await watcher
-            cleanup = asyncio.ensure_future(self._cleanup(host, cid, rundir, scratch, cgroup, wiring))
+            cleanup = asyncio.ensure_future(cleanup_run(host, cid, rundir, scratch, cgroup, wiring))
             try:
                 await asyncio.shield(cleanup)
             except asyncio.CancelledError:
@@ -262,32 +299,6 @@ class GVisorSandbox(HostSandbox[GVisorHost]):
             decoder.flush()
         boot_s = self._boot_s if self._boot_s is not None else math.inf  # the calibration run: all of it
         return run_result(outcome, usage, backend=self.name, cpu_exceeded=cpu_exceeded, boot_s=boot_s)
-
-    async def _cleanup(
-        self,
-        host: GVisorHost,
-        cid: str,
-        rundir: Path,
-        scratch: Path,
-        cgroup: Cgroup | None,
-        wiring: NetWiring | None,
-    ) -> None:
-        """Make sure nothing of run ``cid`` remains: container state, processes, mount, cgroup, files."""
-        if wiring is not None:
-            with contextlib.suppress(Exception):
-                await wiring.close()
-        if cgroup is not None:
-            await asyncio.to_thread(cgroup.kill_all)
-        if host.runsc.has_state(cid):
-            await host.runsc.destroy(cid)
-            # Under load ``runsc delete`` can leave the container's lock file behind; the processes
-            # are gone (cgroup emptied above), so what remains is only files.
-            await asyncio.to_thread(host.runsc.remove_state, cid)
-        if cgroup is not None and host.pool is not None:
-            await asyncio.to_thread(host.pool.release, cgroup, emptied=True)
-        if scratch.exists():
-            release_scratch(scratch)
-        await asyncio.to_thread(shutil.rmtree, rundir, True)
 
 
 def _preflight(settings: SandboxSettings) -> list[Check]:

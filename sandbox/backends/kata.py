@@ -18,6 +18,7 @@ from sandbox.base import Check, OutputChunk, RunRequest, RunResult
 from sandbox.config import SandboxSettings
 from sandbox.errors import SandboxError, SandboxStartError
 from sandbox.kata import KataSandbox, KataServiceHandle, KataSettings
+from sandbox.kata.browser import KataBrowserHandle
 from sandbox.kata.kube import KubeApi
 from sandbox.kata.preflight import run_preflight
 from sandbox.libsets import LIBRARY_SETS
@@ -29,6 +30,7 @@ class KataBackend:
     """Kata pods on Kubernetes, behind the :class:`~sandbox.base.Sandbox` protocol."""
 
     name = "kata"
+    browser_over_cdp = True  # browser sessions are pods reached over CDP (sandbox.kata.browser)
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
@@ -75,6 +77,9 @@ class KataBackend:
 
     async def start_service(self, request: RunRequest, *, port: int) -> KataServiceHandle:
         return await self._opened().start_service(request, port=port)
+
+    async def start_browser(self, request: RunRequest) -> KataBrowserHandle:
+        return await self._opened().start_browser(request)
 
     async def close(self) -> None:
         """Stop the reaper and close the API client; idempotent."""

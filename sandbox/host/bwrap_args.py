@@ -24,6 +24,7 @@ from sandbox.host import seccomp
 from sandbox.host.cgroup import Cgroup
 from sandbox.host.egress_wiring import NET_DIR, NetWiring
 from sandbox.host.libset_dirs import LibrarySet
+from sandbox.warm.stubs import WARM_DIR
 
 __all__ = [
     "BWRAP_PIDS",
@@ -110,6 +111,7 @@ def run_args(
     libset_source: Path | None,
     deno: Path | None,
     wiring: NetWiring | None,
+    warm_dir: Path | None = None,
 ) -> list[str]:
     """Per-run bwrap arguments: scratch tmpfs, request files (memfds), binds, seccomp; ends with ``--``.
 
@@ -120,6 +122,7 @@ def run_args(
         libset_source: Where bwrap can open the set's directory (None: stdlib only).
         deno: Where bwrap can open the Deno binary (TypeScript runs).
         wiring: The run's network plumbing (runs with network).
+        warm_dir: The stubs a warm sandbox starts (bound read-only at ``sandbox.warm.stubs.WARM_DIR``).
 
     Raises:
         InvalidRunRequestError: too many files, more bytes than the scratch dir, a path that escapes it.
@@ -153,20 +156,25 @@ def run_args(
     if wiring is not None:  # writable for a service: its forwarder creates app.sock there
         bind = "--bind" if wiring.ingress_port is not None else "--ro-bind"
         args += [bind, str(wiring.host_dir), NET_DIR]
+    if warm_dir is not None:
+        args += ["--ro-bind", str(warm_dir), WARM_DIR]
     bpf = seccomp.bpf_fd(request.network)
     fds.append(bpf)
     args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--seccomp", str(bpf), "--"]
     return args
 
 
-def launcher_rlimits(limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True) -> dict[str, int]:
+def launcher_rlimits(
+    limits: Limits, cgroup: Cgroup | None, *, data_rlimit: bool = True, cpu_seconds: float | None = None
+) -> dict[str, int]:
     """The rlimits the launcher sets before bwrap (root may lower them, never raise).
 
     ``data_rlimit=False`` skips RLIMIT_DATA in the fallback (V8 reserves more than it uses).
+    ``cpu_seconds``: RLIMIT_CPU instead of the limits' (a warm sandbox's stub lowers it at hand-over).
     """
     rlimits = {
         "core": 0,
-        "cpu": max(1, math.ceil(limits.cpu_seconds)),
+        "cpu": max(1, math.ceil(limits.cpu_seconds if cpu_seconds is None else cpu_seconds)),
         "fsize": max(1, limits.disk_mb) * 1024 * 1024,
     }
     if cgroup is None:  # no cgroups: processes and memory are capped by rlimits instead

@@ -182,7 +182,16 @@ class BwrapRun:
         ids: tuple[int, int],
         libset: LibrarySet,
         wiring: NetWiring | None,
+        warm: bool = False,
+        cpu_rlimit_s: float | None = None,
+        status_pipe: tuple[int, list[int]] | None = None,
     ) -> None:
+        """Keep what the run needs (nothing happens here).
+
+        ``warm``: a warm sandbox (stubs bound, RLIMIT_CPU ``cpu_rlimit_s``). ``status_pipe``: a read end
+        (kept, see :attr:`status_fd`) and write ends for the launcher's ``-s`` (the first) and for the
+        program to inherit (the others); ours are closed by :meth:`close_fds`.
+        """
         self.host = host
         self.request = request
         self.program = program
@@ -196,6 +205,15 @@ class BwrapRun:
         self._fds: list[int] = []
         self._netns_pool = None if request.network else host.netns
         self._watchdog: asyncio.Task[None] | None = None
+        self._warm = warm
+        self._cpu_rlimit_s = cpu_rlimit_s
+        # Warm sandboxes: the launcher reports the program's end here at once (``agentic-launch -s``).
+        self.status_fd: int | None = None
+        self._status_w: int | None = None
+        if status_pipe is not None:
+            self.status_fd, writers = status_pipe
+            self._status_w = writers[0]
+            self._fds += writers
 
     def spawn_args(self) -> tuple[list[str], list[int]]:
         """Take a cgroup and a network namespace, write the memfds; the argv and fds to spawn (a thread)."""
@@ -216,8 +234,14 @@ class BwrapRun:
             uid=self.ids[0],
             gid=self.ids[1],
             tasks_files=self.cgroup.tasks_files if self.cgroup is not None else (),
-            rlimits=launcher_rlimits(limits, self.cgroup, data_rlimit=request.language != "typescript"),
+            rlimits=launcher_rlimits(
+                limits,
+                self.cgroup,
+                data_rlimit=request.language != "typescript",
+                cpu_seconds=self._cpu_rlimit_s,
+            ),
             netns=self.netns,
+            status_fd=self._status_w,
         )
         prefix = host.prefix[request.network]
         # The request's env must never reach the launcher or bwrap (root or setup code: think
@@ -230,7 +254,13 @@ class BwrapRun:
             libset_source = host.stage.reachable(self.libset.host_path)
         deno = host.deno() if request.language == "typescript" else None
         per_run = run_args(
-            request, self._fds, libset=self.libset, libset_source=libset_source, deno=deno, wiring=self.wiring
+            request,
+            self._fds,
+            libset=self.libset,
+            libset_source=libset_source,
+            deno=deno,
+            wiring=self.wiring,
+            warm_dir=host.stage.warm if self._warm else None,
         )
         if host.pool is None and (unsized := unsized_tmpfs([*prefix, *per_run])):
             # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
@@ -269,11 +299,18 @@ class BwrapRun:
         if self.cgroup is not None:  # then anything left in the cgroup, off the event loop
             await asyncio.to_thread(self.cgroup.kill_all)
 
-    def finish(self, read_usage: bool) -> CgroupUsage | None:
-        """Close the memfds, empty the cgroup, read its counters, give group and namespace back (a thread)."""
+    def close_fds(self) -> None:
+        """Close the memfds (bwrap has read them once the program runs)."""
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()
+
+    def finish(self, read_usage: bool) -> CgroupUsage | None:
+        """Close the memfds, empty the cgroup, read its counters, give group and namespace back (a thread)."""
+        self.close_fds()
+        if self.status_fd is not None:
+            os.close(self.status_fd)
+            self.status_fd = None
         usage = None
         try:
             if self.cgroup is not None and self.host.pool is not None:

@@ -2,9 +2,10 @@
 
 Why a module of its own: everything here runs on the host as root *before* a sandbox exists, once
 per backend: the staged ``/etc`` (harmless host pieces plus a synthesized passwd / group / hosts,
-never the host's), the venv-style Python launcher, the directory of pooled network namespaces, and
-read-only bind staging of root-only sources (library sets under ``/root``) so the unprivileged bwrap
-can reach them. The stage is its own small tmpfs, so a bind from it shows the sandbox no host path.
+never the host's), the venv-style Python launcher, the warm sandboxes' stubs, the directory of
+pooled network namespaces, and read-only bind staging of root-only sources (library sets under
+``/root``) so the unprivileged bwrap can reach them. The stage is its own small tmpfs, so a bind
+from it shows the sandbox no host path.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from sandbox.commands import ETC_PIECES, ETC_SYNTH
 from sandbox.errors import SandboxStartError
+from sandbox.warm.stubs import stage_stubs
 
 __all__ = ["HostStage", "unmount"]
 
@@ -131,6 +133,7 @@ class HostStage:
         try:
             _stage_etc(self.etc, uid, gid)
             _stage_venv(self.venv, python)
+            self.python_stub = stage_stubs(self.warm, python)
         except BaseException:
             if self._tmpfs:
                 unmount(self.root)
@@ -141,6 +144,11 @@ class HostStage:
     def etc(self) -> Path:
         """The directory bound read-only at ``/etc`` in every sandbox."""
         return self.root / "etc"
+
+    @property
+    def warm(self) -> Path:
+        """The warm sandboxes' stubs, bound read-only at :data:`~sandbox.warm.stubs.WARM_DIR` in each."""
+        return self.root / "warm"
 
     @property
     def netns_dir(self) -> Path:

@@ -163,6 +163,12 @@ class Cgroup:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
+    def kill_others(self, keep: int) -> None:
+        """SIGKILL, once, every process in the group but ``keep`` (a subreaper: it reaps them, then exits)."""
+        for pid in self.pids() - {keep}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
     def _oom_kills(self) -> int:
         try:
             for line in _read(self.dirs["memory"] / "memory.oom_control").splitlines():
@@ -184,48 +190,73 @@ class Cgroup:
             write_knob(self.dirs[controller] / knob, value)
             self.applied[knob] = value
 
-    def apply(self, limits: Limits, extra_pids: int = 0) -> None:
-        """Set ``limits`` (plus ``extra_pids`` for the launcher's own processes) and reset counters."""
+    def _set_memory(self, memory_mb: int) -> None:
         mem = self.dirs["memory"]
-        nbytes = limits.memory_mb * 1024 * 1024
-        if self.applied.get("memory.limit_in_bytes") != nbytes:
-            self.applied.pop("memory.limit_in_bytes", None)  # unknown until the write succeeded
-            if self.has_memsw:
-                write_knob(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
+        nbytes = memory_mb * 1024 * 1024
+        if self.applied.get("memory.limit_in_bytes") == nbytes:
+            return
+        self.applied.pop("memory.limit_in_bytes", None)  # unknown until the write succeeded
+        if self.has_memsw:
+            write_knob(mem / "memory.memsw.limit_in_bytes", -1)  # memsw must stay >= limit while changing
+        try:
+            write_knob(mem / "memory.limit_in_bytes", nbytes)
+        except OSError as exc:
+            # EBUSY: the group still holds more than the new cap (charges of earlier runs) and the
+            # kernel could not reclaim it; force_empty drops what can go, then one more try.
+            if exc.errno != errno.EBUSY:
+                raise
+            with contextlib.suppress(OSError):
+                write_knob(mem / "memory.force_empty", 0)
             try:
                 write_knob(mem / "memory.limit_in_bytes", nbytes)
-            except OSError as exc:
-                # EBUSY: the group still holds more than the new cap (charges of earlier runs) and the
-                # kernel could not reclaim it; force_empty drops what can go, then one more try.
-                if exc.errno != errno.EBUSY:
-                    raise
-                with contextlib.suppress(OSError):
-                    write_knob(mem / "memory.force_empty", 0)
-                try:
-                    write_knob(mem / "memory.limit_in_bytes", nbytes)
-                except OSError as again:
-                    raise CgroupBusyError(
-                        f"cgroup {self.name} holds more than {limits.memory_mb} MB"
-                    ) from again
-            if self.has_memsw:
-                write_knob(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
-            self.applied["memory.limit_in_bytes"] = nbytes
-        with contextlib.suppress(OSError):
-            write_knob(mem / "memory.max_usage_in_bytes", 0)
+            except OSError as again:
+                raise CgroupBusyError(f"cgroup {self.name} holds more than {memory_mb} MB") from again
+        if self.has_memsw:
+            write_knob(mem / "memory.memsw.limit_in_bytes", nbytes)  # no swapping past the cap
+        self.applied["memory.limit_in_bytes"] = nbytes
+
+    def _set_limits(self, limits: Limits, extra_pids: int) -> None:
+        self._set_memory(limits.memory_mb)
         # Exact cap, never widened: the pool hands out only groups whose pids.current is 0 (a late-reaped
         # zombie of an earlier run would otherwise take a slot, or widen the cap if added to it).
         self._set("pids", "pids.max", max(limits.pids, 1) + extra_pids)
         self._set("cpu", "cpu.cfs_quota_us", max(int(limits.cpus * _CFS_PERIOD_US), 1000))
-        # Page cache charged by earlier runs stays (evicting it would slow the next start); the
-        # peak we report is relative to what the group held before this run.
-        self.baseline_bytes = read_int(mem / "memory.usage_in_bytes")
+        self.limits = limits
+
+    def _restart_counters(self) -> None:
+        with contextlib.suppress(OSError):
+            write_knob(self.dirs["memory"] / "memory.max_usage_in_bytes", 0)  # resets it to the usage now
         if "cpuacct" in self.dirs:
             write_knob(self.dirs["cpuacct"] / "cpuacct.usage", 0)
+
+    def apply(self, limits: Limits, extra_pids: int = 0) -> None:
+        """Set ``limits`` (plus ``extra_pids`` for the launcher's own processes) and reset counters."""
+        self._set_limits(limits, extra_pids)
+        # Page cache charged by earlier runs stays (evicting it would slow the next start); the
+        # peak we report is relative to what the group held before this run.
+        self._restart_counters()
+        self.baseline_bytes = read_int(self.dirs["memory"] / "memory.usage_in_bytes")
         if not self.counters_current:  # else usage() of the previous run read them, idle since
             self.oom_kills_before = self._oom_kills()
             self.pids_events_before = self._pids_events()
         self.counters_current = False
-        self.limits = limits
+
+    def rearm(self, limits: Limits, extra_pids: int = 0) -> None:
+        """Hand the group of a waiting (warm) sandbox to its program: the run's limits, counters from now.
+
+        Unlike :meth:`apply`, ``baseline_bytes`` stays what the group held before the sandbox started,
+        so the peak reported includes what the waiting interpreter holds (as a cold run's includes its
+        start), but not what its start-up used and gave back: the peak restarts from the usage now.
+        CPU seconds (``cpuacct``), OOM kills and pids-cap hits count from now.
+
+        Raises:
+            CgroupBusyError: the sandbox already holds more memory than the run's cap.
+        """
+        self._set_limits(limits, extra_pids)
+        self._restart_counters()
+        self.oom_kills_before = self._oom_kills()
+        self.pids_events_before = self._pids_events()
+        self.counters_current = False
 
     @property
     def tracks_cpu(self) -> bool:

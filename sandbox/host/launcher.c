@@ -5,12 +5,15 @@
  * ~2.5 ms of CPU per run (two execs, dynamic linking, locale set-up); built static it is one exec
  * of a few syscalls. It must stay tiny and obviously correct: it runs as root on input we build.
  *
- *   agentic-launch [-t TASKS_FILE]... [-r NAME=VALUE]... [-n NETNS_FILE] -u UID -g GID -- PROG ARG...
+ *   agentic-launch [-t TASKS_FILE]... [-r NAME=VALUE]... [-n NETNS_FILE] [-s FD] -u UID -g GID -- PROG ARG...
  *       Join each cgroup (write "0" to its `tasks` file: moves this thread only, which skips the
  *       kernel's threadgroup lock that makes `cgroup.procs` cost 10-20 ms), lower each rlimit
  *       (core, cpu, fsize, nproc, data, as; soft = hard = VALUE), enter the network namespace
  *       bound at NETNS_FILE, drop every group and to UID/GID, set no_new_privs, run PROG as a
  *       child and reap it and every orphan it leaves (subreaper); exit with PROG's status.
+ *       With -s, PROG's status is also written to FD (decimal, newline) as soon as PROG ends,
+ *       before the orphans are reaped: bwrap ends with its program, but the namespace's init, an
+ *       orphan here, ends only once its pid and mount namespaces are torn down (milliseconds).
  *   agentic-launch -m NETNS_FILE
  *       Create a network namespace (only a down loopback) and bind it on NETNS_FILE (an existing
  *       empty file), so runs can reuse it instead of paying for a new one each time.
@@ -70,14 +73,15 @@ static void make_netns(const char *target) {
 
 int main(int argc, char **argv) {
     const char *tasks[MAX_ITEMS], *limits[MAX_ITEMS], *netns = NULL;
-    int n_tasks = 0, n_limits = 0, opt;
+    int n_tasks = 0, n_limits = 0, opt, status_fd = -1;
     long long uid = -1, gid = -1;
 
-    while ((opt = getopt(argc, argv, "+t:r:n:u:g:m:")) != -1) {
+    while ((opt = getopt(argc, argv, "+t:r:n:s:u:g:m:")) != -1) {
         switch (opt) {
         case 't': if (n_tasks == MAX_ITEMS) usage("too many -t"); tasks[n_tasks++] = optarg; break;
         case 'r': if (n_limits == MAX_ITEMS) usage("too many -r"); limits[n_limits++] = optarg; break;
         case 'n': netns = optarg; break;
+        case 's': status_fd = (int)parse_num(optarg); break;
         case 'u': uid = parse_num(optarg); break;
         case 'g': gid = parse_num(optarg); break;
         case 'm': make_netns(optarg); return 0;
@@ -85,6 +89,7 @@ int main(int argc, char **argv) {
         }
     }
     if (uid <= 0 || gid <= 0 || optind >= argc) usage("need -u UID -g GID (not root) and a program");
+    if (status_fd >= 0 && fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) fail("status fd", NULL);
 
     for (int i = 0; i < n_tasks; i++) {
         int fd = open(tasks[i], O_WRONLY | O_CLOEXEC);
@@ -126,7 +131,13 @@ int main(int argc, char **argv) {
             if (errno == EINTR) continue;
             break; /* ECHILD: nothing of the run is left */
         }
-        if (done == child) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (done == child) {
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            if (status_fd >= 0) {
+                dprintf(status_fd, "%d\n", code);
+                close(status_fd);
+            }
+        }
     }
     return code;
 }

@@ -87,8 +87,12 @@ def launch_args(
     tasks_files: Sequence[Path] = (),
     rlimits: Mapping[str, int] | None = None,
     netns: Path | None = None,
+    status_fd: int | None = None,
 ) -> list[str]:
-    """The argv prefix that runs the rest of the command as ``uid``/``gid`` inside those limits."""
+    """The argv prefix that runs the rest of the command as ``uid``/``gid`` inside those limits.
+
+    ``status_fd``: where the launcher writes the program's exit status as soon as it ends.
+    """
     args = [str(launcher)]
     for path in tasks_files:
         args += ["-t", str(path)]
@@ -96,6 +100,8 @@ def launch_args(
         args += ["-r", f"{name}={value}"]
     if netns is not None:
         args += ["-n", str(netns)]
+    if status_fd is not None:
+        args += ["-s", str(status_fd)]
     return [*args, "-u", str(uid), "-g", str(gid), "--"]
 
 

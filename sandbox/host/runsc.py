@@ -8,7 +8,8 @@ runsc make groups in all 11 controllers costs ~90 ms a run). Never ``runsc do``:
 sandbox the host's filesystem.
 
 :class:`GVisorHost` is made once by ``GVisorSandbox.open`` (in a worker thread): a private temp dir
-for runsc's state, the run bundles and the shared read-only root, and the cgroup pool.
+for runsc's state, the run bundles, the shared read-only root and the warm sandboxes' stubs, and
+the cgroup pool.
 """
 
 from __future__ import annotations
@@ -25,24 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.base import Check
-from sandbox.commands import DENO_PATH
+from sandbox.commands import DENO_PATH, PYTHON_PATH
 from sandbox.config import GVisorSettings
 from sandbox.errors import SandboxStartError, SandboxUnavailableError
-from sandbox.host.cgroup import own_cgroup_path
+from sandbox.host.cgroup import Cgroup, own_cgroup_path
 from sandbox.host.cgroup_pool import CgroupPool, open_pool
+from sandbox.host.egress_wiring import NetWiring
 from sandbox.host.launcher import SETUP_EXIT
 from sandbox.host.oci import BindMount, build_rootfs, release_scratch
 from sandbox.host.probes import executable, root_check, run_probe
 from sandbox.host.process import ProcessOutcome
 from sandbox.libsets import MOUNT_POINT
+from sandbox.warm.stubs import WARM_DIR, stage_stubs
 
 __all__ = [
     "ROOT_NEEDED",
     "RUNSC_ENV",
     "GVisorHost",
     "Runsc",
+    "cleanup_run",
     "hide_host_paths",
     "join_cgroups_argv",
+    "kill_run",
     "raise_start_failure",
     "runsc_check",
 ]
@@ -54,6 +59,7 @@ RUNSC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 _SETUP_FAILED = "agentic-gvisor: could not join the cgroups of the run"
 _START_ERROR = "running container:"  # runsc's own failures: exit 128 and this line on stderr
 _FIX = "apt-get install runsc (or set AGENTIC_SANDBOX_GVISOR_RUNSC_PATH)"
+_RUNSC_KILL_S = 2.0  # how long ``runsc kill`` may take before the cgroup SIGKILL takes over
 _HOST_PATH = re.compile(r"(?<![\w.])/(?:tmp|root|home|run|var|proc|sys|work|srv|opt|mnt)(?:/[^\s\"':,]*)?")
 
 
@@ -132,6 +138,7 @@ class GVisorHost:
     static_mounts: list[BindMount]
     pool: CgroupPool | None
     cgroup_root: Path
+    python_stub: str  # the warm sandboxes' Python stub, inside (sandbox.warm.stubs.stage_stubs)
 
     @property
     def runs(self) -> Path:
@@ -165,8 +172,9 @@ class GVisorHost:
                 tmp / "rootfs",
                 uid=settings.sandbox_uid,
                 gid=settings.sandbox_gid,
-                mount_points=(MOUNT_POINT, DENO_PATH),
+                mount_points=(MOUNT_POINT, DENO_PATH, WARM_DIR),
             )
+            python_stub = stage_stubs(tmp / "warm", PYTHON_PATH)
             pool = open_pool(
                 settings.cgroup_root,
                 settings.cgroup_pool_size,
@@ -177,7 +185,14 @@ class GVisorHost:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         runsc = Runsc(path, tmp / "state", settings.platform)
-        return cls(runsc=runsc, tmp=tmp, static_mounts=static, pool=pool, cgroup_root=settings.cgroup_root)
+        return cls(
+            runsc=runsc,
+            tmp=tmp,
+            static_mounts=static,
+            pool=pool,
+            cgroup_root=settings.cgroup_root,
+            python_stub=python_stub,
+        )
 
     def close(self) -> None:
         """Remove the cgroup pool, runsc's state and the shared root; idempotent (blocking)."""
@@ -196,6 +211,45 @@ class GVisorHost:
         for run_dir in self.runs.glob("*"):
             release_scratch(run_dir / "scratch")
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def kill_run(host: GVisorHost, cid: str, cgroup: Cgroup | None) -> None:
+    """Kill every process of run ``cid``: the container through runsc, then runsc through its cgroup."""
+    if cgroup is None:
+        await host.runsc.destroy(cid)
+        return
+    # ``runsc kill`` lets the Sentry stop cleanly (then ``runsc delete`` is quick), but under
+    # load it can take seconds to answer (a 1 s deadline once ended after 6 s): give it a
+    # bounded moment, then SIGKILL runsc, the gofer and the Sentry through the run's cgroup.
+    # runsc's state is deleted by cleanup_run, after the run's duration is taken.
+    await host.runsc.quiet("kill", "--all", cid, "KILL", timeout=_RUNSC_KILL_S)
+    await asyncio.to_thread(cgroup.kill_all)
+
+
+async def cleanup_run(
+    host: GVisorHost,
+    cid: str,
+    rundir: Path,
+    scratch: Path,
+    cgroup: Cgroup | None,
+    wiring: NetWiring | None,
+) -> None:
+    """Make sure nothing of run ``cid`` remains: container state, processes, mount, cgroup, files."""
+    if wiring is not None:
+        with contextlib.suppress(Exception):
+            await wiring.close()
+    if cgroup is not None:
+        await asyncio.to_thread(cgroup.kill_all)
+    if host.runsc.has_state(cid):
+        await host.runsc.destroy(cid)
+        # Under load ``runsc delete`` can leave the container's lock file behind; the processes
+        # are gone (cgroup emptied above), so what remains is only files.
+        await asyncio.to_thread(host.runsc.remove_state, cid)
+    if cgroup is not None and host.pool is not None:
+        await asyncio.to_thread(host.pool.release, cgroup, emptied=True)
+    if scratch.exists():
+        release_scratch(scratch)
+    await asyncio.to_thread(shutil.rmtree, rundir, True)
 
 
 def join_cgroups_argv(tasks_files: Sequence[Path], argv: list[str]) -> list[str]:

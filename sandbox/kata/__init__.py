@@ -7,8 +7,9 @@ hosts that only use the local backends do not pay for it.
 from __future__ import annotations
 
 from sandbox.kata.apps import KataServiceHandle
+from sandbox.kata.browser import KataBrowserHandle
 from sandbox.kata.preflight import PreflightCheck
 from sandbox.kata.sandbox import KataSandbox
 from sandbox.kata.settings import KataSettings
 
-__all__ = ["KataSandbox", "KataServiceHandle", "KataSettings", "PreflightCheck"]
+__all__ = ["KataBrowserHandle", "KataSandbox", "KataServiceHandle", "KataSettings", "PreflightCheck"]

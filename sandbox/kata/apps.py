@@ -1,4 +1,4 @@
-"""Hosted apps on Kubernetes: a Deployment (one hardened replica), a Service and an Ingress.
+"""Hosted apps on Kubernetes: a Deployment (one hardened replica) and a Service (an Ingress if asked).
 
 The app's files and command travel in a ConfigMap as for a run; the in-pod runner starts it in
 service mode (no wall-clock cap) and relays the pod's port :data:`~sandbox.kata.manifests.RELAY_PORT`
@@ -54,7 +54,7 @@ class KataServiceHandle(ServiceHandle):
         self.object_name = object_name
         self.url = f"http://{object_name}.{namespace}.svc.cluster.local"  # the Service, port 80
         self.endpoint = ServiceEndpoint(url=self.url)  # what the platform's reverse proxy dials
-        self.ingress_path = path  # /apps/{id}/ or None for a host-based Ingress
+        self.ingress_path = path  # /apps/{id}/ with a path Ingress; None: host-based or no Ingress
 
     async def wait_ready(self, timeout_s: float = 20.0) -> bool:
         """Wait until the Deployment reports a ready replica (False: it ended or timed out)."""
@@ -141,14 +141,15 @@ async def start_app(
     app_id = request.labels.get("app") or run_name("app")
     name = dns_label(f"agentic-app-{app_id}", max_len=50)
     labels = object_labels(request.labels, role="app", ttl_s=settings.app_ttl_s, network=True, run=name)
-    path = None if settings.apps_domain else f"/apps/{app_id}/"
+    path = None if settings.apps_domain or not settings.app_ingress else f"/apps/{app_id}/"
     handle = KataServiceHandle(app_id, api=api, namespace=namespace, object_name=name, path=path)
     bodies: list[tuple[str, Any]] = [
         ("ConfigMap", run_configmap(name, namespace, labels, job.configmap_data(runner))),
         ("Deployment", app_deployment(name, namespace, labels, settings, image=image, limits=request.limits)),
         ("Service", app_service(name, namespace, labels)),
-        ("Ingress", app_ingress(name, namespace, labels, settings, app_id)),
     ]
+    if settings.app_ingress:  # straight to the Service, past the platform's token check: opt-in
+        bodies.append(("Ingress", app_ingress(name, namespace, labels, settings, app_id)))
     creators = {
         "ConfigMap": (api.core.create_namespaced_config_map, api.core.read_namespaced_config_map),
         "Deployment": (api.apps.create_namespaced_deployment, api.apps.read_namespaced_deployment),
@@ -185,7 +186,9 @@ async def start_app(
             follower.cancel()
             with contextlib.suppress(BaseException):
                 await follower
-            await finish_shielded(delete_app_objects(api, namespace, name))
 
     handle.start(lifetime())
+    # Deleted on the way out, also when terminate() comes before lifetime() ever ran: the objects
+    # exist from here on, whatever the task did.
+    handle.on_exit(lambda: delete_app_objects(api, namespace, name))
     return handle

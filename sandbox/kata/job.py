@@ -1,10 +1,11 @@
 """Turn a :class:`~sandbox.base.RunRequest` into what the in-pod runner reads.
 
 A job is three blobs: ``job.json`` (argv, environment, limits), ``files.tar.gz`` (the request's
-files) and ``stdin``. A bare pod gets them in a ConfigMap (``binaryData``) next to ``runner.py``;
-a warm-pool pod gets them on ``exec`` stdin. Either way the payload is bounded by
-``configmap_max_bytes`` (a ConfigMap holds at most 1 MiB): larger file sets are refused with a
-clear error rather than sent another way (see the README's Kata section).
+files) and ``stdin``. A bare pod gets them in a ConfigMap (``binaryData``) next to ``runner.py``
+when they fit ``configmap_max_bytes`` (a ConfigMap holds at most 1 MiB), else over ``exec`` into
+its scratch dir (:func:`sandbox.kata.exec.upload_payload`, :meth:`Job.payload`); a warm-pool pod
+gets them on ``exec`` stdin. Either way the compressed payload is bounded by the caller's
+``max_bytes`` (the run's scratch size; a hosted app's ConfigMap), refused with a clear error above.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sandbox.base import RunRequest
 from sandbox.commands import build_argv, build_env, check_exec_size, check_relative_path
 from sandbox.errors import InvalidRunRequestError
 from sandbox.kata.manifests import RELAY_PORT, SCRATCH
+from sandbox.kata.runner import write_blobs
 
 __all__ = ["PROXY_VARIABLES", "Job", "build_job", "proxy_env", "runner_source"]
 
@@ -61,6 +63,10 @@ class Job:
         }
         return {key: base64.b64encode(value).decode() for key, value in blobs.items()}
 
+    def payload(self, runner: bytes) -> bytes:
+        """The runner and the job as one stream (what an exec'd bootstrap reads, see the runner)."""
+        return write_blobs(runner, self.spec, self.archive, self.stdin)
+
 
 def _archive(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
@@ -80,8 +86,11 @@ async def build_job(
     max_bytes: int,
     egress_proxy_url: str | None,
     service_port: int | None = None,
+    bound_by: str = "a ConfigMap",
 ) -> Job:
     """Check the request and build its job.
+
+    ``bound_by``: what ``max_bytes`` is, for the error message.
 
     Raises:
         InvalidRunRequestError: bad paths, bad argv / env, or a payload over ``max_bytes``.
@@ -110,11 +119,11 @@ async def build_job(
         spec["service"] = {"port": service_port, "relay_port": RELAY_PORT}
     raw = sum(len(c) for c in files.values())
     if raw > 64 * max_bytes:  # even perfect compression will not fit: skip the work
-        raise _too_big(raw, max_bytes)
+        raise _too_big(raw, max_bytes, bound_by)
     archive = await _to_thread_if_big(files, raw)
     job = Job(spec=json.dumps(spec).encode(), archive=archive, stdin=bytes(request.stdin))
     if job.size > max_bytes:
-        raise _too_big(job.size, max_bytes)
+        raise _too_big(job.size, max_bytes, bound_by)
     return job
 
 
@@ -124,8 +133,8 @@ async def _to_thread_if_big(files: dict[str, bytes], raw: int) -> bytes:
     return await asyncio.to_thread(_archive, files)
 
 
-def _too_big(size: int, max_bytes: int) -> InvalidRunRequestError:
+def _too_big(size: int, max_bytes: int, bound_by: str) -> InvalidRunRequestError:
     return InvalidRunRequestError(
         f"the run's files and stdin take {size} bytes (compressed); the kata backend sends at most "
-        f"{max_bytes} bytes per run (a ConfigMap); send fewer or smaller files"
+        f"{max_bytes} bytes here ({bound_by}); send fewer or smaller files, or ask for a larger disk_mb"
     )

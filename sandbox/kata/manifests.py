@@ -13,9 +13,11 @@ by the NetworkPolicies in ``infra/``, which select pods by :data:`~sandbox.kata.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sandbox.base import Limits
 from sandbox.kata.settings import KataSettings
@@ -23,13 +25,16 @@ from sandbox.kata.settings import KataSettings
 __all__ = [
     "AGENT_SANDBOX_GROUP",
     "AGENT_SANDBOX_VERSION",
+    "CONTAINER",
     "IDLE_COMMAND",
     "INPUT_DIR",
     "RELAY_PORT",
     "SCRATCH",
+    "UPLOAD_DIR",
     "app_deployment",
     "app_ingress",
     "app_service",
+    "browser_pod",
     "exec_command",
     "run_configmap",
     "run_pod",
@@ -38,6 +43,7 @@ __all__ = [
     "sandbox_template",
     "sandbox_warm_pool",
     "tmp_mb",
+    "upload_command",
 ]
 
 Json = dict[str, Any]
@@ -47,7 +53,8 @@ INPUT_DIR = "/agentic/in"  # the run's ConfigMap: runner.py, job.json, files.tar
 RELAY_PORT = 18080  # a hosted app's pod port: the runner relays it to the app on 127.0.0.1:$PORT
 AGENT_SANDBOX_GROUP = "extensions.agents.x-k8s.io"
 AGENT_SANDBOX_VERSION = "v1beta1"
-_CONTAINER = "sandbox"
+CONTAINER = "sandbox"  # the one container of every sandbox pod (exec names it)
+UPLOAD_DIR = f"{SCRATCH}/.agentic-in"  # where an upload lands (exec + tar path), in the scratch emptyDir
 # A warm-pool pod idles until a run is exec'd into it (pid 1 exits on SIGTERM, so deletion is quick).
 IDLE_COMMAND = (
     "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
@@ -59,6 +66,25 @@ _BOOTSTRAP = (
     "    more = sys.stdin.buffer.read(n - len(src))\n    if not more:\n        sys.exit(125)\n"
     "    src += more\nsys.argv = ['runner.py'] + sys.argv[1:]\n"
     "exec(compile(src, 'runner.py', 'exec'), {'__name__': '__main__'})\n"
+)
+# A bare pod whose files come over exec waits for them (the upload renames its file into place when
+# complete), makes the file its stdin, then runs the bootstrap above: same payload as a warm pod.
+_WAIT_FOR_UPLOAD = (
+    "import os, sys, time\n_path, _end = {path!r}, time.monotonic() + {wait_s}\n"
+    "while not os.path.exists(_path):\n    if time.monotonic() > _end:\n"
+    "        sys.stdout.write('@! no files arrived within {wait_s} s\\n')\n        sys.exit(125)\n"
+    "    time.sleep(0.05)\n"
+    "_fd = os.open(_path, os.O_RDONLY)\nos.dup2(_fd, 0)\nos.close(_fd)\nos.unlink(_path)\n"
+)
+# What the upload exec runs: a length line, then that many bytes, into UPLOAD_DIR/job (atomically).
+_RECEIVER = (
+    "import os, sys\nd = sys.argv[1]\nos.makedirs(d, mode=0o700, exist_ok=True)\n"
+    "n = int(sys.stdin.buffer.readline())\npart, left = os.path.join(d, 'job.part'), n\n"
+    "with open(part, 'wb') as f:\n    while left:\n"
+    "        data = sys.stdin.buffer.read(min(left, 1 << 20))\n        if not data:\n"
+    "            sys.exit('the upload ended after %d of %d bytes' % (n - left, n))\n"
+    "        f.write(data)\n        left -= len(data)\n"
+    "os.rename(part, os.path.join(d, 'job'))\n"
 )
 
 
@@ -115,7 +141,7 @@ def sandbox_pod_spec(
         mounts.append({"name": "input", "mountPath": INPUT_DIR, "readOnly": True})
         volumes.append({"name": "input", "configMap": {"name": configmap, "defaultMode": 0o444}})
     container: Json = {
-        "name": _CONTAINER,
+        "name": CONTAINER,
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
@@ -156,7 +182,27 @@ def sandbox_pod_spec(
     if not network:
         spec["dnsPolicy"] = "None"
         spec["dnsConfig"] = {"nameservers": ["127.0.0.1"]}
+    elif aliases := egress_host_aliases(settings):
+        spec["hostAliases"] = aliases  # no DNS by policy: the proxy's name comes from /etc/hosts
     return spec
+
+
+def egress_host_aliases(settings: KataSettings) -> list[Json]:
+    """``hostAliases`` naming the egress proxy's host for a pod with network (none when it is an IP)."""
+    if not settings.egress_proxy_url or not settings.egress_proxy_ip:
+        return []
+    host = urlsplit(settings.egress_proxy_url).hostname
+    if not host or _is_ip(host):
+        return []
+    return [{"ip": settings.egress_proxy_ip, "hostnames": [host]}]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _runner_command(settings: KataSettings) -> list[str]:
@@ -167,6 +213,17 @@ def _runner_command(settings: KataSettings) -> list[str]:
 def exec_command(settings: KataSettings) -> list[str]:
     """What an exec into a warm-pool pod runs: a bootstrap that reads the runner from stdin."""
     return [settings.python_path, "-I", "-S", "-c", _BOOTSTRAP, "--stdin", "--scratch", SCRATCH]
+
+
+def _waiting_command(settings: KataSettings) -> list[str]:
+    """A bare pod's command when its files come over exec: wait for the upload, then run it."""
+    wait = _WAIT_FOR_UPLOAD.format(path=f"{UPLOAD_DIR}/job", wait_s=math.ceil(settings.start_timeout_s))
+    return [settings.python_path, "-I", "-S", "-c", wait + _BOOTSTRAP, "--stdin", "--scratch", SCRATCH]
+
+
+def upload_command(settings: KataSettings) -> list[str]:
+    """What the upload exec runs: the receiver that writes the payload into :data:`UPLOAD_DIR`."""
+    return [settings.python_path, "-I", "-S", "-c", _RECEIVER, UPLOAD_DIR]
 
 
 def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> Json:
@@ -194,18 +251,48 @@ def run_pod(
     limits: Limits,
     network: bool,
     service: bool = False,
+    upload: bool = False,
 ) -> Json:
-    """One run's pod: the runner reads the ConfigMap of the same name; the deadline is the backstop."""
+    """One run's pod: the runner reads the ConfigMap of the same name; the deadline is the backstop.
+
+    ``upload``: no ConfigMap; the runner and the job come over exec (:func:`upload_command`) and
+    the pod waits for them (at most ``start_timeout_s``).
+    """
+    spec = sandbox_pod_spec(
+        settings,
+        image=image,
+        command=_waiting_command(settings) if upload else _runner_command(settings),
+        limits=limits,
+        network=network,
+        configmap=None if upload else name,
+    )
+    if not service:
+        spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
+
+
+def browser_pod(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    settings: KataSettings,
+    *,
+    image: str,
+    limits: Limits,
+) -> Json:
+    """A browser session: the runner (service mode) starts Chromium and relays the pod's port
+    :data:`RELAY_PORT` to its DevTools port; the deadline (session life + grace) is the backstop."""
     spec = sandbox_pod_spec(
         settings,
         image=image,
         command=_runner_command(settings),
         limits=limits,
-        network=network,
+        network=True,
         configmap=name,
+        ports=[{"name": "cdp", "containerPort": RELAY_PORT, "protocol": "TCP"}],
+        readiness_port=RELAY_PORT,
     )
-    if not service:
-        spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+    spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
 
 

@@ -1,7 +1,10 @@
 """One run as a bare pod: ConfigMap + Pod, watch until it starts, follow its log, read how it ended.
 
 API calls of a run that goes well: create ConfigMap, create Pod, one watch, one log stream, delete
-Pod, delete ConfigMap (six requests; ``bench/kata_control_plane.py`` counts them). Everything the
+Pod, delete ConfigMap (six requests; ``bench/kata_control_plane.py`` counts them). A run whose
+files are too large for a ConfigMap (``uploader`` given) has no ConfigMap: its pod waits for the
+runner and the job, which one ``exec`` writes into the scratch dir once the container runs (create
+Pod, watch, exec, log, delete Pod: five requests, the exec carrying the files). Everything the
 run created is deleted in a ``finally`` that is shielded from cancellation, so a client leaving a
 stream early still removes its pod; what a crash leaves behind, the reaper removes by label.
 """
@@ -20,6 +23,7 @@ import aiohttp
 
 from sandbox.base import RunRequest, RunResult
 from sandbox.errors import SandboxStartError
+from sandbox.kata.exec import PodExec, upload_payload
 from sandbox.kata.frames import FrameReader
 from sandbox.kata.job import Job
 from sandbox.kata.kube import ApiException, KubeApi, is_missing
@@ -192,28 +196,40 @@ async def run_pod_once(
     sink: ChunkSink | None,
     *,
     backend: str,
+    uploader: PodExec | None = None,
 ) -> RunResult:
     """Run ``request`` in a fresh pod and return its result; delete everything afterwards.
 
+    ``uploader``: send the runner and the job over exec instead of in a ConfigMap.
+
     Raises:
         SandboxStartError: the API refused an object, the image cannot be pulled, the pod was not
-            scheduled within ``start_timeout_s``, or the runner did not run the program.
+            scheduled within ``start_timeout_s``, the upload failed, or the runner did not run the
+            program.
     """
     started = time.monotonic()
     ns, name = target.namespace, target.name
-    configmap_body = run_configmap(name, ns, target.labels, job.configmap_data(runner))
     pod_body = run_pod(
-        name, ns, target.labels, settings, image=target.image, limits=request.limits, network=request.network
+        name,
+        ns,
+        target.labels,
+        settings,
+        image=target.image,
+        limits=request.limits,
+        network=request.network,
+        upload=uploader is not None,
     )
     made_configmap = made_pod = False
     watcher: PodWatcher | None = None
     try:
-        await api.create(
-            f"create ConfigMap {ns}/{name}",
-            lambda: api.core.create_namespaced_config_map(ns, configmap_body),  # type: ignore[arg-type]
-            lambda: api.core.read_namespaced_config_map(name, ns),
-        )
-        made_configmap = True
+        if uploader is None:
+            configmap_body = run_configmap(name, ns, target.labels, job.configmap_data(runner))
+            await api.create(
+                f"create ConfigMap {ns}/{name}",
+                lambda: api.core.create_namespaced_config_map(ns, configmap_body),  # type: ignore[arg-type]
+                lambda: api.core.read_namespaced_config_map(name, ns),
+            )
+            made_configmap = True
         created = await api.create(
             f"create pod {ns}/{name}",
             lambda: api.core.create_namespaced_pod(ns, pod_body),  # type: ignore[arg-type]
@@ -234,6 +250,8 @@ async def run_pod_once(
                 f"sandbox pod {ns}/{name} did not start within {settings.start_timeout_s:.0f} s "
                 f"({scheduling_message(watcher.pod)})"
             )
+        if uploader is not None and not is_finished(watcher.pod):
+            await upload_payload(uploader, settings, ns, name, job.payload(runner))
         reader = FrameReader(request.limits.output_bytes, sink)
         budget = request.limits.wall_seconds + settings.deadline_grace_s + 15
         timed_out = not await follow_log(api, target, reader, watcher, budget)

@@ -3,7 +3,8 @@
 Why a runner at all: a pod's log interleaves stdout and stderr with nothing to tell them apart, a
 pod cannot take stdin, and a pod's limits know nothing of CPU seconds, a process count or an exact
 wall-clock cap. So the container's command is this script (shipped in the run's ConfigMap, or sent
-over ``exec`` for a warm-pool pod; the image only needs ``python3``). It:
+over ``exec``: on stdin for a warm-pool pod, as an uploaded file for a bare pod whose files are too
+large for a ConfigMap; the image only needs ``python3``). It:
 
 1. reads the job (argv, env, limits) and the files (a ``tar.gz``) and writes them into the scratch
    dir (``<scratch>/work`` is the cwd and ``$HOME``, ``<scratch>/tmp`` is ``$TMPDIR``);
@@ -329,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(args[args.index("--scratch") + 1])
         if "--stdin" in args:
             job_bytes, archive, stdin = read_blobs(sys.stdin.buffer, 3)
+            # Let go of the payload (an uploaded file's space in scratch is freed once unlinked).
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
         else:
             source = Path(args[args.index("--in") + 1])
             job_bytes = (source / "job.json").read_bytes()

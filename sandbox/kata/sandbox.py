@@ -4,9 +4,11 @@ Lifecycle: :meth:`KataSandbox.open` loads the cluster configuration and starts t
 I/O happens there and in the methods; the constructor does none); :meth:`~KataSandbox.close`
 stops the reaper and closes the connection pool (idempotent; pods of runs still going are deleted
 by those runs). A run (see :mod:`sandbox.kata.pod_run`) is a ConfigMap + Pod in the tenant's
-namespace, or, with ``use_agent_sandbox``, a ``SandboxClaim`` on a warm pool
+namespace (a file set larger than ``configmap_max_bytes`` skips the ConfigMap and goes in over
+``exec`` once the pod runs), or, with ``use_agent_sandbox``, a ``SandboxClaim`` on a warm pool
 (:mod:`sandbox.kata.warm_pool`). Hosted apps are a Deployment + Service + Ingress
-(:mod:`sandbox.kata.apps`).
+(:mod:`sandbox.kata.apps`); a browser session is a pod that Playwright reaches over CDP
+(:mod:`sandbox.kata.browser`).
 
 Isolation comes from the cluster: the Kata runtime class (a VM per pod), the pod hardening in
 :mod:`sandbox.kata.manifests`, and the NetworkPolicies of ``infra/`` (no egress except the
@@ -26,6 +28,9 @@ from sandbox.base import Limits, OutputChunk, RunRequest, RunResult
 from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.errors import SandboxStartError, UnknownLibrarySetError
 from sandbox.kata.apps import KataServiceHandle, start_app
+from sandbox.kata.browser import KataBrowserHandle, start_browser
+from sandbox.kata.egress import resolve_egress_proxy
+from sandbox.kata.exec import PodExec
 from sandbox.kata.job import build_job, runner_source
 from sandbox.kata.kube import KubeApi
 from sandbox.kata.naming import namespace_for, object_labels, run_name
@@ -46,6 +51,7 @@ class KataSandbox:
     """Run untrusted code in Kata pods on Kubernetes. See :mod:`sandbox.base` for the contract."""
 
     name = "kata"
+    browser_over_cdp = True  # runs Chromium itself, reached over CDP (see sandbox.browser)
 
     def __init__(
         self, settings: KataSettings, api: KubeApi, *, runner: bytes, maximums: Limits = DEFAULT_MAX_LIMITS
@@ -58,7 +64,8 @@ class KataSandbox:
         self.api = api
         self.maximums = maximums
         self.namespaces: set[str] = set()  # namespaces this process has used (the reaper's fallback)
-        self.pools = WarmPools(api, settings)
+        self.pod_exec = PodExec(api)
+        self.pools = WarmPools(api, settings, self.pod_exec)
         self._runner = runner
         self._closed = False
         self._reaper: asyncio.Task[None] | None = None
@@ -74,6 +81,7 @@ class KataSandbox:
             SandboxUnavailableError: no usable cluster configuration.
         """
         runner = await asyncio.to_thread(runner_source)
+        settings = await resolve_egress_proxy(settings)
         api = await KubeApi.connect(settings)
         box = cls(settings, api, runner=runner, maximums=maximums or DEFAULT_MAX_LIMITS)
         if settings.reap_interval_s > 0:
@@ -125,8 +133,9 @@ class KataSandbox:
         job = await build_job(
             request,
             python=self.settings.python_path,
-            max_bytes=self.settings.configmap_max_bytes,
+            max_bytes=request.limits.disk_mb * 1024 * 1024,
             egress_proxy_url=self.settings.egress_proxy_url,
+            bound_by=f"the run's {request.limits.disk_mb} MB scratch dir",
         )
         namespace = namespace_for(self.settings.namespace, request.labels.get("tenant", "default"))
         self.namespaces.add(namespace)
@@ -139,8 +148,17 @@ class KataSandbox:
             return await self.pools.run_claimed(
                 target, request, job, self._runner, sink, library_set=request.library_set, backend=self.name
             )
+        large = job.size > self.settings.configmap_max_bytes  # too big for a ConfigMap: exec + tar
         return await run_pod_once(
-            self.api, self.settings, target, request, job, self._runner, sink, backend=self.name
+            self.api,
+            self.settings,
+            target,
+            request,
+            job,
+            self._runner,
+            sink,
+            backend=self.name,
+            uploader=self.pod_exec if large else None,
         )
 
     async def start_service(self, request: RunRequest, *, port: int) -> KataServiceHandle:
@@ -152,6 +170,15 @@ class KataSandbox:
         return await start_app(
             self.api, self.settings, request, port=port, namespace=namespace, image=image, runner=self._runner
         )
+
+    async def start_browser(self, request: RunRequest) -> KataBrowserHandle:
+        """Start a browser session as a pod; its handle's ``endpoint.url`` is the DevTools endpoint."""
+        if self._closed:
+            raise SandboxStartError("sandbox is closed")
+        check_limits(request.limits, self.maximums)
+        namespace = namespace_for(self.settings.namespace, request.labels.get("tenant", "default"))
+        self.namespaces.add(namespace)
+        return await start_browser(self.api, self.settings, request, namespace=namespace, runner=self._runner)
 
     async def reap(self) -> int:
         """Delete this platform's objects whose expiry label has passed; return how many."""
@@ -176,7 +203,7 @@ class KataSandbox:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await self.pools.close()
+        await self.pod_exec.close()
         await self.api.close()
 
     async def __aenter__(self) -> Self:

@@ -59,15 +59,29 @@ class KataSettings(BaseSettings):
     # activeDeadlineSeconds = wall_seconds + this (the in-pod runner kills at wall_seconds itself;
     # the pod deadline is the backstop and also covers the image pull).
     deadline_grace_s: int = Field(default=30, ge=0)
-    # Files travel in a ConfigMap (binaryData); larger sets are refused (see README).
+    # A run's files (compressed, with stdin) up to this size travel in a ConfigMap (binaryData);
+    # larger sets go over exec into the pod's scratch dir (exec + tar), up to the run's disk_mb.
     configmap_max_bytes: int = Field(default=900 * 1024, gt=0, le=1_000_000)
     # Runs with network=True get HTTP(S)_PROXY pointing here: the platform's egress proxy as seen
     # from sandbox pods (infra/base/egress-proxy/, its Service's name by default); NetworkPolicies
     # from infra/ let only pods labelled for egress reach it. Empty: runs asking for network are
-    # refused.
+    # refused. The browser's --proxy-server is this URL too.
     egress_proxy_url: str | None = DEFAULT_EGRESS_PROXY_URL
-    # Hosted apps: Ingress by path (/apps/{id}/) on ``apps_host`` (None: any host), or by host
+    # The proxy's IP address as sandbox pods reach it. Sandbox pods have no DNS (the tenant
+    # NetworkPolicies deny it: a resolver is a way out), so a proxy named by host name is written into
+    # their /etc/hosts (``hostAliases``). None: the backend resolves the name once when it opens.
+    egress_proxy_ip: str | None = None
+    # The browser (sandbox.kata.browser): an image with python3 and Chromium at ``browser_path``;
+    # unset, browser sessions on this backend are refused with a message saying so.
+    browser_image: str | None = None
+    browser_path: str = "/usr/bin/chromium"
+    # Hosted apps are reached through the platform's reverse proxy (/apps/{id}/ on the server, which
+    # checks the app's token or signed link and the tenant) dialling the app's Service. ``app_ingress``
+    # adds an Ingress per app straight to that Service: it bypasses those checks, so it is off unless
+    # the operator wants every app public (and opens the tenant NetworkPolicy to the ingress
+    # controller). Its shape: by path (/apps/{id}/) on ``apps_host`` (None: any host), or by host
     # ({id}.{apps_domain}) when ``apps_domain`` is set.
+    app_ingress: bool = False
     apps_host: str | None = None
     apps_domain: str | None = None
     ingress_class: str | None = None

@@ -28,11 +28,10 @@ import time
 from typing import Any
 
 import aiohttp
-from kubernetes.aio.client import CoreV1Api
-from kubernetes.aio.stream import WsApiClient
 
 from sandbox.base import RunRequest, RunResult
 from sandbox.errors import SandboxStartError
+from sandbox.kata.exec import PodExec
 from sandbox.kata.frames import FrameReader
 from sandbox.kata.job import Job
 from sandbox.kata.kube import ApiException, KubeApi
@@ -46,7 +45,6 @@ from sandbox.kata.manifests import (
 )
 from sandbox.kata.naming import MANAGED_BY, dns_label
 from sandbox.kata.pod_run import PodTarget, check_runner, finish_shielded, result_of, to_json
-from sandbox.kata.runner import write_blobs
 from sandbox.kata.settings import KataSettings
 from sandbox.streaming import ChunkSink
 
@@ -57,7 +55,6 @@ logger = logging.getLogger(__name__)
 Json = dict[str, Any]
 CLAIM_UID_LABEL = "agents.x-k8s.io/claim-uid"  # set on the adopted pod by the claim controller
 _POLL_S = 0.2
-_STDIN, _STDOUT, _STDERR, _ERROR = 0, 1, 2, 3
 
 
 def fits_pool(request: RunRequest, settings: KataSettings) -> bool:
@@ -81,12 +78,12 @@ def _claim_ready(claim: Json) -> bool:
 class WarmPools:
     """The warm pools this process has made sure of, and runs on them."""
 
-    def __init__(self, api: KubeApi, settings: KataSettings) -> None:
+    def __init__(self, api: KubeApi, settings: KataSettings, pod_exec: PodExec) -> None:
         self.api = api
         self.settings = settings
+        self.pod_exec = pod_exec
         self._ensured: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
-        self._ws: WsApiClient | None = None
 
     def pool_name(self, library_set: str, image: str) -> str:
         """One pool per library set and pod shape (a changed image or size makes a new pool)."""
@@ -172,49 +169,27 @@ class WarmPools:
             f"(conditions: {json.dumps(conditions)[:300]}); is the warm pool's controller running?"
         )
 
-    def _ws_api(self) -> CoreV1Api:
-        if self._ws is None:
-            self._ws = WsApiClient(configuration=self.api.configuration)  # type: ignore[no-untyped-call]
-        return CoreV1Api(self._ws)
-
     async def _exec(self, namespace: str, pod: str, payload: bytes, reader: FrameReader) -> str:
         """Exec the runner in ``pod``: ``payload`` on stdin, stdout into ``reader``; return the status."""
-        api = self._ws_api()
-        self.api.requests += 1  # the websocket session does not pass the counting trace
-        connect = await api.connect_get_namespaced_pod_exec_without_preload_content(
-            pod,
-            namespace,
-            command=exec_command(self.settings),
-            stdin=True,
-            stdout=True,
-            stderr=True,
-            tty=False,
+        pending = bytearray()
+
+        def stdout(body: bytes) -> None:
+            pending.extend(body)
+            *lines, rest = bytes(pending).split(b"\n")
+            pending[:] = rest
+            for line in lines:
+                reader.feed(line)
+
+        def stderr(body: bytes) -> None:
+            for line in body.splitlines():
+                reader.feed(line)  # not frames: kept as diagnostics
+
+        status = await self.pod_exec.run(
+            namespace, pod, exec_command(self.settings), payload, on_stdout=stdout, on_stderr=stderr
         )
-        status = ""
-        pending = b""
-        session: Any = connect  # aiohttp's ws_connect context (typed as a response by the client)
-        async with session as ws:
-            await ws.send_bytes(bytes([_STDIN]) + payload)
-            async for message in ws:
-                if message.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                    break
-                data = message.data if isinstance(message.data, bytes) else message.data.encode()
-                if not data:
-                    continue
-                channel, body = data[0], data[1:]
-                if channel == _STDOUT:
-                    pending += body
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        reader.feed(line)
-                elif channel == _STDERR:
-                    for line in body.splitlines():
-                        reader.feed(line)  # not frames: kept as diagnostics
-                elif channel == _ERROR:
-                    status = body.decode("utf-8", "replace")
         if pending:
-            reader.feed(pending)
-        return status
+            reader.feed(bytes(pending))
+        return status.message if not status.ok else ""
 
     async def run_claimed(
         self,
@@ -247,7 +222,7 @@ class WarmPools:
             pod = await self._wait_for_pod(ns, name)
             pod_name = str(pod["metadata"]["name"])
             reader = FrameReader(request.limits.output_bytes, sink)
-            payload = write_blobs(runner, job.spec, job.archive, job.stdin)
+            payload = job.payload(runner)
             budget = request.limits.wall_seconds + self.settings.deadline_grace_s + 15
             timed_out = False
             status = ""
@@ -279,9 +254,3 @@ class WarmPools:
                 group, version, namespace, "sandboxclaims", name, propagation_policy="Foreground"
             ),
         )
-
-    async def close(self) -> None:
-        """Close the exec client; idempotent."""
-        if self._ws is not None:
-            await self._ws.close()  # type: ignore[no-untyped-call]
-            self._ws = None

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.agent_protocol.memory.config import MemoryStoreSettings
 from workspace.config import default_data_dir  # the project's one default (server may import workspace)
 
 __all__ = ["AgentProtocolSettings", "default_data_dir"]
@@ -145,6 +146,11 @@ class AgentProtocolSettings(BaseSettings):
         default_factory=list,
         description="Model names (on the operator's endpoint) a client may pick with context.model_name; "
         "comma-separated in the environment. Empty: the operator's model only.",
+    )
+
+    memory: MemoryStoreSettings = Field(
+        default_factory=MemoryStoreSettings,
+        description="The long-term memory store (``/store/...``; ``AGENTIC_STORE_*``).",
     )
 
     @field_validator("client_models", mode="before")

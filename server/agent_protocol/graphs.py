@@ -17,11 +17,13 @@ from uuid import UUID, uuid5
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
 from langgraph.types import StateSnapshot
 
 from sandbox.libsets import LIBRARY_SETS
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.context_policy import ContextPolicy
+from server.agent_protocol.memory.tenant import TenantMemoryStore
 from server.agent_protocol.serde import dumps_to_obj
 
 __all__ = ["NAMESPACE_GRAPH", "GraphHost", "load_graph", "snapshot_to_state"]
@@ -115,15 +117,31 @@ class GraphHost:
         graph_id: str,
         settings: AgentProtocolSettings | None = None,
         library_sets: Collection[str] = frozenset(LIBRARY_SETS),
+        *,
+        memory: BaseStore | None = None,
     ) -> None:
-        """``library_sets``: those a client may pick (the server's sandbox backend's ready ones)."""
+        """``library_sets``: those a client may pick (the server's sandbox backend's ready ones);
+        ``memory``: the long-term memory store, which runs see through their tenant's view."""
         self.graph = graph
         self.graph_id = graph_id
+        self.memory = memory
+        self._settings = settings or AgentProtocolSettings()
         self.assistant_id = str(uuid5(NAMESPACE_GRAPH, graph_id))
         self.policy = ContextPolicy(
             getattr(graph, "context_schema", None), settings or AgentProtocolSettings(), library_sets
         )
         self._default_context = _defaults_of(getattr(graph, "context_schema", None))
+
+    def graph_for(self, tenant: str) -> Pregel[Any, Any, Any, Any]:
+        """The graph a run of ``tenant`` executes: its ``store`` is the tenant's view of the memory store.
+
+        A copy per run (tens of microseconds): nodes reach the store through LangGraph's
+        ``Runtime.store`` / ``get_store()``, which name no tenant, so the scope must be the store's.
+        """
+        if self.memory is None:
+            return self.graph
+        view = TenantMemoryStore(self.memory, tenant, self._settings.memory)
+        return self.graph.copy(update={"store": view})
 
     def matches(self, assistant_id: str) -> bool:
         """True for the assistant's uuid or its graph id."""

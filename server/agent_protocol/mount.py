@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from server.agent_protocol.api import assistants, crons, meta, runs, stateless_runs, threads
+from server.agent_protocol.api import assistants, crons, meta, runs, stateless_runs, store, threads
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.errors import AgentProtocolError
 from server.agent_protocol.service import AgentProtocolService
@@ -53,7 +53,7 @@ def agent_protocol_router(settings: AgentProtocolSettings | None = None) -> APIR
         yield
 
     router = APIRouter(lifespan=lifespan, dependencies=[Depends(require_api_key)])
-    for module in (meta, assistants, threads, crons, runs, stateless_runs):  # crons before runs' paths
+    for module in (meta, assistants, threads, crons, runs, stateless_runs, store):  # crons before runs' paths
         router.include_router(module.router)
     return router
 

@@ -1,10 +1,10 @@
 """Everything the Agent Protocol routes need, opened and closed together by the router's lifespan.
 
 ``AgentProtocolService.open(settings)`` loads the graph, binds it to the checkpointer from
-``agents.checkpoint``, migrates the threads / runs tables and starts the run manager and the cron
-scheduler; leaving the
-context cancels the runs still going here (they are marked ``interrupted``) and closes the rest.
-Runs left ``running`` by a process that was killed are resumed by any process's worker
+``agents.checkpoint`` (and each run to its tenant's view of the memory store), migrates the
+threads / runs tables and starts the run manager and the cron scheduler; leaving the context
+cancels the runs still going here (they are marked ``interrupted``) and closes the rest. Runs left
+``running`` by a process that was killed are resumed by any process's worker
 (:mod:`server.agent_protocol.runs.worker`).
 """
 
@@ -25,6 +25,8 @@ from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.crons.scheduler import CronScheduler
 from server.agent_protocol.crons.service import Crons
 from server.agent_protocol.graphs import GraphHost, load_graph
+from server.agent_protocol.memory.backends import open_memory_store
+from server.agent_protocol.memory.semantic import SemanticStore
 from server.agent_protocol.runs.manager import RunManager
 from server.agent_protocol.storage.assistants import AssistantStore
 from server.agent_protocol.storage.crons import CronStore
@@ -62,6 +64,7 @@ class AgentProtocolService:
     checkpointer: BaseCheckpointSaver[Any]
     assistants: Assistants
     crons: Crons
+    memory: SemanticStore
 
     @classmethod
     @asynccontextmanager
@@ -80,8 +83,13 @@ class AgentProtocolService:
             stack.push_async_callback(store.close)
             await store.setup()
             saver = await stack.enter_async_context(_checkpointer(settings))
+            memory = await stack.enter_async_context(
+                open_memory_store(settings.memory, settings.database_url, store)
+            )
             graph = load_graph(settings.graph_ref).copy(update={"checkpointer": saver})
-            host = GraphHost(graph, settings.graph_id, settings, await _library_sets(context_extras))
+            host = GraphHost(
+                graph, settings.graph_id, settings, await _library_sets(context_extras), memory=memory
+            )
             assistants = Assistants(AssistantStore(store), host)
             manager = RunManager(
                 store,
@@ -109,4 +117,5 @@ class AgentProtocolService:
                 checkpointer=saver,
                 assistants=assistants,
                 crons=crons,
+                memory=memory,
             )

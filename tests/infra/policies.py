@@ -214,6 +214,9 @@ def check_network_policies(objs: list[Obj]) -> list[str]:
             peers = rule.get("from", [])
             if not peers or not all(_peer_is(peer, SERVER) for peer in peers):
                 bad.append(f"{_name(p)}: ingress from something other than the server pods")
+        selected = p["spec"].get("podSelector", {}).get("matchLabels", {})
+        if p["spec"].get("egress") and selected.get("agentic.dev/network") != "egress":
+            bad.append(f"{_name(p)}: egress allowed to pods whose run was not allowed network")
         for rule in p["spec"].get("egress", []):
             peers = rule.get("to", [])
             if not peers or not all(_peer_is(peer, EGRESS_PROXY) for peer in peers) or not rule.get("ports"):

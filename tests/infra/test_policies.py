@@ -165,6 +165,10 @@ def _egress_any_peer(o: list[Obj]) -> None:
     _user_policy(o, "allow-to-egress-proxy")["spec"]["egress"].append({"ports": [{"port": 443}]})
 
 
+def _egress_for_every_pod(o: list[Obj]) -> None:
+    _user_policy(o, "allow-to-egress-proxy")["spec"]["podSelector"] = {}
+
+
 def _ingress_from_all(o: list[Obj]) -> None:
     _user_policy(o, "allow-from-server")["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}]})
 
@@ -175,6 +179,7 @@ def _ingress_from_all(o: list[Obj]) -> None:
         (_drop_default_deny, "no default-deny"),
         (_egress_anywhere, "egress to something other"),
         (_egress_any_peer, "egress to something other"),
+        (_egress_for_every_pod, "not allowed network"),
         (_ingress_from_all, "ingress from something other"),
     ],
 )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.base import RunRequest, Sandbox
-from sandbox.browser import BrowserPool
+from sandbox.browser import BrowserPool, hosts_browsers
 from sandbox.config import BROWSER_LIMITS, SandboxSettings
 from sandbox.errors import InvalidRunRequestError, SandboxBusyError, SandboxStartError
 from sandbox.guard import GuardedSandbox
@@ -76,3 +76,15 @@ async def test_sessions_are_capped_and_end_at_their_wall_limit(
             assert browser.is_connected()
     finally:
         await pool.close()
+
+
+async def test_backends_that_take_a_pipe_run_no_browser_of_their_own(
+    sandbox: Sandbox, sandbox_settings: SandboxSettings
+) -> None:
+    """The seam: the local backends keep the pipe; ``start_browser`` is for backends that say
+    ``browser_over_cdp`` (Kata, see tests/sandbox/kata/test_kata_browser.py) and refused otherwise."""
+    guarded = GuardedSandbox.from_settings(sandbox, sandbox_settings).for_owner("t")
+    assert not hosts_browsers(guarded) and not hosts_browsers(sandbox)
+    with pytest.raises(SandboxStartError, match="runs no browser of its own"):
+        await guarded.start_browser(RunRequest(command=("chromium",), network=True))
+    assert guarded.admission.stats().granted_memory_mb == 0

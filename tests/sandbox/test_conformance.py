@@ -21,6 +21,7 @@ import pytest
 from sandbox.base import EndReason, Limits, OutputChunk, RunRequest, RunResult, Sandbox
 from sandbox.config import SandboxSettings
 from sandbox.errors import InvalidRunRequestError, LimitsExceededError, UnknownLibrarySetError
+from tests.support.leftovers import without_idle
 
 
 def sleeper(seconds: int, marker: str) -> str:
@@ -456,15 +457,16 @@ def _host_pids_with(marker: str) -> list[int]:
     return found
 
 
-def _run_pids(sandbox: Sandbox, marker: str) -> list[int]:
+async def _run_pids(sandbox: Sandbox, marker: str) -> set[int]:
     """Host processes of a run: the marked program itself (local), or its runsc / gofer / Sentry.
 
     gVisor programs are invisible on the host (the Sentry runs them), so there the check is that no
-    process of one of our containers (ids ``agentic-<our pid>-...``, on each one's command line) lives.
+    process of one of our containers (ids ``agentic-<our pid>-...``, on each one's command line) lives,
+    but those of the warm pool's idle sandboxes (waiting while the pool starts one).
     """
     if sandbox.name == "local":
-        return _host_pids_with(marker)
-    return _host_pids_with(f"agentic-{os.getpid()}-")
+        return set(_host_pids_with(marker))
+    return await without_idle(sandbox, lambda: _host_pids_with(f"agentic-{os.getpid()}-"))
 
 
 @pytest.mark.parametrize("end", ["exit", "timeout"])
@@ -491,10 +493,10 @@ if {end!r} == 'timeout':
     assert "daemon alive" in result.stdout and "parent leaving" in result.stdout
     assert result.reason is (EndReason.EXIT if end == "exit" else EndReason.TIMEOUT)
     for _ in range(20):
-        if not _run_pids(sandbox, marker):
+        if not await _run_pids(sandbox, marker):
             break
         await asyncio.sleep(0.1)
-    assert _run_pids(sandbox, marker) == []
+    assert await _run_pids(sandbox, marker) == set()
 
 
 # --- functional -----------------------------------------------------------------------------------
@@ -576,13 +578,13 @@ async def test_stream_consumer_leaving_early_kills_the_run(sandbox: Sandbox) -> 
         if seen == "go\n":
             break
     for _ in range(50):  # the run is really going (so the check below can fail)
-        if _run_pids(sandbox, marker):
+        if await _run_pids(sandbox, marker):
             break
         await asyncio.sleep(0.05)
-    assert _run_pids(sandbox, marker)
+    assert await _run_pids(sandbox, marker)
     await agen.aclose()  # type: ignore[attr-defined]
     await asyncio.sleep(0.2)
-    assert _run_pids(sandbox, marker) == []
+    assert await _run_pids(sandbox, marker) == set()
 
 
 async def test_concurrent_runs(sandbox: Sandbox) -> None:

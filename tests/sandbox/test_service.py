@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http.server
-import os
 import threading
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from sandbox.base import Limits, RunRequest, RunResult, Sandbox
 from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.guard import Admission, GuardedSandbox
 from sandbox.service import ServiceEndpoint, ServiceHandle
-from tests.support.leftovers import descendants
+from tests.support.leftovers import without_idle
 
 APP = """
 import http.server, os
@@ -56,7 +55,7 @@ async def test_service_is_reachable_and_leaves_nothing(sandbox: Sandbox) -> None
         await handle.terminate()  # idempotent
     assert not handle.running
     assert not handle.socket_path.exists()
-    assert not descendants(os.getpid())
+    assert not await without_idle(sandbox)
 
 
 async def test_guard_clamps_and_holds_the_grant_while_the_service_lives(sandbox: Sandbox) -> None:

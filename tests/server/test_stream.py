@@ -95,8 +95,11 @@ def _processes_with(marker: str) -> list[int]:
 
 def test_client_disconnect_stops_the_run(client: httpx.Client, workspace_id: str) -> None:
     marker = "marker-" + uuid.uuid4().hex
-    code = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.1)\n"
-    body = {"code": code, "args": [marker], "limits": {"wall_seconds": 60}}
+    # The ticking program carries the marker on its host command line: a warm sandbox's interpreter
+    # keeps the command line it started with (its stub's), so the run's args are not seen there.
+    loop = "import time\nwhile True:\n    print('tick', flush=True)\n    time.sleep(0.1)\n"
+    code = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {loop!r}, {marker!r}])\n"
+    body = {"code": code, "limits": {"wall_seconds": 60}}
     with client.stream("POST", f"/v1/workspaces/{workspace_id}/runs/stream", json=body) as r:
         events = read_sse(r)  # keep a reference: a collected reader closes the stream early
         first = next(events)

@@ -6,12 +6,16 @@ fixture (all packages' sandboxes) has closed.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from sandbox.base import Sandbox
 from sandbox.config import SandboxSettings
 
-__all__ = ["descendants", "our_cgroups", "our_mounts"]
+__all__ = ["descendants", "without_idle", "our_cgroups", "our_mounts"]
 
 _SETTINGS = SandboxSettings()
 SANDBOX_UIDS = {_SETTINGS.local.sandbox_uid, _SETTINGS.gvisor.sandbox_uid}
@@ -45,6 +49,30 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return {p for p in found if _is_sandbox_process(p)}
+
+
+async def without_idle(
+    sandbox: Sandbox, find: Callable[[], Iterable[int]] | None = None, timeout_s: float = 10.0
+) -> set[int]:
+    """What ``find`` finds (default: our :func:`descendants`) but the idle sandboxes of a warm pool.
+
+    A warm pool (``sandbox``, if it is one) keeps idle sandboxes between runs: they are the pool's,
+    not a run's. While one is starting its processes are not known yet, so this waits until the
+    pool is still (its idle sandboxes the same before and after the look).
+    """
+    look = find if find is not None else (lambda: descendants(os.getpid()))
+    idle_pids = getattr(sandbox, "idle_pids", None)
+    if idle_pids is None:
+        return set(look())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = idle_pids()
+        found = set(look())
+        if before is not None and before == idle_pids():
+            return found - before
+        if time.monotonic() > deadline:
+            raise AssertionError("the warm pool did not stop starting sandboxes in time")
+        await asyncio.sleep(0.05)
 
 
 def _is_sandbox_process(pid: int) -> bool:

@@ -222,7 +222,7 @@ class RunExecutor:
         )
         if context is not None:
             kwargs["context"] = context
-        async for item in self._host.graph.astream(
+        async for item in self._host.graph_for(run.record.tenant).astream(
             graph_input,
             self._config(run),
             stream_mode=cast(Any, _graph_modes(requested)),

@@ -5,7 +5,9 @@ Two modes per pod (a :class:`Scenario` queued by the test, default ``exec``):
 * ``exec``: the container's ``command`` runs for real, in bubblewrap, with the pod's volumes
   (``emptyDir`` -> a tmpfs of its ``sizeLimit``, ``configMap`` -> its data read-only), a read-only
   root made of the host's ``/usr`` and ``/etc`` (the "image"), its own pid / net / ipc namespaces
-  and the pod's ``runAsUser``. Its stdout and stderr are the container log; ``activeDeadlineSeconds``
+  and the pod's ``runAsUser``; its ``env`` (plain values, ``status.podIP``) with ``$(VAR)``
+  expanded in its command; a pod IP, its ports and its egress as :mod:`fake_network` wires them.
+  Its stdout and stderr are the container log; ``activeDeadlineSeconds``
   is enforced (pod ``Failed`` / ``DeadlineExceeded``), as the kubelet does.
 * ``script``: the phases a test asks for (image pull errors, unschedulable, OOMKilled, a given log
   and exit code) without running anything.
@@ -19,14 +21,19 @@ import contextlib
 import datetime
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.sandbox.kata.fake_network import FakeNetwork, PodNetwork
+
 Json = dict[str, Any]
 BWRAP = "/usr/bin/bwrap"
+NSENTER = "/usr/bin/nsenter"
 CONTAINER_ENV = {"PATH": "/usr/bin:/bin"}  # a container starts from its image's env, never the host's
 
 
@@ -81,6 +88,7 @@ class Scenario:
     exit_code: int = 0
     container_reason: str | None = None  # script: terminated reason (default Completed / Error)
     pod_reason: str | None = None  # script: pod status.reason (DeadlineExceeded, Evicted)
+    await_exec: bool = False  # script: play the log only after an exec ended (a runner waiting for files)
 
 
 @dataclass
@@ -96,6 +104,8 @@ class PodRuntime:
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     workdir: Path | None = None
+    network: PodNetwork | None = None
+    execs: int = 0  # execs into this container that have ended
 
     async def append(self, data: bytes) -> None:
         self.log += data
@@ -107,9 +117,17 @@ class PodRuntime:
 
 
 def bwrap_argv(
-    pod: Json, container: Json, volumes_dir: Path, configmaps: Callable[[str], Json | None]
+    pod: Json,
+    container: Json,
+    volumes_dir: Path,
+    configmaps: Callable[[str], Json | None],
+    network: PodNetwork | None = None,
 ) -> list[str]:
-    """The bubblewrap command that runs ``container`` of ``pod`` as a container would run."""
+    """The bubblewrap command that runs ``container`` of ``pod`` as a container would run.
+
+    ``network``: the pod's wiring (:mod:`fake_network`): its binds, and the forwarder that execs
+    the container's command.
+    """
     spec = pod["spec"]
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
     uid, gid = security.get("runAsUser", 65534), security.get("runAsGroup", 65534)
@@ -118,8 +136,13 @@ def bwrap_argv(
         if Path(f"/usr/{link}").exists():
             argv += ["--symlink", f"usr/{link}", f"/{link}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    env = container_env(container, network.ip if network is not None else None)
+    for name, value in env.items():
+        argv += ["--setenv", name, value]
     argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-user"]
     argv += ["--uid", str(uid), "--gid", str(gid), "--die-with-parent", "--new-session"]
+    if network is not None:
+        argv += network.bwrap_args
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
@@ -141,7 +164,29 @@ def bwrap_argv(
     if container.get("securityContext", {}).get("readOnlyRootFilesystem"):
         argv += ["--remount-ro", "/"]
     argv += ["--chdir", container.get("workingDir", "/")]
-    return [*argv, "--", *container["command"], *container.get("args", [])]
+    prefix = network.prefix if network is not None else []
+    return [*argv, "--", *prefix, *expand(container["command"], env), *expand(container.get("args", []), env)]
+
+
+def container_env(container: Json, pod_ip: str | None) -> dict[str, str]:
+    """The container's ``env``: plain values and the downward API's ``status.podIP``."""
+    env: dict[str, str] = {}
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[item["name"]] = pod_ip or ""
+    return env
+
+
+def expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """``$(NAME)`` in a command replaced by the container's variable, as the kubelet does."""
+    out = []
+    for arg in args:
+        for name, value in env.items():
+            arg = arg.replace(f"$({name})", value)
+        out.append(arg)
+    return out
 
 
 class FakeKubelet:
@@ -155,6 +200,7 @@ class FakeKubelet:
         self.update = update
         self.configmaps = configmaps
         self.runtimes: dict[tuple[str, str], PodRuntime] = {}
+        self.network = FakeNetwork()
         self.root = Path(tempfile.mkdtemp(prefix=f"agentic-fakekubelet-{os.getpid()}-"))
         self.root.chmod(0o755)
 
@@ -170,8 +216,11 @@ class FakeKubelet:
         if runtime is None:
             return
         if runtime.process is not None and runtime.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                runtime.process.kill()
+            # The container's pid 1 first: its pid namespace dies with it, daemons included.
+            inner = _children(runtime.process.pid)
+            for pid in [*inner[:1], runtime.process.pid]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         if runtime.task is not None:
             runtime.task.cancel()
             with contextlib.suppress(BaseException):
@@ -179,6 +228,8 @@ class FakeKubelet:
         if runtime.process is not None and runtime.process.returncode is None:
             await runtime.process.wait()
         await runtime.finish()
+        if runtime.network is not None:
+            await runtime.network.close()
         if runtime.workdir is not None:
             shutil.rmtree(runtime.workdir, ignore_errors=True)
 
@@ -199,6 +250,9 @@ class FakeKubelet:
             if reason:
                 status["reason"] = reason
                 status["message"] = f"pod {reason}"
+            if runtime.network is not None and phase == "Running":
+                status["podIP"] = runtime.network.ip
+                status["podIPs"] = [{"ip": runtime.network.ip}]
             status["containerStatuses"] = [
                 {
                     "name": pod["spec"]["containers"][0]["name"],
@@ -248,6 +302,8 @@ class FakeKubelet:
     async def _script(self, scenario: Scenario, runtime: PodRuntime) -> None:
         runtime.started = True
         await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
+        if scenario.await_exec:
+            await runtime.changed.until(lambda: runtime.execs > 0)
         await runtime.append(scenario.log)
         if scenario.hold:
             return
@@ -258,8 +314,13 @@ class FakeKubelet:
     async def _exec(self, pod: Json, runtime: PodRuntime) -> None:
         container = pod["spec"]["containers"][0]
         runtime.workdir = Path(tempfile.mkdtemp(dir=self.root))
+        runtime.network = await self.network.attach(pod, container, runtime.workdir)
         argv = bwrap_argv(
-            pod, container, runtime.workdir, lambda name: self.configmaps(runtime.namespace, name)
+            pod,
+            container,
+            runtime.workdir,
+            lambda name: self.configmaps(runtime.namespace, name),
+            runtime.network,
         )
         runtime.process = await asyncio.create_subprocess_exec(
             *argv,
@@ -293,16 +354,78 @@ class FakeKubelet:
         code = code if code >= 0 else 128 - code
         await self._terminate(runtime, code, "Completed" if code == 0 else "Error")
 
-    async def exec_process(self, pod: Json, command: list[str]) -> asyncio.subprocess.Process:
-        """A process for ``kubectl exec``: the pod's container with another command (fresh volumes)."""
-        container = dict(pod["spec"]["containers"][0], command=command, args=[])
-        workdir = Path(tempfile.mkdtemp(dir=self.root))
+    async def exec_process(self, pod: Json, command: list[str]) -> asyncio.subprocess.Process | None:
+        """A process for ``kubectl exec``: ``command`` inside the running container (None: not running).
+
+        As a real runtime does (``runc exec``): it joins the container's namespaces (user, mount,
+        pid, net, ipc, uts) with ``nsenter``, as the pod's ``runAsUser``, so it sees and writes the
+        container's own volumes. Its own process group, so :func:`kill_exec` ends the whole exec.
+        """
         meta = pod["metadata"]
-        argv = bwrap_argv(pod, container, workdir, lambda name: self.configmaps(meta["namespace"], name))
+        runtime = self.runtimes.get((meta["namespace"], meta["name"]))
+        if runtime is not None and runtime.process is None and runtime.started and not runtime.done:
+            # A scripted container has no process to join: it takes a length-prefixed stdin and drops it.
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _SCRIPTED_EXEC,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        if runtime is None or runtime.process is None or runtime.process.returncode is not None:
+            return None
+        target = container_pid(runtime.process.pid)
+        if target is None:
+            return None
+        container = pod["spec"]["containers"][0]
+        security = {**pod["spec"].get("securityContext", {}), **container.get("securityContext", {})}
+        uid, gid = security.get("runAsUser", 65534), security.get("runAsGroup", 65534)
+        argv = [NSENTER, "-t", str(target), "-U", "-m", "-p", "-n", "-i", "-u", "-r", "-w"]
+        argv += ["-S", str(uid), "-G", str(gid), "--", *command]
         return await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=CONTAINER_ENV,
+            start_new_session=True,
         )
+
+    def exec_ended(self, namespace: str, name: str) -> None:
+        """Count an exec that ended (a scripted pod waiting for its files goes on)."""
+        runtime = self.runtimes.get((namespace, name))
+        if runtime is not None:
+            runtime.execs += 1
+            runtime.changed.fire()
+
+
+_SCRIPTED_EXEC = (
+    "import sys\nn = int(sys.stdin.buffer.readline() or 0)\n"
+    "while n > 0:\n    n -= len(sys.stdin.buffer.read(min(n, 1 << 20)) or sys.exit(1))\n"
+)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def container_pid(bwrap_pid: int) -> int | None:
+    """A process inside the container: bwrap's child (its pid 1) or that one's first child."""
+    first = _children(bwrap_pid)
+    if not first:
+        return None
+    inner = _children(first[0])
+    return inner[0] if inner else first[0]
+
+
+def kill_exec(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL an exec and what it started (nsenter forks the command into the pod's pid namespace)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

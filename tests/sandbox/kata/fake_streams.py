@@ -11,12 +11,21 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.sandbox.kata.fake_kubelet import Json
+from tests.sandbox.kata.fake_kubelet import Json, kill_exec
 
 if TYPE_CHECKING:
     from tests.sandbox.kata.fake_kube import FakeKube
 
-__all__ = ["StreamCut", "error", "exec_pod", "log_response", "matches", "status_body", "watch_response"]
+__all__ = [
+    "StreamCut",
+    "error",
+    "exec_pod",
+    "exec_problems",
+    "log_response",
+    "matches",
+    "status_body",
+    "watch_response",
+]
 
 
 def status_body(code: int, reason: str, message: str) -> Json:
@@ -127,17 +136,67 @@ def log_response(kube: FakeKube, namespace: str, name: str, follow: bool) -> Res
     return StreamingResponse(body(), media_type="text/plain")
 
 
+_FLAGS = ("stdin", "stdout", "stderr", "tty")
+
+
+def exec_problems(pod: Json, query: Any, protocols: list[str]) -> list[str]:
+    """What the API server would refuse in an exec request (its query and subprotocol)."""
+    found = []
+    if not query.getlist("command"):
+        found.append("exec: no command given")
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    container = query.get("container")
+    if container is None and len(names) > 1:
+        found.append(f"exec: a container name must be given, one of {names}")
+    if container is not None and container not in names:
+        found.append(f"exec: container {container!r} is not valid for pod (containers: {names})")
+    for flag in _FLAGS:
+        if query.get(flag) not in (None, "true", "false"):
+            found.append(f"exec: {flag}={query.get(flag)!r} is not a boolean")
+    if not any(query.get(flag) == "true" for flag in ("stdin", "stdout", "stderr")):
+        found.append("exec: you must specify at least 1 of stdin, stdout, stderr")
+    if query.get("tty") == "true":
+        found.append("exec: tty is not used by the platform (its output would lose the channels)")
+    if "v4.channel.k8s.io" not in protocols:
+        found.append(f"exec: subprotocol v4.channel.k8s.io not offered ({protocols})")
+    return found
+
+
 async def exec_pod(kube: FakeKube, websocket: WebSocket) -> None:
-    """``exec`` over the ``v4.channel.k8s.io`` websocket protocol: stdin 0, stdout 1, stderr 2, status 3."""
+    """``exec`` over the ``v4.channel.k8s.io`` websocket protocol: stdin 0, stdout 1, stderr 2, status 3.
+
+    The request is checked as the API server does (command, container, the stream flags, the
+    subprotocol; a bad one is kept in ``kube.invalid`` and refused); a fault the test injected for
+    ``GET .../exec`` refuses the handshake with its status; the command runs in the pod's running
+    container (:meth:`FakeKubelet.exec_process`).
+    """
     namespace, name = websocket.path_params["namespace"], websocket.path_params["name"]
-    kube.requests.append(("GET", websocket.url.path + "/exec"))
+    path = websocket.url.path
+    kube.requests.append(("GET", path))
+    for fault in kube.faults:
+        if fault.times > 0 and fault.method == "GET" and fault.path.search(path):
+            fault.times -= 1
+            denial = error(fault.status, "Forbidden", f"injected {fault.status}")
+            await websocket.send_denial_response(denial)
+            return
     pod = kube.objects.get(("pods", namespace, name))
-    await websocket.accept(subprotocol="v4.channel.k8s.io")
     if pod is None:
-        await websocket.close(code=1011)
+        await websocket.send_denial_response(error(404, "NotFound", f'pods "{name}" not found'))
         return
-    command = websocket.query_params.getlist("command")
-    process = await kube.kubelet.exec_process(pod, command)
+    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    problems = exec_problems(pod, websocket.query_params, protocols)
+    if problems:
+        kube.invalid.extend(problems)
+        await websocket.send_denial_response(error(400, "BadRequest", "; ".join(problems)))
+        return
+    process = await kube.kubelet.exec_process(pod, websocket.query_params.getlist("command"))
+    if process is None:
+        message = (
+            f'unable to upgrade connection: container not found ("{pod["spec"]["containers"][0]["name"]}")'
+        )
+        await websocket.send_denial_response(error(400, "BadRequest", message))
+        return
+    await websocket.accept(subprotocol="v4.channel.k8s.io")
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
 
     async def pipe_in() -> None:
@@ -156,12 +215,14 @@ async def exec_pod(kube: FakeKube, websocket: WebSocket) -> None:
     try:
         await asyncio.gather(pipe_out(process.stdout, 1), pipe_out(process.stderr, 2))
         code = await process.wait()
+        kube.kubelet.exec_ended(namespace, name)
         status: Json = (
             {"metadata": {}, "status": "Success"}
             if code == 0
             else {
                 "metadata": {},
                 "status": "Failure",
+                "message": f"command terminated with non-zero exit code: {code}",
                 "reason": "NonZeroExitCode",
                 "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
             }
@@ -171,5 +232,5 @@ async def exec_pod(kube: FakeKube, websocket: WebSocket) -> None:
     finally:
         reader.cancel()
         if process.returncode is None:
-            process.kill()
+            kill_exec(process)
             await process.wait()

@@ -165,7 +165,7 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Handler).serve_fo
 """
 
 
-async def test_app_becomes_deployment_service_and_ingress(
+async def test_app_becomes_deployment_and_service_reached_through_the_platform(
     kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
 ) -> None:
     request = py(
@@ -176,7 +176,7 @@ async def test_app_becomes_deployment_service_and_ingress(
         assert isinstance(handle, KataServiceHandle) and handle.socket_path is None
         assert handle.url == "http://agentic-app-app-7.agentic-sandboxes.svc.cluster.local"
         assert handle.endpoint == ServiceEndpoint(url=handle.url)  # what the server's app proxy dials
-        assert handle.ingress_path == "/apps/app-7/"
+        assert handle.ingress_path is None  # no Ingress past the platform's token check by default
         assert await handle.wait_ready(10)
         for _ in range(100):
             if "serving on 8000" in handle.logs():
@@ -184,7 +184,8 @@ async def test_app_becomes_deployment_service_and_ingress(
             await asyncio.sleep(0.05)
         assert "serving on 8000" in handle.logs()
         kinds = {res for res, _, _ in fake_kube.stored()}
-        assert {"configmaps", "deployments", "services", "ingresses", "pods"} <= kinds
+        assert {"configmaps", "deployments", "services", "pods"} <= kinds
+        assert "ingresses" not in kinds
         (deployment,) = [o for (r, _, _), o in fake_kube.objects.items() if r == "deployments"]
         assert TTL_LABEL in deployment["metadata"]["labels"]
         assert (
@@ -194,6 +195,20 @@ async def test_app_becomes_deployment_service_and_ingress(
     finally:
         await handle.terminate()
         await handle.terminate()  # idempotent
+    assert [k for k in fake_kube.stored() if k[0] != "namespaces"] == []
+
+
+async def test_app_ingress_only_when_the_operator_asks(
+    fake_kube: FakeKube, tmp_path: Path, needs_bwrap: None
+) -> None:
+    settings = kata_settings(fake_kube.kubeconfig(tmp_path / "kubeconfig"), app_ingress=True)
+    async with await KataSandbox.open(settings) as box:
+        handle = await box.start_service(py(APP, labels={"app": "app-8"}), port=8000)
+        try:
+            assert handle.ingress_path == "/apps/app-8/"
+            assert "ingresses" in {res for res, _, _ in fake_kube.stored()}
+        finally:
+            await handle.terminate()
     assert [k for k in fake_kube.stored() if k[0] != "namespaces"] == []
 
 

@@ -273,17 +273,21 @@ async def test_bad_requests_are_refused_before_any_api_call(kata: KataSandbox, f
         await kata.run(py("print(1)", library_set="datascience"))
     with pytest.raises(InvalidRunRequestError, match="scratch"):
         await kata.run(RunRequest(files={"../x.py": ""}, language="python", entry="../x.py"))
-    with pytest.raises(InvalidRunRequestError, match="at most"):
-        await kata.run(py("print(1)", files={"big.bin": os.urandom(1_000_000)}))
+    with pytest.raises(InvalidRunRequestError, match="at most .* 1 MB scratch dir"):
+        await kata.run(py("print(1)", files={"big.bin": os.urandom(1_200_000)}, limits=Limits(disk_mb=1)))
     with pytest.raises(SandboxStartError, match="pipes"):
         await kata.run(py("print(1)", pipe_fds=(5,)))
     assert fake_kube.requests == []
 
 
-async def test_files_near_the_configmap_limit_still_fit(kata: KataSandbox, needs_bwrap: None) -> None:
+async def test_files_near_the_configmap_limit_still_fit(
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
+) -> None:
     blob = os.urandom(600_000)  # incompressible
     result = await kata.run(py("print(len(open('blob.bin','rb').read()))", files={"blob.bin": blob}))
     assert result.ok and result.stdout == "600000\n"
+    assert len(created(fake_kube, "configmaps")) == 1  # below the threshold: no exec
+    assert not [p for _, p in fake_kube.requests if p.endswith("/exec")]
 
 
 async def test_leaving_a_stream_early_deletes_the_pod(

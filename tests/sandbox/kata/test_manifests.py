@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from sandbox.base import Limits
 from sandbox.kata import manifests as m
+from sandbox.kata.egress import resolve_egress_proxy
 from sandbox.kata.naming import (
     MANAGED_BY,
     NETWORK_LABEL,
@@ -31,9 +33,17 @@ LABELS = object_labels({"tenant": "acme", "run": "r1"}, role="run", ttl_s=600, n
 def all_objects(settings: KataSettings) -> dict[str, dict[str, Any]]:
     """One of each kind the backend sends (both Ingress flavours)."""
     by_host = settings.model_copy(update={"apps_domain": "apps.example.org", "ingress_class": "nginx"})
+    with_proxy_ip = settings.model_copy(update={"egress_proxy_ip": "10.96.0.10"})  # text, never dialled
     return {
         "Pod": m.run_pod("r1", "ns", LABELS, settings, image="img@sha256:1", limits=LIMITS, network=False),
         "Pod (network)": m.run_pod("r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=True),
+        "Pod (network, proxy in hostAliases)": m.run_pod(
+            "r1", "ns", LABELS, with_proxy_ip, image="img", limits=LIMITS, network=True
+        ),
+        "Pod (files over exec)": m.run_pod(
+            "r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=False, upload=True
+        ),
+        "Pod (browser)": m.browser_pod("b1", "ns", LABELS, settings, image="img", limits=LIMITS),
         "ConfigMap": m.run_configmap("r1", "ns", LABELS, {"job.json": "e30=", "runner.py": "cHJpbnQ="}),
         "Deployment": m.app_deployment("a1", "ns", LABELS, settings, image="img", limits=LIMITS),
         "Service": m.app_service("a1", "ns", LABELS),
@@ -104,6 +114,38 @@ def test_network_pod_keeps_cluster_dns_and_is_labelled() -> None:
     assert "dnsPolicy" not in pod["spec"]
     assert pod["metadata"]["labels"][NETWORK_LABEL] == "egress"
     assert LABELS[NETWORK_LABEL] == "none"
+
+
+def test_network_pods_find_the_proxy_without_dns() -> None:
+    """The tenant policies deny DNS, so a proxy named by host name is written into /etc/hosts."""
+    settings = KataSettings(egress_proxy_ip="10.96.0.10")
+    host = "agentic-egress-proxy.agentic-system.svc.cluster.local"
+    for pod in (
+        m.run_pod("r", "ns", LABELS, settings, image="img", limits=Limits(), network=True),
+        m.browser_pod("b", "ns", LABELS, settings, image="img", limits=Limits()),
+    ):
+        assert pod["spec"]["hostAliases"] == [{"ip": "10.96.0.10", "hostnames": [host]}]
+    deployment = m.app_deployment("a", "ns", LABELS, settings, image="img", limits=Limits())
+    assert deployment["spec"]["template"]["spec"]["hostAliases"][0]["hostnames"] == [host]
+    no_network = m.run_pod("r", "ns", LABELS, settings, image="img", limits=Limits(), network=False)
+    assert "hostAliases" not in no_network["spec"]
+    by_ip = KataSettings(egress_proxy_url="http://10.96.0.10:3128", egress_proxy_ip="10.96.0.10")
+    pod = m.run_pod("r", "ns", LABELS, by_ip, image="img", limits=Limits(), network=True)
+    assert "hostAliases" not in pod["spec"]
+
+
+async def test_the_backend_resolves_the_proxy_name_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved = await resolve_egress_proxy(KataSettings(egress_proxy_url="http://localhost:3128"))
+    assert resolved.egress_proxy_ip in ("127.0.0.1", "::1")  # /etc/hosts: no packet leaves
+    given = KataSettings(egress_proxy_url="http://localhost:3128", egress_proxy_ip="10.96.0.10")
+    assert (await resolve_egress_proxy(given)).egress_proxy_ip == "10.96.0.10"  # the operator's wins
+
+    async def no_answer(*args: object, **kwargs: object) -> object:  # a resolver stub: no DNS query
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_answer)
+    unknown = KataSettings(egress_proxy_url="http://agentic-egress-proxy.example:3128")
+    assert (await resolve_egress_proxy(unknown)).egress_proxy_ip is None  # logged, left to the pod
 
 
 def test_app_objects_fit_together() -> None:
