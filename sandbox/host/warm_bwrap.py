@@ -30,7 +30,7 @@ from sandbox.host.cgroup import Cgroup, CgroupBusyError, CgroupUsage
 from sandbox.host.libset_dirs import LibrarySet
 from sandbox.host.outcome import run_result
 from sandbox.host.process import ProcessOutcome
-from sandbox.host.warm_process import WarmProcess, pss_bytes
+from sandbox.host.warm_process import WarmProcess, WarmSandboxBase
 from sandbox.resources import check_limits
 from sandbox.streaming import ChunkDecoder, ChunkSink
 from sandbox.warm.base import WarmUnusableError
@@ -65,7 +65,7 @@ def check_files_fit(request: RunRequest) -> None:
         raise InvalidRunRequestError(f"files ({total} bytes) exceed the {disk_mb} MB scratch dir")
 
 
-class BwrapWarmSandbox:
+class BwrapWarmSandbox(WarmSandboxBase):
     """One pre-started bubblewrap sandbox (see the module docstring); serves one run."""
 
     name = "local"
@@ -141,19 +141,6 @@ class BwrapWarmSandbox:
             on_end()
             raise
         return cls(run=run, process=process, maximums=maximums, on_end=on_end)
-
-    async def measure(self) -> int:
-        """PSS of the sandbox's processes now."""
-        return await asyncio.to_thread(lambda: pss_bytes(self.pids()))
-
-    @property
-    def preloaded(self) -> tuple[str, ...]:
-        """Top-level modules the interpreter imported before the run."""
-        return self._process.preloaded
-
-    def alive(self) -> bool:
-        """False once it ended while idle."""
-        return not self._used and self._process.alive()
 
     def pids(self) -> set[int]:
         """Its processes on the host now (blocking: reads its cgroup)."""

@@ -29,7 +29,7 @@ from sandbox.host.spawn import (
 )
 from sandbox.warm import protocol
 
-__all__ = ["WarmProcess", "pss_bytes"]
+__all__ = ["WarmProcess", "WarmSandboxBase", "pss_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +176,30 @@ async def _wait_ready(spawned: Spawned, timeout_s: float) -> tuple[str, ...]:
             return names
         if len(seen) > _READY_MAX:
             raise SandboxStartError("a warm sandbox wrote too much before it was ready")
+
+
+class WarmSandboxBase:
+    """What every local warm sandbox answers the pool the same way: memory, preloads, liveness.
+
+    Subclasses set ``_process`` and ``_used`` and say where their processes are (:meth:`pids`).
+    """
+
+    _process: WarmProcess
+    _used: bool
+
+    def pids(self) -> set[int]:
+        """Its processes on the host now (blocking: reads its cgroup)."""
+        raise NotImplementedError
+
+    async def measure(self) -> int:
+        """PSS of the sandbox's processes now."""
+        return await asyncio.to_thread(lambda: pss_bytes(self.pids()))
+
+    @property
+    def preloaded(self) -> tuple[str, ...]:
+        """Top-level modules the interpreter imported before the run."""
+        return self._process.preloaded
+
+    def alive(self) -> bool:
+        """False once it ended while idle."""
+        return not self._used and self._process.alive()

@@ -44,7 +44,7 @@ from sandbox.host.runsc import (
     raise_start_failure,
 )
 from sandbox.host.warm_bwrap import check_files_fit, start_limits
-from sandbox.host.warm_process import WarmProcess, pss_bytes
+from sandbox.host.warm_process import WarmProcess, WarmSandboxBase
 from sandbox.resources import check_limits
 from sandbox.streaming import ChunkDecoder, ChunkSink
 from sandbox.warm.base import WarmUnusableError
@@ -61,7 +61,7 @@ _TEARDOWNS: set[asyncio.Task[None]] = set()
 MountsFor = Callable[[RunRequest, LibrarySet, Path], Sequence[BindMount]]
 
 
-class GVisorWarmSandbox:
+class GVisorWarmSandbox(WarmSandboxBase):
     """One pre-started gVisor sandbox (see the module docstring); serves one run."""
 
     name = "gvisor"
@@ -175,19 +175,6 @@ class GVisorWarmSandbox:
             headroom_mb=headroom_mb,
             host_pids=host_pids,
         )
-
-    async def measure(self) -> int:
-        """PSS of runsc, the gofer and the Sentry now."""
-        return await asyncio.to_thread(lambda: pss_bytes(self.pids()))
-
-    @property
-    def preloaded(self) -> tuple[str, ...]:
-        """Top-level modules the interpreter imported before the run."""
-        return self._process.preloaded
-
-    def alive(self) -> bool:
-        """False once it ended while idle."""
-        return not self._used and self._process.alive()
 
     def pids(self) -> set[int]:
         """Its processes on the host now (blocking: reads its cgroup)."""
