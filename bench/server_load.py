@@ -15,7 +15,11 @@ and from the stream request alone: its first byte) and to completion for both, t
 (a failure: an exception, an ``error`` event, or a run whose status is not ``success``), and last
 the figures on one line. ``--clients K`` spreads the runs over K client processes started at
 once (one Python process streaming hundreds of runs is itself slow to read them, and its delays
-count as the server's). Run from the repo root: ``python bench/server_load.py [-n 200] [--clients 4]``.
+count as the server's). The server's own time to the first byte of each stream (from the request
+reaching the app to its first body byte: ``agentic_stream_first_byte_seconds`` on ``/metrics``,
+interpolated within its buckets as Prometheus' ``histogram_quantile`` does) is printed beside the
+client's, which also counts the time before the server read the request and the client processes'
+own delays. Run from the repo root: ``python bench/server_load.py [-n 200] [--clients 4]``.
 To compare with another checkout, run this file from there (the server runs the code of the tree
 the bench is in).
 """
@@ -95,6 +99,38 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_FIRST_BYTE = "agentic_stream_first_byte_seconds_bucket"
+
+
+async def first_byte_buckets(http: httpx.AsyncClient) -> dict[float, float] | None:
+    """The server's cumulative first-byte histogram (upper bound -> count); None if it has none."""
+    text = (await http.get("/metrics")).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_FIRST_BYTE + "{"):
+            labels, value = line.rsplit(" ", 1)
+            bound = labels.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(value)
+    return buckets or None
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Quantile ``q`` (0..1) of the observations between two scrapes (linear within a bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -220,6 +256,8 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
                 await one_run(client)  # warm-up: imports, first model connection, first checkpoint
                 baseline = [await one_run(client) for _ in range(BASELINE_RUNS)]
             shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+            async with _http(server.url, server.headers, 1) as http:
+                buckets_before = await first_byte_buckets(http)
             server_cpu = cpu_seconds(server.pid)  # client processes starting up cost the server nothing
             if clients == 1:
                 loaded, client_cpu, started, ended = await _load(server.url, server.headers, n)
@@ -229,6 +267,8 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
                     _load_from_processes, server.url, server.headers, shares
                 )
             server_end = cpu_seconds(server.pid)
+            async with _http(server.url, server.headers, 1) as http:
+                buckets_after = await first_byte_buckets(http)
             if server_cpu is not None and server_end is not None:
                 server_cpu = server_end - server_cpu
             errors = sorted({s.error for s in loaded + baseline if s.error})
@@ -243,6 +283,11 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
         f"CPU under load: server {per_run} per run, clients ({clients} process(es)) "
         f"{client_cpu * 1000 / n:.1f}ms per run"
     )
+    server_first = "n/a"
+    if buckets_before is not None and buckets_after is not None:
+        server_first = "/".join(
+            f"{bucket_quantile(buckets_before, buckets_after, q) * 1000:.1f}ms" for q in (0.5, 0.99)
+        )
     base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
     stream_first = [s.stream_first for s in ok]
     print(
@@ -251,6 +296,7 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
         f"first_event_p99={percentile([s.first_event for s in ok], 99) * 1000:.1f}ms "
         f"stream_first_byte_p50={percentile(stream_first, 50) * 1000:.1f}ms "
         f"stream_first_byte_p99={percentile(stream_first, 99) * 1000:.1f}ms "
+        f"server_first_byte_p50/p99={server_first} "
         f"done_p50={percentile([s.done for s in ok], 50) * 1000:.1f}ms "
         f"done_p99={percentile([s.done for s in ok], 99) * 1000:.1f}ms "
         f"done_p50_vs_baseline={percentile([s.done for s in ok], 50) / base_done:.1f}x "

@@ -32,7 +32,7 @@ from server.errors import install_error_handlers
 from server.keys import KeyRing, KeyStore
 from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
-from server.middleware import BodySizeLimitMiddleware
+from server.middleware import BodySizeLimitMiddleware, RequestClockMiddleware
 from server.routes import apps, docs, export, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
 from server.tracing import install_tracing
@@ -206,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(AppOriginMiddleware, domain=settings.apps.domain)
     # Added last = outermost: oversize bodies are refused before anything reads them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestClockMiddleware)  # outermost: a request's clock starts first
 
     app.include_router(health.router)
     if settings.metrics_enabled:

@@ -37,6 +37,7 @@ __all__ = [
     "RUN_QUEUE_DEPTH",
     "SANDBOX_DURATION",
     "SANDBOX_RUNS",
+    "STREAM_FIRST_BYTE",
     "InstrumentedSandbox",
     "router",
     "watch_admission",
@@ -48,6 +49,11 @@ _DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 RUNS = Counter("agentic_runs", "Agent runs finished, by status", ["status"])
 RUN_DURATION = Histogram(
     "agentic_run_duration_seconds", "Agent run wall time, by status", ["status"], buckets=_DURATION_BUCKETS
+)
+STREAM_FIRST_BYTE = Histogram(
+    "agentic_stream_first_byte_seconds",
+    "Run streams (SSE): time from the request reaching the server to the first body byte",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RUN_QUEUE_DEPTH = Gauge(
     "agentic_run_queue_depth",

@@ -8,12 +8,38 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimitMiddleware", "RequestTooLargeError"]
+__all__ = ["BodySizeLimitMiddleware", "RequestClockMiddleware", "RequestTooLargeError", "received_at"]
+
+RECEIVED_AT = "agentic_received_at"  # key in the ASGI scope's ``state``
+
+
+def received_at(scope: Scope) -> float | None:
+    """When the request reached the app (``time.perf_counter()``), if :class:`RequestClockMiddleware` ran."""
+    value = scope.get("state", {}).get(RECEIVED_AT)
+    return value if isinstance(value, float) else None
+
+
+class RequestClockMiddleware:
+    """Notes when each HTTP request reached the app, so a response can say how long it took.
+
+    Outermost, so the time covers routing, the other middleware and reading the body; what it
+    cannot see is the time before the server parsed the request (accept and read backlog).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[RECEIVED_AT] = time.perf_counter()
+        await self.app(scope, receive, send)
+
 
 logger = logging.getLogger(__name__)
 

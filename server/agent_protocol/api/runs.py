@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.api.deps import ServiceDep
@@ -18,6 +18,7 @@ from server.agent_protocol.schemas import EventId, RunCreate
 from server.agent_protocol.status import CancelAction
 from server.agent_protocol.streaming.sse import event_stream_response, run_headers, wait_response
 from server.deps import TenantDep
+from server.middleware import received_at
 from server.schemas import MAX_INT64
 
 __all__ = ["router"]
@@ -46,7 +47,7 @@ async def create_run(
 
 @router.post("/stream")
 async def stream_run(
-    thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep
+    thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep, request: Request
 ) -> EventSourceResponse:
     """Start a run and stream its events (SSE); a disconnect cancels it if ``on_disconnect="cancel"``.
 
@@ -64,6 +65,7 @@ async def stream_run(
         heartbeat_s=service.settings.heartbeat_s,
         first=lambda: manager.queued_event(run_id),
         coalesce_s=service.settings.stream_coalesce_s,
+        received_at=received_at(request.scope),
     )
 
 
@@ -134,6 +136,7 @@ async def join_run_stream(
     run_id: str,
     service: ServiceDep,
     tenant: TenantDep,
+    request: Request,
     cancel_on_disconnect: Annotated[str | None, Query()] = None,
     stream_mode: Annotated[list[str] | None, Query()] = None,
     last_event_id: Annotated[EventId, Header()] = None,
@@ -150,6 +153,7 @@ async def join_run_stream(
         on_disconnect=manager.on_disconnect(run_id, cancel=cancel, who="stream client"),
         heartbeat_s=service.settings.heartbeat_s,
         coalesce_s=service.settings.stream_coalesce_s,
+        received_at=received_at(request.scope),
     )
 
 

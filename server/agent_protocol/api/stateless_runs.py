@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.api.deps import ServiceDep
@@ -19,6 +19,7 @@ from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.schemas import RunCreate
 from server.agent_protocol.streaming.sse import event_stream_response, run_headers, wait_response
 from server.deps import TenantDep
+from server.middleware import received_at
 
 __all__ = ["MAX_BATCH", "router"]
 
@@ -56,7 +57,7 @@ async def create_stateless_run_batch(
 
 @router.post("/stream")
 async def stream_stateless_run(
-    body: RunCreate, service: ServiceDep, tenant: TenantDep
+    body: RunCreate, service: ServiceDep, tenant: TenantDep, request: Request
 ) -> EventSourceResponse:
     """Start a run on a thread of its own and stream its events (as ``/threads/{id}/runs/stream``)."""
     manager = service.manager
@@ -70,6 +71,7 @@ async def stream_stateless_run(
         heartbeat_s=service.settings.heartbeat_s,
         first=lambda: manager.queued_event(run_id),
         coalesce_s=service.settings.stream_coalesce_s,
+        received_at=received_at(request.scope),
     )
 
 

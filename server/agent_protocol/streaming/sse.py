@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from server.agent_protocol.serde import dumpb
 from server.agent_protocol.streaming.streams import RunEvent, Subscription
+from server.metrics import STREAM_FIRST_BYTE
 
 __all__ = ["encode_event", "event_stream_response", "run_headers", "wait_response"]
 
@@ -47,13 +49,23 @@ def event_stream_response(
     heartbeat_s: float,
     first: Callable[[], Awaitable[RunEvent | None]] | None = None,
     coalesce_s: float = 0.0,
+    received_at: float | None = None,
 ) -> EventSourceResponse:
     """Stream a subscription as SSE; call ``on_disconnect`` if the client leaves before the end.
 
     ``first`` gives an event sent before the subscription's, without an id (it is not one of
     the run's numbered events, so ``Last-Event-ID`` is unaffected): what a queued run says at once.
-    Events that come within ``coalesce_s`` of each other go out in one write.
+    Events that come within ``coalesce_s`` of each other go out in one write. ``received_at``
+    (``time.perf_counter()`` when the request came) times the first body byte
+    (``agentic_stream_first_byte_seconds``).
     """
+
+    def timed(chunk: bytes) -> bytes:
+        nonlocal received_at
+        if received_at is not None:
+            STREAM_FIRST_BYTE.observe(time.perf_counter() - received_at)
+            received_at = None
+        return chunk
 
     async def body() -> AsyncIterator[bytes]:
         finished = False
@@ -65,9 +77,9 @@ def event_stream_response(
                     logger.exception("building the first event of a stream failed")
                     opening = None
                 if opening is not None:
-                    yield encode_event(opening, with_id=False)
+                    yield timed(encode_event(opening, with_id=False))
             async for batch in sub.batches(coalesce_s):  # one write per burst of events
-                yield b"".join(encode_event(ev) for ev in batch)
+                yield timed(b"".join(encode_event(ev) for ev in batch))
             finished = True
         finally:
             if not finished and on_disconnect is not None:
