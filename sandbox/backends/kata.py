@@ -53,8 +53,9 @@ class KataBackend:
         try:
             api = self._box.api if self._box is not None else await KubeApi.connect(self.kata)
         except SandboxError as exc:
-            fix = "set KUBECONFIG / AGENTIC_SANDBOX_KATA_KUBECONFIG, or run inside the cluster"
-            return [Check(name="kata.api", ok=False, detail=str(exc), fix=fix)]
+            detail, _, fix = str(exc).partition("; fix: ")  # the client's message says its own fix
+            fix = fix or "set KUBECONFIG / AGENTIC_SANDBOX_KATA_KUBECONFIG, or run inside the cluster"
+            return [Check(name="kata.api", ok=False, detail=detail, fix=fix)]
         try:
             found = await run_preflight(api, self.kata)
         finally:

@@ -30,6 +30,7 @@ async def test_without_a_cluster_preflight_says_what_to_set(
     assert "AGENTIC_SANDBOX_KATA_KUBECONFIG" in checks[0].fix
     verdicts = await available_backends(SandboxSettings(), ["kata"])
     assert verdicts["kata"] is not None and "KUBECONFIG" in verdicts["kata"]
+    assert verdicts["kata"].count("fix:") == 1  # one fix, said once (as /healthz and doctor show it)
 
 
 @pytest.mark.usefixtures("needs_bwrap")
