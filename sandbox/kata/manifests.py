@@ -267,8 +267,13 @@ def run_pod(
         configmap=None if upload else name,
     )
     if not service:
-        spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+        spec["activeDeadlineSeconds"] = _deadline_s(limits, settings)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
+
+
+def _deadline_s(limits: Limits, settings: KataSettings) -> int:
+    """The pod's backstop: the run's (or session's) wall time plus the grace for pull and start."""
+    return math.ceil(limits.wall_seconds) + settings.deadline_grace_s
 
 
 def browser_pod(
@@ -292,7 +297,7 @@ def browser_pod(
         ports=[{"name": "cdp", "containerPort": RELAY_PORT, "protocol": "TCP"}],
         readiness_port=RELAY_PORT,
     )
-    spec["activeDeadlineSeconds"] = math.ceil(limits.wall_seconds) + settings.deadline_grace_s
+    spec["activeDeadlineSeconds"] = _deadline_s(limits, settings)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, namespace, labels), "spec": spec}
 
 

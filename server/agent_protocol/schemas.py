@@ -14,7 +14,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from server.schemas import MAX_INT64, check_json_value
 
 __all__ = [
-    "ASSISTANT_FIELDS",
     "AssistantCreate",
     "AssistantPatch",
     "AssistantSearch",
@@ -168,18 +167,6 @@ class StateUpdate(_Body):
     checkpoint_id: str | None = None
 
 
-ASSISTANT_FIELDS = (
-    "assistant_id",
-    "graph_id",
-    "name",
-    "description",
-    "config",
-    "context",
-    "created_at",
-    "updated_at",
-    "metadata",
-    "version",
-)
 AssistantField = Literal[
     "assistant_id",
     "graph_id",

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Response
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
+from server.agent_protocol.api.paging import one_page
 from server.agent_protocol.errors import AssistantExistsError, AssistantNotFoundError
 from server.agent_protocol.schemas import (
     AssistantCreate,
@@ -74,13 +75,7 @@ async def search_assistants(
 ) -> list[dict[str, Any]]:
     """The default assistant and ``tenant``'s own that match the filters, one page."""
     found = await service.assistants.matching(tenant, body)
-    page = found[body.offset : body.offset + body.limit]
-    if len(found) > body.offset + body.limit:
-        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    shown = [a.public() for a in page]
-    if body.select:
-        shown = [{k: v for k, v in a.items() if k in body.select} for a in shown]
-    return shown
+    return one_page(found, offset=body.offset, limit=body.limit, select=body.select, response=response)
 
 
 @router.post("/count")

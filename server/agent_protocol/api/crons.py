@@ -14,6 +14,7 @@ from fastapi import APIRouter, Response
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
+from server.agent_protocol.api.paging import one_page
 from server.agent_protocol.crons.schemas import CronCount, CronCreate, CronPatch, CronSearch, ThreadCronCreate
 from server.deps import TenantDep
 
@@ -42,13 +43,7 @@ async def search_crons(
 ) -> list[dict[str, Any]]:
     """``tenant``'s crons matching the filters, one page."""
     found = await service.crons.search(tenant, body)
-    page = found[body.offset : body.offset + body.limit]
-    if len(found) > body.offset + body.limit:
-        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
-    shown = [c.public() for c in page]
-    if body.select:
-        shown = [{k: v for k, v in c.items() if k in body.select} for c in shown]
-    return shown
+    return one_page(found, offset=body.offset, limit=body.limit, select=body.select, response=response)
 
 
 @router.post("/runs/crons/count")
