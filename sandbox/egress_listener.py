@@ -8,6 +8,11 @@ link-local / metadata addresses refused, and the platform's ports refused on loo
 pod's own addresses. The public internet is allowed only with
 ``AGENTIC_EGRESS_PROXY_ALLOW_INTERNET=true`` (the manifests set it: only pods the server labelled
 for network may reach the proxy at all).
+
+Who a connection belongs to: with ``AGENTIC_EGRESS_PROXY_IDENTITY_SECRET`` (the same value as the
+server's ``AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET``) every request must carry its run's signed
+identity (:mod:`sandbox.egress_identity`), and decisions are logged with its tenant and run; without
+it, with the pod's IP only.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox.egress_identity import check_identity_secret
 from sandbox.egress_policy import EgressPolicy
 from sandbox.egress_proxy import EgressChannel, EgressProxy
 
@@ -40,6 +46,17 @@ class EgressListenerSettings(BaseSettings):
     # Refused on loopback and this pod's addresses even when allow-listed: Postgres, the API, the
     # Kubernetes API server, the kubelet.
     platform_ports: list[int] = Field(default_factory=lambda: [5432, 8000, 6443, 10250])
+    # The secret run identities are signed with (the server's AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET,
+    # from the same Secret key). Set: a request without a valid identity gets 407. Empty: no identities.
+    identity_secret: SecretStr | None = Field(default=None, repr=False)
+
+    @field_validator("identity_secret")
+    @classmethod
+    def _secret_or_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        check_identity_secret(value.get_secret_value())
+        return value
 
     def policy(self) -> EgressPolicy:
         """The proxy's policy from these settings."""
@@ -53,13 +70,15 @@ async def serve_egress_proxy(
 ) -> None:
     """Listen on ``settings.host:port`` until cancelled (``started`` gets the listener once bound)."""
     proxy = EgressProxy(settings.policy())
-    channel = await proxy.listen_tcp(settings.host, settings.port)
+    secret = settings.identity_secret.get_secret_value() if settings.identity_secret else None
+    channel = await proxy.listen_tcp(settings.host, settings.port, identity_secret=secret)
     assert channel.address is not None
     logger.info(
-        "egress proxy listening on %s:%d (public internet %s, allow-list %s)",
+        "egress proxy listening on %s:%d (public internet %s, allow-list %s, run identities %s)",
         *channel.address,
         "allowed" if settings.allow_internet else "refused",
         settings.allow or "empty",
+        "required" if secret else "off: decisions name the client's IP only",
     )
     if started is not None:
         started(channel)

@@ -9,8 +9,11 @@ sandbox sends, and no address or port of the host is ever reachable from inside.
 
 On a cluster the same proxy listens on TCP instead (:meth:`EgressProxy.listen_tcp`, run by
 ``agentic egress-proxy``): sandbox pods reach it through a Service, NetworkPolicies let only them in,
-and each decision is logged with the client's address (the pod's IP), since a TCP peer carries no
-tenant or run the proxy could trust.
+and each decision is logged with the client's address (the pod's IP). A TCP peer carries no tenant
+or run the proxy could trust, so with an identity secret each request must carry the run's signed
+identity (:mod:`sandbox.egress_identity`) in ``Proxy-Authorization``: a valid one labels the request
+with its tenant and run; a missing, malformed, badly signed or expired one gets a 407 (logged, with
+the reason) and nothing is proxied. The header never goes upstream.
 
 Each request names a host; the proxy resolves it, decides with :class:`~sandbox.egress_policy.EgressPolicy`
 and connects to the approved address itself (no second resolution: no DNS rebinding). Plain HTTP
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from sandbox.egress_identity import IdentityError, token_from_proxy_authorization, verify_identity
 from sandbox.egress_policy import Decision, EgressPolicy, Resolver, log_decision, system_resolver
 
 __all__ = ["AppRoute", "EgressChannel", "EgressProxy"]
@@ -52,6 +56,7 @@ class EgressChannel:
     path: Path | None
     labels: Mapping[str, str]
     address: tuple[str, int] | None = None  # the TCP listener's bound host and port
+    identity_secret: str | None = field(default=None, repr=False)  # TCP: requests must carry an identity
     server: asyncio.AbstractServer | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -94,13 +99,30 @@ async def _splice(
             writer.close()
 
 
-def _refusal(code: int, text: str, reason: str) -> bytes:
+def _refusal(code: int, text: str, reason: str, extra: str = "") -> bytes:
     body = f"egress refused: {reason}\n".encode()
     head = (
         f"HTTP/1.1 {code} {text}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        f"X-Agentic-Egress: denied\r\nConnection: close\r\n\r\n"
+        f"{extra}X-Agentic-Egress: denied\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _identify(secret: str, header_lines: list[str]) -> tuple[str, str]:
+    """``(tenant, run)`` of the request's signed identity.
+
+    Raises:
+        IdentityError: none, more than one, or one :func:`verify_identity` refuses.
+    """
+    values = [
+        line.split(":", 1)[1].strip()
+        for line in header_lines
+        if line.split(":", 1)[0].strip().lower() == "proxy-authorization"
+    ]
+    if len(values) > 1:
+        raise IdentityError("malformed identity: more than one Proxy-Authorization header")
+    identity = verify_identity(secret, token_from_proxy_authorization(values[0] if values else None))
+    return identity.tenant, identity.run
 
 
 def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
@@ -131,12 +153,14 @@ class EgressProxy:
         os.chmod(path, 0o666)
         return channel
 
-    async def listen_tcp(self, host: str, port: int) -> EgressChannel:
+    async def listen_tcp(self, host: str, port: int, *, identity_secret: str | None = None) -> EgressChannel:
         """Listen on ``host:port`` for a cluster's sandbox pods (port 0: any free one, see ``address``).
 
         Every connection is labelled with its peer's address (``client``), logged with each decision.
+        With ``identity_secret`` every request must carry a run identity signed with it (else 407);
+        its tenant and run label the request.
         """
-        channel = EgressChannel(path=None, labels={})
+        channel = EgressChannel(path=None, labels={}, identity_secret=identity_secret or None)
         server = await asyncio.start_server(self._handler(channel), host, port, limit=_MAX_HEAD)
         channel.server = server
         bound = server.sockets[0].getsockname()
@@ -157,7 +181,7 @@ class EgressProxy:
                 peer = writer.get_extra_info("peername")
                 labels = {**labels, "client": str(peer[0]) if peer else "-"}
             try:
-                await self._serve(labels, reader, writer)
+                await self._serve(channel, labels, reader, writer)
             except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 pass
             finally:
@@ -192,7 +216,11 @@ class EgressProxy:
             return Decision(False, f"upstream unreachable: {exc.__class__.__name__}")
 
     async def _serve(
-        self, labels: Mapping[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        channel: EgressChannel,
+        labels: Mapping[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -201,6 +229,13 @@ class EgressProxy:
         except ValueError:
             writer.write(_refusal(400, "Bad Request", "malformed request line"))
             return
+        if channel.identity_secret is not None:
+            try:
+                tenant, run = _identify(channel.identity_secret, lines[1:])
+            except IdentityError as exc:
+                self._refuse_identity(writer, method, target, labels, str(exc))
+                return
+            labels = {**labels, "tenant": tenant, "run": run}
         if method.upper() == "CONNECT":
             host, port = _split_host_port(target, 443)
             upstream = await self._connect(labels, host, port)
@@ -213,6 +248,25 @@ class EgressProxy:
             await _splice((reader, writer), upstream)
             return
         await self._plain_http(labels, method, target, version, lines[1:], reader, writer)
+
+    @staticmethod
+    def _refuse_identity(
+        writer: asyncio.StreamWriter, method: str, target: str, labels: Mapping[str, str], reason: str
+    ) -> None:
+        """Log the refusal like any decision and answer 407 with a Basic challenge."""
+        try:
+            if method.upper() == "CONNECT":
+                host, port = _split_host_port(target, 443)
+            else:
+                url = urlsplit(target)
+                host, port = url.hostname or "", url.port or 80
+        except ValueError:  # a bad port: the log names the target as sent
+            host, port = "", 0
+        log_decision(Decision(False, f"run identity refused: {reason}"), host or target[:80], port, labels)
+        challenge = 'Proxy-Authenticate: Basic realm="agentic-egress"\r\n'
+        writer.write(
+            _refusal(407, "Proxy Authentication Required", f"run identity refused: {reason}", challenge)
+        )
 
     async def _plain_http(
         self,

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from sandbox.base import EndReason, RunRequest, RunResult
+from sandbox.kata.egress import pod_proxy_url
 from sandbox.kata.frames import FrameReader
 from sandbox.kata.job import build_job
 from sandbox.kata.kube import ApiException, KubeApi
@@ -131,15 +132,15 @@ async def start_app(
         SandboxStartError: the API refused an object (nothing is left behind then).
     """
     request = dataclasses.replace(request, network=True)  # it listens; egress still only via the proxy
+    app_id = request.labels.get("app") or run_name("app")
+    name = dns_label(f"agentic-app-{app_id}", max_len=50)
     job = await build_job(
         request,
         python=settings.python_path,
         max_bytes=settings.configmap_max_bytes,
-        egress_proxy_url=settings.egress_proxy_url,
+        egress_proxy_url=pod_proxy_url(settings, request.labels, run=name, life_s=settings.app_ttl_s),
         service_port=port,
     )
-    app_id = request.labels.get("app") or run_name("app")
-    name = dns_label(f"agentic-app-{app_id}", max_len=50)
     labels = object_labels(request.labels, role="app", ttl_s=settings.app_ttl_s, network=True, run=name)
     path = None if settings.apps_domain or not settings.app_ingress else f"/apps/{app_id}/"
     handle = KataServiceHandle(app_id, api=api, namespace=namespace, object_name=name, path=path)

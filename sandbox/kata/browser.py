@@ -10,7 +10,15 @@ A session is a ConfigMap (runner + job) and a Pod (:func:`~sandbox.kata.manifest
 the hardening of every sandbox pod, requests = limits from the browser limits, label
 ``agentic.dev/role=browser``, the tenant, an expiry). Its only network is the egress proxy:
 ``--proxy-server`` is ``egress_proxy_url`` and ``--proxy-bypass-list=<-loopback>`` sends loopback
-names there too. The session ends at ``wall_seconds`` after it was created (the handle deletes the
+names there too. When the proxy wants run identities (``egress_identity_secret``), Chromium cannot
+carry them (``--proxy-server`` takes no credentials, and it answers a 407 only through whoever
+drives it), so ``--proxy-server`` is the runner's egress relay on ``127.0.0.1``
+(:data:`~sandbox.kata.job.EGRESS_RELAY_PORT`), which adds the session's signed identity to each
+request head: every request of the pod, Chromium's own included, is logged with tenant and run,
+and callers keep an ordinary Playwright ``Browser``. (Playwright can answer the 407 itself, with
+``new_context(proxy={..., "username", "password"})`` over ``connect_over_cdp``, and does with this
+Chromium; but only for contexts made that way, intercepting their requests over CDP.)
+The session ends at ``wall_seconds`` after it was created (the handle deletes the
 pod), or earlier on ``terminate()``; ``activeDeadlineSeconds`` (wall + grace) is the cluster's
 backstop and the reaper deletes what a dead server left.
 """
@@ -28,8 +36,9 @@ import aiohttp
 
 from sandbox.base import EndReason, RunRequest, RunResult
 from sandbox.errors import SandboxStartError
+from sandbox.kata.egress import pod_proxy_url
 from sandbox.kata.frames import FrameReader
-from sandbox.kata.job import build_job
+from sandbox.kata.job import EGRESS_RELAY_PORT, build_job, egress_relay
 from sandbox.kata.kube import ApiException, KubeApi
 from sandbox.kata.manifests import RELAY_PORT, SCRATCH, browser_pod, run_configmap
 from sandbox.kata.naming import object_labels, run_name
@@ -49,16 +58,20 @@ PROFILE_DIR = f"{SCRATCH}/work/profile"
 _OURS = ("--remote-debugging-", "--user-data-dir", "--proxy-", "--no-proxy-server", "--load-extension")
 
 
-def browser_argv(settings: KataSettings, requested: tuple[str, ...]) -> list[str]:
-    """Chromium's argv in the pod: our binary, the caller's flags, then the DevTools port and proxy."""
+def browser_argv(settings: KataSettings, requested: tuple[str, ...], proxy_url: str) -> list[str]:
+    """Chromium's argv in the pod: our binary, the caller's flags, then the DevTools port and proxy.
+
+    ``proxy_url``: the session's (:func:`~sandbox.kata.egress.pod_proxy_url`); one with credentials
+    is reached through the runner's egress relay.
+    """
     flags = [a for a in requested[1:] if a.startswith("--") and not a.startswith(_OURS)]
-    assert settings.egress_proxy_url is not None
+    proxy = f"http://127.0.0.1:{EGRESS_RELAY_PORT}" if egress_relay(proxy_url) else proxy_url
     return [
         settings.browser_path,
         *flags,
         f"--remote-debugging-port={CDP_PORT}",
         f"--user-data-dir={PROFILE_DIR}",
-        f"--proxy-server={settings.egress_proxy_url}",
+        f"--proxy-server={proxy}",
         "--proxy-bypass-list=<-loopback>",
     ]
 
@@ -132,15 +145,18 @@ async def start_browser(
         )
     started = time.monotonic()
     limits = request.limits
-    argv = browser_argv(settings, request.command or ("chromium",))
+    name = run_name("agentic-browser")
+    proxy_url = pod_proxy_url(settings, request.labels, run=name, life_s=limits.wall_seconds)
+    assert proxy_url is not None
+    argv = browser_argv(settings, request.command or ("chromium",), proxy_url)
     job = await build_job(
         dataclasses.replace(request, command=tuple(argv), args=(), network=True),
         python=settings.python_path,
         max_bytes=settings.configmap_max_bytes,
-        egress_proxy_url=settings.egress_proxy_url,
+        egress_proxy_url=proxy_url,
         service_port=CDP_PORT,
+        relay_egress=True,
     )
-    name = run_name("agentic-browser")
     ttl = limits.wall_seconds + settings.deadline_grace_s
     labels = object_labels(request.labels, role="browser", ttl_s=ttl, network=True, run=name)
     configmap = run_configmap(name, namespace, labels, job.configmap_data(runner))

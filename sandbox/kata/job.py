@@ -17,6 +17,7 @@ import json
 import tarfile
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import unquote, urlsplit
 
 from sandbox.base import RunRequest
 from sandbox.commands import build_argv, build_env, check_exec_size, check_relative_path
@@ -24,16 +25,43 @@ from sandbox.errors import InvalidRunRequestError
 from sandbox.kata.manifests import RELAY_PORT, SCRATCH
 from sandbox.kata.runner import write_blobs
 
-__all__ = ["PROXY_VARIABLES", "Job", "build_job", "proxy_env", "runner_source"]
+__all__ = [
+    "EGRESS_RELAY_PORT",
+    "PROXY_VARIABLES",
+    "Job",
+    "build_job",
+    "egress_relay",
+    "proxy_env",
+    "runner_source",
+]
 
 # The variables the local backends set for a run with network (sandbox.egress_wiring.NetWiring.env).
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 _TAR_DIRECT_BYTES = 256 * 1024  # smaller archives are built on the loop; larger ones in a thread
+# Where the runner's egress relay listens in a pod (127.0.0.1) for a program whose proxy setting
+# cannot carry credentials (Chromium's --proxy-server); see the runner's ``egress_relay``.
+EGRESS_RELAY_PORT = 13128
 
 
 def proxy_env(url: str) -> dict[str, str]:
     """Proxy variables every common HTTP client reads (curl, requests, urllib, httpx, Deno)."""
     return {name: url for name in PROXY_VARIABLES} | {"NO_PROXY": "", "no_proxy": ""}
+
+
+def egress_relay(url: str) -> dict[str, object] | None:
+    """The runner's ``egress_relay`` for proxy ``url``: its userinfo as ``Proxy-Authorization``.
+
+    None when ``url`` carries no credentials (nothing to add: the program may use ``url`` itself).
+    """
+    parts = urlsplit(url)
+    if parts.password is None or not parts.hostname:
+        return None
+    userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password)}".encode()
+    return {
+        "port": EGRESS_RELAY_PORT,
+        "proxy": [parts.hostname, parts.port or 80],
+        "authorization": "Basic " + base64.b64encode(userinfo).decode("ascii"),
+    }
 
 
 def runner_source() -> bytes:
@@ -87,10 +115,12 @@ async def build_job(
     egress_proxy_url: str | None,
     service_port: int | None = None,
     bound_by: str = "a ConfigMap",
+    relay_egress: bool = False,
 ) -> Job:
     """Check the request and build its job.
 
-    ``bound_by``: what ``max_bytes`` is, for the error message.
+    ``bound_by``: what ``max_bytes`` is, for the error message. ``relay_egress``: the runner relays
+    :data:`EGRESS_RELAY_PORT` to the proxy with the URL's credentials (when it has any).
 
     Raises:
         InvalidRunRequestError: bad paths, bad argv / env, or a payload over ``max_bytes``.
@@ -117,6 +147,8 @@ async def build_job(
         if service_port == RELAY_PORT:
             raise InvalidRunRequestError(f"port {RELAY_PORT} is taken by the pod's relay; pick another")
         spec["service"] = {"port": service_port, "relay_port": RELAY_PORT}
+    if relay_egress and request.network and egress_proxy_url and (relay := egress_relay(egress_proxy_url)):
+        spec["egress_relay"] = relay
     raw = sum(len(c) for c in files.values())
     if raw > 64 * max_bytes:  # even perfect compression will not fit: skip the work
         raise _too_big(raw, max_bytes, bound_by)

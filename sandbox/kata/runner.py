@@ -21,7 +21,10 @@ large for a ConfigMap; the image only needs ``python3``). It:
 
 The program can write forged frames only into its own result (it shares the runner's uid). In
 service mode (``job["service"]``) there is no wall-clock cap and no output cap, and a relay thread
-listens on ``0.0.0.0:relay_port`` and forwards to ``127.0.0.1:port`` where the app listens.
+listens on ``0.0.0.0:relay_port`` and forwards to ``127.0.0.1:port`` where the app listens. With
+``job["egress_relay"]`` (browser pods when the egress proxy wants run identities: Chromium's
+``--proxy-server`` cannot carry credentials) another thread listens on ``127.0.0.1:port`` and
+forwards to the egress proxy, adding the run's ``Proxy-Authorization`` to each request's head.
 
 Standard library only; runs with ``python3 -I -S``.
 """
@@ -43,6 +46,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -197,16 +201,34 @@ def _limits(job: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+def _splice(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy both ways until both sides are done, then close both."""
+    upstream.settimeout(None)
+    back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+    back.start()
+    _pipe(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
+def _accept_forever(server: socket.socket, serve: Callable[[socket.socket], None]) -> None:
+    while True:
+        client, _ = server.accept()
+        threading.Thread(target=serve, args=(client,), daemon=True).start()
+
+
 def _relay(listen_port: int, target_port: int) -> None:
     """Forward ``0.0.0.0:listen_port`` to the app on ``127.0.0.1:target_port`` (service mode)."""
     server = socket.create_server(("0.0.0.0", listen_port), reuse_port=False)
-
-    def pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
     def serve(client: socket.socket) -> None:
         try:
@@ -214,17 +236,42 @@ def _relay(listen_port: int, target_port: int) -> None:
         except OSError:
             client.close()
             return
-        upstream.settimeout(None)
-        back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
-        back.start()
-        pipe(client, upstream)
-        back.join()
-        client.close()
-        upstream.close()
+        _splice(client, upstream)
 
-    while True:
-        client, _ = server.accept()
-        threading.Thread(target=serve, args=(client,), daemon=True).start()
+    _accept_forever(server, serve)
+
+
+def _egress_relay(server: socket.socket, proxy: tuple[str, int], authorization: str) -> None:
+    """Forward each connection to the egress proxy, its request head carrying ``authorization``.
+
+    The proxy answers one request per connection, so only the first head needs it; a header the
+    client sent itself is dropped (two would be refused).
+    """
+    ours = f"Proxy-Authorization: {authorization}".encode()
+
+    def serve(client: socket.socket) -> None:
+        head = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                more = client.recv(65536)
+                if not more:
+                    break
+                head += more
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            client.close()
+            return
+        request_line, _, headers = head[:end].partition(b"\r\n")
+        kept = [h for h in headers.split(b"\r\n") if h and not h.lower().startswith(b"proxy-authorization:")]
+        try:
+            upstream = socket.create_connection(proxy, timeout=10)
+            upstream.sendall(b"\r\n".join([request_line, *kept, ours]) + head[end:])
+        except OSError:
+            client.close()
+            return
+        _splice(client, upstream)
+
+    _accept_forever(server, serve)
 
 
 def run(job: dict[str, Any], archive: bytes, stdin: bytes, scratch: Path, out: _Out) -> int:
@@ -238,6 +285,12 @@ def run(job: dict[str, Any], archive: bytes, stdin: bytes, scratch: Path, out: _
     service = job.get("service")
     if service:
         threading.Thread(target=_relay, args=(service["relay_port"], service["port"]), daemon=True).start()
+    egress = job.get("egress_relay")
+    if egress:  # listening before the program starts: Chromium connects at once
+        listener = socket.create_server(("127.0.0.1", int(egress["port"])))
+        proxy = (str(egress["proxy"][0]), int(egress["proxy"][1]))
+        args = (listener, proxy, str(egress["authorization"]))
+        threading.Thread(target=_egress_relay, args=args, daemon=True).start()
     oom_before = _oom_kills()
     with open(stdin_path, "rb") as stdin_file:
         stdin_path.unlink()

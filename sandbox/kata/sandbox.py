@@ -29,7 +29,7 @@ from sandbox.config import DEFAULT_MAX_LIMITS
 from sandbox.errors import SandboxStartError, UnknownLibrarySetError
 from sandbox.kata.apps import KataServiceHandle, start_app
 from sandbox.kata.browser import KataBrowserHandle, start_browser
-from sandbox.kata.egress import resolve_egress_proxy
+from sandbox.kata.egress import pod_proxy_url, resolve_egress_proxy
 from sandbox.kata.exec import PodExec
 from sandbox.kata.job import build_job, runner_source
 from sandbox.kata.kube import KubeApi
@@ -130,16 +130,17 @@ class KataSandbox:
     async def _execute(self, request: RunRequest, sink: ChunkSink | None) -> RunResult:
         self._check(request)
         image = self._image(request.library_set)
+        name = run_name()
+        proxy_url = pod_proxy_url(self.settings, request.labels, run=name, life_s=request.limits.wall_seconds)
         job = await build_job(
             request,
             python=self.settings.python_path,
             max_bytes=request.limits.disk_mb * 1024 * 1024,
-            egress_proxy_url=self.settings.egress_proxy_url,
+            egress_proxy_url=proxy_url,
             bound_by=f"the run's {request.limits.disk_mb} MB scratch dir",
         )
         namespace = namespace_for(self.settings.namespace, request.labels.get("tenant", "default"))
         self.namespaces.add(namespace)
-        name = run_name()
         labels = object_labels(
             request.labels, role="run", ttl_s=self.settings.pod_ttl_s, network=request.network, run=name
         )

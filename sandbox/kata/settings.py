@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.egress_identity import check_identity_secret
 
 __all__ = ["DEFAULT_EGRESS_PROXY_URL", "RUNTIME_CLASSES", "KataSettings", "RuntimeClassName"]
 
@@ -71,6 +73,11 @@ class KataSettings(BaseSettings):
     # NetworkPolicies deny it: a resolver is a way out), so a proxy named by host name is written into
     # their /etc/hosts (``hostAliases``). None: the backend resolves the name once when it opens.
     egress_proxy_ip: str | None = None
+    # Signs each pod's run identity (tenant, run, expiry; sandbox.egress_identity), which goes into
+    # its proxy URL's userinfo so the proxy logs every decision with tenant and run. The proxy's
+    # AGENTIC_EGRESS_PROXY_IDENTITY_SECRET must be the same value (infra/: one Secret key). Empty:
+    # no identities (the proxy then knows a pod by its IP only).
+    egress_identity_secret: SecretStr | None = Field(default=None, repr=False)
     # The browser (sandbox.kata.browser): an image with python3 and Chromium at ``browser_path``;
     # unset, browser sessions on this backend are refused with a message saying so.
     browser_image: str | None = None
@@ -98,6 +105,14 @@ class KataSettings(BaseSettings):
     @classmethod
     def _empty_means_no_proxy(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("egress_identity_secret")
+    @classmethod
+    def _secret_or_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        check_identity_secret(value.get_secret_value())
+        return value
 
     @field_validator("namespace")
     @classmethod

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 from agents.settings import GraphSettings, ModelSettings
 from sandbox.config import SandboxSettings
 from sandbox.egress_listener import EgressListenerSettings
-from sandbox.kata.settings import DEFAULT_EGRESS_PROXY_URL
+from sandbox.kata.settings import DEFAULT_EGRESS_PROXY_URL, KataSettings
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.runs.manager import RunManager
 from server.app import create_app
@@ -200,6 +200,7 @@ def test_server_config_names_real_settings(overlay: tuple[str, list[Obj]]) -> No
                 GitExportSettings,
                 GraphSettings,
                 ModelSettings,
+                KataSettings,  # AGENTIC_SANDBOX_BACKEND=kata: the backend reads its own settings
             )
         )
     )
@@ -314,7 +315,26 @@ def test_egress_proxy(overlay: tuple[str, list[Obj]], monkeypatch: pytest.Monkey
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     known = _env_names(EgressListenerSettings) | {"AGENTIC_LOG_FORMAT", "PYTHONDONTWRITEBYTECODE"}
     assert {e["name"] for e in container["env"]} - known == set()
-    for variable in container["env"]:  # read as the pod's environment
-        monkeypatch.setenv(variable["name"], variable["value"])
+    for variable in container["env"]:  # read as the pod's environment (a secret as `openssl rand -hex 32`)
+        monkeypatch.setenv(variable["name"], variable["value"] if "value" in variable else "0f" * 32)
     settings = EgressListenerSettings()
     assert (settings.port, settings.allow_internet, settings.allow) == (port, True, [])
+    assert settings.identity_secret is not None
+
+
+def _secret_env(objs: list[Obj], deployment: str, variable: str) -> dict[str, Any]:
+    (obj,) = find(objs, "Deployment", deployment)
+    env = obj["spec"]["template"]["spec"]["containers"][0]["env"]
+    (entry,) = [e for e in env if e["name"] == variable]
+    return dict(entry["valueFrom"]["secretKeyRef"])
+
+
+def test_the_server_and_the_egress_proxy_share_the_identity_secret(overlay: tuple[str, list[Obj]]) -> None:
+    """Run identities signed by the server must verify at the proxy: one Secret key feeds both, and it
+    is required (a missing key stops both pods rather than leaving the proxy without identities)."""
+    _, objs = overlay
+    server = _secret_env(objs, "agentic-server", "AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET")
+    proxy = _secret_env(objs, "agentic-egress-proxy", "AGENTIC_EGRESS_PROXY_IDENTITY_SECRET")
+    assert server == proxy == {"name": "agentic-server", "key": "egress-identity-secret"}
+    assert "AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET" in _env_names(KataSettings)
+    assert "AGENTIC_EGRESS_PROXY_IDENTITY_SECRET" in _env_names(EgressListenerSettings)

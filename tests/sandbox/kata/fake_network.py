@@ -12,7 +12,9 @@ the container's):
   over a Unix socket (bound into the container) to ``127.0.0.1:port`` inside: the pod's port.
 * **egress**: only pods labelled ``agentic.dev/network=egress`` reach anything, and only the egress
   proxy (what ``infra/``'s NetworkPolicies allow): inside, ``127.0.0.1:<proxy port>`` relays to a
-  channel of the test's :class:`~sandbox.egress_proxy.EgressProxy` opened for that pod's labels.
+  channel of the test's :class:`~sandbox.egress_proxy.EgressProxy` opened for that pod's labels,
+  or, with ``Egress.tcp``, to the proxy's TCP listener as on a cluster (the pod is then known by
+  what it sends: its signed run identity).
 
 So no sandboxed container shares the host's network namespace, even in the fake.
 """
@@ -40,6 +42,7 @@ class Egress:
 
     proxy: EgressProxy
     port: int = 3128
+    tcp: EgressChannel | None = None  # the proxy's listen_tcp channel: pods reach it unlabelled
 
 
 @dataclass
@@ -89,7 +92,10 @@ class FakeNetwork:
             net.servers.append(await self._listen(net.ip, port, sockets / f"in-{port}.sock"))
         labels = pod["metadata"].get("labels") or {}
         if self.egress is not None and labels.get(NETWORK_LABEL) == "egress":
-            net.channel = await self.egress.proxy.open_channel(sockets / "egress.sock", labels)
+            if self.egress.tcp is not None and self.egress.tcp.address is not None:
+                net.servers.append(await self._to_tcp(sockets / "egress.sock", self.egress.tcp.address))
+            else:
+                net.channel = await self.egress.proxy.open_channel(sockets / "egress.sock", labels)
             forwarder_args += ["--egress", str(self.egress.port), f"{INSIDE}/egress.sock"]
         if forwarder_args:
             net.bwrap_args = ["--bind", str(sockets), INSIDE, "--ro-bind", str(FORWARDER), f"{INSIDE}-fwd.py"]
@@ -113,3 +119,25 @@ class FakeNetwork:
                 up_writer.close()
 
         return await asyncio.start_server(relay, ip, port)
+
+    @staticmethod
+    async def _to_tcp(path: Path, address: tuple[str, int]) -> asyncio.AbstractServer:
+        """The pod's egress socket relayed to the proxy's TCP listener (no labels added on the way)."""
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*address)
+            except OSError:
+                writer.close()
+                return
+            try:
+                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            except asyncio.CancelledError:
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        server = await asyncio.start_unix_server(relay, path=str(path))
+        path.chmod(0o666)
+        return server

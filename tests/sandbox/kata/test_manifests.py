@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
 
-from sandbox.base import Limits
+from sandbox.base import Limits, RunRequest
+from sandbox.egress_identity import IdentityError, verify_identity
 from sandbox.kata import manifests as m
-from sandbox.kata.egress import resolve_egress_proxy
+from sandbox.kata.browser import browser_argv
+from sandbox.kata.egress import pod_proxy_url, resolve_egress_proxy
+from sandbox.kata.job import build_job
 from sandbox.kata.naming import (
     MANAGED_BY,
     NETWORK_LABEL,
@@ -23,7 +30,7 @@ from sandbox.kata.naming import (
     namespace_for,
     object_labels,
 )
-from sandbox.kata.settings import KataSettings
+from sandbox.kata.settings import DEFAULT_EGRESS_PROXY_URL, KataSettings
 from tests.sandbox.kata.schemas import K8S_VERSIONS, validate_object
 
 LIMITS = Limits(cpus=1.5, memory_mb=300, disk_mb=40, wall_seconds=12.5)
@@ -226,3 +233,50 @@ def test_proxy_variables_are_the_local_backends() -> None:
     kata = proxy_env("http://egress.example:3128")
     assert set(kata) == set(local)
     assert {k for k, v in local.items() if v} == {k for k, v in kata.items() if v}
+
+
+@pytest.mark.parametrize("secret", ["", "z" * 40])
+async def test_the_proxy_credential_is_carried_only_with_the_secret(secret: str) -> None:
+    """Each pod kind with network: its job (in the ConfigMap, schema-checked) carries a signed proxy
+    URL only when the identity secret is set; the secret itself is in no object; the pods are the
+    same either way; a browser's Chromium goes through the runner's relay only with a credential."""
+    settings = KataSettings(egress_identity_secret=secret)  # type: ignore[arg-type]
+    labels = {"tenant": "acme", "run": "r1"}
+    request = RunRequest(files={"a.py": "pass"}, language="python", entry="a.py", network=True, labels=labels)
+    url = pod_proxy_url(settings, labels, run="r1", life_s=LIMITS.wall_seconds)
+    assert url is not None
+    argv = browser_argv(settings, ("chromium",), url)
+    job = await build_job(
+        request, python="/usr/bin/python3", max_bytes=1 << 20, egress_proxy_url=url, relay_egress=True
+    )
+    objects = [
+        m.run_configmap("r1", "ns", LABELS, job.configmap_data(b"print()")),
+        m.run_pod("r1", "ns", LABELS, settings, image="img", limits=LIMITS, network=True),
+        m.browser_pod("b1", "ns", LABELS, settings, image="img", limits=LIMITS),
+        m.app_deployment("a1", "ns", LABELS, settings, image="img", limits=LIMITS),
+    ]
+    for obj in objects:
+        validate_object(obj)
+    text = json.dumps(objects) + job.spec.decode()
+    assert "z" * 40 not in text and base64.b64encode(b"z" * 40).decode() not in text
+    assert "agentic:" not in json.dumps(objects[1:])  # the pods themselves never carry it
+    env = json.loads(job.spec)["env"]
+    spec = json.loads(job.spec)
+    if not secret:
+        assert url == env["HTTP_PROXY"] == env["https_proxy"] == DEFAULT_EGRESS_PROXY_URL
+        assert "egress_relay" not in spec and f"--proxy-server={DEFAULT_EGRESS_PROXY_URL}" in argv
+        return
+    parts = urlsplit(env["HTTP_PROXY"])
+    assert (parts.username, parts.hostname, parts.port) == (
+        "agentic",
+        urlsplit(DEFAULT_EGRESS_PROXY_URL).hostname,
+        3128,
+    )
+    assert parts.password is not None
+    identity = verify_identity(secret, parts.password)
+    assert (identity.tenant, identity.run) == ("acme", "r1")
+    assert identity.expires_at <= time.time() + LIMITS.wall_seconds + 120 + 30 + 1  # start + grace
+    assert spec["egress_relay"]["proxy"] == [parts.hostname, 3128]
+    assert "--proxy-server=http://127.0.0.1:13128" in argv
+    with pytest.raises(IdentityError, match="bad signature"):  # the token does not outlive a new secret
+        verify_identity("y" * 40, parts.password)
