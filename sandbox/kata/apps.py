@@ -7,9 +7,16 @@ four objects carry the TTL label (``app_ttl_s``): the handle deletes them on ``t
 when the TTL passes, and the reaper deletes them if the server died first.
 
 :class:`KataServiceHandle` is a :class:`~sandbox.service.ServiceHandle` without a Unix socket
-(``socket_path`` stays None): the app is reached at :attr:`KataServiceHandle.url`, the Service's
-cluster URL (its ``endpoint``, which the server's reverse proxy dials), and readiness is the
-Deployment's ``readyReplicas`` (a TCP readiness probe on the relay port), read from the API.
+(``socket_path`` stays None): the app is reached at :attr:`KataServiceHandle.url` (its
+``endpoint``, which the server's reverse proxy dials), ``http://<clusterIP>:<port>`` of the
+Service as the API answered its creation (:func:`service_url`). Why the ClusterIP and not the
+Service's DNS name: the API server allocates it at creation and it never changes for the
+Service's life, so the handle can hold it; the server then needs no cluster DNS to reach its apps
+and pays no lookup per connection (in a pod, ``ndots:5`` would first try every search domain for
+``<name>.<ns>.svc.cluster.local``). A Service without one (headless) falls back to the DNS name.
+Readiness is the Deployment's ``readyReplicas`` (a TCP readiness probe on the relay port), then an
+HTTP answer at the endpoint: the relay accepts before the app listens, so only an answer through
+the Service shows the app itself is up.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -28,14 +36,20 @@ from sandbox.kata.egress import pod_proxy_url
 from sandbox.kata.frames import FrameReader
 from sandbox.kata.job import build_job
 from sandbox.kata.kube import ApiException, KubeApi
-from sandbox.kata.manifests import app_deployment, app_ingress, app_service, run_configmap
+from sandbox.kata.manifests import (
+    APP_SERVICE_PORT,
+    app_deployment,
+    app_ingress,
+    app_service,
+    run_configmap,
+)
 from sandbox.kata.naming import dns_label, object_labels, run_name
 from sandbox.kata.pod_run import finish_shielded
 from sandbox.kata.settings import KataSettings
 from sandbox.kata.watch import raise_for_status, stream_lines
 from sandbox.service import ServiceEndpoint, ServiceHandle
 
-__all__ = ["KataServiceHandle", "delete_app_objects", "start_app"]
+__all__ = ["KataServiceHandle", "delete_app_objects", "service_url", "start_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +61,25 @@ class KataServiceHandle(ServiceHandle):
     """A hosted app on the cluster: reach it at :attr:`url`; ``terminate()`` deletes its objects."""
 
     def __init__(
-        self, name: str, *, api: KubeApi, namespace: str, object_name: str, path: str | None
+        self,
+        name: str,
+        *,
+        api: KubeApi,
+        namespace: str,
+        object_name: str,
+        url: str,
+        path: str | None,
     ) -> None:
         super().__init__(name)
         self.api = api
         self.namespace = namespace
         self.object_name = object_name
-        self.url = f"http://{object_name}.{namespace}.svc.cluster.local"  # the Service, port 80
-        self.endpoint = ServiceEndpoint(url=self.url)  # what the platform's reverse proxy dials
+        self.url = url  # the Service (see service_url)
+        self.endpoint = ServiceEndpoint(url=url)  # what the platform's reverse proxy dials
         self.ingress_path = path  # /apps/{id}/ with a path Ingress; None: host-based or no Ingress
 
     async def wait_ready(self, timeout_s: float = 20.0) -> bool:
-        """Wait until the Deployment reports a ready replica (False: it ended or timed out)."""
+        """Wait for a ready replica, then an HTTP answer through the Service (False: ended / timed out)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.running:
             with contextlib.suppress(ApiException, aiohttp.ClientError, TimeoutError):
@@ -67,9 +88,32 @@ class KataServiceHandle(ServiceHandle):
                 )
                 status = deployment.status
                 if status is not None and (status.ready_replicas or 0) >= 1:
-                    return True
+                    return await super().wait_ready(max(deadline - time.monotonic(), 0.0))
             await asyncio.sleep(_POLL_S)
         return False
+
+
+def service_url(service: Any, name: str, namespace: str) -> str:
+    """``http://<clusterIP>:<port>`` of the created ``service`` (a ``V1Service``); its DNS name when headless.
+
+    Why not always the DNS name: see the module docstring. An IPv6 ClusterIP is bracketed.
+    """
+    spec = getattr(service, "spec", None)
+    ports = getattr(spec, "ports", None) or []
+    port = getattr(ports[0], "port", None) if ports else None
+    port = port or APP_SERVICE_PORT
+    cluster_ip = getattr(spec, "cluster_ip", None)
+    if cluster_ip and cluster_ip != "None":
+        try:
+            address = ipaddress.ip_address(cluster_ip)
+        except ValueError:
+            logger.warning(
+                "Service %s/%s has a bad clusterIP %r; using its DNS name", namespace, name, cluster_ip
+            )
+        else:
+            host = f"[{address}]" if address.version == 6 else str(address)
+            return f"http://{host}:{port}"
+    return f"http://{name}.{namespace}.svc.cluster.local:{port}"
 
 
 async def delete_app_objects(api: KubeApi, namespace: str, name: str) -> None:
@@ -143,7 +187,6 @@ async def start_app(
     )
     labels = object_labels(request.labels, role="app", ttl_s=settings.app_ttl_s, network=True, run=name)
     path = None if settings.apps_domain or not settings.app_ingress else f"/apps/{app_id}/"
-    handle = KataServiceHandle(app_id, api=api, namespace=namespace, object_name=name, path=path)
     bodies: list[tuple[str, Any]] = [
         ("ConfigMap", run_configmap(name, namespace, labels, job.configmap_data(runner))),
         ("Deployment", app_deployment(name, namespace, labels, settings, image=image, limits=request.limits)),
@@ -157,10 +200,11 @@ async def start_app(
         "Service": (api.core.create_namespaced_service, api.core.read_namespaced_service),
         "Ingress": (api.networking.create_namespaced_ingress, api.networking.read_namespaced_ingress),
     }
+    created: dict[str, Any] = {}
     try:
         for kind, body in bodies:
             create, read = creators[kind]
-            await api.create(
+            created[kind] = await api.create(
                 f"create {kind} {namespace}/{name}",
                 lambda create=create, body=body: create(namespace, body),  # type: ignore[misc]
                 lambda read=read: read(name, namespace),  # type: ignore[misc]
@@ -168,6 +212,8 @@ async def start_app(
     except BaseException:
         await finish_shielded(delete_app_objects(api, namespace, name))
         raise
+    url = service_url(created["Service"], name, namespace)
+    handle = KataServiceHandle(app_id, api=api, namespace=namespace, object_name=name, url=url, path=path)
     started = time.monotonic()
 
     async def lifetime() -> RunResult:

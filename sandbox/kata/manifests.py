@@ -25,6 +25,7 @@ from sandbox.kata.settings import KataSettings
 __all__ = [
     "AGENT_SANDBOX_GROUP",
     "AGENT_SANDBOX_VERSION",
+    "APP_SERVICE_PORT",
     "CONTAINER",
     "IDLE_COMMAND",
     "INPUT_DIR",
@@ -51,6 +52,7 @@ Json = dict[str, Any]
 SCRATCH = "/sandbox"  # the run's scratch emptyDir: work/ (cwd, $HOME) and tmp/ ($TMPDIR)
 INPUT_DIR = "/agentic/in"  # the run's ConfigMap: runner.py, job.json, files.tar.gz, stdin
 RELAY_PORT = 18080  # a hosted app's pod port: the runner relays it to the app on 127.0.0.1:$PORT
+APP_SERVICE_PORT = 80  # a hosted app's Service port (-> the pod's RELAY_PORT, named "http")
 AGENT_SANDBOX_GROUP = "extensions.agents.x-k8s.io"
 AGENT_SANDBOX_VERSION = "v1beta1"
 CONTAINER = "sandbox"  # the one container of every sandbox pod (exec names it)
@@ -337,7 +339,7 @@ def app_deployment(
 
 
 def app_service(name: str, namespace: str, labels: Mapping[str, str]) -> Json:
-    """ClusterIP Service in front of the app's pod (port 80 -> the relay)."""
+    """ClusterIP Service in front of the app's pod (:data:`APP_SERVICE_PORT` -> the relay)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -345,7 +347,7 @@ def app_service(name: str, namespace: str, labels: Mapping[str, str]) -> Json:
         "spec": {
             "type": "ClusterIP",
             "selector": {"agentic.dev/app-object": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": APP_SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
 

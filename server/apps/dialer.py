@@ -6,7 +6,7 @@ WebSocket to the app"; everything else (framing, pooling, headers policy) is the
 sandbox's socket and a remote backend's Service or edge URL. :func:`dialer_for` picks the
 implementation from the handle's :class:`~sandbox.service.ServiceEndpoint`.
 
-A URL endpoint comes only from the backend (a Kata Service's cluster URL, a Unikraft app's edge),
+A URL endpoint comes only from the backend (a Kata Service's ClusterIP, a Unikraft app's edge),
 never from a client; it is still checked: ``http``, ``https``, ``ws`` or ``wss``, a host, no
 credentials, no path beyond ``/``, no query. Connections to it never go through the server's own
 ``HTTP(S)_PROXY``.

@@ -6,6 +6,7 @@ a run is left in the fake's store (pods, ConfigMaps, claims, apps).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,6 +46,18 @@ def _loopback_without_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def needs_bwrap() -> None:
     if shutil.which("bwrap") is None:
         pytest.skip("the fake kubelet runs containers in bubblewrap; fix: apt-get install bubblewrap")
+
+
+def service_ports_allowed() -> bool:
+    """The fake's Services listen on their own port (80 for apps) on a loopback address."""
+    start = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    return os.geteuid() == 0 or (start.exists() and int(start.read_text()) <= 80)
+
+
+@pytest.fixture
+def needs_service_ports() -> None:
+    if not service_ports_allowed():
+        pytest.skip("the fake's Services listen on port 80; run as root or lower ip_unprivileged_port_start")
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ when it does not match (the error is also kept in :attr:`FakeKube.invalid`); lis
 field selectors; streams watches (from a ``resourceVersion``) and pod logs (``follow``); serves
 ``exec`` over the ``v4.channel.k8s.io`` websocket protocol; answers SelfSubjectAccessReviews,
 namespaces, RuntimeClasses, CRDs and ``/version``. Pods run on :class:`FakeKubelet`; Deployments
-and SandboxClaims get a pod each from a minimal controller. Tests inject failures with
+and SandboxClaims get a pod each from a minimal controller, and are ready when that pod is; Services
+get a loopback ClusterIP relayed to a ready pod (:mod:`fake_services`). Tests inject failures with
 :meth:`FakeKube.fail` (an HTTP status for matching requests) and cut watches / log streams.
 """
 
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from tests.sandbox.kata.fake_kubelet import FakeKubelet, Scenario, Signal, now
+from tests.sandbox.kata.fake_services import FakeServices, ServiceError, pod_ready
 from tests.sandbox.kata.fake_streams import (
     error,
     exec_pod,
@@ -89,6 +91,10 @@ class FakeKube:
         self.kubelet = FakeKubelet(
             self._update_pod, lambda ns, name: self.objects.get(("configmaps", ns, name))
         )
+        self.services = FakeServices(
+            lambda ns: [o for (r, n, _), o in list(self.objects.items()) if r == "pods" and n == ns],
+            validate=validate,
+        )
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +145,7 @@ class FakeKube:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.services.close()
         await self.kubelet.close()
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
@@ -167,6 +174,8 @@ class FakeKube:
             return None
         if resource == "pods":
             await self.kubelet.stop(namespace, name)
+        if resource == "services":
+            await self.services.close_one(namespace, name)
         await self._emit(resource, namespace, "DELETED", obj)
         if resource == "deployments":
             selector = obj["spec"]["selector"]["matchLabels"]
@@ -188,10 +197,22 @@ class FakeKube:
         await self._after_pod_change(pod)
 
     async def _after_pod_change(self, pod: Json) -> None:
-        """The controllers' view: a Deployment or SandboxClaim is ready once its pod runs."""
+        """The controllers' view: a Deployment is ready when its pod is, a SandboxClaim once it runs."""
         meta = pod["metadata"]
         running = pod.get("status", {}).get("phase") == "Running"
         owner = meta.get("labels", {}).get("fake/owner", "")
+        deployment = self.objects.get(("deployments", meta["namespace"], owner.removeprefix("deployment:")))
+        if owner.startswith("deployment:") and deployment is not None:
+            ready = int(pod_ready(pod))
+            status = {
+                "replicas": 1,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "observedGeneration": 1,
+            }
+            if deployment.get("status") != status:
+                deployment["status"] = status
+                await self._emit("deployments", meta["namespace"], "MODIFIED", deployment)
         if owner.startswith("claim:") and running:
             claim = self.objects.get(("sandboxclaims", meta["namespace"], owner[6:]))
             if claim is not None:
@@ -342,6 +363,12 @@ class FakeKube:
         name = body["metadata"]["name"]
         if (resource, namespace, name) in self.objects:
             return error(409, "AlreadyExists", f'{resource} "{name}" already exists')
+        if resource == "services":
+            try:
+                await self.services.open(namespace, body)  # the address is in the answer, as on a cluster
+            except ServiceError as exc:
+                self.invalid.append(str(exc))
+                return error(exc.status, "Invalid" if exc.status == 422 else "InternalError", str(exc))
         obj = await self.put(resource, namespace, body)
         if resource == "pods":
             obj["status"] = {"phase": "Pending"}
@@ -368,21 +395,4 @@ class FakeKube:
         }
         pod = await self.put("pods", namespace, pod)
         pod["status"] = {"phase": "Pending"}
-        runtime = self.kubelet.start(
-            pod, self.scenarios.popleft() if self.scenarios else self.default_scenario
-        )
-        if owner.startswith("deployment:"):
-            asyncio.create_task(self._mark_ready(namespace, owner[11:], runtime))
-
-    async def _mark_ready(self, namespace: str, deployment: str, runtime: Any) -> None:
-        """Readiness as the fake sees it: the runner wrote its start frame."""
-        await runtime.changed.until(lambda: b"@s" in runtime.log or runtime.done)
-        obj = self.objects.get(("deployments", namespace, deployment))
-        if obj is not None and not runtime.done:
-            obj["status"] = {
-                "replicas": 1,
-                "readyReplicas": 1,
-                "availableReplicas": 1,
-                "observedGeneration": 1,
-            }
-            await self._emit("deployments", namespace, "MODIFIED", obj)
+        self.kubelet.start(pod, self.scenarios.popleft() if self.scenarios else self.default_scenario)

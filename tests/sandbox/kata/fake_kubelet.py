@@ -8,7 +8,10 @@ Two modes per pod (a :class:`Scenario` queued by the test, default ``exec``):
   and the pod's ``runAsUser``; its ``env`` (plain values, ``status.podIP``) with ``$(VAR)``
   expanded in its command; a pod IP, its ports and its egress as :mod:`fake_network` wires them.
   Its stdout and stderr are the container log; ``activeDeadlineSeconds``
-  is enforced (pod ``Failed`` / ``DeadlineExceeded``), as the kubelet does.
+  is enforced (pod ``Failed`` / ``DeadlineExceeded``), as the kubelet does. A running container is
+  ``Ready`` at once, or, with a ``readinessProbe`` (the relay port of apps and browsers), once the
+  in-pod runner wrote its start frame: its relay listens by then (a TCP probe of the fake's pod IP
+  would pass too early, as the host side of :mod:`fake_network` always accepts).
 * ``script``: the phases a test asks for (image pull errors, unschedulable, OOMKilled, a given log
   and exit code) without running anything.
 """
@@ -106,6 +109,7 @@ class PodRuntime:
     workdir: Path | None = None
     network: PodNetwork | None = None
     execs: int = 0  # execs into this container that have ended
+    ready: bool = False  # the Ready condition (see the module docstring)
 
     async def append(self, data: bytes) -> None:
         self.log += data
@@ -244,8 +248,10 @@ class FakeKubelet:
         def change(pod: Json) -> None:
             status = pod.setdefault("status", {})
             status["phase"] = phase
+            ready = "running" in state and runtime.ready
             status["conditions"] = extra.get("conditions") or [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+                {"type": "Ready", "status": str(ready), "lastTransitionTime": now()},
             ]
             if reason:
                 status["reason"] = reason
@@ -258,7 +264,7 @@ class FakeKubelet:
                     "name": pod["spec"]["containers"][0]["name"],
                     "image": pod["spec"]["containers"][0]["image"],
                     "imageID": "",
-                    "ready": "running" in state,
+                    "ready": ready,
                     "restartCount": 0,
                     "state": state,
                 }
@@ -287,9 +293,15 @@ class FakeKubelet:
                 )
             return
         if scenario.mode == "exec":
-            await self._exec(pod, runtime)
+            try:
+                await self._exec(pod, runtime)
+            except OSError as exc:  # the fake could not wire or start the container: say so
+                if runtime.started:
+                    raise
+                waiting = {"reason": "CreateContainerError", "message": f"fake kubelet: {exc}"}
+                await self._set(runtime, phase="Pending", state={"waiting": waiting})
         else:
-            await self._script(scenario, runtime)
+            await self._script(pod, scenario, runtime)
 
     async def _terminate(
         self, runtime: PodRuntime, code: int, reason: str, pod_reason: str | None = None
@@ -299,12 +311,20 @@ class FakeKubelet:
         await self._set(runtime, phase=phase, state=state, reason=pod_reason)
         await runtime.finish()
 
-    async def _script(self, scenario: Scenario, runtime: PodRuntime) -> None:
+    async def _ready_once_started(self, runtime: PodRuntime) -> None:
+        """A container with a readiness probe turns ready at the runner's start frame (module docstring)."""
+        if not runtime.ready and not runtime.done and b"@s" in runtime.log:
+            runtime.ready = True
+            await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
+
+    async def _script(self, pod: Json, scenario: Scenario, runtime: PodRuntime) -> None:
         runtime.started = True
+        runtime.ready = "readinessProbe" not in pod["spec"]["containers"][0]
         await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
         if scenario.await_exec:
             await runtime.changed.until(lambda: runtime.execs > 0)
         await runtime.append(scenario.log)
+        await self._ready_once_started(runtime)
         if scenario.hold:
             return
         await asyncio.sleep(scenario.run_s)
@@ -330,6 +350,7 @@ class FakeKubelet:
             env=CONTAINER_ENV,
         )
         runtime.started = True
+        runtime.ready = "readinessProbe" not in container
         await self._set(runtime, phase="Running", state={"running": {"startedAt": now()}})
         deadline = pod["spec"].get("activeDeadlineSeconds")
         assert runtime.process.stdout is not None
@@ -338,6 +359,7 @@ class FakeKubelet:
             assert runtime.process is not None and runtime.process.stdout is not None
             while data := await runtime.process.stdout.read(65536):
                 await runtime.append(data)
+                await self._ready_once_started(runtime)
 
         pumping = asyncio.create_task(pump())
         try:

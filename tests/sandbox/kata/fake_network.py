@@ -9,7 +9,8 @@ the container's):
 
 * **pod IP**: each pod gets ``127.77.x.y`` (reported as ``status.podIP``). For every declared
   ``containerPort`` the kubelet listens on ``podIP:port`` on the host and relays each connection
-  over a Unix socket (bound into the container) to ``127.0.0.1:port`` inside: the pod's port.
+  over a Unix socket (bound into the container) to ``127.0.0.1:port`` inside: the pod's port. An
+  address whose port another process's fake holds (tests running side by side) is skipped.
 * **egress**: only pods labelled ``agentic.dev/network=egress`` reach anything, and only the egress
   proxy (what ``infra/``'s NetworkPolicies allow): inside, ``127.0.0.1:<proxy port>`` relays to a
   channel of the test's :class:`~sandbox.egress_proxy.EgressProxy` opened for that pod's labels,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +84,14 @@ class FakeNetwork:
 
     async def attach(self, pod: Json, container: Json, workdir: Path) -> PodNetwork:
         """Address the pod, listen on its ports, open its egress; what to add to its bwrap command."""
-        net = PodNetwork(ip=next(self._ips))
         sockets = workdir / "net"
         sockets.mkdir(mode=0o777)
         sockets.chmod(0o777)
+        ports = [p["containerPort"] for p in container.get("ports") or []]
+        net = await self._address(ports, sockets)
         forwarder_args: list[str] = []
-        for port in [p["containerPort"] for p in container.get("ports") or []]:
+        for port in ports:
             forwarder_args += ["--ingress", f"{INSIDE}/in-{port}.sock", str(port)]
-            net.servers.append(await self._listen(net.ip, port, sockets / f"in-{port}.sock"))
         labels = pod["metadata"].get("labels") or {}
         if self.egress is not None and labels.get(NETWORK_LABEL) == "egress":
             if self.egress.tcp is not None and self.egress.tcp.address is not None:
@@ -101,6 +103,20 @@ class FakeNetwork:
             net.bwrap_args = ["--bind", str(sockets), INSIDE, "--ro-bind", str(FORWARDER), f"{INSIDE}-fwd.py"]
             net.prefix = ["/usr/bin/python3", "-I", "-S", f"{INSIDE}-fwd.py", *forwarder_args, "--"]
         return net
+
+    async def _address(self, ports: list[int], sockets: Path) -> PodNetwork:
+        """The next pod IP on which every port of the pod can listen."""
+        while True:
+            net = PodNetwork(ip=next(self._ips))
+            try:
+                for port in ports:
+                    net.servers.append(await self._listen(net.ip, port, sockets / f"in-{port}.sock"))
+            except OSError as exc:
+                await net.close()
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            return net
 
     @staticmethod
     async def _listen(ip: str, port: int, inside: Path) -> asyncio.AbstractServer:

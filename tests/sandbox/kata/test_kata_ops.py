@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from kubernetes.aio.client import V1Service, V1ServicePort, V1ServiceSpec
 
 from sandbox.base import Limits, RunRequest
 from sandbox.errors import InvalidRunRequestError, SandboxStartError, SandboxUnavailableError
 from sandbox.kata import KataSandbox, KataServiceHandle, KataSettings
+from sandbox.kata.apps import service_url
 from sandbox.kata.manifests import RELAY_PORT
 from sandbox.kata.naming import MANAGED_BY, TTL_LABEL
 from sandbox.service import ServiceEndpoint
@@ -166,7 +168,7 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Handler).serve_fo
 
 
 async def test_app_becomes_deployment_and_service_reached_through_the_platform(
-    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None, needs_service_ports: None
 ) -> None:
     request = py(
         APP, env={"PORT": "8000"}, labels={"tenant": "acme", "app": "app-7"}, limits=Limits(wall_seconds=5)
@@ -174,10 +176,16 @@ async def test_app_becomes_deployment_and_service_reached_through_the_platform(
     handle = await kata.start_service(request, port=8000)
     try:
         assert isinstance(handle, KataServiceHandle) and handle.socket_path is None
-        assert handle.url == "http://agentic-app-app-7.agentic-sandboxes.svc.cluster.local"
+        service = fake_kube.objects[("services", "agentic-sandboxes", "agentic-app-app-7")]
+        cluster_ip = service["spec"]["clusterIP"]  # allocated by the API at creation, as on a cluster
+        assert handle.url == f"http://{cluster_ip}:80"
         assert handle.endpoint == ServiceEndpoint(url=handle.url)  # what the server's app proxy dials
         assert handle.ingress_path is None  # no Ingress past the platform's token check by default
         assert await handle.wait_ready(10)
+        reader, writer = await asyncio.open_connection(cluster_ip, 80)  # the Service, to the pod's relay
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"hello")
+        writer.close()
         for _ in range(100):
             if "serving on 8000" in handle.logs():
                 break
@@ -198,8 +206,32 @@ async def test_app_becomes_deployment_and_service_reached_through_the_platform(
     assert [k for k in fake_kube.stored() if k[0] != "namespaces"] == []
 
 
+def test_the_app_url_is_the_cluster_ip_else_the_dns_name() -> None:
+    def service(cluster_ip: str | None) -> V1Service:
+        return V1Service(spec=V1ServiceSpec(cluster_ip=cluster_ip, ports=[V1ServicePort(port=80)]))
+
+    assert service_url(service("10.96.4.7"), "a", "ns") == "http://10.96.4.7:80"
+    assert service_url(service("fd00:10:96::7"), "a", "ns") == "http://[fd00:10:96::7]:80"
+    for headless in ("None", None, "", "not-an-ip"):
+        assert service_url(service(headless), "a", "ns") == "http://a.ns.svc.cluster.local:80"
+
+
+async def test_an_app_is_ready_only_when_it_answers_through_the_service(
+    kata: KataSandbox, fake_kube: FakeKube, needs_bwrap: None, needs_service_ports: None
+) -> None:
+    """The pod is Ready once the runner's relay listens, before the app does: not enough."""
+    silent = "import time\nprint('not listening', flush=True)\ntime.sleep(60)"
+    handle = await kata.start_service(py(silent, labels={"app": "app-9"}), port=8000)
+    try:
+        assert not await handle.wait_ready(3)
+        (deployment,) = [o for (r, _, _), o in fake_kube.objects.items() if r == "deployments"]
+        assert deployment["status"]["readyReplicas"] == 1  # the cluster alone would call it ready
+    finally:
+        await handle.terminate()
+
+
 async def test_app_ingress_only_when_the_operator_asks(
-    fake_kube: FakeKube, tmp_path: Path, needs_bwrap: None
+    fake_kube: FakeKube, tmp_path: Path, needs_bwrap: None, needs_service_ports: None
 ) -> None:
     settings = kata_settings(fake_kube.kubeconfig(tmp_path / "kubeconfig"), app_ingress=True)
     async with await KataSandbox.open(settings) as box:
