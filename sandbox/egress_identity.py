@@ -28,12 +28,16 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AfterValidator, SecretStr
 
 __all__ = [
     "IDENTITY_USER",
     "MIN_SECRET_CHARS",
     "IdentityError",
+    "IdentitySecret",
     "RunIdentity",
     "check_identity_secret",
     "proxy_url_with_identity",
@@ -75,6 +79,17 @@ def check_identity_secret(secret: str) -> str:
             "(e.g. `openssl rand -hex 32`), or leave it empty to run without run identities"
         )
     return secret
+
+
+def _secret_or_none(value: SecretStr | None) -> SecretStr | None:
+    if value is None or not value.get_secret_value():
+        return None
+    check_identity_secret(value.get_secret_value())
+    return value
+
+
+IdentitySecret = Annotated[SecretStr | None, AfterValidator(_secret_or_none)]
+"""A settings field for the signing secret: empty means None (no identities), else long enough."""
 
 
 def _b64(data: bytes) -> str:

@@ -21,10 +21,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sandbox.egress_identity import check_identity_secret
+from sandbox.egress_identity import IdentitySecret
 from sandbox.egress_policy import EgressPolicy
 from sandbox.egress_proxy import EgressChannel, EgressProxy
 
@@ -48,15 +48,7 @@ class EgressListenerSettings(BaseSettings):
     platform_ports: list[int] = Field(default_factory=lambda: [5432, 8000, 6443, 10250])
     # The secret run identities are signed with (the server's AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET,
     # from the same Secret key). Set: a request without a valid identity gets 407. Empty: no identities.
-    identity_secret: SecretStr | None = Field(default=None, repr=False)
-
-    @field_validator("identity_secret")
-    @classmethod
-    def _secret_or_none(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        check_identity_secret(value.get_secret_value())
-        return value
+    identity_secret: IdentitySecret = Field(default=None, repr=False)
 
     def policy(self) -> EgressPolicy:
         """The proxy's policy from these settings."""

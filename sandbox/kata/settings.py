@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sandbox.egress_identity import check_identity_secret
+from sandbox.egress_identity import IdentitySecret
 
 __all__ = ["DEFAULT_EGRESS_PROXY_URL", "RUNTIME_CLASSES", "KataSettings", "RuntimeClassName"]
 
@@ -77,7 +77,7 @@ class KataSettings(BaseSettings):
     # its proxy URL's userinfo so the proxy logs every decision with tenant and run. The proxy's
     # AGENTIC_EGRESS_PROXY_IDENTITY_SECRET must be the same value (infra/: one Secret key). Empty:
     # no identities (the proxy then knows a pod by its IP only).
-    egress_identity_secret: SecretStr | None = Field(default=None, repr=False)
+    egress_identity_secret: IdentitySecret = Field(default=None, repr=False)
     # The browser (sandbox.kata.browser): an image with python3 and Chromium at ``browser_path``;
     # unset, browser sessions on this backend are refused with a message saying so.
     browser_image: str | None = None
@@ -105,14 +105,6 @@ class KataSettings(BaseSettings):
     @classmethod
     def _empty_means_no_proxy(cls, value: str | None) -> str | None:
         return value or None
-
-    @field_validator("egress_identity_secret")
-    @classmethod
-    def _secret_or_none(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None
-        check_identity_secret(value.get_secret_value())
-        return value
 
     @field_validator("namespace")
     @classmethod

@@ -66,7 +66,8 @@ class PodNetwork:
             self.channel = None
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy ``reader`` to ``writer`` until EOF, then half-close ``writer`` (one direction of a relay)."""
     with contextlib.suppress(OSError, ConnectionError):
         while data := await reader.read(65536):
             writer.write(data)
@@ -127,7 +128,7 @@ class FakeNetwork:
                 writer.close()
                 return
             try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
             except asyncio.CancelledError:
                 pass  # the pod's port closed (the pod was deleted)
             finally:
@@ -147,7 +148,7 @@ class FakeNetwork:
                 writer.close()
                 return
             try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
             except asyncio.CancelledError:
                 pass
             finally:

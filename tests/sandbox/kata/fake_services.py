@@ -17,12 +17,12 @@ the schema like the created body. Port 80 on loopback needs root or a low
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tests.sandbox.kata.fake_network import pipe
 from tests.sandbox.kata.schemas import problems
 
 Json = dict[str, Any]
@@ -54,15 +54,6 @@ def _target_port(pod: Json, target: int | str) -> int | None:
             if port.get("name") == target:
                 return int(port["containerPort"])
     return None
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    with contextlib.suppress(OSError, RuntimeError):
-        writer.write_eof()
 
 
 class FakeServices:
@@ -137,7 +128,7 @@ class FakeServices:
             self.connections += 1
             open_relays |= {writer, up_writer}
             try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
             finally:
                 open_relays -= {writer, up_writer}
                 writer.close()
