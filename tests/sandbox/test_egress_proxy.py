@@ -10,13 +10,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,9 +20,9 @@ import pytest
 
 from sandbox.egress_policy import EgressPolicy
 from sandbox.egress_proxy import EgressChannel, EgressProxy
+from tests.sandbox.egress_command import egress_proxy_command
 
 LABELS = {"tenant": "acme", "run": "run-42"}
-REPO = Path(__file__).resolve().parents[2]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -170,31 +165,7 @@ def test_the_cluster_command_serves_on_tcp_with_the_same_decisions(page: int, tm
     """``agentic egress-proxy``, configured from the environment as its Deployment is: an allow-listed
     loopback page is fetched through it (plain HTTP and CONNECT); private, metadata and loopback
     targets are refused by its decision (nothing is sent to them), and every decision is logged."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "AGENTIC_EGRESS_PROXY_HOST": "127.0.0.1",
-        "AGENTIC_EGRESS_PROXY_PORT": str(port),
-        "AGENTIC_EGRESS_PROXY_ALLOW": '["127.0.0.2"]',
-        "AGENTIC_LOG_FORMAT": "text",
-    }
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from server.cli import app; app()", "egress-proxy"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        for _ in range(400):
-            if "listening on 127.0.0.1" in log.read_text() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert "listening on 127.0.0.1" in log.read_text(), log.read_text()
+    with egress_proxy_command(tmp_path, {"AGENTIC_EGRESS_PROXY_ALLOW": '["127.0.0.2"]'}) as (port, log):
         proxy = f"http://127.0.0.1:{port}"
         with httpx.Client(proxy=proxy, trust_env=False, timeout=10) as client:
             assert client.get(f"http://127.0.0.2:{page}/page").text == "allowed page"
@@ -207,9 +178,6 @@ def test_the_cluster_command_serves_on_tcp_with_the_same_decisions(page: int, tm
             while chunk := raw.recv(65536):
                 data += chunk
             assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"allowed page")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
     text = log.read_text()
     assert f"egress ALLOW 127.0.0.2:{page}" in text and "client=127.0.0.1" in text
     assert "egress DENY 10.0.0.1:80" in text and "private address" in text

@@ -15,11 +15,8 @@ import http.server
 import ipaddress
 import logging
 import os
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -39,10 +36,10 @@ from sandbox.egress_identity import IDENTITY_USER, proxy_url_with_identity, sign
 from sandbox.egress_listener import EgressListenerSettings
 from sandbox.egress_policy import EgressPolicy
 from sandbox.egress_proxy import EgressChannel, EgressProxy
+from tests.sandbox.egress_command import egress_proxy_command
 
 SECRET = "k" * 48
 PAGE_HOST = "127.0.0.2"  # the allow-listed address of these tests
-REPO = Path(__file__).resolve().parents[2]
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -279,31 +276,8 @@ def test_the_listener_settings_take_one_secret() -> None:
 
 def test_the_cluster_command_requires_identities_when_given_the_secret(page: int, tmp_path: Path) -> None:
     """``agentic egress-proxy`` configured from the environment as its Deployment is, secret included."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "AGENTIC_EGRESS_PROXY_HOST": "127.0.0.1",
-        "AGENTIC_EGRESS_PROXY_PORT": str(port),
-        "AGENTIC_EGRESS_PROXY_ALLOW": f'["{PAGE_HOST}"]',
-        "AGENTIC_EGRESS_PROXY_IDENTITY_SECRET": SECRET,
-        "AGENTIC_LOG_FORMAT": "text",
-    }
-    log = tmp_path / "proxy.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from server.cli import app; app()", "egress-proxy"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        for _ in range(400):
-            if "listening on 127.0.0.1" in log.read_text() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
+    env = {"AGENTIC_EGRESS_PROXY_ALLOW": f'["{PAGE_HOST}"]', "AGENTIC_EGRESS_PROXY_IDENTITY_SECRET": SECRET}
+    with egress_proxy_command(tmp_path, env) as (port, log):
         assert "run identities required" in log.read_text(), log.read_text()
         url = f"http://{PAGE_HOST}:{page}/page"
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False, timeout=10) as client:
@@ -312,9 +286,6 @@ def test_the_cluster_command_requires_identities_when_given_the_secret(page: int
         signed = proxy_url_with_identity(f"http://127.0.0.1:{port}", _token("run-cli", "globex"))
         with httpx.Client(proxy=signed, trust_env=False, timeout=10) as client:
             assert client.get(url).text == "allowed page"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
     text = log.read_text()
     assert f"egress ALLOW {PAGE_HOST}:{page}" in text and "tenant=globex run=run-cli client=127.0.0.1" in text
     assert f"egress DENY {PAGE_HOST}:{page}" in text and "run identity refused" in text
