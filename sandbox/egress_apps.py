@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from sandbox.egress_policy import Decision, log_decision
 
 __all__ = [
     "APPS_INTERNAL_DOMAIN",
@@ -27,6 +30,7 @@ __all__ = [
     "AppsUpstream",
     "app_id_of_internal_host",
     "app_route_refusal",
+    "connect_app",
     "is_app_host",
 ]
 
@@ -139,3 +143,29 @@ def app_route_refusal(
     if tunnel:
         return "CONNECT to a hosted app is not routed: proxy plain HTTP to http://<app_id>.apps.internal/"
     return None
+
+
+async def connect_app(
+    upstream: AppsUpstream | None,
+    labels: Mapping[str, str],
+    host: str,
+    port: int,
+    token: str | None,
+    *,
+    tunnel: bool,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Decision:
+    """The connection to the server for a ``*.apps.internal`` request, or the refusal (both logged)."""
+    refusal = app_route_refusal(upstream, host, token, tunnel=tunnel)
+    if upstream is None or refusal is not None:
+        decision = Decision(False, refusal or "hosted apps are not routed here")
+    else:
+        try:
+            opened = await upstream.open()
+        except (OSError, TimeoutError) as exc:
+            decision = Decision(False, f"the platform's app proxy is unreachable: {exc.__class__.__name__}")
+        else:
+            allowed = Decision(True, "tenant's hosted app, via the server", upstream.address)
+            log_decision(allowed, host, port, labels)
+            return opened
+    log_decision(decision, host, port, labels)
+    return decision

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from sandbox.egress_apps import AppsUpstream, app_route_refusal, is_app_host
+from sandbox.egress_apps import AppsUpstream, connect_app, is_app_host
 from sandbox.egress_identity import IdentityError, token_from_proxy_authorization, verify_identity
 from sandbox.egress_policy import Decision, EgressPolicy, Resolver, log_decision, system_resolver
 
@@ -225,7 +225,7 @@ class EgressProxy:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Decision:
         """Open the upstream connection, or return the refusal (logged)."""
         if channel.path is None and is_app_host(host):  # TCP: apps only through the server
-            return await self._connect_app(channel.apps_upstream, labels, host, port, token, tunnel=tunnel)
+            return await connect_app(channel.apps_upstream, labels, host, port, token, tunnel=tunnel)
         if self.app_route is not None:
             app_socket = await self.app_route(labels, host, port)
             if app_socket is not None:
@@ -240,38 +240,6 @@ class EgressProxy:
             )
         except (OSError, TimeoutError) as exc:
             return Decision(False, f"upstream unreachable: {exc.__class__.__name__}")
-
-    @staticmethod
-    async def _connect_app(
-        upstream: AppsUpstream | None,
-        labels: Mapping[str, str],
-        host: str,
-        port: int,
-        token: str | None,
-        *,
-        tunnel: bool,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Decision:
-        """The connection to the server for a ``*.apps.internal`` request, or the refusal (logged)."""
-        refusal = app_route_refusal(upstream, host, token, tunnel=tunnel)
-        if upstream is None or refusal is not None:
-            decision = Decision(False, refusal or "hosted apps are not routed here")
-        else:
-            try:
-                opened = await upstream.open()
-            except (OSError, TimeoutError) as exc:
-                decision = Decision(
-                    False, f"the platform's app proxy is unreachable: {exc.__class__.__name__}"
-                )
-            else:
-                log_decision(
-                    Decision(True, "tenant's hosted app, via the server", upstream.address),
-                    host,
-                    port,
-                    labels,
-                )
-                return opened
-        log_decision(decision, host, port, labels)
-        return decision
 
     async def _serve(
         self,
