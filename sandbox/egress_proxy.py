@@ -18,8 +18,11 @@ the reason) and nothing is proxied. The header never goes upstream.
 Each request names a host; the proxy resolves it, decides with :class:`~sandbox.egress_policy.EgressPolicy`
 and connects to the approved address itself (no second resolution: no DNS rebinding). Plain HTTP
 responses that redirect are decided again and refused when the target would be. Every decision is
-logged with the run's tenant and id. ``app_route`` lets the platform serve a tenant's own hosted
-apps (by name) without opening loopback.
+logged with the run's tenant and id. A tenant's own hosted apps are reached by name,
+``http://<app_id>.apps.internal/``, without opening loopback or private addresses: on a run's Unix
+socket through ``app_route`` (the app's socket, the server being in the same process); on the TCP
+listener by forwarding plain HTTP to the server's app proxy with the verified identity
+(:mod:`sandbox.egress_apps`), only when both an identity secret and ``apps_upstream`` are set.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from sandbox.egress_apps import AppsUpstream, connect_app, is_app_host
 from sandbox.egress_identity import IdentityError, token_from_proxy_authorization, verify_identity
 from sandbox.egress_policy import Decision, EgressPolicy, Resolver, log_decision, system_resolver
 
@@ -57,6 +61,7 @@ class EgressChannel:
     labels: Mapping[str, str]
     address: tuple[str, int] | None = None  # the TCP listener's bound host and port
     identity_secret: str | None = field(default=None, repr=False)  # TCP: requests must carry an identity
+    apps_upstream: AppsUpstream | None = None  # TCP: where <app_id>.apps.internal requests go (the server)
     server: asyncio.AbstractServer | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -108,8 +113,8 @@ def _refusal(code: int, text: str, reason: str, extra: str = "") -> bytes:
     return head.encode() + body
 
 
-def _identify(secret: str, header_lines: list[str]) -> tuple[str, str]:
-    """``(tenant, run)`` of the request's signed identity.
+def _identify(secret: str, header_lines: list[str]) -> tuple[str, str, str]:
+    """``(tenant, run, token)`` of the request's signed identity.
 
     Raises:
         IdentityError: none, more than one, or one :func:`verify_identity` refuses.
@@ -121,8 +126,9 @@ def _identify(secret: str, header_lines: list[str]) -> tuple[str, str]:
     ]
     if len(values) > 1:
         raise IdentityError("malformed identity: more than one Proxy-Authorization header")
-    identity = verify_identity(secret, token_from_proxy_authorization(values[0] if values else None))
-    return identity.tenant, identity.run
+    token = token_from_proxy_authorization(values[0] if values else None)
+    identity = verify_identity(secret, token)
+    return identity.tenant, identity.run, token
 
 
 def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
@@ -153,14 +159,25 @@ class EgressProxy:
         os.chmod(path, 0o666)
         return channel
 
-    async def listen_tcp(self, host: str, port: int, *, identity_secret: str | None = None) -> EgressChannel:
+    async def listen_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        identity_secret: str | None = None,
+        apps_upstream: AppsUpstream | None = None,
+    ) -> EgressChannel:
         """Listen on ``host:port`` for a cluster's sandbox pods (port 0: any free one, see ``address``).
 
         Every connection is labelled with its peer's address (``client``), logged with each decision.
         With ``identity_secret`` every request must carry a run identity signed with it (else 407);
-        its tenant and run label the request.
+        its tenant and run label the request. With both that and ``apps_upstream``, plain HTTP to
+        ``<app_id>.apps.internal`` goes to the server there, carrying the identity; otherwise such
+        names are refused with the reason.
         """
-        channel = EgressChannel(path=None, labels={}, identity_secret=identity_secret or None)
+        channel = EgressChannel(
+            path=None, labels={}, identity_secret=identity_secret or None, apps_upstream=apps_upstream
+        )
         server = await asyncio.start_server(self._handler(channel), host, port, limit=_MAX_HEAD)
         channel.server = server
         bound = server.sockets[0].getsockname()
@@ -197,9 +214,18 @@ class EgressProxy:
         return decision
 
     async def _connect(
-        self, labels: Mapping[str, str], host: str, port: int
+        self,
+        channel: EgressChannel,
+        labels: Mapping[str, str],
+        host: str,
+        port: int,
+        token: str | None,
+        *,
+        tunnel: bool,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Decision:
-        """Open the upstream connection, or return the refusal."""
+        """Open the upstream connection, or return the refusal (logged)."""
+        if channel.path is None and is_app_host(host):  # TCP: apps only through the server
+            return await connect_app(channel.apps_upstream, labels, host, port, token, tunnel=tunnel)
         if self.app_route is not None:
             app_socket = await self.app_route(labels, host, port)
             if app_socket is not None:
@@ -229,16 +255,17 @@ class EgressProxy:
         except ValueError:
             writer.write(_refusal(400, "Bad Request", "malformed request line"))
             return
+        token: str | None = None
         if channel.identity_secret is not None:
             try:
-                tenant, run = _identify(channel.identity_secret, lines[1:])
+                tenant, run, token = _identify(channel.identity_secret, lines[1:])
             except IdentityError as exc:
                 self._refuse_identity(writer, method, target, labels, str(exc))
                 return
             labels = {**labels, "tenant": tenant, "run": run}
         if method.upper() == "CONNECT":
             host, port = _split_host_port(target, 443)
-            upstream = await self._connect(labels, host, port)
+            upstream = await self._connect(channel, labels, host, port, token, tunnel=True)
             if isinstance(upstream, Decision):
                 writer.write(_refusal(403, "Forbidden", upstream.reason))
                 await writer.drain()
@@ -247,7 +274,7 @@ class EgressProxy:
             await writer.drain()
             await _splice((reader, writer), upstream)
             return
-        await self._plain_http(labels, method, target, version, lines[1:], reader, writer)
+        await self._plain_http(channel, labels, token, (method, target, version), lines[1:], reader, writer)
 
     @staticmethod
     def _refuse_identity(
@@ -270,15 +297,16 @@ class EgressProxy:
 
     async def _plain_http(
         self,
+        channel: EgressChannel,
         labels: Mapping[str, str],
-        method: str,
-        target: str,
-        version: str,
+        token: str | None,
+        request_line: tuple[str, str, str],
         header_lines: list[str],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
         """Forward one absolute-URI request (``Connection: close``); re-decide a redirect's target."""
+        method, target, version = request_line
         url = urlsplit(target)
         if url.scheme != "http" or not url.hostname:
             reason = (
@@ -287,7 +315,7 @@ class EgressProxy:
             writer.write(_refusal(400, "Bad Request", reason))
             return
         port = url.port or 80
-        upstream = await self._connect(labels, url.hostname, port)
+        upstream = await self._connect(channel, labels, url.hostname, port, token, tunnel=False)
         if isinstance(upstream, Decision):
             writer.write(_refusal(403, "Forbidden", upstream.reason))
             return
@@ -295,14 +323,20 @@ class EgressProxy:
         path = url.path or "/"
         if url.query:
             path += "?" + url.query
-        headers = [h for h in header_lines if h and h.split(":", 1)[0].strip().lower() not in _HOP_HEADERS]
-        request = f"{method} {path} {version}\r\n" + "".join(f"{h}\r\n" for h in headers)
-        up_writer.write((request + "Connection: close\r\n\r\n").encode("latin-1"))
+        if channel.path is None and token is not None and is_app_host(url.hostname):
+            authority = url.hostname + (f":{url.port}" if url.port else "")
+            up_writer.write(AppsUpstream.request_head(method, path, version, header_lines, authority, token))
+        else:
+            headers = [
+                h for h in header_lines if h and h.split(":", 1)[0].strip().lower() not in _HOP_HEADERS
+            ]
+            request = f"{method} {path} {version}\r\n" + "".join(f"{h}\r\n" for h in headers)
+            up_writer.write((request + "Connection: close\r\n\r\n").encode("latin-1"))
         await up_writer.drain()
         sender = asyncio.ensure_future(_pipe(reader, up_writer))
         try:
             response_head = await up_reader.readuntil(b"\r\n\r\n")
-            refused = await self._refused_redirect(labels, target, response_head)
+            refused = await self._refused_redirect(channel, labels, target, response_head)
             if refused is not None:
                 writer.write(_refusal(403, "Forbidden", f"redirect refused: {refused.reason}"))
                 return
@@ -314,7 +348,9 @@ class EgressProxy:
                 await sender
             up_writer.close()
 
-    async def _refused_redirect(self, labels: Mapping[str, str], base: str, head: bytes) -> Decision | None:
+    async def _refused_redirect(
+        self, channel: EgressChannel, labels: Mapping[str, str], base: str, head: bytes
+    ) -> Decision | None:
         """The refusal for a 3xx whose ``Location`` leads somewhere the policy refuses, else None."""
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
@@ -329,6 +365,8 @@ class EgressProxy:
         if nxt.scheme not in ("http", "https") or not nxt.hostname:
             return None
         port = nxt.port or (443 if nxt.scheme == "https" else 80)
+        if channel.path is None and is_app_host(nxt.hostname):  # decided when the client follows it
+            return None
         if self.app_route is not None and await self.app_route(labels, nxt.hostname, port) is not None:
             return None
         decision = await self.decide(nxt.hostname, port, labels)

@@ -99,7 +99,9 @@ async def _open_apps(
         egress.app_route = manager.egress_route
     reaper = asyncio.create_task(manager.reap_periodically(), name="reap-apps")
     stack.push_async_callback(_cancel, reaper)
-    proxy = AppProxy(manager, app.state.keyring)
+    # Sandboxes on a cluster reach their tenant's apps through the egress proxy, which forwards them
+    # with the run identity this backend signed (kata: AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET).
+    proxy = AppProxy(manager, app.state.keyring, getattr(backend, "verify_egress_identity", None))
     stack.push_async_callback(proxy.aclose)
     app.state.apps, app.state.app_proxy = manager, proxy
 
@@ -201,8 +203,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=CORS_EXPOSED_HEADERS,
         )
-    if settings.apps.enabled and settings.apps.domain:
-        # Requests on an app's own host {id}.{domain} go to that app only, never to the API or the UI.
+    if settings.apps.enabled:
+        # Requests on an app's own host {id}.{domain} (and a sandbox's {id}.apps.internal) go to that
+        # app only, never to the API or the UI.
         app.add_middleware(AppOriginMiddleware, domain=settings.apps.domain)
     # Added last = outermost: oversize bodies are refused before anything reads them.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -23,6 +23,7 @@ from langgraph.prebuilt import ToolRuntime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
+from sandbox.egress_apps import APPS_INTERNAL_DOMAIN
 from tools.files import workspace_id_of
 from tools.readable import readable_errors
 from tools.services import get_browsers, get_sandbox, get_store
@@ -34,7 +35,7 @@ __all__ = ["APP_HOST_SUFFIX", "BROWSER_TOOLS", "AppStep", "PageText", "browse", 
 
 logger = logging.getLogger(__name__)
 
-APP_HOST_SUFFIX = ".apps.internal"
+APP_HOST_SUFFIX = "." + APPS_INTERNAL_DOMAIN
 TEXT_CHARS = 8000
 MAX_LINKS = 40
 STEP_TIMEOUT_MS = 10_000

@@ -16,6 +16,7 @@ from typing import Self
 
 from sandbox.base import Check, OutputChunk, RunRequest, RunResult
 from sandbox.config import SandboxSettings
+from sandbox.egress_identity import IdentityError, RunIdentity, verify_identity
 from sandbox.errors import SandboxError, SandboxStartError
 from sandbox.kata import KataSandbox, KataServiceHandle, KataSettings
 from sandbox.kata.browser import KataBrowserHandle
@@ -36,6 +37,23 @@ class KataBackend:
         self.settings = settings
         self.kata = KataSettings()  # reads AGENTIC_SANDBOX_KATA_* (no I/O beyond the environment)
         self._box: KataSandbox | None = None
+
+    def verify_egress_identity(self, token: str) -> RunIdentity:
+        """The run identity ``token`` names, if this backend signed it (and it has not expired).
+
+        Why here: the server's app proxy accepts a sandbox's identity (forwarded by the cluster's egress
+        proxy for ``<app_id>.apps.internal``) exactly when its issuer, this backend, would have signed it.
+
+        Raises:
+            IdentityError: no ``AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET``, or a token
+                :func:`~sandbox.egress_identity.verify_identity` refuses.
+        """
+        secret = self.kata.egress_identity_secret
+        if secret is None:
+            raise IdentityError(
+                "run identities are off (AGENTIC_SANDBOX_KATA_EGRESS_IDENTITY_SECRET is empty)"
+            )
+        return verify_identity(secret.get_secret_value(), token)
 
     async def open(self) -> Self:
         """Connect to the cluster and start the reaper (idempotent)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.base import RunRequest
+from sandbox.egress_apps import APPS_INTERNAL_DOMAIN
 from sandbox.guard import GuardedSandbox
 from sandbox.resources import resolve_limits
 from sandbox.service import ServiceHandle
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 APP_PREFIX = "/apps"
 CACHE_S = 2.0  # how long the proxy trusts a cached app row (changes made here apply at once)
-EGRESS_SUFFIX = ".apps.internal"  # how sandboxes of the same tenant name an app (through the egress proxy)
+EGRESS_SUFFIX = "." + APPS_INTERNAL_DOMAIN  # how a tenant's sandboxes name its app (through the egress proxy)
 
 
 class AppError(Exception):

@@ -11,6 +11,12 @@ API or the UI); the app keeps its ``/apps/{id}`` prefix there, so ``ROOT_PATH`` 
 same on both origins. On the API's origin the proxy serves only requests that carry a token header
 (scripts and API clients: a browser navigation cannot carry one) and redirects browsers to the
 app's own origin. An empty domain serves apps on the API's origin, as before (single-user set-ups).
+
+Sandboxes on a cluster reach their tenant's apps as ``<app_id>.apps.internal`` through the egress
+proxy, which forwards them here on that host with the run's signed identity
+(:mod:`sandbox.egress_apps`). Those hosts are app hosts too (marked :data:`EGRESS_APP_KEY`): the
+proxy then accepts that identity, and nothing else, as the credential. No Ingress rule names such a
+host, so only what reaches the server's port inside the cluster uses it.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandbox.egress_apps import APPS_INTERNAL_DOMAIN, is_app_host
 from server.apps.manager import APP_PREFIX
 
-__all__ = ["ORIGIN_APP_KEY", "AppOriginMiddleware", "app_id_of_host", "app_origin"]
+__all__ = ["EGRESS_APP_KEY", "ORIGIN_APP_KEY", "AppOriginMiddleware", "app_id_of_host", "app_origin"]
 
 ORIGIN_APP_KEY = "agentic.app_origin"  # scope key: the app whose own host the request came to
+EGRESS_APP_KEY = "agentic.app_egress"  # scope key: that host is <app_id>.apps.internal (from a sandbox)
+_NO_APP = "-"  # the app id of an internal host that names none (never an app's id): answered 404
 
 _APP_ID = re.compile(r"^[0-9a-z][0-9a-z-]{0,62}$")
 
@@ -65,7 +74,7 @@ def app_origin(scope: Scope, app_id: str, domain: str) -> str:
 
 
 class AppOriginMiddleware:
-    """Route requests on ``{app_id}.{domain}`` to that app's proxy; pass everything else on."""
+    """Send requests on ``{app_id}.{domain}`` or ``*.apps.internal`` to that app's proxy; the rest on."""
 
     def __init__(self, app: ASGIApp, domain: str) -> None:
         self.app = app
@@ -73,11 +82,16 @@ class AppOriginMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            app_id = app_id_of_host(_host_header(scope), self.domain)
+            host = _host_header(scope)
+            app_id, egress = app_id_of_host(host, self.domain), False
+            if app_id is None and is_app_host(_split_host(host)[0]):  # every such host is an app's
+                app_id, egress = app_id_of_host(host, APPS_INTERNAL_DOMAIN) or _NO_APP, True
             if app_id is not None:
                 prefix = f"{APP_PREFIX}/{app_id}"
                 path: str = scope["path"]
                 if path != prefix and not path.startswith(prefix + "/"):
                     path = prefix + (path if path.startswith("/") else "/" + path)
                 scope = {**scope, "path": path, "raw_path": path.encode(), ORIGIN_APP_KEY: app_id}
+                if egress:
+                    scope[EGRESS_APP_KEY] = True
         await self.app(scope, receive, send)

@@ -12,6 +12,10 @@ are sent to the app's own host ``{id}.{domain}``; on the API's origin only token
 are served. Access (see :mod:`server.apps.access`): ``public`` apps are open; otherwise the app's token
 (``Authorization: Bearer`` or ``X-App-Token``), a valid signed-link cookie, or an API key of the
 owning tenant. A signed link (``?agentic_link=``) sets the cookie and redirects to the clean URL.
+On a sandbox's ``<app_id>.apps.internal`` host (the cluster's egress proxy forwarding it) the only
+credential is the run's signed identity in ``X-Agentic-Egress-Identity``, checked with the secret the
+backend signs with: the app is served when it belongs to that tenant; another tenant's app is "no
+such app", like an unknown one. The header never reaches an app and means nothing on other hosts.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -28,11 +32,13 @@ from urllib.parse import parse_qsl, quote, urlencode
 from starlette.types import Receive, Scope, Send
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from sandbox.egress_apps import EGRESS_IDENTITY_HEADER
+from sandbox.egress_identity import IdentityError, RunIdentity
 from sandbox.service import ServiceEndpoint
 from server.apps.access import COOKIE, LINK_PARAM, hash_token
 from server.apps.dialer import EndpointError, dialer_for
 from server.apps.manager import AppError, AppManager
-from server.apps.origin import ORIGIN_APP_KEY, app_origin
+from server.apps.origin import EGRESS_APP_KEY, ORIGIN_APP_KEY, app_origin
 from server.apps.relay import RelayError, UpstreamPool
 from server.apps.store import AppRecord
 from server.keys import KeyRing
@@ -50,7 +56,8 @@ _HOP = {
     b"te",
     b"trailer",
 }
-_DROP_UP = _HOP | {b"host", b"x-app-token"}
+_IDENTITY = EGRESS_IDENTITY_HEADER.lower().encode()
+_DROP_UP = _HOP | {b"host", b"x-app-token", _IDENTITY}
 _PATH_SAFE = "/:@!$&'()*+,;=~-._"
 _WS_DROP = _DROP_UP | {
     b"sec-websocket-key",
@@ -84,10 +91,30 @@ def _cookies(scope: Scope) -> SimpleCookie:
 class AppProxy:
     """ASGI app mounted at ``/apps``."""
 
-    def __init__(self, manager: AppManager, keyring: KeyRing | None) -> None:
+    def __init__(
+        self,
+        manager: AppManager,
+        keyring: KeyRing | None,
+        verify_identity: Callable[[str], RunIdentity] | None = None,
+    ) -> None:
+        """``verify_identity``: the backend's check of the run identities it signs (None: it signs none)."""
         self.manager = manager
         self.keyring = keyring
+        self.verify_identity = verify_identity
         self._pools: dict[str, UpstreamPool] = {}
+
+    def _egress_tenant(self, scope: Scope) -> str:
+        """The tenant a sandbox's request proves with its signed run identity.
+
+        Raises:
+            IdentityError: none, more than one, none accepted here, or one the backend refuses.
+        """
+        values = [v for k, v in scope["headers"] if k == _IDENTITY]
+        if len(values) != 1:
+            raise IdentityError(f"{len(values)} {EGRESS_IDENTITY_HEADER} headers; one is needed")
+        if self.verify_identity is None:
+            raise IdentityError("this server's sandbox backend signs no run identities")
+        return self.verify_identity(values[0].decode("latin-1")).tenant
 
     async def aclose(self) -> None:
         """Close the pooled upstream connections."""
@@ -133,8 +160,15 @@ class AppProxy:
         if root and path.startswith(root):
             path = path[len(root) :]
         app_id, _, rest = path.lstrip("/").partition("/")
+        egress_tenant: str | None = None
+        if scope.get(EGRESS_APP_KEY):  # a sandbox through the cluster's egress proxy
+            try:
+                egress_tenant = self._egress_tenant(scope)
+            except IdentityError as exc:
+                logger.info("app %s: a sandbox's request refused: %s", app_id, exc)
+                return await self._refuse(scope, receive, send, 401, f"run identity refused: {exc}")
         record = await self.manager.lookup(app_id) if app_id else None
-        if record is None or record.expired():
+        if record is None or record.expired() or egress_tenant not in (None, record.tenant):
             return await self._refuse(scope, receive, send, 404, "no such app")
         origin_app = scope.get(ORIGIN_APP_KEY)
         if origin_app is not None and origin_app != app_id:  # one app's host never serves another
@@ -154,9 +188,9 @@ class AppProxy:
         query = scope.get("query_string", b"").decode("latin-1")
         params = parse_qsl(query, keep_blank_values=True)
         link = next((v for k, v in params if k == LINK_PARAM), None)
-        if scope["type"] == "http" and link is not None:
+        if egress_tenant is None and scope["type"] == "http" and link is not None:
             return await self._open_link(scope, send, record, rest, params, link)
-        if not await self._allowed(scope, record):
+        if egress_tenant is None and not await self._allowed(scope, record):
             return await self._refuse(scope, receive, send, 401, "this app needs its token or a signed link")
         if record.stopped:
             return await self._refuse(scope, receive, send, 503, "this app is stopped")

@@ -15,6 +15,7 @@ from tests.infra.render import Obj
 __all__ = [
     "ALLOWED_SANDBOX_MANAGER",
     "PLATFORM_NAMESPACE",
+    "check_apps_route",
     "check_egress_proxy",
     "check_images",
     "check_network_policies",
@@ -291,10 +292,31 @@ def _ip_block_bad(block: dict[str, Any]) -> str | None:
     return None
 
 
+def _server_port(objs: list[Obj]) -> int | None:
+    """The server container's ``http`` port (what Services and NetworkPolicies lead to)."""
+    for o in objs:
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "agentic-server":
+            for port in o["spec"]["template"]["spec"]["containers"][0].get("ports", []):
+                if port.get("name") == "http":
+                    return int(port["containerPort"])
+    return None
+
+
+def _to_server_only(rule: dict[str, Any], server_port: int | None) -> bool:
+    """A rule to the server's pods (this namespace), on its port only."""
+    peers = rule.get("to") or []
+    ports = [port.get("port") for port in rule.get("ports", [])]
+    return (
+        bool(peers)
+        and ports == [server_port]
+        and all(peer == {"podSelector": {"matchLabels": SERVER}} for peer in peers)
+    )
+
+
 def check_egress_proxy(objs: list[Obj]) -> list[str]:
     """The egress proxy: a Deployment running ``agentic egress-proxy`` on 3128 with probes, a Service in
     front of it, and a NetworkPolicy letting in only user namespaces' network-labelled pods and letting
-    out only to non-private addresses."""
+    out only to non-private addresses, and to the server's pods on the server's port (hosted apps)."""
     pods = [
         o
         for o in objs
@@ -344,9 +366,81 @@ def check_egress_proxy(objs: list[Obj]) -> list[str]:
             if [port.get("port") for port in rule.get("ports", [])] != [_EGRESS_PROXY_PORT]:
                 bad.append(f"{_name(p)}: ingress on other ports than {_EGRESS_PROXY_PORT}")
         for rule in p["spec"].get("egress", []):
+            if _to_server_only(rule, _server_port(objs)):
+                continue
             for peer in rule.get("to") or [{}]:
                 if "ipBlock" not in peer:
-                    bad.append(f"{_name(p)}: egress to pods, namespaces or anything (only ipBlocks)")
+                    bad.append(
+                        f"{_name(p)}: egress to pods or namespaces (only ipBlocks, and the server's port)"
+                    )
                 elif (why := _ip_block_bad(peer["ipBlock"])) is not None:
                     bad.append(f"{_name(p)}: egress reaches a private range: {why}")
+    return bad
+
+
+def _policies_selecting(objs: list[Obj], labels: dict[str, str]) -> list[Obj]:
+    return [
+        p
+        for p in objs
+        if p["kind"] == "NetworkPolicy"
+        and p["metadata"].get("namespace") == PLATFORM_NAMESPACE
+        and p["spec"]["podSelector"].get("matchLabels")
+        and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+
+
+def check_apps_route(objs: list[Obj]) -> list[str]:
+    """A sandbox's way to its tenant's apps (``<app_id>.apps.internal``): the egress proxy's apps
+    upstream is the server's Service, and both NetworkPolicies let the proxy reach the server's port."""
+    bad: list[str] = []
+    port = _server_port(objs)
+    proxies = [
+        o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "agentic-egress-proxy"
+    ]
+    servers = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "agentic-server"]
+    if len(proxies) != 1 or len(servers) != 1 or port is None:
+        return [
+            "expected the agentic-egress-proxy and agentic-server Deployments, the server with an http port"
+        ]
+    env = {e["name"]: e.get("value") for e in proxies[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    upstream = env.get("AGENTIC_EGRESS_PROXY_APPS_UPSTREAM") or ""
+    match = re.fullmatch(r"http://([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", upstream)
+    services = [
+        o
+        for o in objs
+        if match
+        and o["kind"] == "Service"
+        and (o["metadata"]["name"], o["metadata"].get("namespace")) == match.group(1, 2)
+        and o["spec"].get("selector", {}).items() <= SERVER.items()
+        and o["spec"].get("selector")
+    ]
+    leads = [
+        p
+        for svc in services
+        for p in svc["spec"]["ports"]
+        if match and p["port"] == int(match.group(3)) and p.get("targetPort") in ("http", port)
+    ]
+    if not leads:
+        bad.append(
+            f"the egress proxy's apps upstream {upstream!r} is not the server's Service on its http port"
+        )
+    server_labels = servers[0]["spec"]["template"]["metadata"]["labels"]
+    proxy_labels = proxies[0]["spec"]["template"]["metadata"]["labels"]
+    out = [
+        r
+        for p in _policies_selecting(objs, proxy_labels)
+        for r in p["spec"].get("egress", [])
+        if _to_server_only(r, port)
+    ]
+    if not out:
+        bad.append(f"no NetworkPolicy lets the egress proxy reach the server's pods on {port}")
+    proxy_peer = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "agentic-egress-proxy"}}}
+    into = [
+        r
+        for p in _policies_selecting(objs, server_labels)
+        for r in p["spec"].get("ingress", [])
+        if proxy_peer in (r.get("from") or []) and port in [x.get("port") for x in r.get("ports", [])]
+    ]
+    if not into:
+        bad.append(f"no NetworkPolicy lets the egress proxy into the server's pods on {port}")
     return bad

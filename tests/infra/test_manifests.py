@@ -320,6 +320,14 @@ def test_egress_proxy(overlay: tuple[str, list[Obj]], monkeypatch: pytest.Monkey
     settings = EgressListenerSettings()
     assert (settings.port, settings.allow_internet, settings.allow) == (port, True, [])
     assert settings.identity_secret is not None
+    apps = settings.apps()  # a sandbox's <app_id>.apps.internal goes to the server's Service
+    (server,) = find(objs, "Service", "agentic-server")
+    assert (
+        apps is not None
+        and apps.address == f"agentic-server.{server['metadata']['namespace']}.svc.cluster.local:80"
+    )
+    assert server["spec"]["ports"][0]["port"] == apps.port
+    assert policies.check_apps_route(objs) == []
 
 
 def _secret_env(objs: list[Obj], deployment: str, variable: str) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def _proxy_open_to_any_namespace(o: list[Obj]) -> None:
 
 
 def _proxy_to_private_range(o: list[Obj]) -> None:
-    _proxy_policy(o)["spec"]["egress"][0]["to"][0]["ipBlock"]["except"].remove("10.0.0.0/8")
+    _proxy_policy(o)["spec"]["egress"][1]["to"][0]["ipBlock"]["except"].remove("10.0.0.0/8")
 
 
 def _proxy_to_cluster_pods(o: list[Obj]) -> None:
@@ -227,6 +227,14 @@ def _proxy_without_probe(o: list[Obj]) -> None:
     del _container(o, "Deployment", "agentic-egress-proxy")["readinessProbe"]
 
 
+def _proxy_to_every_platform_pod(o: list[Obj]) -> None:
+    _proxy_policy(o)["spec"]["egress"][0]["to"][0]["podSelector"] = {}
+
+
+def _proxy_to_another_server_port(o: list[Obj]) -> None:
+    _proxy_policy(o)["spec"]["egress"][0]["ports"][0]["port"] = 5432
+
+
 @pytest.mark.parametrize(
     ("breaks", "expected"),
     [
@@ -235,6 +243,8 @@ def _proxy_without_probe(o: list[Obj]) -> None:
         (_proxy_to_cluster_pods, "only ipBlocks"),
         (_proxy_without_service, "no Service exposes the egress proxy"),
         (_proxy_without_probe, "no readinessProbe"),
+        (_proxy_to_every_platform_pod, "only ipBlocks"),
+        (_proxy_to_another_server_port, "only ipBlocks"),
     ],
 )
 def test_egress_proxy_checks_catch(
@@ -243,4 +253,39 @@ def test_egress_proxy_checks_catch(
     objs = copy.deepcopy(prod)
     breaks(objs)
     violations = policies.check_egress_proxy(objs)
+    assert any(expected in v for v in violations), violations
+
+
+def _server_policy(o: list[Obj]) -> Obj:
+    return find(o, "NetworkPolicy", "agentic-server")[0]
+
+
+def _server_closed_to_the_proxy(o: list[Obj]) -> None:
+    peers = _server_policy(o)["spec"]["ingress"][0]["from"]
+    peers[:] = [p for p in peers if "podSelector" not in p]
+
+
+def _proxy_not_to_the_server(o: list[Obj]) -> None:
+    del _proxy_policy(o)["spec"]["egress"][0]
+
+
+def _upstream_elsewhere(o: list[Obj]) -> None:
+    env = _container(o, "Deployment", "agentic-egress-proxy")["env"]
+    entry = next(e for e in env if e["name"] == "AGENTIC_EGRESS_PROXY_APPS_UPSTREAM")
+    entry["value"] = "http://agentic-gitea.agentic-system.svc.cluster.local:3000"
+
+
+@pytest.mark.parametrize(
+    ("breaks", "expected"),
+    [
+        (_server_closed_to_the_proxy, "lets the egress proxy into the server's pods"),
+        (_proxy_not_to_the_server, "lets the egress proxy reach the server's pods"),
+        (_upstream_elsewhere, "is not the server's Service"),
+    ],
+)
+def test_apps_route_checks_catch(prod: list[Obj], breaks: Callable[[list[Obj]], None], expected: str) -> None:
+    """A sandbox's <app_id>.apps.internal needs the proxy -> server path open on both sides."""
+    objs = copy.deepcopy(prod)
+    breaks(objs)
+    violations = policies.check_apps_route(objs)
     assert any(expected in v for v in violations), violations

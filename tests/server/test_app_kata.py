@@ -20,51 +20,21 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from sandbox.config import SandboxSettings
-from server.app import create_app
-from server.apps.config import AppSettings
-from tests.sandbox.kata.conftest import IMAGE, service_ports_allowed
 from tests.sandbox.kata.fake_kube import FakeKube
 from tests.sandbox.kata.fake_kube_thread import FakeKubeThread
-from tests.server.conftest import make_settings
+from tests.server.kata_cluster import APP_KINDS, kata_server
 from tests.server.support import LiveServer, demo_ticks
 from tests.support.app_hosts import LoopbackAppHosts
 
 KEY = "tenant-a:key-a-" + uuid.uuid4().hex
 APP_SOURCE = (Path(__file__).parent / "apps" / "demo_app.py").read_text()
 NAMESPACE = "agentic-sandboxes"
-APP_KINDS = ("configmaps", "deployments", "services", "pods")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeKubeThread, LiveServer]]:
-    if not Path("/usr/bin/bwrap").exists():
-        pytest.skip("the fake kubelet runs pods in bubblewrap; fix: apt-get install bubblewrap")
-    if not service_ports_allowed():
-        pytest.skip("the fake's Services listen on port 80; run as root or lower ip_unprivileged_port_start")
-    data_dir = tmp_path_factory.mktemp("kata-apps")
-    with pytest.MonkeyPatch.context() as env, FakeKubeThread(data_dir / "kubeconfig") as fake:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-            env.delenv(name, raising=False)  # the client's aiohttp session trusts them: keep 127.0.0.1 direct
-        env.setenv("NO_PROXY", "127.0.0.1,localhost")
-        kata = {
-            "KUBECONFIG": str(fake.kubeconfig),
-            "IMAGES": f'{{"base": "{IMAGE}"}}',
-            "PYTHON_PATH": "/usr/bin/python3",
-            "REAP_INTERVAL_S": "0",
-            "START_TIMEOUT_S": "20",
-            "EGRESS_PROXY_URL": "http://127.0.0.1:3128",  # an IP: nothing to resolve at open
-        }
-        for name, value in kata.items():
-            env.setenv(f"AGENTIC_SANDBOX_KATA_{name}", value)
-        apps = AppSettings(reap_interval_s=0.3, link_secret="s" * 32, idle_stop_s=0)  # type: ignore[arg-type]
-        sandbox = SandboxSettings().model_copy(update={"backend": "kata"})
-        settings = make_settings(data_dir, api_keys=[KEY], apps=apps, sandbox=sandbox)
-        with LiveServer(create_app(settings)) as server:
-            yield fake, server
-        left = fake.call(lambda kube: [k for k in kube.stored() if k[0] in APP_KINDS])
-        assert left == [], f"the server left objects in the fake cluster: {left}"
-        assert fake.call(lambda kube: list(kube.invalid)) == []
+    with kata_server(tmp_path_factory.mktemp("kata-apps"), [KEY]) as (fake, server):
+        yield fake, server
 
 
 def _tree(pid: int) -> set[int]:

@@ -62,7 +62,8 @@ async def handle(reader, writer):
             prefix = headers.get("x-forwarded-prefix", "")
             text = (
                 f"<a href='{PREFIX}/next'>hello from {path}</a> prefix={prefix} host={headers.get('host')} "
-                f"auth={headers.get('authorization', '-')} cookie={headers.get('cookie', '-')}"
+                f"auth={headers.get('authorization', '-')} cookie={headers.get('cookie', '-')} "
+                f"identity={headers.get('x-agentic-egress-identity', '-')}"
             ).encode()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
