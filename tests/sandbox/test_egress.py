@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -181,8 +182,12 @@ print(json.dumps(out))
 
 
 def _egress_sockets() -> set[str]:
-    with open("/proc/net/unix") as table:  # the proxy listens in the host's namespace
-        return {line.split()[-1] for line in table if line.rstrip().endswith("egress.sock")}
+    """The egress sockets of this session's local and gVisor sandboxes (the proxy listens in the
+    host's namespace, so ``/proc/net/unix`` also lists other processes' ones, e.g. a fake cluster's)."""
+    ours = (f"/agentic-bwrap-{os.getpid()}-", "/agentic-gvisor-")
+    with open("/proc/net/unix") as table:
+        paths = {line.split()[-1] for line in table if line.rstrip().endswith("egress.sock")}
+    return {path for path in paths if any(mark in path for mark in ours)}
 
 
 async def test_network_runs_leave_no_proxy_socket(sandbox: Sandbox) -> None:
