@@ -46,7 +46,7 @@ from sandbox.kata.manifests import (
 from sandbox.kata.naming import dns_label, object_labels, run_name
 from sandbox.kata.pod_run import finish_shielded
 from sandbox.kata.settings import KataSettings
-from sandbox.kata.watch import raise_for_status, stream_lines
+from sandbox.kata.watch import pod_log_lines
 from sandbox.service import ServiceEndpoint, ServiceHandle
 
 __all__ = ["KataServiceHandle", "delete_app_objects", "service_url", "start_app"]
@@ -146,15 +146,10 @@ async def _follow_app_logs(api: KubeApi, namespace: str, name: str, handle: Kata
             )
             running = [p for p in pods.items if p.status is not None and p.status.phase == "Running"]
             if running and running[0].metadata is not None and running[0].metadata.name:
-                response = await api.core.read_namespaced_pod_log_without_preload_content(
-                    running[0].metadata.name, namespace, follow=True, _request_timeout=24 * 3600.0
-                )
-                await raise_for_status(response)
-                try:
-                    async for line in stream_lines(response):
+                lines = pod_log_lines(api, namespace, running[0].metadata.name, timeout_s=24 * 3600.0)
+                async with contextlib.aclosing(lines):
+                    async for line in lines:
                         reader.feed(line)
-                finally:
-                    response.release()
         reader.finish()
         await asyncio.sleep(_LOG_RETRY_S)
 

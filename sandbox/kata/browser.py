@@ -45,7 +45,7 @@ from sandbox.kata.naming import object_labels, run_name
 from sandbox.kata.outcome import has_started, is_finished, scheduling_message, start_problem
 from sandbox.kata.pod_run import delete_run_objects, finish_shielded, to_json
 from sandbox.kata.settings import KataSettings
-from sandbox.kata.watch import PodWatcher, raise_for_status, stream_lines
+from sandbox.kata.watch import PodWatcher, pod_log_lines
 from sandbox.service import ServiceEndpoint, ServiceHandle
 
 __all__ = ["CDP_PORT", "KataBrowserHandle", "browser_argv", "start_browser"]
@@ -215,15 +215,10 @@ async def _follow_log(api: KubeApi, namespace: str, name: str, handle: KataBrows
     """Keep Chromium's newest output in the handle (for the error when it does not come up)."""
     reader = FrameReader(None, handle, keep=False)
     with contextlib.suppress(ApiException, aiohttp.ClientError, TimeoutError, ValueError):
-        response = await api.core.read_namespaced_pod_log_without_preload_content(
-            name, namespace, follow=True, _request_timeout=24 * 3600.0
-        )
-        await raise_for_status(response)
-        try:
-            async for line in stream_lines(response):
+        lines = pod_log_lines(api, namespace, name, timeout_s=24 * 3600.0)
+        async with contextlib.aclosing(lines):
+            async for line in lines:
                 reader.feed(line)
-        finally:
-            response.release()
     reader.finish()
 
 

@@ -37,7 +37,7 @@ from sandbox.kata.outcome import (
     start_problem,
 )
 from sandbox.kata.settings import KataSettings
-from sandbox.kata.watch import Json, PodWatcher, raise_for_status, stream_lines
+from sandbox.kata.watch import Json, PodWatcher, pod_log_lines
 from sandbox.streaming import ChunkSink
 
 __all__ = [
@@ -115,20 +115,17 @@ async def follow_log(
         seen = 0
         try:
             async with asyncio.timeout(remaining):
-                response = await api.core.read_namespaced_pod_log_without_preload_content(
-                    target.name, target.namespace, follow=True, _request_timeout=remaining + 5
+                lines = pod_log_lines(
+                    api, target.namespace, target.name, timeout_s=remaining + 5, complete_only=True
                 )
-                await raise_for_status(response)
-                try:
-                    async for line in stream_lines(response, complete_only=True):
+                async with contextlib.aclosing(lines):
+                    async for line in lines:
                         seen += 1
                         if seen <= skip:
                             continue
                         reader.feed(line)
                         if reader.facts.exit_code is not None or reader.facts.runner_error is not None:
                             return True
-                finally:
-                    response.release()
         except TimeoutError:
             return False
         except ApiException as exc:

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
 from sandbox.kata.kube import ApiException, KubeApi, is_missing
 
-__all__ = ["Json", "PodWatcher", "raise_for_status", "stream_lines"]
+__all__ = ["Json", "PodWatcher", "pod_log_lines", "raise_for_status", "stream_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,25 @@ async def stream_lines(
             pending = b""
     if pending and not complete_only:
         yield pending
+
+
+async def pod_log_lines(
+    api: KubeApi, namespace: str, name: str, *, timeout_s: float, complete_only: bool = False
+) -> AsyncGenerator[bytes, None]:
+    """Follow a pod's log line by line (:func:`stream_lines`); the response is released however it ends.
+
+    Raises:
+        ApiException: the API refused the log request.
+    """
+    response = await api.core.read_namespaced_pod_log_without_preload_content(
+        name, namespace, follow=True, _request_timeout=timeout_s
+    )
+    await raise_for_status(response)
+    try:
+        async for line in stream_lines(response, complete_only=complete_only):
+            yield line
+    finally:
+        response.release()
 
 
 class PodWatcher:
