@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
+from server.agent_protocol.api.run_responses import new_run_stream, new_run_wait
 from server.agent_protocol.schemas import EventId, RunCreate
 from server.agent_protocol.status import CancelAction
 from server.agent_protocol.streaming.sse import event_stream_response, run_headers, wait_response
@@ -28,11 +29,6 @@ router = APIRouter(prefix="/threads/{thread_id}/runs", tags=["agent-protocol"], 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
-
-
-def _cancels(service: ServiceDep, body: RunCreate) -> bool:
-    """Whether a new run is cancelled when its creating client leaves."""
-    return (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
 
 
 @router.post("")
@@ -54,33 +50,16 @@ async def stream_run(
     The headers (run id in ``Content-Location``) go out at once; a run that waits in the queue
     opens its stream with a ``metadata`` event giving its queue position.
     """
-    manager = service.manager
-    record, sub = await manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
+    record, sub = await service.manager.create_run(thread_id, body, tenant=tenant, subscribe=True)
     assert sub is not None
-    run_id = record.run_id
-    return event_stream_response(
-        sub,
-        headers=run_headers(thread_id, run_id, "stream"),
-        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
-        heartbeat_s=service.settings.heartbeat_s,
-        first=lambda: manager.queued_event(run_id),
-        coalesce_s=service.settings.stream_coalesce_s,
-        received_at=received_at(request.scope),
-    )
+    return new_run_stream(service, record, sub, body, request)
 
 
 @router.post("/wait")
 async def wait_run(thread_id: str, body: RunCreate, service: ServiceDep, tenant: TenantDep) -> Response:
     """Start a run and answer with its final values when it ends."""
-    manager = service.manager
-    record, _ = await manager.create_run(thread_id, body, tenant=tenant)
-    run_id = record.run_id
-    return wait_response(
-        lambda: manager.wait(thread_id, run_id),
-        headers=run_headers(thread_id, run_id, "join"),
-        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
-        heartbeat_s=service.settings.heartbeat_s,
-    )
+    record, _ = await service.manager.create_run(thread_id, body, tenant=tenant)
+    return new_run_wait(service, record, body)
 
 
 @router.get("")

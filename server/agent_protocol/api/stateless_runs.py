@@ -16,20 +16,15 @@ from sse_starlette import EventSourceResponse
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
+from server.agent_protocol.api.run_responses import new_run_stream, new_run_wait
 from server.agent_protocol.schemas import RunCreate
-from server.agent_protocol.streaming.sse import event_stream_response, run_headers, wait_response
 from server.deps import TenantDep
-from server.middleware import received_at
 
 __all__ = ["MAX_BATCH", "router"]
 
 router = APIRouter(prefix="/runs", tags=["agent-protocol"], route_class=JSONBodyRoute)
 
 MAX_BATCH = 100
-
-
-def _cancels(service: ServiceDep, body: RunCreate) -> bool:
-    return (body.on_disconnect or service.settings.default_on_disconnect) == "cancel"
 
 
 @router.post("")
@@ -60,30 +55,13 @@ async def stream_stateless_run(
     body: RunCreate, service: ServiceDep, tenant: TenantDep, request: Request
 ) -> EventSourceResponse:
     """Start a run on a thread of its own and stream its events (as ``/threads/{id}/runs/stream``)."""
-    manager = service.manager
-    record, sub = await manager.create_stateless_run(body, tenant=tenant, subscribe=True)
+    record, sub = await service.manager.create_stateless_run(body, tenant=tenant, subscribe=True)
     assert sub is not None
-    run_id = record.run_id
-    return event_stream_response(
-        sub,
-        headers=run_headers(record.thread_id, run_id, "stream"),
-        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
-        heartbeat_s=service.settings.heartbeat_s,
-        first=lambda: manager.queued_event(run_id),
-        coalesce_s=service.settings.stream_coalesce_s,
-        received_at=received_at(request.scope),
-    )
+    return new_run_stream(service, record, sub, body, request)
 
 
 @router.post("/wait")
 async def wait_stateless_run(body: RunCreate, service: ServiceDep, tenant: TenantDep) -> Response:
     """Start a run on a thread of its own and answer with its final values when it ends."""
-    manager = service.manager
-    record, _ = await manager.create_stateless_run(body, tenant=tenant)
-    thread_id, run_id = record.thread_id, record.run_id
-    return wait_response(
-        lambda: manager.wait(thread_id, run_id),
-        headers=run_headers(thread_id, run_id, "join"),
-        on_disconnect=manager.on_disconnect(run_id, cancel=_cancels(service, body), who="client"),
-        heartbeat_s=service.settings.heartbeat_s,
-    )
+    record, _ = await service.manager.create_stateless_run(body, tenant=tenant)
+    return new_run_wait(service, record, body)
