@@ -31,14 +31,15 @@ from server.agent_protocol.graphs import GraphHost
 from server.agent_protocol.schemas import AssistantSearch, RunCreate
 from server.agent_protocol.storage.assistants import AssistantRecord, AssistantStore, AssistantVersionFields
 
-__all__ = ["MAX_RECURSION_LIMIT", "Assistants", "merged_config"]
+__all__ = ["MAX_RECURSION_LIMIT", "Assistants", "is_uuid", "merged_config"]
 
 MAX_RECURSION_LIMIT = 1000
 _CONFIG_KEYS = ("configurable", "recursion_limit", "tags")
 _SORT_KEYS = ("assistant_id", "graph_id", "name", "created_at", "updated_at")
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` parses as a UUID (stored assistants have one; graph ids do not)."""
     try:
         uuid.UUID(value)
     except ValueError:
@@ -100,7 +101,7 @@ class Assistants:
         """
         if self.is_default(assistant_id):
             return self._default
-        record = await self._store.get(assistant_id, tenant) if _is_uuid(assistant_id) else None
+        record = await self._store.get(assistant_id, tenant) if is_uuid(assistant_id) else None
         if record is None:
             raise AssistantNotFoundError(f"assistant {assistant_id!r} not found")
         return record

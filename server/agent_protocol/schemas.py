@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from server.schemas import MAX_INT64, check_json_value
 
 __all__ = [
+    "JsonBody",
     "AssistantCreate",
     "AssistantPatch",
     "AssistantSearch",
@@ -53,7 +54,9 @@ EventId = Annotated[str | None, AfterValidator(_check_event_id)]
 """The ``Last-Event-ID`` a client rejoins a stream with."""
 
 
-class _Body(BaseModel):
+class JsonBody(BaseModel):
+    """A request body stored as JSON (unknown fields ignored)."""
+
     model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
@@ -63,7 +66,7 @@ class _Body(BaseModel):
         return check_json_value(data)
 
 
-class CheckpointRef(_Body):
+class CheckpointRef(JsonBody):
     """Points at one checkpoint of a thread (time travel)."""
 
     thread_id: str | None = None
@@ -72,7 +75,7 @@ class CheckpointRef(_Body):
     checkpoint_map: dict[str, Any] | None = None
 
 
-class CommandIn(_Body):
+class CommandIn(JsonBody):
     """``Command`` of LangGraph: resume an interrupt, update state, or jump to a node."""
 
     resume: Any = None
@@ -80,7 +83,7 @@ class CommandIn(_Body):
     goto: Any = None
 
 
-class RunCreate(_Body):
+class RunCreate(JsonBody):
     """``POST /threads/{id}/runs[/stream|/wait]``."""
 
     assistant_id: str
@@ -108,7 +111,7 @@ class RunCreate(_Body):
         return [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
 
 
-class ThreadCreate(_Body):
+class ThreadCreate(JsonBody):
     """``POST /threads``."""
 
     thread_id: str | None = None
@@ -116,13 +119,13 @@ class ThreadCreate(_Body):
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
-class ThreadPatch(_Body):
+class ThreadPatch(JsonBody):
     """``PATCH /threads/{id}``: metadata is merged into the existing one."""
 
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class ThreadSearch(_Body):
+class ThreadSearch(JsonBody):
     """``POST /threads/search``."""
 
     metadata: dict[str, Any] | None = None
@@ -135,14 +138,14 @@ class ThreadSearch(_Body):
     sort_order: Literal["asc", "desc"] = "desc"
 
 
-class ThreadCount(_Body):
+class ThreadCount(JsonBody):
     """``POST /threads/count``."""
 
     metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
 
 
-class HistoryRequest(_Body):
+class HistoryRequest(JsonBody):
     """``POST /threads/{id}/history``."""
 
     limit: int = Field(default=10, ge=1, le=1000)
@@ -151,14 +154,14 @@ class HistoryRequest(_Body):
     checkpoint: CheckpointRef | None = None
 
 
-class StateCheckpointRequest(_Body):
+class StateCheckpointRequest(JsonBody):
     """``POST /threads/{id}/state/checkpoint``."""
 
     checkpoint: CheckpointRef
     subgraphs: bool = False
 
 
-class StateUpdate(_Body):
+class StateUpdate(JsonBody):
     """``POST /threads/{id}/state``: ``values`` maps state keys (an object), ``as_node`` names a node."""
 
     values: dict[str, Any] | None = None
@@ -181,7 +184,7 @@ AssistantField = Literal[
 ]
 
 
-class AssistantSearch(_Body):
+class AssistantSearch(JsonBody):
     """``POST /assistants/search`` (``name`` matches a part of the name, any case)."""
 
     graph_id: str | None = None
@@ -213,7 +216,7 @@ Text = Annotated[str | None, AfterValidator(_no_nul)]
 """A stored text column: Postgres keeps no NUL character in text."""
 
 
-class _AssistantFields(_Body):
+class _AssistantFields(JsonBody):
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
@@ -236,7 +239,7 @@ class AssistantPatch(_AssistantFields):
     name: Text = Field(default=None, min_length=1, max_length=256)
 
 
-class AssistantVersionsSearch(_Body):
+class AssistantVersionsSearch(JsonBody):
     """``POST /assistants/{id}/versions``."""
 
     metadata: dict[str, Any] | None = None
@@ -244,13 +247,13 @@ class AssistantVersionsSearch(_Body):
     offset: int = Field(default=0, ge=0, le=MAX_INT64)
 
 
-class AssistantVersionChange(_Body):
+class AssistantVersionChange(JsonBody):
     """``POST /assistants/{id}/latest``."""
 
     version: int = Field(ge=1, le=MAX_INT64)
 
 
-class ThreadPrune(_Body):
+class ThreadPrune(JsonBody):
     """``POST /threads/prune``: ``delete`` removes the threads, ``keep_latest`` their older checkpoints."""
 
     thread_ids: list[str] = Field(max_length=1000)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Response
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.api.paging import one_page
+from server.agent_protocol.assistants import is_uuid
 from server.agent_protocol.errors import AssistantExistsError, AssistantNotFoundError
 from server.agent_protocol.schemas import (
     AssistantCreate,
@@ -150,7 +151,7 @@ async def list_assistant_versions(
     if assistants.is_default(assistant_id):
         versions = assistants.versions_of_default()
     else:
-        found = await assistants.store.versions(assistant_id, tenant) if _is_uuid(assistant_id) else None
+        found = await assistants.store.versions(assistant_id, tenant) if is_uuid(assistant_id) else None
         if found is None:
             raise AssistantNotFoundError(f"assistant {assistant_id!r} not found")
         versions = found
@@ -198,11 +199,3 @@ async def get_assistant_subgraphs(
     """Subgraph schemas are not exposed: an empty mapping."""
     await service.assistants.resolve(assistant_id, tenant)
     return {}
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from langgraph.store.base import InvalidNamespaceError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from server.agent_protocol.api.deps import ServiceDep
 from server.agent_protocol.api.json_body import JSONBodyRoute
 from server.agent_protocol.memory.errors import InvalidStoreRequestError
 from server.agent_protocol.memory.tenant import TenantMemoryStore
+from server.agent_protocol.schemas import JsonBody
 from server.deps import TenantDep
-from server.schemas import check_json_value
 
 __all__ = ["router"]
 
@@ -31,16 +31,7 @@ MAX_PAGE = 1000
 MAX_QUERY_CHARS = 4000
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        return check_json_value(data)
-
-
-class StorePut(_Body):
+class StorePut(JsonBody):
     """``PUT /store/items``: store or replace an item (``ttl`` in minutes)."""
 
     namespace: list[str] = Field(default_factory=list)
@@ -50,14 +41,14 @@ class StorePut(_Body):
     ttl: float | None = None
 
 
-class StoreDelete(_Body):
+class StoreDelete(JsonBody):
     """``DELETE /store/items``."""
 
     namespace: list[str] = Field(default_factory=list)
     key: str
 
 
-class StoreSearch(_Body):
+class StoreSearch(JsonBody):
     """``POST /store/items/search``: newest first, or ranked by ``query`` (semantic search)."""
 
     namespace_prefix: list[str] | None = None
@@ -68,7 +59,7 @@ class StoreSearch(_Body):
     refresh_ttl: bool | None = None
 
 
-class StoreListNamespaces(_Body):
+class StoreListNamespaces(JsonBody):
     """``POST /store/namespaces``."""
 
     prefix: list[str] | None = None

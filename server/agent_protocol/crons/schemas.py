@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from server.agent_protocol.schemas import RunCreate, StreamModeName, Text, _Body
+from server.agent_protocol.schemas import JsonBody, RunCreate, StreamModeName, Text
 from server.schemas import MAX_INT64
 
 __all__ = ["RUN_FIELDS", "CronCount", "CronCreate", "CronPatch", "CronSearch", "ThreadCronCreate"]
@@ -62,7 +62,7 @@ def _no_webhook(value: str | None) -> str | None:
     return value
 
 
-class _RunFields(_Body):
+class _RunFields(JsonBody):
     input: Any = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -110,7 +110,7 @@ class CronPatch(_RunFields):
     on_run_completed: Literal["delete", "keep"] | None = None
 
 
-class CronSearch(_Body):
+class CronSearch(JsonBody):
     """``POST /runs/crons/search``."""
 
     assistant_id: str | None = None
@@ -124,7 +124,7 @@ class CronSearch(_Body):
     select: list[CronField] | None = None
 
 
-class CronCount(_Body):
+class CronCount(JsonBody):
     """``POST /runs/crons/count``."""
 
     assistant_id: str | None = None
