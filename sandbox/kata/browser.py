@@ -73,6 +73,10 @@ def browser_argv(settings: KataSettings, requested: tuple[str, ...], proxy_url: 
         f"--user-data-dir={PROFILE_DIR}",
         f"--proxy-server={proxy}",
         "--proxy-bypass-list=<-loopback>",
+        # No tab of its own: Playwright's connect_over_cdp waits for every page that exists when it
+        # attaches, and a first tab whose navigation hangs (its start page through the proxy) held
+        # a session's connect for the whole timeout. Callers open their own contexts and pages.
+        "--no-startup-window",
     ]
 
 

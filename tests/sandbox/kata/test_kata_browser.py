@@ -122,6 +122,8 @@ async def test_a_session_is_a_hardened_pod_reached_over_cdp(
     try:
         async with pool.session(guarded) as browser:
             assert guarded.admission.stats().granted_memory_mb == BROWSER_LIMITS.memory_mb
+            # Chromium opened no tab of its own (a hanging first tab held connect_over_cdp before)
+            assert [len(context.pages) for context in browser.contexts] == [0]
             page = await browser.new_page()
             await page.goto(f"{site}/hello", timeout=30_000)
             assert await page.inner_text("#t") == "Hello from the test"
