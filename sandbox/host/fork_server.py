@@ -197,7 +197,7 @@ class Zygote:
         except BaseException:
             if child.pid > 0:
                 with contextlib.suppress(OSError):
-                    os.kill(child.pid, 9)
+                    os.kill(child.pid, 9)  # still waiting for us: not reaped yet
             child.close()
             raise
         self.children += 1

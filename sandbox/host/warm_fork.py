@@ -91,10 +91,27 @@ class ForkedProcess:
         return code
 
 
-def _join(cgroup: Cgroup, pid: int) -> None:
-    """Move the single-threaded ``pid`` into ``cgroup`` (its ``tasks`` files: the cheap move)."""
-    for tasks in cgroup.tasks_files:
-        write_knob(tasks, pid)
+def _take_group(pool: CgroupPool, limits: Limits, pid: int) -> Cgroup:
+    """A pooled cgroup with ``limits``, the single-threaded ``pid`` moved into it (blocking).
+
+    Why ``tasks``: moving one thread skips the threadgroup lock that makes ``cgroup.procs`` slow.
+    """
+    cgroup = pool.acquire(limits, FORK_PIDS)
+    try:
+        for tasks in cgroup.tasks_files:
+            write_knob(tasks, pid)
+    except BaseException:
+        pool.release(cgroup)
+        raise
+    return cgroup
+
+
+def _empty_group(pool: CgroupPool, cgroup: Cgroup) -> None:
+    """Kill what is left in ``cgroup`` and pool it again (blocking)."""
+    try:
+        cgroup.kill_all()
+    finally:
+        pool.release(cgroup, emptied=True)
 
 
 class ForkWarmSandbox:
@@ -149,35 +166,36 @@ class ForkWarmSandbox:
         try:
             if pool is None:
                 raise SandboxStartError("forked warm sandboxes need writable cgroups on this host")
-            try:
-                limits = start_limits(template.limits, maximums)
-                cgroup = await asyncio.to_thread(pool.acquire, limits, FORK_PIDS)
-            except PoolClosedError:
-                raise SandboxStartError("sandbox is closed") from None
+            child = await zygote.fork(timeout_s)
         except BaseException:
             on_end()
             raise
-        sandbox: ForkWarmSandbox | None = None
+        try:  # it waits for "go": in its cgroup before it allocates anything
+            limits = start_limits(template.limits, maximums)
+            cgroup = await asyncio.to_thread(_take_group, pool, limits, child.pid)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+            child.close()
+            zygote.child_ended()
+            on_end()
+            if isinstance(exc, PoolClosedError):
+                raise SandboxStartError("sandbox is closed") from None
+            raise
+        sandbox = cls(
+            zygote=zygote,
+            child=child,
+            cgroup=cgroup,
+            pool=pool,
+            libset=libset,
+            python=python,
+            maximums=maximums,
+            on_end=on_end,
+        )
         try:
-            child = await zygote.fork(timeout_s)
-            sandbox = cls(
-                zygote=zygote,
-                child=child,
-                cgroup=cgroup,
-                pool=pool,
-                libset=libset,
-                python=python,
-                maximums=maximums,
-                on_end=on_end,
-            )
-            await asyncio.to_thread(_join, cgroup, child.pid)
             child.control.send(b"go")
         except BaseException:
-            if sandbox is not None:
-                await sandbox._teardown()
-            else:
-                await asyncio.to_thread(pool.release, cgroup)
-                on_end()
+            await sandbox._teardown()
             raise
         return sandbox
 
@@ -315,9 +333,7 @@ class ForkWarmSandbox:
             return
         self._ended = True
         try:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.to_thread(self._cgroup.kill_all))
-            await asyncio.shield(asyncio.to_thread(self._pool.release, self._cgroup, emptied=True))
+            await asyncio.shield(asyncio.to_thread(_empty_group, self._pool, self._cgroup))
         finally:
             self._child.close()
             self._zygote.child_ended()
