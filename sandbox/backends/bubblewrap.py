@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from pathlib import Path
 
 from sandbox.base import Check, RunRequest, RunResult
 from sandbox.commands import TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
@@ -337,4 +338,32 @@ def _preflight(settings: SandboxSettings) -> list[Check]:
     cgroups = cgroups_check(
         local.cgroup_root, enabled=local.use_cgroups, fallback="limits fall back to rlimits"
     )
-    return [root, launcher_check, bwrap, seccomp_check, cgroups, deno_check()]
+    checks = [root, launcher_check, bwrap, seccomp_check, cgroups, deno_check()]
+    if settings.warm.enabled and settings.warm.fork:
+        checks.append(_fork_check(cgroups.ok))
+    return checks
+
+
+def _fork_check(cgroups: bool) -> Check:
+    """Whether forked warm sandboxes can work here (else warm sandboxes start whole, as without them)."""
+    try:
+        userns = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        userns = 0
+    if not cgroups or userns < 2:
+        why = "no writable cgroups" if not cgroups else "user.max_user_namespaces is below 2"
+        return Check(
+            name="warm fork",
+            ok=False,
+            detail=f"forked warm sandboxes unusable ({why}); warm sandboxes start whole",
+            fix="sysctl -w user.max_user_namespaces=15000 and writable cgroup v1 controllers",
+            required=False,  # not fatal: warm sandboxes start whole instead
+        )
+    abi = landlock_abi()
+    scope = (
+        f"Landlock ABI {abi}: concurrent runs scoped apart by Landlock"
+        if abi >= _LANDLOCK_SCOPE_ABI
+        else f"Landlock ABI {abi} (< {_LANDLOCK_SCOPE_ABI}): a network namespace per run instead"
+    )
+    detail = f"Python warm sandboxes fork from a zygote per key; {scope}"
+    return Check(name="warm fork", ok=True, detail=detail, required=False)

@@ -123,7 +123,8 @@ def _seccomp(bpf: bytes) -> None:
 def _setup_failed(exc: BaseException, status: int = 3) -> None:
     try:
         os.write(2, f"agentic-sandbox: setup failed: {exc}\n".encode())
-        os.write(status, b"125\n")
+        if status >= 0:
+            os.write(status, b"125\n")
     finally:
         os._exit(125)
 
@@ -156,6 +157,44 @@ def _pid1(bpf: bytes, keep: set[str], disk_mb: int, scope: str, own_args: int) -
     stub.run(3, own_args, keep)
 
 
+def _unshare(scope: str) -> None:
+    """New user (our uid mapped to itself), mount, pid, ipc, uts (and net) namespaces for this process."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if scope == "netns":
+        flags |= CLONE_NEWNET
+    _check(libc.unshare(flags), "unshare")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+
+
+def _probe(scope: str) -> None:
+    """Check once that this kernel lets a child make a run's namespaces and mounts (else: fail the start)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _unshare(scope)
+            inner = os.fork()
+            if inner == 0:
+                try:
+                    _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+                    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+                    _mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+                    os._exit(0)
+                except BaseException as exc:
+                    os.write(2, f"agentic-sandbox: setup failed: {exc}\n".encode())
+                    os._exit(1)
+            code = os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1])
+        except BaseException as exc:
+            os.write(2, f"agentic-sandbox: setup failed: {exc}\n".encode())
+        finally:
+            os._exit(code)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        _setup_failed(OSError("this kernel refuses a forked run its namespaces or mounts"), -1)
+
+
 def _child(fds: list[int], bpf: bytes, keep: set[str], disk_mb: int, scope: str, own_args: int) -> None:
     """The forked child: wait for the host, new namespaces, pid 1 runs the program (never returns)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -166,14 +205,7 @@ def _child(fds: list[int], bpf: bytes, keep: set[str], disk_mb: int, scope: str,
         if control.recv(16) != b"go":
             os._exit(0)  # the host gave the run up
         ctl = control.detach()  # its fd moves below: the object must not close a number reused by then
-        uid, gid = os.getuid(), os.getgid()
-        flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-        if scope == "netns":
-            flags |= CLONE_NEWNET
-        _check(libc.unshare(flags), "unshare")
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        _unshare(scope)
         mine = (stdin, out, err, status, ctl)
         copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in mine]
         for target, fd in enumerate(copies):  # above every fd of ours first, then into place
@@ -203,6 +235,7 @@ def serve() -> None:
     bpf = host.recv(1 << 20)
     if not bpf or len(bpf) % 8:
         _setup_failed(ValueError(f"a seccomp program of {len(bpf)} bytes"))
+    _probe(scope)
     before = set(sys.modules)
     _, added = stub.preload(names)
     keep = _COLD | (set(sys.modules) - before) | {"__main__"}

@@ -62,9 +62,10 @@ async def sandbox(
     other modules' checks for leftover processes would otherwise count as theirs.
     """
     name, _, warm = str(request.param).partition("+")
-    if warm.endswith("fork"):  # forked warm sandboxes (sandbox.host.warm_fork)
+    if warm:  # whole warm sandboxes, or forked ones (sandbox.host.warm_fork)
+        fork = warm.endswith("fork")
         sandbox_settings = sandbox_settings.model_copy(
-            update={"warm": sandbox_settings.warm.model_copy(update={"fork": True})}
+            update={"warm": sandbox_settings.warm.model_copy(update={"fork": fork})}
         )
     box: Sandbox = create_sandbox(sandbox_settings, name)
     problem = verdict(await box.preflight())
