@@ -238,12 +238,16 @@ async def test_the_waiting_interpreter_is_already_confined(pool: WarmPool) -> No
 
 
 def _status(pids: set[int]) -> dict[str, str]:
-    """``/proc/PID/status`` of the newest of ``pids`` (a forked sandbox's pid 1: the highest pid)."""
-    try:
-        text = Path(f"/proc/{max(pids)}/status").read_text()
-    except (OSError, ValueError):
-        return {}
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    """``/proc/PID/status`` of a forked sandbox's pid 1 (pid 1 of its own pid namespace), or ``{}``."""
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        status = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if status.get("NSpid", "").split()[-1:] == ["1"]:
+            return status
+    return {}
 
 
 # --- limits from hand-over ------------------------------------------------------------------------
