@@ -286,10 +286,6 @@ class Zygotes:
         self._current[key] = zygote
         return zygote
 
-    def memory_share(self, zygote: Zygote) -> int:
-        """How many idle or running children share ``zygote``'s memory (at least 1)."""
-        return max(zygote.children, 1)
-
     async def close(self) -> None:
         """Stop every zygote now (their children end with them) and wait until they are gone."""
         for starting in list(self._starting.values()):
