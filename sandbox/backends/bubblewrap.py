@@ -115,7 +115,10 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
         self._idle.set()
         warm = self.settings.warm
         self._zygotes = Zygotes(
-            self._start_zygote, max_children=warm.fork_max_children, max_age_s=warm.fork_max_age_s
+            self._start_zygote,
+            max_children=warm.fork_max_children,
+            max_age_s=warm.fork_max_age_s,
+            idle_ttl_s=warm.idle_ttl_s,
         )
         self._fork = warm.fork  # False once a fork server could not start here
 
@@ -199,6 +202,10 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
             timeout_s=self.settings.warm.start_timeout_s,
             on_end=ended,
         )
+
+    def warm_helper_pids(self) -> set[int]:
+        """Host processes of the fork servers (not of a run nor of a warm sandbox; blocking, for checks)."""
+        return self._zygotes.pids()
 
     async def _start_zygote(self, template: RunRequest) -> Zygote:
         """Start a fork server for ``template``'s key, on a host uid of its own."""

@@ -10,8 +10,9 @@ uts / cgroup namespaces, read-only system dirs, the stage's ``/etc``, ``no_new_p
 differences: no ``--disable-userns``, and the fork server's seccomp filter
 (:func:`~sandbox.host.seccomp_policy.zygote_policy`), so its children can make namespaces and mounts.
 :class:`Zygotes` keeps one per key, started on first use, replaced after ``fork_max_children``
-children, ``fork_max_age_s`` seconds, or when it died; a replaced one is stopped once its last
-child ended (its children live in its pid namespace).
+children, ``fork_max_age_s`` seconds, when it died, or once it had no child for the pool's
+``idle_ttl_s``; a replaced one is stopped once its last child ended (its children live in its pid
+namespace).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Zygote:
     """One fork server: fork a child for a run, count the children, stop when told and idle."""
 
     def __init__(self, run: BwrapRun, process: WarmProcess, sock: socket.socket, on_end: Callable[[], None]):
+        self.idle_ttl_s = 300.0  # with no child for this long it stops (set by Zygotes)
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.run = run
         self.process = process
         self._sock = sock
@@ -153,7 +156,9 @@ class Zygote:
 
     def pids(self) -> set[int]:
         """Its own processes on the host (blocking: reads its cgroup; its children are in theirs)."""
-        return self.run.cgroup.pids() if self.run.cgroup is not None else set()
+        if self._stopped is not None or self.run.cgroup is None:  # the group may serve another run now
+            return set()
+        return self.run.cgroup.pids()
 
     async def fork(self, timeout_s: float) -> ForkedChild:
         """Fork a child waiting for ``go``; the caller owns it.
@@ -201,6 +206,9 @@ class Zygote:
             child.close()
             raise
         self.children += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         return child
 
     def child_ended(self) -> None:
@@ -208,6 +216,13 @@ class Zygote:
         self.children -= 1
         if self.retired and self.children <= 0:
             self.stop()
+        elif self.children <= 0 and self._idle_timer is None:
+            self._idle_timer = asyncio.get_running_loop().call_later(self.idle_ttl_s, self._idle_too_long)
+
+    def _idle_too_long(self) -> None:
+        self._idle_timer = None
+        if self.children <= 0:
+            self.retire()
 
     def retire(self) -> None:
         """Fork no more; stop once its last child ended."""
@@ -217,6 +232,10 @@ class Zygote:
 
     def stop(self) -> None:
         """Stop it in the background (idempotent; :meth:`stopped` waits)."""
+        self.retired = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._stopped is None:
             self._stopped = asyncio.ensure_future(self._stop())
 
@@ -248,9 +267,15 @@ class Zygotes:
     """One zygote per warm key, started on first use and replaced as the settings say."""
 
     def __init__(
-        self, start: Callable[[RunRequest], Awaitable[Zygote]], *, max_children: int, max_age_s: float
+        self,
+        start: Callable[[RunRequest], Awaitable[Zygote]],
+        *,
+        max_children: int,
+        max_age_s: float,
+        idle_ttl_s: float,
     ) -> None:
         self._start = start
+        self._idle_ttl_s = idle_ttl_s
         self._max_children = max_children
         self._max_age_s = max_age_s
         self._current: dict[Hashable, Zygote] = {}
@@ -261,7 +286,8 @@ class Zygotes:
         """The key's zygote, started (or replaced) first if need be."""
         zygote = self._current.get(key)
         if zygote is not None and (
-            not zygote.alive()
+            zygote.retired
+            or not zygote.alive()
             or zygote.forks >= self._max_children
             or time.monotonic() - zygote.started > self._max_age_s
         ):
@@ -281,10 +307,15 @@ class Zygotes:
             zygote = await self._start(template)
         finally:
             self._starting.pop(key, None)
+        zygote.idle_ttl_s = self._idle_ttl_s
         self._all = {z for z in self._all if not z.gone}
         self._all.add(zygote)
         self._current[key] = zygote
         return zygote
+
+    def pids(self) -> set[int]:
+        """The host processes of every zygote's own sandbox (blocking: reads their cgroups)."""
+        return {pid for zygote in self._all for pid in zygote.pids()}
 
     async def close(self) -> None:
         """Stop every zygote now (their children end with them) and wait until they are gone."""

@@ -263,3 +263,13 @@ async def test_a_zygote_is_replaced_after_its_children_and_close_leaves_nothing(
     assert zygote_pids() == before
     assert not idle.alive() and not idle.pids()
     assert all(not d.exists() for d in groups.values()), groups
+
+
+async def test_a_zygote_without_children_stops_after_the_idle_ttl() -> None:
+    before = zygote_pids()
+    async with BubblewrapSandbox(_settings(idle_ttl_s=1.0)) as box:
+        assert (await run_forked(box, py("print(1)"))).ok
+        assert zygote_pids() - before
+        await asyncio.sleep(2.5)
+        assert zygote_pids() == before and not box.warm_helper_pids()
+        assert (await run_forked(box, py("print(2)"))).stdout == "2\n"  # a new one starts
