@@ -10,7 +10,8 @@ entry args`` would to the program: a fresh ``__main__`` module with ``__file__``
 ``sys.orig_argv``, ``sys.path[0]``, the run's environment (``os.environ`` and the C environment),
 cwd the scratch dir, and a traceback without the stub's frames (the same text a cold run prints, so
 the repair loop reads the same file names and line numbers). It ends as a cold interpreter would,
-but without tearing down the preloaded modules (:func:`_exit`).
+but without tearing down the preloaded modules (:func:`_exit`). A warm key's fork server
+(:mod:`sandbox.warm.zygote`) imports this module and uses :func:`preload` and :func:`run` the same way.
 """
 
 import os
@@ -209,9 +210,9 @@ def run(status_fd: int, own_args: int, keep: set[str]) -> None:
     sys.orig_argv = [*sys.orig_argv[:-own_args], *argv]  # [python, -s, -B] + the program's
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     sys.modules["__main__"] = main
-    # The program runs below our frames: it gets the cold run's recursion depth back
-    # (``sys.getrecursionlimit()`` shows that many more than a cold interpreter's).
-    depth, frame = 0, sys._getframe()
+    # The program runs below our frames and the ``exec`` call: it gets the cold run's recursion
+    # depth back (``sys.getrecursionlimit()`` shows that many more than a cold interpreter's).
+    depth, frame = 1, sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back  # type: ignore[assignment]
     sys.setrecursionlimit(sys.getrecursionlimit() + depth)

@@ -390,3 +390,15 @@ async def test_an_entry_in_a_subdirectory(pool: WarmPool) -> None:
     cold = await pool.inner.run(request)
     warm = await warm_run(pool, request)
     assert warm.stdout == cold.stdout == "1 /sandbox/work/app/main.py\n"
+
+
+RECURSE = (
+    "import sys\nn = 0\ndef f():\n    global n\n    n += 1\n    f()\ntry:\n    f()\n"
+    "except RecursionError:\n    pass\nprint(n)\n"
+)
+
+
+async def test_the_program_gets_a_cold_runs_recursion_depth(pool: WarmPool) -> None:
+    cold = await pool.inner.run(py(RECURSE))
+    warm = await warm_run(pool, py(RECURSE))
+    assert cold.ok and warm.stdout == cold.stdout, (cold.stdout, warm.stdout)
