@@ -3,10 +3,12 @@
 Each problem becomes ``prompt + canonical_solution + test + check(entry_point)``, run as a bare
 ``/usr/bin/python3 file.py`` subprocess, through the ``local`` sandbox started cold, and through
 the warm pool in front of a ``local`` sandbox (as the server runs it: default warm settings, the
-pool refilling in the background while it serves), each with the same number of concurrent workers
-(default 2, the core count here). The three take turns, round after round. Every run must pass;
-failures are listed and the exit code is 1. Prints the load average (the host is shared), the
-pool's hits and misses, and last the throughput ratio warm sandbox / bare (target >= 1.0).
+pool refilling in the background while it serves) with whole warm sandboxes (``warm``) and with
+forked ones (``fork``: ``warm.fork``, :mod:`sandbox.host.warm_fork`), each with the same number of
+concurrent workers (default 2, the core count here). The four take turns, round after round. Every
+run must pass; failures are listed and the exit code is 1. Prints the load average (the host is
+shared), the pools' hits and misses, and last the throughput ratios warm / bare and fork / bare
+(target >= 1.0).
 
 Run from the repo root: ``python bench/humaneval_throughput.py [--workers N] [--rounds N]``.
 Each side's throughput is its median round (a lucky or an unlucky round on this shared host moves
@@ -123,45 +125,61 @@ async def main(workers: int, rounds: int) -> int:
         return 2
     programs = load_programs()
     n = len(programs)
-    seconds: dict[str, list[float]] = {"bare": [], "cold": [], "warm": []}
+    seconds: dict[str, list[float]] = {"bare": [], "cold": [], "warm": [], "fork": []}
+    whole = settings.model_copy(update={"warm": settings.warm.model_copy(update={"fork": False})})
+    forked = settings.model_copy(update={"warm": settings.warm.model_copy(update={"fork": True})})
     failed: dict[str, str] = {}
     print(f"load average before: {load()}")
     with tempfile.TemporaryDirectory(prefix="agentic-humaneval-") as tmp:
         async with (
             create_sandbox(settings, "local") as cold,
-            WarmPool(create_sandbox(settings, "local"), settings) as pool,
+            WarmPool(create_sandbox(whole, "local"), whole) as pool,
+            WarmPool(create_sandbox(forked, "local"), forked) as fork_pool,
         ):
             runners = {
                 "bare": bare_runner(Path(tmp)),
                 "cold": sandbox_runner(cold),
                 "warm": sandbox_runner(pool),
+                "fork": sandbox_runner(fork_pool),
             }
             warm = {k: programs[k] for k in list(programs)[:4]}  # warm caches (page cache, cgroup pool)
             for runner in runners.values():
                 await run_all(warm, runner, workers)
             names = list(runners)
             for r in range(rounds):  # take turns (the order rotates); the median round of each counts
-                for name in names[r % 3 :] + names[: r % 3]:
+                turn = r % len(names)
+                for name in names[turn:] + names[:turn]:
                     took, fails = await run_all(programs, runners[name], workers)
                     failed.update({f"{name} {k}": v for k, v in fails.items()})
                     seconds[name].append(took)
                     print(f"round {r + 1}: {name:4} {n} programs in {took:6.2f} s = {n / took:6.1f} /s")
-            stats = pool.stats()
+            stats = {"warm": pool.stats(), "fork": fork_pool.stats()}
     print(f"load average after:  {load()}")
     for name, why in sorted(failed.items()):
         print(f"FAILED {name}: {why.strip()}")
-    print(f"warm pool: {stats.hits} hits, misses {dict(stats.misses)}, {stats.starts} sandboxes started")
+    for name, pool_stats in stats.items():
+        print(
+            f"{name} pool: {pool_stats.hits} hits, misses {dict(pool_stats.misses)}, "
+            f"{pool_stats.starts} sandboxes started"
+        )
     throughput = {name: n / statistics.median(rounds_s) for name, rounds_s in seconds.items()}
-    for name, label in (("bare", "bare"), ("cold", "sandbox, cold"), ("warm", "sandbox, warm pool")):
+    labels = (
+        ("bare", "bare"),
+        ("cold", "sandbox, cold"),
+        ("warm", "sandbox, warm pool"),
+        ("fork", "sandbox, warm fork"),
+    )
+    for name, label in labels:
         print(f"{label:19} {throughput[name]:6.1f} programs/s ({workers} workers, median of {rounds} rounds)")
-    print(f"runs: {n * rounds * 3 - len(failed)} ok, {len(failed)} failing")
-    for name in ("cold", "warm"):
+    print(f"runs: {n * rounds * len(seconds) - len(failed)} ok, {len(failed)} failing")
+    for name in ("cold", "warm", "fork"):
         ratios = [b / s for b, s in zip(seconds["bare"], seconds[name], strict=True)]
         listed = ", ".join(f"{r:.2f}" for r in ratios)
         print(f"per-round ratios {name}/bare: {listed} (median {statistics.median(ratios):.2f})")
     print(f"throughput ratio cold sandbox/bare: {throughput['cold'] / throughput['bare']:.2f}")
+    print(f"throughput ratio warm sandbox/bare: {throughput['warm'] / throughput['bare']:.2f}")
     print(
-        f"throughput ratio warm sandbox/bare (target >= 1.0): {throughput['warm'] / throughput['bare']:.2f}"
+        f"throughput ratio fork sandbox/bare (target >= 1.0): {throughput['fork'] / throughput['bare']:.2f}"
     )
     return 1 if failed else 0
 

@@ -9,6 +9,7 @@ noise hits them alike:
     ``pool.settled``, not timed), so the timed run finds one idle, as in an agent's loop (run, think,
     run again), and no variant is timed while the pool works in the background. The pool's hit
     counter must show every timed run was a hit;
+(f) library, warm fork: the same with forked warm sandboxes (``warm.fork``, :mod:`sandbox.host.warm_fork`);
 (g) gVisor, cold and warm, the same way (fewer runs: a cold gVisor run takes ~0.2-0.5 s);
 (b) HTTP: ``POST /v1/workspaces/{id}/runs {"code": "print(1)"}`` against ``server.app.create_app``
     served by uvicorn on 127.0.0.1, with the server's default warm pool, back to back with bare
@@ -132,17 +133,18 @@ def load() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def pool_settings() -> SandboxSettings:
+def pool_settings(*, fork: bool = False) -> SandboxSettings:
     """Settings of the benched pools: nothing kept warm until asked (``pool.ready``)."""
-    return SandboxSettings(warm=WarmSettings(prewarm=[]))
+    return SandboxSettings(warm=WarmSettings(prewarm=[], fork=fork))
 
 
 async def bench_local(runs: int) -> dict[str, list[float]]:
-    """(a) cold, (w) warm and bare, taking turns."""
-    settings = pool_settings()
+    """(a) cold, (w) warm, (f) warm fork and bare, taking turns."""
+    settings, forked = pool_settings(), pool_settings(fork=True)
     async with (
         create_sandbox(settings, "local") as cold,
         WarmPool(create_sandbox(settings, "local"), settings) as pool,
+        WarmPool(create_sandbox(forked, "local"), forked) as fork_pool,
     ):
         samples = await take_turns(
             runs,
@@ -150,12 +152,14 @@ async def bench_local(runs: int) -> dict[str, list[float]]:
                 "bare": (nothing, bare_once),
                 "cold": (nothing, sandbox_once(cold)),
                 "warm": (pool_ready(pool), sandbox_once(pool)),
+                "fork": (pool_ready(fork_pool), sandbox_once(fork_pool)),
             },
         )
-        stats = pool.stats()
+        stats = [pool.stats(), fork_pool.stats()]
     warm_runs = runs + min(WARMUP, runs)
-    if stats.hits != warm_runs or stats.misses:
-        raise RuntimeError(f"not every warm run was a hit: {stats}")
+    for pool_stats in stats:
+        if pool_stats.hits != warm_runs or pool_stats.misses:
+            raise RuntimeError(f"not every warm run was a hit: {pool_stats}")
     return samples
 
 
@@ -275,6 +279,7 @@ async def main(runs: int, gvisor_runs: int) -> int:
     print(summary("bare python3 -c (with a, w)", local["bare"]))
     print(summary("(a) sandbox library call, cold", local["cold"]))
     print(summary("(w) sandbox library call, warm", local["warm"]))
+    print(summary("(f) library call, warm fork", local["fork"]))
     if gvisor is not None:
         print(summary("(g) gVisor, cold", gvisor["cold"]))
         print(summary("(g) gVisor, warm", gvisor["warm"]))
@@ -295,6 +300,10 @@ async def main(runs: int, gvisor_runs: int) -> int:
     print(
         f"ratio (w) warm/bare p50 (target <= 0.5): {percentile(local['warm'], 50) / percentile(bare, 50):.2f}"
     )
+    fork_p99 = percentile(local["fork"], 99) / percentile(bare, 99)
+    print(f"ratio (f) fork/bare p99 (target <= 1.0): {fork_p99:.2f}")
+    fork_p50 = percentile(local["fork"], 50) / percentile(bare, 50)
+    print(f"ratio (f) fork/bare p50 (target <= 0.5): {fork_p50:.2f}")
     return 0
 
 

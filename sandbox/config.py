@@ -240,6 +240,12 @@ class WarmSettings(BaseSettings):
     demand_window_s: float = Field(default=60.0, gt=0)
     refill_concurrency: int = Field(default=2, gt=0)  # sandboxes starting at once
     start_timeout_s: float = Field(default=60.0, gt=0)  # start + preload; past it the start failed
+    # ``local`` Python keys: each warm sandbox is a fork of the key's fork server (zygote), which
+    # started the interpreter and imported the preload once (sandbox.host.warm_fork); False: each
+    # starts whole. A zygote is replaced after ``fork_max_children`` children or ``fork_max_age_s``.
+    fork: bool = True
+    fork_max_children: int = Field(default=500, gt=0)
+    fork_max_age_s: float = Field(default=600.0, gt=0)
 
     @field_validator("prewarm")
     @classmethod

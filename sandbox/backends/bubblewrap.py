@@ -30,7 +30,10 @@ forwarder (:mod:`sandbox.host.forwarder`) serving ``HTTP_PROXY`` on the sandbox'
 seccomp profile with network allows ``AF_INET`` sockets (they reach that loopback only).
 Warm sandboxes (:mod:`sandbox.warm`): ``prestart`` builds the same sandbox ahead of its run, with
 the interpreter started and preloaded, waiting for its program (:mod:`sandbox.host.warm_bwrap`);
-only with writable cgroups (the run's limits are set on its cgroup at hand-over).
+only with writable cgroups (the run's limits are set on its cgroup at hand-over). With
+``warm.fork`` a Python key's warm sandboxes are forks of the key's fork server instead
+(:mod:`sandbox.host.warm_fork`); if a fork server cannot start here, the backend says why in the
+log and goes back to the path above.
 
 ``start_service`` runs the same way without a wall-clock cap, with the forwarder also relaying
 ``/sandbox/net/app.sock`` (the host's way in, the service's endpoint) to the program's port.
@@ -48,6 +51,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from pathlib import Path
 
 from sandbox.base import Check, RunRequest, RunResult
 from sandbox.commands import TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size, proxy_env
@@ -66,15 +70,18 @@ from sandbox.host.bwrap_run import (
 )
 from sandbox.host.cgroup import CgroupUsage
 from sandbox.host.egress_wiring import NetWiring, open_wiring
+from sandbox.host.fork_server import Zygote, Zygotes
 from sandbox.host.host_sandbox import HostSandbox
 from sandbox.host.launcher import build_launcher, launch_args
 from sandbox.host.outcome import run_result
 from sandbox.host.probes import cgroups_check, deno_check, failed, root_check, run_probe
 from sandbox.host.process import ProcessOutcome, run_process
 from sandbox.host.warm_bwrap import BwrapWarmSandbox
+from sandbox.host.warm_fork import ForkWarmSandbox, landlock_abi
 from sandbox.resources import check_limits
 from sandbox.service import ServiceEndpoint, ServiceHandle
 from sandbox.streaming import ChunkDecoder, ChunkSink
+from sandbox.warm.base import WarmSandbox
 from sandbox.warm.keys import WarmKey, warm_key
 
 __all__ = ["BubblewrapSandbox"]
@@ -82,6 +89,8 @@ __all__ = ["BubblewrapSandbox"]
 logger = logging.getLogger(__name__)
 
 _LAUNCHER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C"}
+_PYTHON = f"{PYTHON_VENV}/bin/python3"
+_LANDLOCK_SCOPE_ABI = 6  # LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET and LANDLOCK_SCOPE_SIGNAL
 _USERNS_FIX = (
     "sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000, or run outside a "
     "container that forbids user namespaces"
@@ -104,6 +113,14 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        warm = self.settings.warm
+        self._zygotes = Zygotes(
+            self._start_zygote,
+            max_children=warm.fork_max_children,
+            max_age_s=warm.fork_max_age_s,
+            idle_ttl_s=warm.idle_ttl_s,
+        )
+        self._fork = warm.fork  # False once a fork server could not start here
 
     def _open_host(self) -> BwrapHost:
         return BwrapHost.open(self.settings)
@@ -112,6 +129,7 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
         return _preflight(self.settings)
 
     async def _before_close(self, host: BwrapHost) -> None:
+        await self._zygotes.close()  # their children (idle ones left by a caller) end with them
         if self._inflight:
             # Runs still going (a stream nobody closed, a concurrent caller): end them, then let
             # each return its cgroup, so every group this sandbox made is gone when we return.
@@ -139,7 +157,7 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
             return None
         return warm_key(request, self.name)
 
-    async def prestart(self, template: RunRequest) -> BwrapWarmSandbox:
+    async def prestart(self, template: RunRequest) -> WarmSandbox:
         """Start a sandbox for ``template``'s key whose interpreter waits for its program.
 
         Raises:
@@ -149,6 +167,25 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
         if host.pool is None:
             raise SandboxStartError("warm sandboxes need writable cgroups on this host")
         libset = self._libsets.get(template.library_set)
+        key = warm_key(template, self.name)
+        if self._fork and template.language == "python" and key is not None:
+            try:
+                zygote = await self._zygotes.get(key, template)
+            except SandboxStartError as exc:
+                logger.warning("warm fork servers unusable here (%s); warm sandboxes start whole", exc)
+                self._fork = False
+            else:
+                self._run_started()
+                return await ForkWarmSandbox.start(
+                    zygote,
+                    host,
+                    template,
+                    libset=libset,
+                    python=_PYTHON,
+                    maximums=self.settings.max_limits,
+                    timeout_s=self.settings.warm.start_timeout_s,
+                    on_end=self._run_ended,
+                )
         slot = self._slots.take()
         self._run_started()
 
@@ -162,6 +199,33 @@ class BubblewrapSandbox(HostSandbox[BwrapHost]):
             libset=libset,
             ids=self._slots.ids(slot),
             maximums=self.settings.max_limits,
+            timeout_s=self.settings.warm.start_timeout_s,
+            on_end=ended,
+        )
+
+    def warm_helper_pids(self) -> set[int]:
+        """Host processes of the fork servers (not of a run nor of a warm sandbox; blocking, for checks)."""
+        return self._zygotes.pids()
+
+    async def _start_zygote(self, template: RunRequest) -> Zygote:
+        """Start a fork server for ``template``'s key, on a host uid of its own."""
+        host = self._opened()
+        slot = self._slots.take()
+        self._run_started()
+
+        def ended() -> None:
+            self._slots.release(slot)
+            self._run_ended()
+
+        scope = "landlock" if landlock_abi() >= _LANDLOCK_SCOPE_ABI else "netns"
+        return await Zygote.start(
+            host,
+            template,
+            libset=self._libsets.get(template.library_set),
+            ids=self._slots.ids(slot),
+            maximums=self.settings.max_limits,
+            scope=scope,
+            python=_PYTHON,
             timeout_s=self.settings.warm.start_timeout_s,
             on_end=ended,
         )
@@ -281,4 +345,32 @@ def _preflight(settings: SandboxSettings) -> list[Check]:
     cgroups = cgroups_check(
         local.cgroup_root, enabled=local.use_cgroups, fallback="limits fall back to rlimits"
     )
-    return [root, launcher_check, bwrap, seccomp_check, cgroups, deno_check()]
+    checks = [root, launcher_check, bwrap, seccomp_check, cgroups, deno_check()]
+    if settings.warm.enabled and settings.warm.fork:
+        checks.append(_fork_check(cgroups.ok))
+    return checks
+
+
+def _fork_check(cgroups: bool) -> Check:
+    """Whether forked warm sandboxes can work here (else warm sandboxes start whole, as without them)."""
+    try:
+        userns = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        userns = 0
+    if not cgroups or userns < 2:
+        why = "no writable cgroups" if not cgroups else "user.max_user_namespaces is below 2"
+        return Check(
+            name="warm fork",
+            ok=False,
+            detail=f"forked warm sandboxes unusable ({why}); warm sandboxes start whole",
+            fix="sysctl -w user.max_user_namespaces=15000 and writable cgroup v1 controllers",
+            required=False,  # not fatal: warm sandboxes start whole instead
+        )
+    abi = landlock_abi()
+    scope = (
+        f"Landlock ABI {abi}: concurrent runs scoped apart by Landlock"
+        if abi >= _LANDLOCK_SCOPE_ABI
+        else f"Landlock ABI {abi} (< {_LANDLOCK_SCOPE_ABI}): a network namespace per run instead"
+    )
+    detail = f"Python warm sandboxes fork from a zygote per key; {scope}"
+    return Check(name="warm fork", ok=True, detail=detail, required=False)

@@ -112,6 +112,7 @@ def run_args(
     deno: Path | None,
     wiring: NetWiring | None,
     warm_dir: Path | None = None,
+    zygote: bool = False,
 ) -> list[str]:
     """Per-run bwrap arguments: scratch tmpfs, request files (memfds), binds, seccomp; ends with ``--``.
 
@@ -123,6 +124,7 @@ def run_args(
         deno: Where bwrap can open the Deno binary (TypeScript runs).
         wiring: The run's network plumbing (runs with network).
         warm_dir: The stubs a warm sandbox starts (bound read-only at ``sandbox.warm.stubs.WARM_DIR``).
+        zygote: A warm key's fork server: its seccomp filter lets it make namespaces and mounts.
 
     Raises:
         InvalidRunRequestError: too many files, more bytes than the scratch dir, a path that escapes it.
@@ -158,7 +160,7 @@ def run_args(
         args += [bind, str(wiring.host_dir), NET_DIR]
     if warm_dir is not None:
         args += ["--ro-bind", str(warm_dir), WARM_DIR]
-    bpf = seccomp.bpf_fd(request.network)
+    bpf = seccomp.bpf_fd(request.network, zygote)
     fds.append(bpf)
     args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--seccomp", str(bpf), "--"]
     return args

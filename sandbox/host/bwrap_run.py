@@ -185,12 +185,16 @@ class BwrapRun:
         warm: bool = False,
         cpu_rlimit_s: float | None = None,
         status_pipe: tuple[int, list[int]] | None = None,
+        zygote: bool = False,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         """Keep what the run needs (nothing happens here).
 
         ``warm``: a warm sandbox (stubs bound, RLIMIT_CPU ``cpu_rlimit_s``). ``status_pipe``: a read end
         (kept, see :attr:`status_fd`) and write ends for the launcher's ``-s`` (the first) and for the
-        program to inherit (the others); ours are closed by :meth:`close_fds`.
+        program to inherit (the others); ours are closed by :meth:`close_fds`. ``zygote``: a warm key's
+        fork server (:mod:`sandbox.host.warm_fork`): no ``--disable-userns``, the fork server's seccomp
+        filter. ``pass_fds``: more fds the program inherits (the caller owns them).
         """
         self.host = host
         self.request = request
@@ -207,6 +211,8 @@ class BwrapRun:
         self._watchdog: asyncio.Task[None] | None = None
         self._warm = warm
         self._cpu_rlimit_s = cpu_rlimit_s
+        self._zygote = zygote
+        self._pass_fds = pass_fds
         # Warm sandboxes: the launcher reports the program's end here at once (``agentic-launch -s``).
         self.status_fd: int | None = None
         self._status_w: int | None = None
@@ -244,6 +250,8 @@ class BwrapRun:
             status_fd=self._status_w,
         )
         prefix = host.prefix[request.network]
+        if self._zygote:  # its children make their own user namespaces
+            prefix = [arg for arg in prefix if arg != "--disable-userns"]
         # The request's env must never reach the launcher or bwrap (root or setup code: think
         # LD_PRELOAD, LOCPATH): they run with a fixed env and bwrap sets the program's.
         rest = [*prefix[1:], "--clearenv"]
@@ -261,6 +269,7 @@ class BwrapRun:
             deno=deno,
             wiring=self.wiring,
             warm_dir=host.stage.warm if self._warm else None,
+            zygote=self._zygote,
         )
         if host.pool is None and (unsized := unsized_tmpfs([*prefix, *per_run])):
             # rlimits do not count tmpfs pages: an unsized writable one would be unbounded memory.
@@ -272,7 +281,7 @@ class BwrapRun:
         args_fd = args_memfd([*rest, *per_run[:-1]])
         self._fds.append(args_fd)
         # The browser's pipe ends pass through unchanged (the caller owns and closes them).
-        passed = sorted({*self._fds, *request.pipe_fds})
+        passed = sorted({*self._fds, *request.pipe_fds, *self._pass_fds})
         return [*launcher, prefix[0], "--args", str(args_fd), "--", *self.program], passed
 
     def on_spawn(self, pid: int) -> None:

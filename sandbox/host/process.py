@@ -138,8 +138,8 @@ async def _read_status(loop: asyncio.AbstractEventLoop, fd: int) -> int | None:
         if not chunk:
             return None
         text += chunk
-    try:
-        return int(text)
+    try:  # the first line: a fork server's child may write the status after its program did
+        return int(text.partition(b"\n")[0])
     except ValueError:
         return None
 

@@ -16,7 +16,7 @@ import tempfile
 
 import pyseccomp as sc
 
-from sandbox.host.seccomp_policy import DENIED_SYSCALLS, ArgCheck, policy
+from sandbox.host.seccomp_policy import DENIED_SYSCALLS, ArgCheck, Rule, policy, zygote_policy
 
 __all__ = ["DENIED_SYSCALLS", "bpf_fd", "bpf_program", "build_filter"]
 
@@ -31,10 +31,13 @@ def _arg(check: ArgCheck) -> sc.Arg:
     return sc.Arg(check.index, _OPS[check.op], check.value)
 
 
-def build_filter(*, network: bool) -> sc.SyscallFilter:
-    """Return the filter (default allow, the denials of :func:`sandbox.host.seccomp_policy.policy`)."""
+def build_filter(*, network: bool, rules: tuple[Rule, ...] | None = None) -> sc.SyscallFilter:
+    """Return the filter (default allow, the denials of :func:`sandbox.host.seccomp_policy.policy`).
+
+    ``rules``: these denials instead (a fork server's, :func:`~sandbox.host.seccomp_policy.zygote_policy`).
+    """
     filt = sc.SyscallFilter(sc.ALLOW)
-    for rule in policy(network=network):
+    for rule in policy(network=network) if rules is None else rules:
         args = (_arg(rule.arg),) if rule.arg is not None else ()
         try:
             filt.add_rule(sc.ERRNO(rule.errno), rule.name, *args)
@@ -44,9 +47,9 @@ def build_filter(*, network: bool) -> sc.SyscallFilter:
 
 
 @functools.cache
-def bpf_program(network: bool) -> bytes:
-    """Return the compiled BPF program for ``network`` (computed once per process)."""
-    filt = build_filter(network=network)
+def bpf_program(network: bool, zygote: bool = False) -> bytes:
+    """Return the compiled BPF program for ``network`` (or a fork server's; computed once per process)."""
+    filt = build_filter(network=network, rules=zygote_policy() if zygote else None)
     with tempfile.TemporaryFile() as fh:
         filt.export_bpf(fh)
         fh.seek(0)
@@ -57,9 +60,9 @@ def bpf_program(network: bool) -> bytes:
     return data
 
 
-def bpf_fd(network: bool) -> int:
+def bpf_fd(network: bool, zygote: bool = False) -> int:
     """Return a fresh readable fd holding the BPF program (bwrap reads it to EOF; caller closes)."""
-    data = bpf_program(network)
+    data = bpf_program(network, zygote)
     fd = os.memfd_create("agentic-seccomp", os.MFD_CLOEXEC)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)

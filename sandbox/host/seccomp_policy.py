@@ -22,7 +22,15 @@ import errno
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DENIED_SYSCALLS", "ENOSYS_SYSCALLS", "ArgCheck", "Rule", "policy"]
+__all__ = [
+    "DENIED_SYSCALLS",
+    "ENOSYS_SYSCALLS",
+    "ZYGOTE_ALLOWED",
+    "ArgCheck",
+    "Rule",
+    "policy",
+    "zygote_policy",
+]
 
 DENIED_SYSCALLS: tuple[str, ...] = (
     # filesystems and namespaces
@@ -93,6 +101,9 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "move_pages",
     "set_mempolicy",
 )
+# What a warm key's fork server (:mod:`sandbox.warm.zygote`) may still do, so its children can make
+# their own namespaces and mounts; each child loads the full :func:`policy` before its program runs.
+ZYGOTE_ALLOWED: tuple[str, ...] = ("unshare", "mount")
 # Fail as "not implemented": libc falls back (clone3 -> clone) or the program does without (io_uring).
 ENOSYS_SYSCALLS: tuple[str, ...] = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
 
@@ -154,3 +165,13 @@ def policy(*, network: bool) -> tuple[Rule, ...]:
         rules.append(Rule("socket", errno.EAFNOSUPPORT, ArgCheck(0, "ne", _AF_UNIX)))
         rules.append(Rule("socketpair", errno.EAFNOSUPPORT, ArgCheck(0, "ne", _AF_UNIX)))
     return tuple(rules)
+
+
+def zygote_policy() -> tuple[Rule, ...]:
+    """The denials of a fork server: a run's without network, minus :data:`ZYGOTE_ALLOWED`.
+
+    Why it still refuses the rest (``ptrace``, ``process_vm_*``, ``pidfd_getfd``, ``setns``, keyrings,
+    ``bpf``, ``perf_event_open``, new namespaces through ``clone``, ...): the zygote never needs them,
+    and a run that escaped into it must find no more than a run finds.
+    """
+    return tuple(rule for rule in policy(network=False) if rule.name not in ZYGOTE_ALLOWED)

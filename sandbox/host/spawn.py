@@ -17,11 +17,13 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = [
     "CHUNK",
     "GRACE_S",
     "ArgvFactory",
+    "ChildProcess",
     "KillCallback",
     "Spawned",
     "fd_ready",
@@ -42,6 +44,20 @@ ArgvFactory = Callable[[], tuple[Sequence[str], Sequence[int]]]
 
 CHUNK = 64 * 1024
 GRACE_S = 5.0  # after a kill, how long to wait for pipes to close before giving up on them
+
+
+class ChildProcess(Protocol):
+    """What the runner needs of a started process: a ``subprocess.Popen``, or a fork server's child."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 async def maybe_await(res: Awaitable[None] | None) -> None:
@@ -69,7 +85,7 @@ async def fd_ready(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool = Fa
         (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
-async def wait_exit(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> int:
+async def wait_exit(loop: asyncio.AbstractEventLoop, proc: ChildProcess) -> int:
     """Wait for the child without asyncio's child watcher (a thread per child costs ms under load)."""
     try:
         pidfd = os.pidfd_open(proc.pid)
@@ -80,7 +96,7 @@ async def wait_exit(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[byte
             await fd_ready(loop, pidfd)
     finally:
         os.close(pidfd)
-    return proc.returncode
+    return proc.wait()
 
 
 def make_pipe(size: int | None = None) -> tuple[int, int]:
@@ -100,7 +116,7 @@ class Spawned:
     :func:`~sandbox.host.process.supervise` consumes it; :meth:`destroy` ends one never supervised.
     """
 
-    proc: subprocess.Popen[bytes]
+    proc: ChildProcess
     stdin: int
     stdout: int
     stderr: int

@@ -187,11 +187,17 @@ class WarmPool:
     # --- what the pool knows ----------------------------------------------------------------
 
     def idle_pids(self) -> set[int] | None:
-        """Host processes of the idle sandboxes now; None while one is starting (blocking, for checks)."""
+        """Host processes of the idle sandboxes now; None while one is starting (blocking, for checks).
+
+        Also the backend's own processes behind them, if it has any (``warm_helper_pids``: the
+        ``local`` backend's fork servers), which its ``close()`` ends.
+        """
         keys = self._keeper.keys.values()
         if any(state.starting for state in keys):
             return None
-        return {pid for state in keys for entry in state.idle for pid in entry.sandbox.pids()}
+        helpers = getattr(self.inner, "warm_helper_pids", None)
+        found = set(helpers()) if callable(helpers) else set()
+        return found | {pid for state in keys for entry in state.idle for pid in entry.sandbox.pids()}
 
     def stats(self) -> PoolStats:
         """A snapshot of the counters and the idle sandboxes."""

@@ -10,7 +10,8 @@ entry args`` would to the program: a fresh ``__main__`` module with ``__file__``
 ``sys.orig_argv``, ``sys.path[0]``, the run's environment (``os.environ`` and the C environment),
 cwd the scratch dir, and a traceback without the stub's frames (the same text a cold run prints, so
 the repair loop reads the same file names and line numbers). It ends as a cold interpreter would,
-but without tearing down the preloaded modules (:func:`_exit`).
+but without tearing down the preloaded modules (:func:`_exit`). A warm key's fork server
+(:mod:`sandbox.warm.zygote`) imports this module and uses :func:`preload` and :func:`run` the same way.
 """
 
 import os
@@ -21,6 +22,7 @@ _SETUP = "agentic-sandbox: setup failed: "
 _SETUP_EXIT = 125
 _CHUNK = 1 << 20
 _STUB = sys._getframe().f_code.co_filename  # this file's frames (run from source or compiled)
+OWN_FILES = {_STUB}  # files whose frames a traceback leaves out (the zygote adds its own)
 
 
 def _fail(what: str) -> None:
@@ -91,7 +93,7 @@ def _report(exc: BaseException) -> int:
         sys.stderr.write(f"{code}\n")
         return 1
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == _STUB:
+    while tb is not None and tb.tb_frame.f_code.co_filename in OWN_FILES:
         tb = tb.tb_next
     exc.__traceback__ = tb
     sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, tb
@@ -142,13 +144,10 @@ def _exit(code: int, main: object, status_fd: int) -> None:
     os._exit(code)
 
 
-def _serve() -> None:
-    status_fd = -1 if sys.argv[1] == "-" else int(sys.argv[1])
-    if status_fd >= 0:
-        os.set_inheritable(status_fd, False)  # the program's children do not get it
-    preload = sys.argv[2:]
+def preload(names: list[str]) -> tuple[set[str], list[str]]:
+    """Import ``names``; the modules to keep for the program, and the top-level names the preload added."""
     started = set(sys.modules)
-    for name in preload:
+    for name in names:
         __import__(name)
     import gc
 
@@ -156,8 +155,25 @@ def _serve() -> None:
     builtin = set(sys.builtin_module_names)  # found before any file: a run's file cannot shadow them
     added = sorted({name.partition(".")[0] for name in keep - started} - builtin)
     gc.freeze()  # what the start made lives until the end: the collector need not look at it again
-    os.write(1, _READY + b" " + " ".join(added).encode() + b"\n")
+    return keep, added
 
+
+def _serve() -> None:
+    status_fd = -1 if sys.argv[1] == "-" else int(sys.argv[1])
+    if status_fd >= 0:
+        os.set_inheritable(status_fd, False)  # the program's children do not get it
+    names = sys.argv[2:]
+    keep, added = preload(names)
+    os.write(1, _READY + b" " + " ".join(added).encode() + b"\n")
+    run(status_fd, 2 + len(names), keep)
+
+
+def run(status_fd: int, own_args: int, keep: set[str]) -> None:
+    """Read the run from stdin, become its program, and exit with its status (never returns).
+
+    ``own_args``: how many entries at the end of ``sys.orig_argv`` are ours (script and arguments),
+    replaced by the program's. ``keep``: the modules a program may find imported.
+    """
     fields = [os.fsdecode(f) for f in _read(int(_read_line())).split(b"\0")]
     if fields[0] != "1":
         _fail(f"unknown request version {fields[0]!r}")
@@ -191,12 +207,15 @@ def _serve() -> None:
     main.__loader__ = type(sys.modules["__main__"].__loader__)("__main__", path)  # type: ignore[misc,call-arg]
     main.__annotations__ = {}
     sys.argv = argv
-    sys.orig_argv = [*sys.orig_argv[: -2 - len(preload)], *argv]  # [python, -s, -B] + the program's
+    sys.orig_argv = [*sys.orig_argv[:-own_args], *argv]  # [python, -s, -B] + the program's
     sys.path[0] = os.path.dirname(os.path.realpath(path))
     sys.modules["__main__"] = main
-    # The program runs two frames deep (this stub's): it gets the cold run's recursion depth back
-    # (``sys.getrecursionlimit()`` shows 2 more than a cold interpreter's).
-    sys.setrecursionlimit(sys.getrecursionlimit() + 2)
+    # The program runs below our frames and the ``exec`` call: it gets the cold run's recursion
+    # depth back (``sys.getrecursionlimit()`` shows that many more than a cold interpreter's).
+    depth, frame = 1, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back  # type: ignore[assignment]
+    sys.setrecursionlimit(sys.getrecursionlimit() + depth)
     status = 0
     try:
         with open(path, "rb") as source:

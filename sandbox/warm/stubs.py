@@ -23,7 +23,8 @@ WARM_DIR = "/opt/warm"
 """Where the stubs appear inside a warm sandbox."""
 _PYTHON_STUB = "python_stub.py"
 _DENO_PRELOAD = "deno_preload.js"
-STUB_FILES = tuple(Path(__file__).with_name(name) for name in (_PYTHON_STUB, _DENO_PRELOAD))
+_ZYGOTE = "zygote.py"  # a warm key's fork server (sandbox.host.warm_fork)
+STUB_FILES = tuple(Path(__file__).with_name(name) for name in (_PYTHON_STUB, _DENO_PRELOAD, _ZYGOTE))
 _PYTHON_FLAGS = 3  # [python, -s, -B] before the entry (sandbox.commands.build_argv)
 _COMPILE = (
     "import py_compile, sys\n"

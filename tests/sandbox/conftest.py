@@ -1,7 +1,8 @@
 """Fixtures for the sandbox tests: one ``sandbox`` per backend (the leftovers check is in tests/conftest.py).
 
 The backends are those of :data:`sandbox.registry.BACKENDS`, and the host ones once more with the
-warm pool in front (``local+warm``, ``gvisor+warm``): there every run a warm sandbox can serve waits
+warm pool in front (``local+warm``, ``gvisor+warm``, and ``local+warm+fork`` with forked warm
+sandboxes): there every run a warm sandbox can serve waits
 until its key has one idle and is served by it (:class:`WaitingPool`), so the shared suites check
 the warm path, not a mix of warm and cold runs. A backend that cannot run here says so in its
 preflight (or raises ``SandboxUnavailableError`` from ``open()``); its tests are then skipped with
@@ -48,7 +49,10 @@ def sandbox_settings() -> SandboxSettings:
     return SandboxSettings(local=LocalSettings(cgroup_pool_size=2), gvisor=GVisorSettings(cgroup_pool_size=2))
 
 
-@pytest.fixture(scope="module", params=[*sorted(BACKENDS), *(f"{name}+warm" for name in WARM_BACKENDS)])
+@pytest.fixture(
+    scope="module",
+    params=[*sorted(BACKENDS), *(f"{name}+warm" for name in WARM_BACKENDS), "local+warm+fork"],
+)
 async def sandbox(
     request: pytest.FixtureRequest, sandbox_settings: SandboxSettings
 ) -> AsyncIterator[Sandbox]:
@@ -58,6 +62,11 @@ async def sandbox(
     other modules' checks for leftover processes would otherwise count as theirs.
     """
     name, _, warm = str(request.param).partition("+")
+    if warm:  # whole warm sandboxes, or forked ones (sandbox.host.warm_fork)
+        fork = warm.endswith("fork")
+        sandbox_settings = sandbox_settings.model_copy(
+            update={"warm": sandbox_settings.warm.model_copy(update={"fork": fork})}
+        )
     box: Sandbox = create_sandbox(sandbox_settings, name)
     problem = verdict(await box.preflight())
     if problem is not None:

@@ -20,6 +20,7 @@ from agents.code.diagnosis import diagnose
 from sandbox.base import EndReason, Limits, RunRequest, RunResult
 from sandbox.config import SandboxSettings, WarmSettings
 from sandbox.host.warm_bwrap import BwrapWarmSandbox
+from sandbox.host.warm_fork import ForkWarmSandbox
 from sandbox.host.warm_runsc import GVisorWarmSandbox
 from sandbox.registry import create_sandbox, verdict
 from sandbox.warm import WarmPool, WarmUnusableError
@@ -30,14 +31,15 @@ pytestmark = pytest.mark.privileged
 LIBSET_BUILT = (SandboxSettings().data_dir / "libsets" / "datascience").is_dir()
 
 
-@pytest.fixture(scope="module", params=["local", "gvisor"])
+@pytest.fixture(scope="module", params=["local", "local+fork", "gvisor"])
 async def pool(request: pytest.FixtureRequest) -> AsyncIterator[WarmPool]:
-    """A warm pool per host backend, keeping no key warm until a test asks (``ready``)."""
-    settings = SandboxSettings(warm=WarmSettings(prewarm=[]))
-    backend = create_sandbox(settings, request.param)
+    """A warm pool per host backend (``+fork``: forked warm sandboxes), no key warm until a test asks."""
+    name, _, fork = str(request.param).partition("+")
+    settings = SandboxSettings(warm=WarmSettings(prewarm=[], fork=bool(fork)))
+    backend = create_sandbox(settings, name)
     problem = verdict(await backend.preflight())
     if problem is not None:
-        pytest.skip(f"backend {request.param!r} unavailable: {problem}")
+        pytest.skip(f"backend {name!r} unavailable: {problem}")
     async with WarmPool(backend, settings) as opened:
         yield opened
 
@@ -207,6 +209,16 @@ async def test_the_waiting_interpreter_is_already_confined(pool: WarmPool) -> No
             assert process["noNewPrivileges"] is True and process["user"]["uid"] != 0
             assert config["linux"]["seccomp"]["syscalls"] and "python_stub.py" in " ".join(process["args"])
             return
+        if isinstance(sandbox, ForkWarmSandbox):  # confined by itself: wait until it is
+            for _ in range(200):
+                status = _status(sandbox.pids())
+                if status.get("Seccomp", "").strip() == "2":
+                    break
+                await asyncio.sleep(0.01)
+            assert status["Seccomp"].strip() == "2" and status["NoNewPrivs"].strip() == "1", status
+            assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0, status
+            assert all(int(uid) >= 1000 for uid in status["Uid"].split())
+            return
         assert isinstance(sandbox, BwrapWarmSandbox)
         argvs = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in sandbox.pids()}
         stubs = [pid for pid, argv in argvs.items() if argv[0].endswith(b"/python3")]
@@ -223,6 +235,19 @@ async def test_the_waiting_interpreter_is_already_confined(pool: WarmPool) -> No
     finally:
         await sandbox.destroy()
     assert not sandbox.pids()
+
+
+def _status(pids: set[int]) -> dict[str, str]:
+    """``/proc/PID/status`` of a forked sandbox's pid 1 (pid 1 of its own pid namespace), or ``{}``."""
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        status = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if status.get("NSpid", "").split()[-1:] == ["1"]:
+            return status
+    return {}
 
 
 # --- limits from hand-over ------------------------------------------------------------------------
@@ -246,6 +271,9 @@ async def test_cpu_seconds_count_from_hand_over(pool: WarmPool) -> None:
     template = py("pass", limits=limits, library_set="datascience")
     sandbox = await backend_of(pool).prestart(template)
     cgroup = sandbox._run.cgroup if isinstance(sandbox, BwrapWarmSandbox) else sandbox._cgroup  # type: ignore[attr-defined]
+    if isinstance(sandbox, ForkWarmSandbox):  # the preload's CPU seconds went to the zygote
+        await sandbox.destroy()
+        pytest.skip("a forked sandbox's start is the zygote's: test_warm_fork checks CPU from hand-over")
     assert cgroup is not None
     before = await asyncio.to_thread(cgroup.cpu_seconds)
     assert before >= 0.2, before  # the start's CPU seconds, measured
@@ -362,3 +390,15 @@ async def test_an_entry_in_a_subdirectory(pool: WarmPool) -> None:
     cold = await pool.inner.run(request)
     warm = await warm_run(pool, request)
     assert warm.stdout == cold.stdout == "1 /sandbox/work/app/main.py\n"
+
+
+RECURSE = (
+    "import sys\nn = 0\ndef f():\n    global n\n    n += 1\n    f()\ntry:\n    f()\n"
+    "except RecursionError:\n    pass\nprint(n)\n"
+)
+
+
+async def test_the_program_gets_a_cold_runs_recursion_depth(pool: WarmPool) -> None:
+    cold = await pool.inner.run(py(RECURSE))
+    warm = await warm_run(pool, py(RECURSE))
+    assert cold.ok and warm.stdout == cold.stdout, (cold.stdout, warm.stdout)
