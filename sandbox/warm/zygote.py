@@ -15,8 +15,8 @@ signals apart) or ``netns`` (each run gets its own empty network namespace inste
 3. Then the child isolates itself: new user (the zygote's uid mapped to itself), mount, pid, ipc
    and uts namespaces (and net, with ``netns``), then forks the program's pid 1, waits for it and
    writes its exit status (``128 + signal`` when killed) to the status pipe. Pid 1 mounts a fresh
-   size-capped tmpfs on ``/sandbox`` (``/tmp`` points into it), a fresh ``/dev/shm`` and ``/proc``,
-   closes every other fd, drops every capability (bounding set included), sets ``no_new_privs``,
+   size-capped tmpfs on ``/sandbox`` (``/tmp`` points into it), a fresh ``/dev/shm``, ``/proc`` and
+   ``/dev/pts``, closes every other fd, drops every capability (bounding set included), sets ``no_new_privs``,
    loads the run's seccomp filter and the Landlock scope, forgets the zygote's own modules, and
    becomes the program through :func:`sandbox.warm.python_stub.run` (the warm stub's protocol on
    stdin, and its cold-run look: traceback, ``sys.orig_argv``, exit codes, RLIMIT_CPU from now).
@@ -141,6 +141,9 @@ def _pid1(bpf: bytes, keep: set[str], disk_mb: int, scope: str, own_args: int) -
         shm = f"size={min(disk_mb, SHM_MAX_MB)}m,mode=1777"
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm)
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        # A devpts of its own: the zygote's (bwrap's) is shared by every child, and a sibling's
+        # terminals, same uid, could be opened there. ``/dev/ptmx`` points into it.
+        _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
         try:  # this user namespace may make no more (the seccomp filter refuses it as well)
             _write("/proc/sys/user/max_user_namespaces", "0")
         except OSError:
@@ -182,6 +185,7 @@ def _probe(scope: str) -> None:
                     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
                     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
                     _mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+                    _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance")
                     os._exit(0)
                 except BaseException as exc:
                     os.write(2, f"agentic-sandbox: setup failed: {exc}\n".encode())

@@ -99,6 +99,8 @@ abstract.listen(4)
 path = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 path.bind('/tmp/{token}.sock')
 path.listen(4)
+import pty
+terminal = pty.openpty()  # a pseudo-terminal of its own (in /dev/pts)
 print(os.getpid(), flush=True)
 time.sleep(4)
 """
@@ -115,6 +117,7 @@ for label, address in (('abstract', '\\0{token}'), ('path', '/tmp/{token}.sock')
         out[label] = type(exc).__name__
 out['files'] = [p for p in ('/tmp/{token}', '/dev/shm/{token}') if os.path.exists(p)]
 out['env'] = 'SIBLING_SECRET' in os.environ
+out['ptys'] = [n for n in os.listdir('/dev/pts') if n.isdigit()]  # a sibling's terminal would be here
 out['attr'] = hasattr(json, 'SIBLING_ATTR')
 libc = ctypes.CDLL(None, use_errno=True)
 out['shm'] = libc.shmget(0x5EED, 0, 0) >= 0
@@ -145,6 +148,7 @@ async def test_a_concurrent_sibling_is_out_of_reach(backend: BubblewrapSandbox) 
     seen = json.loads(look.stdout)
     assert "connected" not in (seen["abstract"], seen["path"]), seen
     assert seen["files"] == [] and not seen["env"] and not seen["attr"] and not seen["shm"], seen
+    assert seen["ptys"] == [], seen  # each run mounts its own devpts
     assert seen["procs"] == [1], seen  # its own pid 1 only: no sibling, no zygote
     assert seen["signalled"] == [1], seen
     assert all(code == -1 for code in seen["ptrace"]), seen
