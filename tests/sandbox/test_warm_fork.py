@@ -277,3 +277,12 @@ async def test_a_zygote_without_children_stops_after_the_idle_ttl() -> None:
         await asyncio.sleep(2.5)
         assert zygote_pids() == before and not box.warm_helper_pids()
         assert (await run_forked(box, py("print(2)"))).stdout == "2\n"  # a new one starts
+
+
+async def test_each_fork_draws_its_own_random_numbers(backend: BubblewrapSandbox) -> None:
+    """``random`` is reseeded in every child (a fork would otherwise repeat the zygote's stream)."""
+    draws = [
+        (await run_forked(backend, py("import random; print(random.getrandbits(64))"))).stdout
+        for _ in range(3)
+    ]
+    assert len(set(draws)) == 3 and all(d.strip().isdigit() for d in draws), draws
