@@ -100,7 +100,7 @@ def thread_update(
     update = sql.thread_update(columns, first)
 
     def work(conn: Connection) -> None:
-        conn.execute(update, params)
+        update.execute(conn, params).close()
 
     return work
 
@@ -116,7 +116,7 @@ def run_status_update(run_id: str, status: RunStatus, error: str | None = None) 
     }
 
     def work(conn: Connection) -> None:
-        conn.execute(sql.RUN_STATUS, params)
+        sql.RUN_STATUS.execute(conn, params).close()
 
     return work
 
@@ -205,7 +205,7 @@ class ProtocolStore:
         """
         insert, record = new_thread(thread_id, metadata, tenant)
         try:
-            await self.write(lambda conn: conn.execute(insert))
+            await self.write(insert)
         except IntegrityError as exc:
             raise ThreadExistsError(f"thread {thread_id} already exists") from exc
         return record
@@ -327,7 +327,7 @@ class ProtocolStore:
             lease_until=lease_until,
             trace_parent=trace_parent,
         )
-        await self.write(lambda conn: conn.execute(insert))
+        await self.write(insert)
         return record
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> RunRecord | None:
@@ -370,19 +370,19 @@ class ProtocolStore:
 
 def _get_thread(conn: Connection, thread_id: str, tenant: str | None) -> ThreadRecord | None:
     if tenant is None:
-        row = conn.execute(sql.THREAD, {"b_thread_id": thread_id}).first()
+        row = sql.THREAD.first(conn, {"b_thread_id": thread_id})
     else:
-        row = conn.execute(sql.THREAD_OF_TENANT, {"b_thread_id": thread_id, "b_tenant": tenant}).first()
+        row = sql.THREAD_OF_TENANT.first(conn, {"b_thread_id": thread_id, "b_tenant": tenant})
     return thread_from_row(row) if row else None
 
 
 def _get_run(conn: Connection, run_id: str, thread_id: str | None) -> RunRecord | None:
     if thread_id is None:
-        row = conn.execute(sql.RUN, {"b_run_id": run_id}).first()
+        row = sql.RUN.first(conn, {"b_run_id": run_id})
     else:
-        row = conn.execute(sql.RUN_OF_THREAD, {"b_run_id": run_id, "b_thread_id": thread_id}).first()
+        row = sql.RUN_OF_THREAD.first(conn, {"b_run_id": run_id, "b_thread_id": thread_id})
     return run_from_row(row) if row else None
 
 
 def _active_runs(conn: Connection, thread_id: str) -> list[RunRecord]:
-    return [run_from_row(r) for r in conn.execute(sql.ACTIVE_RUNS, {"b_thread_id": thread_id}).all()]
+    return [run_from_row(r) for r in sql.ACTIVE_RUNS.rows(conn, {"b_thread_id": thread_id})]
