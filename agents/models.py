@@ -15,6 +15,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from agents.settings import ModelSettings
+from agents.stream_chunks import DictChunkCompletions
 
 __all__ = ["DEFAULT_REMOTE_MODEL", "achat_model", "chat_model", "operator_key_for"]
 
@@ -74,25 +75,35 @@ def chat_model(
     if base_url is None:
         from agents.runtime.embedded import EMBEDDED_MODEL_NAME, embedded_base_url
 
-        return ChatOpenAI(
-            base_url=embedded_base_url(settings),
-            api_key=SecretStr(_NO_KEY),
-            model=EMBEDDED_MODEL_NAME,
+        return _dict_chunks(
+            ChatOpenAI(
+                base_url=embedded_base_url(settings),
+                api_key=SecretStr(_NO_KEY),
+                model=EMBEDDED_MODEL_NAME,
+                temperature=temperature,
+                seed=seed,
+                max_tokens=settings.max_tokens,  # type: ignore[call-arg]
+                timeout=settings.request_timeout,
+                max_retries=0,
+            )
+        )
+    return _dict_chunks(
+        ChatOpenAI(
+            base_url=base_url,
+            api_key=SecretStr(api_key or operator_key_for(base_url, settings) or _NO_KEY),
+            model=model or settings.model or DEFAULT_REMOTE_MODEL,
             temperature=temperature,
             seed=seed,
-            max_tokens=settings.max_tokens,  # type: ignore[call-arg]
             timeout=settings.request_timeout,
-            max_retries=0,
+            max_retries=2,
         )
-    return ChatOpenAI(
-        base_url=base_url,
-        api_key=SecretStr(api_key or operator_key_for(base_url, settings) or _NO_KEY),
-        model=model or settings.model or DEFAULT_REMOTE_MODEL,
-        temperature=temperature,
-        seed=seed,
-        timeout=settings.request_timeout,
-        max_retries=2,
     )
+
+
+def _dict_chunks(model: ChatOpenAI) -> ChatOpenAI:
+    """Stream chunks reach LangChain as the server's JSON (see :mod:`agents.stream_chunks`)."""
+    model.async_client = DictChunkCompletions(model.async_client)
+    return model
 
 
 async def achat_model(

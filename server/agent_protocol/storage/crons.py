@@ -283,13 +283,13 @@ class CronStore:
             active: list[str] = []
             if run.thread_metadata is not None:
                 insert_thread, _ = new_thread(run.thread_id, run.thread_metadata, cron.tenant)
-                conn.execute(insert_thread)
+                insert_thread(conn)
             else:
                 params = {"b_thread_id": run.thread_id, "b_tenant": cron.tenant}
-                if conn.execute(sql.THREAD_OF_TENANT, params).first() is None:
+                if sql.THREAD_OF_TENANT.first(conn, params) is None:
                     conn.execute(_c.delete().where(_c.c.cron_id == cron.cron_id))
                     return FireOutcome("gone")
-                rows = conn.execute(sql.ACTIVE_RUNS, {"b_thread_id": run.thread_id}).all()
+                rows = sql.ACTIVE_RUNS.rows(conn, {"b_thread_id": run.thread_id})
                 active = [run_from_row(r).run_id for r in rows]
                 if active and reject_if_busy:
                     return FireOutcome("busy")
@@ -302,7 +302,7 @@ class CronStore:
                 kwargs=run.kwargs,
                 tenant=cron.tenant,
             )
-            conn.execute(insert_run)
+            insert_run(conn)
             notify(conn, QUEUE_CHANNEL)
             return FireOutcome("fired", record, active)
 

@@ -24,7 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from server.agent_protocol.status import ACTIVE_STATUSES
+from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
+from server.agent_protocol.storage.raw import RawStatement
 from server.agent_protocol.storage.records import RunEvent
 from server.agent_protocol.storage.stateless import orphan_runs_delete
 from server.agent_protocol.storage.store import ProtocolStore
@@ -57,7 +59,7 @@ class EventLog:
         # An event id already stored (a run taken over from a process that only seemed dead) is
         # skipped, not allowed to fail the whole batch with the other runs' events.
         dialect = postgresql if store.is_postgres else sqlite
-        self._insert = dialect.insert(events_t).on_conflict_do_nothing()
+        self._insert = RawStatement(dialect.insert(events_t).on_conflict_do_nothing())
 
     def on_flushed(self, callback: Callable[[Iterable[str]], None]) -> None:
         """Call ``callback`` with the run ids whose events were just written (the hubs wake their tails)."""
@@ -95,7 +97,7 @@ class EventLog:
 
             def work(conn: Connection) -> T | None:
                 if rows:
-                    conn.execute(insert, rows)
+                    insert.executemany(conn, rows)
                     for run_id in run_ids:
                         notify(conn, EVENTS_CHANNEL, run_id)
                 return then(conn) if then is not None else None
@@ -131,14 +133,15 @@ class EventLog:
 
     async def read(self, run_id: str, after: int, limit: int = 1000) -> list[RunEvent]:
         """Events of a run with an id greater than ``after``, in order."""
-        query = (
-            sa.select(events_t.c.seq, events_t.c.event, events_t.c.data)
-            .where(events_t.c.run_id == run_id, events_t.c.seq > after)
-            .order_by(events_t.c.seq.asc())
-            .limit(limit)
-        )
-        rows = await self._store.read(lambda conn: conn.execute(query).all())
-        return [RunEvent(r.seq, r.event, r.data.encode()) for r in rows]
+        params = {"b_run_id": run_id, "b_after": after, "b_limit": limit}
+
+        def work(conn: Connection) -> list[RunEvent]:
+            cursor = sql.EVENTS_AFTER.execute(conn, params)
+            found = [RunEvent(seq, event, data.encode()) for seq, event, data in cursor.fetchall()]
+            cursor.close()
+            return found
+
+        return await self._store.read(work)
 
     async def last_seq(self, run_id: str) -> int:
         """Id of the last stored event of a run (0 when none)."""

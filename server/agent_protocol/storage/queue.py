@@ -54,14 +54,14 @@ class RunQueue:
 
         def work(conn: Connection) -> list[RunRecord]:
             claimed: list[RunRecord] = []
-            for row in conn.execute(query, params).all():
+            for row in query.rows(conn, params):
                 taken = {
-                    "b_run_id": row._mapping["run_id"],
+                    "b_run_id": row["run_id"],
                     "b_now": now,
                     "b_worker_id": worker_id,
                     "b_until": until,
                 }
-                if conn.execute(sql.CLAIM, taken).rowcount:
+                if sql.CLAIM.rowcount(conn, taken):
                     claimed.append(run_from_row(row))
             return claimed
 
@@ -136,7 +136,7 @@ class RunQueue:
         )
 
         def work(conn: Connection) -> int:
-            attempts = conn.execute(sql.START_ATTEMPT, params).scalar()
+            attempts = sql.START_ATTEMPT.scalar(conn, params)
             if busy is not None:
                 busy(conn)
             return int(attempts or 1)
@@ -201,25 +201,9 @@ class RunQueue:
 
     async def position(self, run_id: str) -> int | None:
         """Pending runs created before this pending one (0: it is next); None when it is not pending."""
-        mine = sa.select(runs_t.c.created_at).where(
-            runs_t.c.run_id == run_id, runs_t.c.status == RunStatus.PENDING
-        )
 
         def work(conn: Connection) -> int | None:
-            created = conn.execute(mine).scalar()
-            if created is None:
-                return None
-            ahead = (
-                sa.select(sa.func.count())
-                .select_from(runs_t)
-                .where(
-                    runs_t.c.status == RunStatus.PENDING,
-                    sa.or_(
-                        runs_t.c.created_at < created,
-                        sa.and_(runs_t.c.created_at == created, runs_t.c.run_id < run_id),
-                    ),
-                )
-            )
-            return int(conn.execute(ahead).scalar() or 0)
+            row = sql.QUEUE_POSITION.first(conn, {"b_run_id": run_id})
+            return None if row is None else int(next(iter(row.values())) or 0)
 
         return await self._store.read(work)

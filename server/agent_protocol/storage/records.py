@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,9 +91,9 @@ class RunRecord:
         }
 
 
-def thread_from_row(row: sa.Row[Any]) -> ThreadRecord:
-    """A :class:`ThreadRecord` from an ``ap_threads`` row."""
-    m = row._mapping
+def thread_from_row(row: sa.Row[Any] | Mapping[str, Any]) -> ThreadRecord:
+    """A :class:`ThreadRecord` from an ``ap_threads`` row (a SQLAlchemy row or a column mapping)."""
+    m = row._mapping if isinstance(row, sa.Row) else row
     return ThreadRecord(
         thread_id=m["thread_id"],
         created_at=m["created_at"],
@@ -105,9 +106,9 @@ def thread_from_row(row: sa.Row[Any]) -> ThreadRecord:
     )
 
 
-def run_from_row(row: sa.Row[Any]) -> RunRecord:
-    """A :class:`RunRecord` from an ``ap_runs`` row."""
-    m = row._mapping
+def run_from_row(row: sa.Row[Any] | Mapping[str, Any]) -> RunRecord:
+    """A :class:`RunRecord` from an ``ap_runs`` row (a SQLAlchemy row or a column mapping)."""
+    m = row._mapping if isinstance(row, sa.Row) else row
     return RunRecord(
         run_id=m["run_id"],
         thread_id=m["thread_id"],

@@ -7,6 +7,12 @@ hand-over each way, and a thread that gives the GIL up around every SQLite call 
 again behind a busy event loop (up to the switch interval each time), so under load a write
 took tens of milliseconds and every run's claim, start and end queued behind it.
 
+On the loop the transaction is framed on the driver connection itself (``BEGIN`` / ``COMMIT`` /
+``ROLLBACK`` through ``sqlite3``), not through SQLAlchemy's ``begin`` event and transaction
+objects: that framing cost more Python time than the statements of most transactions, which run
+on the driver's cursor anyway (:mod:`.raw`). Statements still run through SQLAlchemy join the same
+transaction (its own begin is a no-op on SQLite) and its commit or rollback ends it.
+
 What must never happen on the loop is waiting: the loop's connection has no busy timeout, so
 when another connection holds the write lock (another process on the same file, or another
 store of this one) SQLite answers "busy" at once and the same work is run again on the thread,
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -37,7 +44,10 @@ T = TypeVar("T")
 _WRITE = "ap_write"  # execution option: this transaction writes (BEGIN IMMEDIATE)
 
 
-def _engine(url: str, *, busy_s: float, autocheckpoint: bool, pool: type[sa.pool.Pool]) -> Engine:
+def _engine(
+    url: str, *, busy_s: float, autocheckpoint: bool, pool: type[sa.pool.Pool], framed: bool
+) -> Engine:
+    """An engine on the file; ``framed``: SQLAlchemy's ``begin`` emits ``BEGIN`` (else the caller does)."""
     parsed = sa.make_url(url).set(drivername="sqlite")
     engine = sa.create_engine(
         parsed, connect_args={"timeout": busy_s, "check_same_thread": False}, poolclass=pool
@@ -54,6 +64,9 @@ def _engine(url: str, *, busy_s: float, autocheckpoint: bool, pool: type[sa.pool
             cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
+    if not framed:
+        return engine
+
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # A writer takes the write lock up front: "busy" then comes before any work is done, and
@@ -63,8 +76,8 @@ def _engine(url: str, *, busy_s: float, autocheckpoint: bool, pool: type[sa.pool
     return engine
 
 
-def _busy(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
+def _busy(exc: OperationalError | sqlite3.OperationalError) -> bool:
+    text = str(exc.orig if isinstance(exc, OperationalError) else exc).lower()
     return "locked" in text or "busy" in text
 
 
@@ -77,9 +90,23 @@ def _run(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
 
 
 def _run_on(conn: Connection, work: Callable[[Connection], T], write: bool) -> T:
-    conn.execution_options(**{_WRITE: write})  # read by _begin
-    with conn.begin():
-        return work(conn)
+    """One transaction framed on the driver connection (the loop's engine has no ``begin`` hook)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result = work(conn)
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()  # SQLAlchemy's rollback is the driver's: it ends the BEGIN above too
+        else:
+            raw.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    else:
+        raw.commit()
+    return result
 
 
 class SqliteRunner:
@@ -87,8 +114,10 @@ class SqliteRunner:
 
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0, checkpoint_every: int = 1000) -> None:
         # The store's setup() has put the file in WAL mode (persistent) before any work comes.
-        self._there = _engine(url, busy_s=busy_timeout_s, autocheckpoint=True, pool=sa.pool.QueuePool)
-        self._here = _engine(url, busy_s=0, autocheckpoint=False, pool=sa.pool.StaticPool)
+        self._there = _engine(
+            url, busy_s=busy_timeout_s, autocheckpoint=True, pool=sa.pool.QueuePool, framed=True
+        )
+        self._here = _engine(url, busy_s=0, autocheckpoint=False, pool=sa.pool.StaticPool, framed=False)
         # One connection kept open for the loop: work there never awaits, so it is used by one
         # piece of work at a time (and a pool check-out per transaction would cost as much as it).
         self._conn: Connection | None = None
@@ -115,7 +144,7 @@ class SqliteRunner:
             self._conn = self._here.connect()
         try:
             return _run_on(self._conn, work, write)
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:
             self._drop_connection()  # whatever state the failure left it in
             if not _busy(exc):
                 raise

@@ -1,9 +1,10 @@
-"""The SQL of a run's hot path, built once with bind parameters.
+"""The SQL of a run's hot path, built once with bind parameters and run on the driver's cursor.
 
 Why: building a SQLAlchemy Core statement (coercing every clause, then deriving its cache key)
 costs about as much Python time as running it on SQLite; a run executes a dozen of these, some
-in every claim of the queue. Each constant here is built at import and executed with its
-parameters (names start with ``b_``, as SQLAlchemy keeps column names for ``SET`` values).
+in every claim of the queue. Each constant here is built at import, compiled once per dialect and
+executed with its parameters by :class:`~.raw.RawStatement` (names start with ``b_``, as
+SQLAlchemy keeps column names for ``SET`` values; an insert's are its column names).
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.agent_protocol.status import ACTIVE_STATUSES
-from server.agent_protocol.storage.tables import runs_t, threads_t
+from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus
+from server.agent_protocol.storage.raw import RawStatement
+from server.agent_protocol.storage.tables import events_t, runs_t, threads_t
 
 __all__ = [
     "ACTIVE_RUNS",
     "CLAIM",
+    "EVENTS_AFTER",
+    "INSERT_RUN",
+    "INSERT_THREAD",
+    "QUEUE_POSITION",
     "RUN",
     "RUN_OF_THREAD",
     "RUN_STATUS",
@@ -36,12 +42,17 @@ def lease_free(now: Any) -> sa.ColumnElement[bool]:
     return sa.or_(runs_t.c.worker_id.is_(None), runs_t.c.lease_until.is_(None), runs_t.c.lease_until < now)
 
 
+def _is_active(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``column IN ('pending', 'running')`` in the SQL (expanding parameters cannot be compiled once)."""
+    return column.in_([sa.literal_column(f"'{status.value}'") for status in ACTIVE_STATUSES])
+
+
 def _first_of_thread() -> sa.ColumnElement[bool]:
     """No older active run on the same thread (creation order, run id breaking ties)."""
     older = runs_t.alias("older")
     return ~sa.exists().where(
         older.c.thread_id == runs_t.c.thread_id,
-        older.c.status.in_(ACTIVE_STATUSES),
+        _is_active(older.c.status),
         sa.or_(
             older.c.created_at < runs_t.c.created_at,
             sa.and_(older.c.created_at == runs_t.c.created_at, older.c.run_id < runs_t.c.run_id),
@@ -49,12 +60,12 @@ def _first_of_thread() -> sa.ColumnElement[bool]:
     )
 
 
-_ACTIVE = runs_t.c.status.in_(ACTIVE_STATUSES)
+_ACTIVE = _is_active(runs_t.c.status)
 _NOW = sa.bindparam("b_now", type_=sa.Float)
 
 
 @functools.cache
-def claimable(*, one: bool, locked: bool) -> sa.Select[Any]:
+def claimable(*, one: bool, locked: bool) -> RawStatement:
     """Claimable runs, oldest first: ``b_now``, ``b_limit`` (and ``b_run_id`` when ``one``).
 
     Args:
@@ -70,17 +81,17 @@ def claimable(*, one: bool, locked: bool) -> sa.Select[Any]:
         .order_by(runs_t.c.created_at.asc())
         .limit(sa.bindparam("b_limit", type_=sa.Integer))
     )
-    return query.with_for_update(skip_locked=True, of=runs_t) if locked else query
+    return RawStatement(query.with_for_update(skip_locked=True, of=runs_t) if locked else query)
 
 
-CLAIM = (
+CLAIM = RawStatement(
     runs_t.update()
     .where(runs_t.c.run_id == sa.bindparam("b_run_id"), _ACTIVE, lease_free(_NOW))
     .values(worker_id=sa.bindparam("b_worker_id"), lease_until=sa.bindparam("b_until", type_=sa.Float))
 )
 """Take one run if still claimable: ``b_run_id``, ``b_now``, ``b_worker_id``, ``b_until``."""
 
-START_ATTEMPT = (
+START_ATTEMPT = RawStatement(
     runs_t.update()
     .where(runs_t.c.run_id == sa.bindparam("b_run_id"))
     .values(
@@ -93,7 +104,7 @@ START_ATTEMPT = (
 )
 """Mark a run running and count the attempt: ``b_run_id``, ``b_status``, ``b_updated_at``."""
 
-RUN_STATUS = (
+RUN_STATUS = RawStatement(
     runs_t.update()
     .where(runs_t.c.run_id == sa.bindparam("b_run_id"))
     .values(
@@ -105,19 +116,50 @@ RUN_STATUS = (
 )
 """Record a status: ``b_run_id``, ``b_status``, ``b_error``, ``b_updated_at``, ``b_ended_at``."""
 
-THREAD = threads_t.select().where(threads_t.c.thread_id == sa.bindparam("b_thread_id"))
-THREAD_OF_TENANT = THREAD.where(threads_t.c.tenant == sa.bindparam("b_tenant"))
-RUN = runs_t.select().where(runs_t.c.run_id == sa.bindparam("b_run_id"))
-RUN_OF_THREAD = RUN.where(runs_t.c.thread_id == sa.bindparam("b_thread_id"))
-ACTIVE_RUNS = (
+_THREAD = threads_t.select().where(threads_t.c.thread_id == sa.bindparam("b_thread_id"))
+THREAD = RawStatement(_THREAD)
+THREAD_OF_TENANT = RawStatement(_THREAD.where(threads_t.c.tenant == sa.bindparam("b_tenant")))
+_RUN = runs_t.select().where(runs_t.c.run_id == sa.bindparam("b_run_id"))
+RUN = RawStatement(_RUN)
+RUN_OF_THREAD = RawStatement(_RUN.where(runs_t.c.thread_id == sa.bindparam("b_thread_id")))
+ACTIVE_RUNS = RawStatement(
     runs_t.select()
     .where(runs_t.c.thread_id == sa.bindparam("b_thread_id"), _ACTIVE)
     .order_by(runs_t.c.created_at.asc())
 )
+INSERT_THREAD = RawStatement(threads_t.insert())
+"""A new thread: every column of ``ap_threads`` by its name."""
+INSERT_RUN = RawStatement(runs_t.insert())
+"""A new run: every column of ``ap_runs`` by its name."""
+
+_mine = runs_t.alias("mine")
+QUEUE_POSITION = RawStatement(
+    sa.select(
+        sa.select(sa.func.count())
+        .select_from(runs_t)
+        .where(
+            runs_t.c.status == RunStatus.PENDING.value,
+            sa.or_(
+                runs_t.c.created_at < _mine.c.created_at,
+                sa.and_(runs_t.c.created_at == _mine.c.created_at, runs_t.c.run_id < _mine.c.run_id),
+            ),
+        )
+        .scalar_subquery()
+    ).where(_mine.c.run_id == sa.bindparam("b_run_id"), _mine.c.status == RunStatus.PENDING.value)
+)
+"""Pending runs created before the pending run ``b_run_id`` (no row when it is not pending)."""
+
+EVENTS_AFTER = RawStatement(
+    sa.select(events_t.c.seq, events_t.c.event, events_t.c.data)
+    .where(events_t.c.run_id == sa.bindparam("b_run_id"), events_t.c.seq > sa.bindparam("b_after"))
+    .order_by(events_t.c.seq.asc())
+    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+)
+"""A run's stored events after ``b_after``, in order, at most ``b_limit``."""
 
 
 @functools.cache
-def thread_update(columns: frozenset[str], first_values: bool) -> sa.Update:
+def thread_update(columns: frozenset[str], first_values: bool) -> RawStatement:
     """``UPDATE ap_threads`` of ``columns`` (each from ``b_<column>``) where ``b_thread_id``.
 
     With ``first_values``, ``state_values`` becomes ``b_first_values`` only while the thread has none.
@@ -127,4 +169,6 @@ def thread_update(columns: frozenset[str], first_values: bool) -> sa.Update:
         column = threads_t.c.state_values
         empty = sa.or_(column.is_(None), column == "null")
         fields["state_values"] = sa.case((empty, sa.bindparam("b_first_values")), else_=column)
-    return threads_t.update().where(threads_t.c.thread_id == sa.bindparam("b_thread_id")).values(**fields)
+    return RawStatement(
+        threads_t.update().where(threads_t.c.thread_id == sa.bindparam("b_thread_id")).values(**fields)
+    )

@@ -34,6 +34,7 @@ from server.agent_protocol.serde import dumpb
 from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatus
 from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.inserts import new_run, new_thread
+from server.agent_protocol.storage.pool import IDLE_PING_S, ping_when_idle
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
 from server.agent_protocol.storage.sqlite import SqliteRunner
 from server.agent_protocol.storage.tables import MIGRATIONS, crons_t, events_t, runs_t, threads_t
@@ -100,7 +101,7 @@ def thread_update(
     update = sql.thread_update(columns, first)
 
     def work(conn: Connection) -> None:
-        conn.execute(update, params)
+        update.execute(conn, params).close()
 
     return work
 
@@ -116,7 +117,7 @@ def run_status_update(run_id: str, status: RunStatus, error: str | None = None) 
     }
 
     def work(conn: Connection) -> None:
-        conn.execute(sql.RUN_STATUS, params)
+        sql.RUN_STATUS.execute(conn, params).close()
 
     return work
 
@@ -139,6 +140,10 @@ class ProtocolStore:
     def __init__(self, engine: AsyncEngine, sqlite: SqliteRunner | None = None) -> None:
         self._engine = engine
         self._sqlite = sqlite
+        # Reads on Postgres run in autocommit: no BEGIN and no ROLLBACK round trip around them. Each
+        # statement of a READ COMMITTED transaction takes its own snapshot anyway, so a read of
+        # several statements sees what it saw before.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def engine(self) -> AsyncEngine:
@@ -154,7 +159,7 @@ class ProtocolStore:
         """Run ``work(conn)`` on a connection that only reads; returns its result."""
         if self._sqlite is not None:
             return await self._sqlite.read(work)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await conn.run_sync(work)
 
     async def write(self, work: Work[T]) -> T:
@@ -165,8 +170,14 @@ class ProtocolStore:
             return await conn.run_sync(work)
 
     @classmethod
-    def from_url(cls, url: str) -> ProtocolStore:
-        """Create the engines (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; work off the loop)."""
+    def from_url(cls, url: str, *, idle_ping_s: float = IDLE_PING_S) -> ProtocolStore:
+        """Create the engines (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; work off the loop).
+
+        Args:
+            url: Async SQLAlchemy URL (:func:`async_url`).
+            idle_ping_s: Postgres: a pooled connection idle longer than this is pinged before use
+                (see :func:`~.pool.ping_when_idle`).
+        """
         if url.startswith("sqlite"):
             engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_S})
 
@@ -178,7 +189,8 @@ class ProtocolStore:
                 cur.close()
 
             return cls(engine, SqliteRunner(url, busy_timeout_s=_SQLITE_BUSY_S))
-        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=10, max_overflow=20)
+        ping_when_idle(engine, idle_ping_s)
         return cls(engine)
 
     async def setup(self) -> None:
@@ -205,7 +217,7 @@ class ProtocolStore:
         """
         insert, record = new_thread(thread_id, metadata, tenant)
         try:
-            await self.write(lambda conn: conn.execute(insert))
+            await self.write(insert)
         except IntegrityError as exc:
             raise ThreadExistsError(f"thread {thread_id} already exists") from exc
         return record
@@ -327,7 +339,7 @@ class ProtocolStore:
             lease_until=lease_until,
             trace_parent=trace_parent,
         )
-        await self.write(lambda conn: conn.execute(insert))
+        await self.write(insert)
         return record
 
     async def get_run(self, run_id: str, thread_id: str | None = None) -> RunRecord | None:
@@ -370,19 +382,19 @@ class ProtocolStore:
 
 def _get_thread(conn: Connection, thread_id: str, tenant: str | None) -> ThreadRecord | None:
     if tenant is None:
-        row = conn.execute(sql.THREAD, {"b_thread_id": thread_id}).first()
+        row = sql.THREAD.first(conn, {"b_thread_id": thread_id})
     else:
-        row = conn.execute(sql.THREAD_OF_TENANT, {"b_thread_id": thread_id, "b_tenant": tenant}).first()
+        row = sql.THREAD_OF_TENANT.first(conn, {"b_thread_id": thread_id, "b_tenant": tenant})
     return thread_from_row(row) if row else None
 
 
 def _get_run(conn: Connection, run_id: str, thread_id: str | None) -> RunRecord | None:
     if thread_id is None:
-        row = conn.execute(sql.RUN, {"b_run_id": run_id}).first()
+        row = sql.RUN.first(conn, {"b_run_id": run_id})
     else:
-        row = conn.execute(sql.RUN_OF_THREAD, {"b_run_id": run_id, "b_thread_id": thread_id}).first()
+        row = sql.RUN_OF_THREAD.first(conn, {"b_run_id": run_id, "b_thread_id": thread_id})
     return run_from_row(row) if row else None
 
 
 def _active_runs(conn: Connection, thread_id: str) -> list[RunRecord]:
-    return [run_from_row(r) for r in conn.execute(sql.ACTIVE_RUNS, {"b_thread_id": thread_id}).all()]
+    return [run_from_row(r) for r in sql.ACTIVE_RUNS.rows(conn, {"b_thread_id": thread_id})]

@@ -1,0 +1,53 @@
+"""Streamed chat completions handed to LangChain as the server's JSON, not as OpenAI SDK objects.
+
+Why: ``ChatOpenAI`` streams through ``client.chat.completions.create(stream=True)``, whose
+iterator builds a ``ChatCompletionChunk`` model from every chunk's JSON (a recursive, typed
+construction), and LangChain's first step with each chunk is ``chunk.model_dump()``, back to the
+dict it was. Both walks were most of the model client's CPU per token under load
+(``bench/server_load.py``). :class:`DictChunkCompletions` sends the same request (the SDK's own
+request transform, options, authentication, retries and error mapping, through its own
+``_post``) and asks the SDK's stream for plain objects (``cast_to=object``): LangChain then gets
+each chunk's dict as the server sent it, which its chunk converter reads with ``.get`` exactly as
+it reads a dumped model (absent keys and ``None`` read alike). Error events inside the stream
+still raise, as the SDK's stream checks them before casting. Non-streamed calls, and every other
+attribute, are the SDK's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai import AsyncStream
+from openai._base_client import make_request_options
+from openai._utils import async_maybe_transform
+from openai.resources.chat.completions import AsyncCompletions
+from openai.types.chat import completion_create_params
+
+__all__ = ["DictChunkCompletions"]
+
+_OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")
+
+
+class DictChunkCompletions:
+    """``chat.completions`` of an OpenAI client whose streamed chunks are the server's dicts."""
+
+    def __init__(self, completions: AsyncCompletions) -> None:
+        self._completions = completions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completions, name)
+
+    async def create(self, **params: Any) -> Any:
+        """As ``AsyncCompletions.create``; with ``stream=True`` the stream yields dicts."""
+        if params.get("stream") is not True or params.get("response_format") is not None:
+            return await self._completions.create(**params)
+        options = {key: params.pop(key) for key in _OPTIONS if key in params}
+        body = await async_maybe_transform(params, completion_create_params.CompletionCreateParamsStreaming)
+        return await self._completions._post(
+            "/chat/completions",
+            body=body,
+            options=make_request_options(**options, security={"bearer_auth": True}),
+            cast_to=object,
+            stream=True,
+            stream_cls=AsyncStream[object],
+        )

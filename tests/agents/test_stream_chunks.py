@@ -1,0 +1,61 @@
+"""Streamed replies read as the server's JSON give LangChain exactly what the SDK's objects gave it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from agents.models import chat_model
+from agents.stream_chunks import DictChunkCompletions
+from tests.support.scripted_openai import ScriptedOpenAI
+
+REPLY = "The answer is 42. " * 4
+
+
+def _sdk_model(url: str, **kwargs: Any) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=url, api_key=SecretStr("k"), model="m", temperature=0.0, max_retries=0, **kwargs
+    )
+
+
+def _plain(chunks: list[AIMessageChunk]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.model_dump().items() if k != "id"} for c in chunks]  # ids are per run
+
+
+async def _chunks(model: Any, **kwargs: Any) -> list[AIMessageChunk]:
+    return [c async for c in model.astream([HumanMessage("question")], **kwargs)]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("stream_usage", [False, True])
+async def test_same_chunks_as_the_sdk(llm: ScriptedOpenAI, stream_usage: bool) -> None:
+    llm.when("question", REPLY)
+    ours = chat_model(base_url=llm.url, api_key="k", model="m")
+    assert isinstance(ours.async_client, DictChunkCompletions)  # type: ignore[attr-defined]
+    expected = await _chunks(_sdk_model(llm.url), stream_usage=stream_usage)
+    got = await _chunks(ours, stream_usage=stream_usage)
+    assert len(expected) > 3
+    assert _plain(got) == _plain(expected)
+    assert "".join(str(c.content) for c in got) == REPLY
+    if stream_usage:
+        assert got[-1].usage_metadata is not None or any(c.usage_metadata for c in got)
+    sent = llm.requests_matching("question")
+    assert sent[-1] == sent[-2]  # the same request body
+
+
+async def test_not_streamed_is_the_sdks_own(llm: ScriptedOpenAI) -> None:
+    llm.when("question", REPLY)
+    reply = await chat_model(base_url=llm.url, api_key="k", model="m").ainvoke([HumanMessage("question")])
+    assert reply.content == REPLY
+    assert llm.requests_matching("question")[-1].get("stream") in (None, False)
+
+
+async def test_errors_are_the_sdks() -> None:
+    model = _sdk_model("http://127.0.0.1:9/v1")  # discard port: nothing listens
+    model.async_client = DictChunkCompletions(model.async_client)
+    with pytest.raises(openai.APIConnectionError):
+        await _chunks(model)
