@@ -98,12 +98,11 @@ def new_run(
         multitask_strategy=multitask_strategy,
         kwargs=_text(kwargs),
         error=None,
-        cancel_action=None,
-        ended_at=None,
-        result=None,
-        trace_parent=trace_parent,
     )
-    insert = _insert(sql.INSERT_RUN, params)
+    if trace_parent:
+        insert = _insert(sql.INSERT_TRACED_RUN, {**params, "trace_parent": trace_parent})
+    else:
+        insert = _insert(sql.INSERT_RUN, params)
     record = RunRecord(
         run_id=run_id,
         thread_id=thread_id,

@@ -24,6 +24,7 @@ __all__ = [
     "EVENTS_AFTER",
     "INSERT_RUN",
     "INSERT_THREAD",
+    "INSERT_TRACED_RUN",
     "QUEUE_POSITION",
     "RUN",
     "RUN_OF_THREAD",
@@ -127,10 +128,27 @@ ACTIVE_RUNS = RawStatement(
     .where(runs_t.c.thread_id == sa.bindparam("b_thread_id"), _ACTIVE)
     .order_by(runs_t.c.created_at.asc())
 )
-INSERT_THREAD = RawStatement(threads_t.insert())
-"""A new thread: every column of ``ap_threads`` by its name."""
-INSERT_RUN = RawStatement(runs_t.insert())
-"""A new run: every column of ``ap_runs`` by its name."""
+
+
+def _insert(table: sa.Table, columns: tuple[str, ...]) -> RawStatement:
+    """An insert of ``columns`` only (by their names): the others keep their defaults, and a
+    database whose schema predates a later column still takes it (as the Core inserts did)."""
+    return RawStatement(table.insert().values({name: sa.bindparam(name) for name in columns}))
+
+
+_THREAD_COLUMNS = (
+    "thread_id", "tenant", "created_at", "updated_at", "metadata", "status", "state_values", "interrupts"
+)  # fmt: skip
+_RUN_COLUMNS = (
+    "run_id", "tenant", "worker_id", "lease_until", "attempts", "thread_id", "assistant_id",
+    "created_at", "updated_at", "status", "metadata", "multitask_strategy", "kwargs", "error",
+)  # fmt: skip
+INSERT_THREAD = _insert(threads_t, _THREAD_COLUMNS)
+"""A new thread."""
+INSERT_RUN = _insert(runs_t, _RUN_COLUMNS)
+"""A new run without a trace parent (``trace_parent`` is new in schema v5: not named unless set)."""
+INSERT_TRACED_RUN = _insert(runs_t, (*_RUN_COLUMNS, "trace_parent"))
+"""A new run with a trace parent."""
 
 _mine = runs_t.alias("mine")
 QUEUE_POSITION = RawStatement(
