@@ -37,7 +37,7 @@ from sandbox.warm.base import WarmUnusableError
 from sandbox.warm.protocol import encode_run
 from sandbox.warm.stubs import program_argv, stub_argv
 
-__all__ = ["START_CPU_S", "BwrapWarmSandbox", "check_files_fit", "start_limits"]
+__all__ = ["START_CPU_S", "BwrapWarmSandbox", "check_files_fit", "handover_message", "start_limits"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,30 @@ _PYTHON = f"{PYTHON_VENV}/bin/python3"
 def start_limits(limits: Limits, maximums: Limits) -> Limits:
     """The limits a warm sandbox starts with: the run's scratch size, room for any run's start-up."""
     return dataclasses.replace(limits, memory_mb=maximums.memory_mb, pids=maximums.pids)
+
+
+def handover_message(
+    request: RunRequest, libset: LibrarySet, maximums: Limits, *, python: str
+) -> list[bytes]:
+    """What a waiting stub reads on stdin for ``request``, after the checks a cold run makes.
+
+    The environment and CPU seconds go along for Python only (Deno took its own at start).
+
+    Raises:
+        InvalidRunRequestError, LimitsExceededError: as a cold run would raise them.
+    """
+    check_limits(request.limits, maximums)
+    check_files_fit(request)
+    cold_argv = build_argv(request, libset, python=python)
+    env = build_env(request, libset, home=WORK_DIR, tmp=TMP_DIR)
+    check_exec_size(cold_argv, env)
+    is_python = request.language == "python"
+    return encode_run(
+        argv=program_argv(request, cold_argv),
+        env=env if is_python else None,
+        files=request.files,
+        cpu_seconds=request.limits.cpu_seconds if is_python else None,
+    )
 
 
 def check_files_fit(request: RunRequest) -> None:
@@ -161,18 +185,7 @@ class BwrapWarmSandbox(WarmSandboxBase):
         usage: CgroupUsage | None = None
         decoder = ChunkDecoder(sink) if sink is not None else None
         try:
-            check_limits(request.limits, self._maximums)
-            check_files_fit(request)
-            cold_argv = build_argv(request, run.libset, python=_PYTHON)
-            env = build_env(request, run.libset, home=WORK_DIR, tmp=TMP_DIR)
-            check_exec_size(cold_argv, env)
-            python = request.language == "python"
-            message = encode_run(
-                argv=program_argv(request, cold_argv),
-                env=env if python else None,
-                files=request.files,
-                cpu_seconds=request.limits.cpu_seconds if python else None,
-            )
+            message = handover_message(request, run.libset, self._maximums, python=_PYTHON)
             if not process.alive():
                 raise WarmUnusableError("the warm sandbox ended while it waited")
             assert run.cgroup is not None

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 
 from sandbox.base import Limits, RunRequest, RunResult
-from sandbox.commands import TMP_DIR, WORK_DIR, build_argv, build_env, check_exec_size
 from sandbox.errors import SandboxStartError
 from sandbox.host.bwrap_run import BwrapHost, raise_setup_failure
 from sandbox.host.cgroup import Cgroup, CgroupBusyError, CgroupUsage, watch_cpu, write_knob
@@ -38,13 +37,10 @@ from sandbox.host.libset_dirs import LibrarySet
 from sandbox.host.outcome import run_result
 from sandbox.host.process import ProcessOutcome, supervise
 from sandbox.host.spawn import Spawned
-from sandbox.host.warm_bwrap import check_files_fit, start_limits
+from sandbox.host.warm_bwrap import handover_message, start_limits
 from sandbox.host.warm_process import pss_bytes
-from sandbox.resources import check_limits
 from sandbox.streaming import ChunkDecoder, ChunkSink
 from sandbox.warm.base import WarmUnusableError
-from sandbox.warm.protocol import encode_run
-from sandbox.warm.stubs import program_argv
 
 __all__ = ["FORK_PIDS", "ForkWarmSandbox", "ForkedProcess", "landlock_abi"]
 
@@ -244,17 +240,7 @@ class ForkWarmSandbox:
         decoder = ChunkDecoder(sink) if sink is not None else None
         watchdog: asyncio.Task[None] | None = None
         try:
-            check_limits(request.limits, self._maximums)
-            check_files_fit(request)
-            cold_argv = build_argv(request, self._libset, python=self._python)
-            env = build_env(request, self._libset, home=WORK_DIR, tmp=TMP_DIR)
-            check_exec_size(cold_argv, env)
-            message = encode_run(
-                argv=program_argv(request, cold_argv),
-                env=env,
-                files=request.files,
-                cpu_seconds=request.limits.cpu_seconds,
-            )
+            message = handover_message(request, self._libset, self._maximums, python=self._python)
             if not alive:
                 raise WarmUnusableError("the forked warm sandbox ended while it waited")
             try:
