@@ -214,6 +214,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     if settings.metrics_enabled:
         app.include_router(metrics_router)
+    # Agent Protocol (threads, streamed runs; owned by server/agent_protocol) before the REST API:
+    # FastAPI tries routes in order, about 10 us each, and a chat run's three requests land here.
+    from server.agent_protocol.mount import install_agent_protocol
+    from server.ui import install_ui
+
+    install_agent_protocol(app)
     app.include_router(docs.router)
     app.mount(docs.ASSETS_PREFIX, docs.swagger_assets(), name="docs-assets")
     for module in (workspaces, files, versions, runs, apps, export):
@@ -223,12 +229,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dependencies=[Depends(require_api_key)],
             responses=_ERROR_RESPONSES,
         )
-    # Agent Protocol (threads, streamed runs) and the web UI at "/"
-    # (owned by server/agent_protocol and server/ui).
-    from server.agent_protocol.mount import install_agent_protocol
-    from server.ui import install_ui
-
-    install_agent_protocol(app)
     app.mount(APP_PREFIX, _apps_entry, name="apps")
-    install_ui(app)
+    install_ui(app)  # the web UI at "/" (owned by server/ui), last: its paths are the least specific
     return app

@@ -53,7 +53,9 @@ def agent_protocol_router(settings: AgentProtocolSettings | None = None) -> APIR
         yield
 
     router = APIRouter(lifespan=lifespan, dependencies=[Depends(require_api_key)])
-    for module in (meta, assistants, threads, crons, runs, stateless_runs, store):  # crons before runs' paths
+    # Tried in this order (see create_app): a chat run's requests first. No route here takes another's
+    # requests (tests/server/test_routes.py), so the order changes only how soon one is found.
+    for module in (runs, threads, stateless_runs, crons, assistants, store, meta):
         router.include_router(module.router)
     return router
 
