@@ -77,14 +77,14 @@ def _serve_model(conn: Connection) -> None:
 
 
 @contextlib.contextmanager
-def scripted_model() -> Iterator[str]:
-    """Start :func:`_serve_model` in a new process; yields its base URL."""
+def scripted_model() -> Iterator[tuple[str, int | None]]:
+    """Start :func:`_serve_model` in a new process; yields its base URL and pid."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve_model, args=(child,), daemon=True)
     proc.start()
     try:
-        yield str(parent.recv())
+        yield str(parent.recv()), proc.pid
     finally:
         parent.send("stop")
         proc.join(10)
@@ -246,7 +246,7 @@ def _load_from_processes(
 
 
 async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1) -> int:
-    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, scripted_model() as llm_url:
+    with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, scripted_model() as (llm_url, llm_pid):
         env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
         env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
         env.update(extra_env or {})
@@ -259,6 +259,7 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
             async with _http(server.url, server.headers, 1) as http:
                 buckets_before = await first_byte_buckets(http)
             server_cpu = cpu_seconds(server.pid)  # client processes starting up cost the server nothing
+            model_cpu = cpu_seconds(llm_pid) if llm_pid is not None else None
             if clients == 1:
                 loaded, client_cpu, started, ended = await _load(server.url, server.headers, n)
                 wall = ended - started
@@ -267,10 +268,12 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
                     _load_from_processes, server.url, server.headers, shares
                 )
             server_end = cpu_seconds(server.pid)
+            model_end = cpu_seconds(llm_pid) if llm_pid is not None else None
             async with _http(server.url, server.headers, 1) as http:
                 buckets_after = await first_byte_buckets(http)
             if server_cpu is not None and server_end is not None:
                 server_cpu = server_end - server_cpu
+            model_cpu = model_end - model_cpu if model_cpu is not None and model_end is not None else None
             errors = sorted({s.error for s in loaded + baseline if s.error})
     print(summary("baseline (1 run at a time)", baseline))
     print(summary(f"{n} concurrent runs", loaded))
@@ -281,7 +284,8 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
     per_run = f"{server_cpu * 1000 / n:.1f}ms" if server_cpu is not None else "n/a"
     print(
         f"CPU under load: server {per_run} per run, clients ({clients} process(es)) "
-        f"{client_cpu * 1000 / n:.1f}ms per run"
+        f"{client_cpu * 1000 / n:.1f}ms per run, scripted model "
+        + (f"{model_cpu * 1000 / n:.1f}ms per run" if model_cpu is not None else "n/a")
     )
     server_first = "n/a"
     if buckets_before is not None and buckets_after is not None:
