@@ -186,8 +186,11 @@ class ScriptedOpenAI:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
+                self.send_header("Transfer-Encoding", "chunked")  # the connection stays open, as a real endpoint's
                 self.end_headers()
+
+                def write(data: bytes) -> None:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
                 def emit(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
                     chunk = {
@@ -198,7 +201,7 @@ class ScriptedOpenAI:
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                         **extra,
                     }
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    write(f"data: {json.dumps(chunk)}\n\n".encode())
 
                 emit({"role": "assistant", "content": ""})
                 for start in range(0, len(content), 16):
@@ -214,10 +217,10 @@ class ScriptedOpenAI:
                         "choices": [],
                         "usage": usage,
                     }
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
+                    write(f"data: {json.dumps(chunk)}\n\n".encode())
+                write(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
-                self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
