@@ -1,9 +1,10 @@
 """Open the memory store on the server's own database: LangGraph's store, our vectors, the sweeper.
 
 Postgres (``DATABASE_URL``): LangGraph's ``AsyncPostgresStore`` on one psycopg connection, as the
-checkpointer has. SQLite: LangGraph's ``AsyncSqliteStore`` on the file of the server's threads
-and runs (``agent_protocol.db``; WAL, a busy timeout, so the server's other connections and
-processes share it). Both get LangGraph's TTL config and their tables from their own ``setup()``
+checkpointer has. SQLite: LangGraph's ``SqliteStore`` run on the event loop while the file is free
+(:mod:`.inline_sqlite`) on the file of the server's threads and runs (``agent_protocol.db``; WAL,
+a busy timeout on its thread's connection, so the server's other connections and processes share
+it). Both get LangGraph's TTL config and their tables from their own ``setup()``
 (LangGraph's migration lists, under an advisory lock on Postgres so two processes starting at once
 take turns); the vectors table (:mod:`.vectors`) is migrated beside them. A task sweeps expired
 items every ``ttl_sweep_minutes``.
@@ -21,6 +22,7 @@ from langgraph.store.base import BaseStore, TTLConfig
 
 from server.agent_protocol.memory.config import MemoryStoreSettings
 from server.agent_protocol.memory.embeddings import embeddings_from_settings
+from server.agent_protocol.memory.inline_sqlite import open_inline_sqlite_store
 from server.agent_protocol.memory.semantic import SemanticStore
 from server.agent_protocol.memory.vectors import MIGRATIONS
 from server.agent_protocol.storage.store import ProtocolStore
@@ -58,17 +60,8 @@ async def _postgres_store(url: str, ttl: TTLConfig) -> AsyncIterator[BaseStore]:
 
 @contextlib.asynccontextmanager
 async def _sqlite_store(path: Path, ttl: TTLConfig) -> AsyncIterator[BaseStore]:
-    import aiosqlite
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
-
-    conn = await aiosqlite.connect(str(path), timeout=_SQLITE_BUSY_S, isolation_level=None)
-    try:
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        store = AsyncSqliteStore(conn, ttl=ttl)
-        await store.setup()
+    async with open_inline_sqlite_store(path, ttl, busy_timeout_s=_SQLITE_BUSY_S) as store:
         yield store
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -91,3 +91,40 @@ async def test_with_semantic_search_off_a_query_is_refused(tables: ProtocolStore
         assert [i.key for i in await view.asearch(("m",))] == ["k"]
         with pytest.raises(SemanticSearchOffError, match="search without 'query'"):
             await view.asearch(("m",), query="x")
+
+
+async def test_sqlite_store_waits_for_a_busy_file_off_the_event_loop(tmp_path: Path) -> None:
+    """A put while another writer holds the file runs on the store's thread; the loop keeps turning."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from server.agent_protocol.memory.inline_sqlite import InlineSqliteStore, open_inline_sqlite_store
+
+    path = tmp_path / "m.db"
+
+    def hold_write_lock(seconds: float) -> None:  # another process's writer, as SQLite sees it
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    async with open_inline_sqlite_store(path, {"refresh_on_read": True}) as store:
+        assert isinstance(store, InlineSqliteStore)
+        await store.aput(("prefs",), "lang", {"value": "python"})  # free: on the loop
+        assert store.offloaded == 0
+        holder = asyncio.ensure_future(asyncio.to_thread(hold_write_lock, 0.5))
+        await asyncio.sleep(0.1)
+        put = asyncio.ensure_future(store.aput(("prefs",), "lang", {"value": "typescript"}))
+        ticks = 0
+        while not put.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await put
+        await holder
+        assert ticks >= 10, "the event loop stood still while the file was busy"
+        assert store.offloaded == 1
+        found = await store.asearch(("prefs",))  # the loop's connection was left clean: back on the loop
+        assert [(item.key, item.value) for item in found] == [("lang", {"value": "typescript"})]
+        assert store.offloaded == 1
