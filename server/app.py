@@ -29,6 +29,7 @@ from server.apps.store import AppStore
 from server.config import Settings
 from server.deps import require_api_key
 from server.errors import install_error_handlers
+from server.heap import freeze_after_startup
 from server.keys import KeyRing, KeyStore
 from server.metrics import InstrumentedSandbox, watch_admission
 from server.metrics import router as metrics_router
@@ -231,4 +232,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.mount(APP_PREFIX, _apps_entry, name="apps")
     install_ui(app)  # the web UI at "/" (owned by server/ui), last: its paths are the least specific
+    # Outermost, once the routers' lifespans are merged in: the heap is frozen when all are open.
+    app.router.lifespan_context = freeze_after_startup(app.router.lifespan_context)
     return app

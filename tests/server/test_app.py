@@ -98,3 +98,16 @@ def test_chunked_body_over_the_limit_is_413(app_server: LiveServer) -> None:
         assert "content-length" not in response.request.headers
         assert_error(response, 413, "request_too_large")
         assert client.get(f"/v1/workspaces/{ws}/files").json() == []
+
+
+def test_the_startup_heap_is_frozen_while_the_app_serves_and_freed_after(tmp_path: Path) -> None:
+    """Full GC passes skip what startup built (server.heap); shutting the app down hands it back."""
+    import gc
+
+    gc.unfreeze()
+    settings = Settings(workspace=WorkspaceSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'ws.db'}"))
+    with LiveServer(create_app(settings)) as server:
+        assert httpx.get(f"{server.url}/healthz", timeout=30).status_code == 200
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000, frozen  # the imported libraries and the opened services, at least
+    assert gc.get_freeze_count() == 0

@@ -37,6 +37,7 @@ from server.agent_protocol.storage.events import EventLog
 from server.agent_protocol.storage.queue import RunQueue
 from server.agent_protocol.storage.records import RunRecord
 from server.agent_protocol.storage.store import ProtocolStore
+from server.heap import freeze_warm_heap
 from server.metrics import RECOVERED_RUNS, RUN_QUEUE_DEPTH, RUNS
 
 __all__ = ["RunWorker"]
@@ -193,6 +194,7 @@ class RunWorker:
         """A run ended here: free its slot, look at the queue, keep it a while for ``wait``."""
         run_id = run.record.run_id
         self._executing.discard(run_id)
+        freeze_warm_heap()  # the first run built what later runs reuse: out of full GC passes
         self.wake()
         if not self._closing:
             task = asyncio.create_task(self._queue.announce(), name=f"announce-{run_id}")
