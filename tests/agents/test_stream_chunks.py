@@ -59,3 +59,43 @@ async def test_errors_are_the_sdks() -> None:
     model.async_client = DictChunkCompletions(model.async_client)
     with pytest.raises(openai.APIConnectionError):
         await _chunks(model)
+
+
+async def test_the_sdks_transform_leaves_langchains_plain_payloads_as_they_are() -> None:
+    """The streamed request skips the SDK's transform for plain JSON: it must be the identity on it."""
+    from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+    from langchain_core.tools import tool
+    from openai._utils import async_maybe_transform
+    from openai.types.chat import completion_create_params
+
+    from agents.stream_chunks import plain_json
+
+    @tool
+    def run_code(code: str, language: str = "python") -> str:
+        """Run code in the sandbox."""
+        return code
+
+    model = _sdk_model("http://127.0.0.1:9/v1", seed=7, max_tokens=64).bind_tools([run_code])
+    messages = [
+        SystemMessage("You write code."),
+        HumanMessage(
+            [
+                {"type": "text", "text": "what is in this image?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ]
+        ),
+        AIMessage("", tool_calls=[{"name": "run_code", "args": {"code": "print(1)"}, "id": "call_1"}]),
+        ToolMessage("1\n", tool_call_id="call_1"),
+        HumanMessage("and now 2, please"),
+    ]
+    bound: Any = model
+    payload = bound.bound._get_request_payload(
+        messages, stream=True, stream_options={"include_usage": True}, **bound.kwargs
+    )
+    payload["stream"] = True
+    assert plain_json(payload) and len(payload["messages"]) == 5 and payload["tools"]
+    transformed = await async_maybe_transform(
+        payload, completion_create_params.CompletionCreateParamsStreaming
+    )
+    assert transformed == payload
+    assert not plain_json({"messages": [HumanMessage("x")]}) and not plain_json({1: "a"})
