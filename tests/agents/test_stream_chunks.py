@@ -47,11 +47,30 @@ async def test_same_chunks_as_the_sdk(llm: ScriptedOpenAI, stream_usage: bool) -
     assert sent[-1] == sent[-2]  # the same request body
 
 
-async def test_not_streamed_is_the_sdks_own(llm: ScriptedOpenAI) -> None:
+async def test_not_streamed_is_what_the_sdk_gives(llm: ScriptedOpenAI) -> None:
+    """Non-streamed calls (LangChain's ``with_raw_response.create``) send and read what the SDK does."""
     llm.when("question", REPLY)
-    reply = await chat_model(base_url=llm.url, api_key="k", model="m").ainvoke([HumanMessage("question")])
-    assert reply.content == REPLY
-    assert llm.requests_matching("question")[-1].get("stream") in (None, False)
+    ours = chat_model(base_url=llm.url, api_key="k", model="m")
+
+    async def sdk_create(**params: Any) -> Any:
+        raise AssertionError("plain JSON went through the SDK's create (and its transform)")
+
+    ours.async_client._completions.create = sdk_create  # type: ignore[attr-defined]
+    expected = await _sdk_model(llm.url).ainvoke(
+        [HumanMessage("question")], response_format={"type": "json_object"}
+    )
+    got = await ours.ainvoke([HumanMessage("question")], response_format={"type": "json_object"})
+    assert got.content == expected.content == REPLY
+    drop = ("id", "response_metadata")  # ids are per reply, and so is the metadata's (its id)
+    assert {k: v for k, v in got.model_dump().items() if k not in drop} == {
+        k: v for k, v in expected.model_dump().items() if k not in drop
+    }
+    assert {k: v for k, v in got.response_metadata.items() if k != "id"} == {
+        k: v for k, v in expected.response_metadata.items() if k != "id"
+    }
+    sent = llm.requests_matching("question")
+    assert sent[-1] == sent[-2] and sent[-1].get("stream") in (None, False)  # the same request body
+    assert sent[-1]["response_format"] == {"type": "json_object"}
 
 
 async def test_errors_are_the_sdks() -> None:
