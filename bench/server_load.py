@@ -215,7 +215,13 @@ async def _load(
 
 
 def _client_process(url: str, headers: dict[str, str], n: int, barrier: Any, conn: Connection) -> None:
-    """One of ``--clients`` processes: run its share once all are ready, send back the results."""
+    """One of ``--clients`` processes: run its share once all are ready, send back the results.
+
+    At a lower priority (nice 10): the clients stand for users on other machines, so on a small
+    host they take the CPU the server leaves, instead of a share of the server's (with 4 client
+    processes on 2 cores, the server otherwise got about a core's 2/5 while they were all busy).
+    """
+    os.nice(10)
     conn.send(asyncio.run(_load(url, headers, n, barrier)))
 
 
