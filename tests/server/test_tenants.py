@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from server.agent_protocol.config import AgentProtocolSettings
 from server.app import create_app
 from server.cli import app as cli_app
+from server.deps import TenantDep
 from tests.server.conftest import make_settings
 from tests.server.support import LiveServer, assert_error
 
@@ -164,3 +165,20 @@ def test_keys_from_the_cli_act_for_their_tenant(
         assert runner.invoke(cli_app, ["keys", "revoke", "alpha"]).exit_code == 0
         assert_error(c.get(f"/v1/workspaces/{owned.workspace_id}"), 401, "unauthorized")
     assert runner.invoke(cli_app, ["keys", "create", "no spaces!"]).exit_code == 2
+
+
+def test_a_route_without_the_key_guard_still_authenticates_for_its_tenant(tmp_path: Path) -> None:
+    """``TenantDep`` reads the router guard's finding; without a guard it checks the key itself."""
+
+    async def whoami(tenant: TenantDep) -> dict[str, str]:
+        return {"tenant": tenant}
+
+    settings = make_settings(tmp_path, api_keys=[f"alpha:{KEY_A}", f"beta:{KEY_B}"])
+    app = create_app(settings)
+    app.add_api_route("/whoami-unguarded", whoami)
+    app.router.routes.insert(0, app.router.routes.pop())  # before the UI's catch-all paths
+    with LiveServer(app) as server:
+        assert_error(httpx.get(f"{server.url}/whoami-unguarded", timeout=30), 401, "unauthorized")
+        for key, tenant in ((KEY_A, "alpha"), (KEY_B, "beta")):
+            got = httpx.get(f"{server.url}/whoami-unguarded", headers={"X-API-Key": key}, timeout=30)
+            assert got.status_code == 200 and got.json() == {"tenant": tenant}

@@ -186,7 +186,8 @@ class ScriptedOpenAI:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
-                self.send_header("Transfer-Encoding", "chunked")  # the connection stays open, as a real endpoint's
+                # Chunked: the connection stays open after the reply, as a real endpoint's does.
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
 
                 def write(data: bytes) -> None:
