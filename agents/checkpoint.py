@@ -41,6 +41,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agents.settings import GraphSettings
+from workspace.engine import sqlite_busy
 
 __all__ = [
     "InlineSqliteSaver",
@@ -54,11 +55,6 @@ logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _BUSY_TIMEOUT_S = 30.0
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 class InlineSqliteSaver(SqliteSaver):
@@ -86,7 +82,7 @@ class InlineSqliteSaver(SqliteSaver):
         try:
             return getattr(self._here, name)(*args)
         except sqlite3.OperationalError as exc:
-            if not _busy(exc):
+            if not sqlite_busy(exc):
                 raise
         self.offloaded += 1
         return await self._in_thread(getattr(self, name), *args)

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["WRITE_OPTION", "create_engine_for_url", "enable_wal", "libpq_url", "normalise_url"]
+__all__ = ["WRITE_OPTION", "create_engine_for_url", "enable_wal", "libpq_url", "normalise_url", "sqlite_busy"]
 
 WRITE_OPTION = "agentic_write"  # execution option: the transaction will write (SQLite: BEGIN IMMEDIATE)
 _SQLITE_BUSY_SECONDS = 30.0
@@ -59,6 +59,16 @@ def libpq_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
+
+
+def sqlite_busy(exc: BaseException | None) -> bool:
+    """Whether an SQLite error means another connection holds the lock ("locked" / "busy").
+
+    The connections that never wait (busy timeout 0, on the event loop) get this at once; their
+    callers run the same work again on a thread whose connection waits.
+    """
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def enable_wal(cursor: Any) -> None:

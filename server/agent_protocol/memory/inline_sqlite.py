@@ -27,12 +27,9 @@ from typing import Any
 from langgraph.store.base import Op, PutOp, Result, TTLConfig
 from langgraph.store.sqlite import SqliteStore
 
+from workspace.engine import sqlite_busy
+
 __all__ = ["InlineSqliteStore", "open_inline_sqlite_store"]
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 class _LoopSqliteStore(SqliteStore):
@@ -94,7 +91,7 @@ class InlineSqliteStore(SqliteStore):
         try:
             return self._here.batch(ops)
         except sqlite3.OperationalError as exc:
-            if not _busy(exc):
+            if not sqlite_busy(exc):
                 raise
         self.offloaded += 1
         results: list[Result] = await self._in_thread(self.batch, ops)

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from workspace.engine import enable_wal
+from workspace.engine import enable_wal, sqlite_busy
 
 __all__ = ["SqliteRunner"]
 
@@ -77,8 +77,7 @@ def _engine(
 
 
 def _busy(exc: OperationalError | sqlite3.OperationalError) -> bool:
-    text = str(exc.orig if isinstance(exc, OperationalError) else exc).lower()
-    return "locked" in text or "busy" in text
+    return sqlite_busy(exc.orig if isinstance(exc, OperationalError) else exc)
 
 
 def _run(engine: Engine, work: Callable[[Connection], T], write: bool) -> T:
