@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["IDLE_PING_S", "ping_when_idle"]
@@ -14,7 +15,7 @@ IDLE_PING_S = 10.0
 """Default: a connection idle longer than this is pinged before its next use."""
 
 
-def ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+def ping_when_idle(engine: Engine | AsyncEngine, idle_s: float) -> None:
     """Ping a pooled connection before use only when it sat idle longer than ``idle_s``.
 
     Why not ``pool_pre_ping``: it pings on every checkout, a round trip (and a fifth of the
@@ -22,7 +23,7 @@ def ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
     database restarted, a proxy timed it out) does so while idle in the pool, which is what this
     checks; a failed ping makes the pool drop it and take another, as ``pool_pre_ping`` does.
     """
-    sync_engine = engine.sync_engine
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     @sa.event.listens_for(sync_engine, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:

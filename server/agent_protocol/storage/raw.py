@@ -7,7 +7,7 @@ spent running it (about a fifth of the server's CPU under ``bench/server_load.py
 then hands the SQL string and parameters straight to the DBAPI cursor of the ``Connection`` the
 store's transaction runs on: the same transaction (SQLAlchemy's ``BEGIN`` / ``COMMIT`` still
 frame it), the same SQL, only the per-call layers gone. Works on SQLite (``sqlite3``, ``qmark``)
-and on Postgres (psycopg 3 through SQLAlchemy's async adapter inside ``run_sync``, ``pyformat``).
+and on Postgres (psycopg 3, sync, on the runner's threads: :mod:`.postgres`; ``pyformat``).
 Only plain columns (text, integers, floats) come back, so rows need no result processing.
 """
 

@@ -6,7 +6,8 @@ run it as one transaction. Why functions rather than awaiting each statement: on
 awaited statement was a hop to a driver thread and back through the event loop, and writes held
 a lock across all of them, so under load every write waited several loop turns per statement.
 On SQLite the function runs on the event loop while the database is free, else on a thread
-(:mod:`.sqlite` says why and when); on Postgres on the async engine through ``run_sync``. The
+(:mod:`.sqlite` says why and when); on Postgres on a pool thread with the sync driver
+(:mod:`.postgres` says why not the async engine, which is kept for migrations). The
 statements of a run's hot path are built once (:mod:`.statements`). JSON columns are stored as
 text so the schema is the same everywhere. :meth:`ProtocolStore.setup` applies
 ``tables.MIGRATIONS`` with the project's one migration runner
@@ -35,6 +36,7 @@ from server.agent_protocol.status import ACTIVE_STATUSES, RunStatus, ThreadStatu
 from server.agent_protocol.storage import statements as sql
 from server.agent_protocol.storage.inserts import new_run, new_thread
 from server.agent_protocol.storage.pool import IDLE_PING_S, ping_when_idle
+from server.agent_protocol.storage.postgres import PostgresRunner
 from server.agent_protocol.storage.records import RunRecord, ThreadRecord, run_from_row, thread_from_row
 from server.agent_protocol.storage.sqlite import SqliteRunner
 from server.agent_protocol.storage.tables import MIGRATIONS, crons_t, events_t, runs_t, threads_t
@@ -137,13 +139,9 @@ def delete_run_work(run_id: str, thread_id: str) -> Work[bool]:
 class ProtocolStore:
     """Threads and runs over one database. Build with :meth:`from_url`; call :meth:`setup` once."""
 
-    def __init__(self, engine: AsyncEngine, sqlite: SqliteRunner | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, runner: SqliteRunner | PostgresRunner) -> None:
         self._engine = engine
-        self._sqlite = sqlite
-        # Reads on Postgres run in autocommit: no BEGIN and no ROLLBACK round trip around them. Each
-        # statement of a READ COMMITTED transaction takes its own snapshot anyway, so a read of
-        # several statements sees what it saw before.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._runner = runner
 
     @property
     def engine(self) -> AsyncEngine:
@@ -157,21 +155,15 @@ class ProtocolStore:
 
     async def read(self, work: Work[T]) -> T:
         """Run ``work(conn)`` on a connection that only reads; returns its result."""
-        if self._sqlite is not None:
-            return await self._sqlite.read(work)
-        async with self._reader.connect() as conn:
-            return await conn.run_sync(work)
+        return await self._runner.read(work)
 
     async def write(self, work: Work[T]) -> T:
         """Run ``work(conn)`` in one write transaction (committed on return, rolled back if it raises)."""
-        if self._sqlite is not None:
-            return await self._sqlite.write(work)
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(work)
+        return await self._runner.write(work)
 
     @classmethod
     def from_url(cls, url: str, *, idle_ping_s: float = IDLE_PING_S) -> ProtocolStore:
-        """Create the engines (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout; work off the loop).
+        """Create the engines (SQLite: WAL, ``synchronous=NORMAL``, a busy timeout).
 
         Args:
             url: Async SQLAlchemy URL (:func:`async_url`).
@@ -189,9 +181,10 @@ class ProtocolStore:
                 cur.close()
 
             return cls(engine, SqliteRunner(url, busy_timeout_s=_SQLITE_BUSY_S))
-        engine = create_async_engine(url, pool_size=10, max_overflow=20)
+        # The async engine only applies migrations (and tests read through it): a small pool.
+        engine = create_async_engine(url, pool_size=2, max_overflow=4)
         ping_when_idle(engine, idle_ping_s)
-        return cls(engine)
+        return cls(engine, PostgresRunner(url, idle_ping_s=idle_ping_s))
 
     async def setup(self) -> None:
         """Apply the migrations newer than the recorded version (safe from several processes at once)."""
@@ -200,9 +193,8 @@ class ProtocolStore:
         logger.info("agent protocol schema ready (version %d)", version)
 
     async def close(self) -> None:
-        """Stop the SQLite thread and dispose of the connection pools; idempotent."""
-        if self._sqlite is not None:
-            await self._sqlite.close()
+        """Stop the runner's threads and dispose of the connection pools; idempotent."""
+        await self._runner.close()
         await self._engine.dispose()
 
     # threads -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from server.agent_protocol.storage import ProtocolStore, async_url
 from server.agent_protocol.storage.events import EventLog
 from server.agent_protocol.storage.queue import RunQueue
+from server.agent_protocol.storage.sqlite import SqliteRunner
 from server.agent_protocol.streaming.streams import RunEvent
 
 
@@ -262,7 +263,8 @@ async def test_sqlite_work_waits_for_a_busy_database_off_the_event_loop(tmp_path
         await holder
         assert ticks >= 10, "the event loop stood still while the database was busy"
         assert (await store.get_thread("busy")) is not None
-        runner = store._sqlite
-        assert runner is not None and runner.offloaded == 1  # only the busy one went to the thread
+        runner = store._runner
+        assert isinstance(runner, SqliteRunner)
+        assert runner.offloaded == 1  # only the busy one went to the thread
     finally:
         await store.close()
