@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from server.agent_protocol.status import ACTIVE_STATUSES
 from server.agent_protocol.storage import statements as sql
-from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify
+from server.agent_protocol.storage.notify import EVENTS_CHANNEL, notify, notify_each
 from server.agent_protocol.storage.raw import RawStatement
 from server.agent_protocol.storage.records import RunEvent
 from server.agent_protocol.storage.stateless import orphan_runs_delete
@@ -37,6 +37,27 @@ __all__ = ["EventLog"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# An event id already stored (a run taken over from a process that only seemed dead) is skipped,
+# not allowed to fail the whole batch with the other runs' events.
+_SQLITE_INSERT = RawStatement(sqlite.insert(events_t).on_conflict_do_nothing())
+# Postgres: a batch is one statement of four arrays, not one INSERT per event (psycopg's
+# executemany sends each row as its own statement).
+_PG_INSERT = RawStatement(
+    sa.text(
+        "INSERT INTO ap_run_events (run_id, seq, event, data) "
+        "SELECT * FROM unnest(CAST(:run_id AS varchar[]), CAST(:seq AS integer[]), "
+        "CAST(:event AS text[]), CAST(:data AS text[])) ON CONFLICT DO NOTHING"
+    )
+)
+
+
+def _insert_events(conn: Connection, rows: list[dict[str, object]]) -> None:
+    if conn.dialect.name == "postgresql":
+        columns = {name: [r[name] for r in rows] for name in ("run_id", "seq", "event", "data")}
+        _PG_INSERT.execute(conn, columns).close()
+    else:
+        _SQLITE_INSERT.executemany(conn, rows)
 
 
 class EventLog:
@@ -56,10 +77,6 @@ class EventLog:
         self._lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # An event id already stored (a run taken over from a process that only seemed dead) is
-        # skipped, not allowed to fail the whole batch with the other runs' events.
-        dialect = postgresql if store.is_postgres else sqlite
-        self._insert = RawStatement(dialect.insert(events_t).on_conflict_do_nothing())
 
     def on_flushed(self, callback: Callable[[Iterable[str]], None]) -> None:
         """Call ``callback`` with the run ids whose events were just written (the hubs wake their tails)."""
@@ -93,13 +110,11 @@ class EventLog:
             if not rows and then is None:
                 return None
             run_ids = sorted({str(r["run_id"]) for r in rows})
-            insert = self._insert
 
             def work(conn: Connection) -> T | None:
                 if rows:
-                    insert.executemany(conn, rows)
-                    for run_id in run_ids:
-                        notify(conn, EVENTS_CHANNEL, run_id)
+                    _insert_events(conn, rows)
+                    notify_each(conn, EVENTS_CHANNEL, run_ids)
                 return then(conn) if then is not None else None
 
             try:

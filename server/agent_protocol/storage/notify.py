@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from server.agent_protocol.storage.raw import RawStatement
 from workspace.engine import libpq_url
 
-__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "QUEUE_CHANNEL", "PgListener", "notify"]
+__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "QUEUE_CHANNEL", "PgListener", "notify", "notify_each"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,24 @@ CANCEL_CHANNEL = "ap_cancel"  # payload: run id whose owner must cancel it
 EVENTS_CHANNEL = "ap_events"  # payload: run id with new persisted stream events
 
 
+# One statement for any number of payloads: an event flush announces every run it wrote.
+_NOTIFY_EACH = RawStatement(
+    sa.text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+)
+
+
 def notify(conn: Connection, channel: str, payload: str = "") -> None:
     """``NOTIFY`` on Postgres (sent when the transaction commits); nothing on SQLite.
 
     Called inside the work function a transaction of the store runs (a sync connection).
     """
+    notify_each(conn, channel, [payload])
+
+
+def notify_each(conn: Connection, channel: str, payloads: Iterable[str]) -> None:
+    """One ``NOTIFY`` per payload, sent in one statement (Postgres; nothing on SQLite)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_notify(channel, payload)))
+        _NOTIFY_EACH.execute(conn, {"channel": channel, "payloads": list(payloads)}).close()
 
 
 class PgListener:
