@@ -23,7 +23,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -43,6 +44,8 @@ from server.metrics import RECOVERED_RUNS, RUN_QUEUE_DEPTH, RUNS
 __all__ = ["RunWorker"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class RunWorker:
@@ -71,6 +74,8 @@ class RunWorker:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._announcer: asyncio.Task[None] | None = None
+        self._announce_wanted = False
         self._closing = False
 
     def start(self) -> None:
@@ -87,13 +92,28 @@ class RunWorker:
         self._wakeup.set()
 
     def announce(self) -> None:
-        """Tell every process to look at the queue (a run waits that this one cannot take now)."""
-        self._spawn(self._queue.announce())
+        """Tell every process to look at the queue (a run waits here, or a slot freed).
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+        Calls made while an announcement is on its way fold into one more after it: under load
+        every run's end announces, and one ``NOTIFY`` says it for all of them (each is a
+        transaction on Postgres; SQLite processes poll and send nothing).
+        """
+        self._announce_wanted = True
+        if self._announcer is None or self._announcer.done():
+            self._announcer = self._spawn(self._announce_all(), name="run-queue-announcer")
+
+    async def _announce_all(self) -> None:
+        while self._announce_wanted:
+            self._announce_wanted = False
+            await self._queue.announce()
+
+    def _spawn(self, coro: Coroutine[Any, Any, _T], *, name: str) -> asyncio.Task[_T]:
+        """Run ``coro`` in the background (cancelled on close; a failure is logged, not lost)."""
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+        return task
 
     def active(self, run_id: str) -> ActiveRun | None:
         """The run if this process claimed it (executing, or ended within ``finished_run_linger_s``)."""
@@ -197,8 +217,7 @@ class RunWorker:
         freeze_warm_heap()  # the first run built what later runs reuse: out of full GC passes
         self.wake()
         if not self._closing:
-            task = asyncio.create_task(self._queue.announce(), name=f"announce-{run_id}")
-            task.add_done_callback(_log_failure)
+            self.announce()
         asyncio.get_running_loop().call_later(self._settings.finished_run_linger_s, self._forget, run)
 
     def _forget(self, run: ActiveRun) -> None:
@@ -327,7 +346,7 @@ class RunWorker:
         """Cancel without waiting (from the ``finally`` of a response whose client went away)."""
         logger.info("run %s: cancelling (%s)", run_id, reason)
         if not self._cancel_local(run_id, CancelAction.INTERRUPT):
-            self._spawn(self.cancel(run_id, CancelAction.INTERRUPT))
+            self._spawn(self.cancel(run_id, CancelAction.INTERRUPT), name=f"cancel-{run_id}")
 
     def _cancel_local(self, run_id: str, action: CancelAction) -> bool:
         """Cancel a run executing here; False when it does not."""
@@ -375,6 +394,6 @@ class RunWorker:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("%s failed: %s", task.get_name(), task.exception())
