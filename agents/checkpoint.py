@@ -17,6 +17,11 @@ the saver's thread, on a connection that waits; and the loop's connection never 
 WAL (a checkpoint syncs the file), the thread does, every ``checkpoint_every`` puts. Listing,
 deleting, pruning and history reads, which may be long, always run on the thread. Both savers share
 LangGraph's schema, so either opens the other's file.
+
+Postgres: :class:`~agents.postgres_checkpoint.GroupCommitPostgresSaver`, LangGraph's
+``AsyncPostgresSaver`` whose writes in a run with ``async`` durability are queued and committed in
+batches, one statement each; the server commits a run's with :func:`flush_checkpoints` before it
+records the run's outcome.
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from agents.postgres_checkpoint import GroupCommitPostgresSaver
 from agents.settings import GraphSettings
 from workspace.engine import sqlite_busy
 
 __all__ = [
+    "GroupCommitPostgresSaver",
     "InlineSqliteSaver",
+    "flush_checkpoints",
     "open_checkpointer",
     "open_postgres_checkpointer",
     "open_sqlite_checkpointer",
@@ -202,9 +210,14 @@ class InlineSqliteSaver(SqliteSaver):
 
 
 @contextlib.asynccontextmanager
-async def open_postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    """An ``AsyncPostgresSaver`` on one psycopg connection, its tables set up."""
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+async def open_postgres_checkpointer(
+    url: str, *, flush_after_s: float | None = None
+) -> AsyncIterator[GroupCommitPostgresSaver]:
+    """A :class:`GroupCommitPostgresSaver` on one psycopg connection, its tables set up.
+
+    ``flush_after_s`` defaults to the settings' ``checkpoint_flush_ms``. On exit what is still
+    queued is committed before the connection closes.
+    """
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
@@ -214,11 +227,27 @@ async def open_postgres_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSa
         libpq_url(url), autocommit=True, prepare_threshold=0, row_factory=dict_row
     )
     try:
-        saver = AsyncPostgresSaver(conn)
+        if flush_after_s is None:
+            flush_after_s = GraphSettings().checkpoint_flush_ms / 1000
+        saver = GroupCommitPostgresSaver(conn, flush_after_s=flush_after_s)
         await saver.setup()
-        yield saver
+        try:
+            yield saver
+        finally:
+            await saver.aflush()
     finally:
         await conn.close()
+
+
+async def flush_checkpoints(saver: BaseCheckpointSaver[Any] | None, thread_id: str) -> None:
+    """Commit the checkpoints a run of ``thread_id`` queued (a no-op for savers that do not queue).
+
+    Raises:
+        Exception: a checkpoint of the thread could not be stored
+            (see :meth:`GroupCommitPostgresSaver.aflush`).
+    """
+    if isinstance(saver, GroupCommitPostgresSaver):
+        await saver.aflush(thread_id)
 
 
 @contextlib.asynccontextmanager

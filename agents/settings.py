@@ -46,6 +46,13 @@ class GraphSettings(BaseSettings):
         validation_alias=AliasChoices("AGENTIC_DATABASE_URL", "DATABASE_URL", "database_url"),
         description="Postgres URL for checkpoints; SQLite under data_dir when unset.",
     )
+    checkpoint_flush_ms: int = Field(
+        default=20,
+        ge=0,
+        le=60_000,
+        description="Postgres: how long a run's checkpoint may wait to be committed with others "
+        "(async durability; a run's are all committed before it is reported finished).",
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         validation_alias=AliasChoices("AGENTIC_DATA_DIR", "data_dir"),

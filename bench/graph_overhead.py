@@ -35,7 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from langchain_core.messages import BaseMessage, HumanMessage  # noqa: E402
 from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
 
-from agents.checkpoint import open_postgres_checkpointer, open_sqlite_checkpointer  # noqa: E402
+from agents.checkpoint import (  # noqa: E402
+    flush_checkpoints,
+    open_postgres_checkpointer,
+    open_sqlite_checkpointer,
+)
 from agents.context import Context  # noqa: E402
 from agents.graph import build_graph  # noqa: E402
 from tests.support.scripted_openai import RESPOND, ROUTER, Reply, ScriptedOpenAI  # noqa: E402
@@ -87,7 +91,10 @@ async def _measure(
     async def turn(text: str) -> None:
         nonlocal history
         sent = [HumanMessage(text)] if saver is not None else [*history, HumanMessage(text)]
-        out = await graph.ainvoke({"messages": sent}, config, context=ctx)
+        # As the server runs a turn: "async" durability, and the run's checkpoints committed
+        # before it is reported done (flush_checkpoints; a no-op for savers that do not queue).
+        out = await graph.ainvoke({"messages": sent}, config, context=ctx, durability="async")
+        await flush_checkpoints(saver, config["configurable"]["thread_id"])
         history = list(out["messages"])
 
     router.arm(turns + 2)

@@ -14,6 +14,7 @@ sees the stream end and asks for the run always finds it finished with all its e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,6 +26,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 from sqlalchemy.engine import Connection
 
+from agents.checkpoint import flush_checkpoints
 from server import logs
 from server.agent_protocol.config import AgentProtocolSettings
 from server.agent_protocol.graphs import GraphHost, interrupts_by_task
@@ -146,7 +148,10 @@ class RunExecutor:
                 status, error = RunStatus.SUCCESS, None
                 try:
                     await self._drive(run)
+                    await self._commit_checkpoints(run)
                 except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):  # the next owner resumes from the latest
+                        await self._commit_checkpoints(run)
                     raise
                 except Exception as exc:
                     logger.warning("run %s failed: %s: %s", rec.run_id, type(exc).__name__, exc)
@@ -157,6 +162,16 @@ class RunExecutor:
         except asyncio.CancelledError:
             logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or run.handover or "shutdown")
         await self._finish(run, RunStatus.INTERRUPTED, None)
+
+    async def _commit_checkpoints(self, run: ActiveRun) -> None:
+        """Commit the checkpoints the run's graph queued, before its outcome is recorded.
+
+        A run reported finished has them all stored, and one whose checkpoints could not be
+        stored ends in error (this raises), not success.
+        """
+        saver = self._host.graph.checkpointer
+        if isinstance(saver, BaseCheckpointSaver):
+            await flush_checkpoints(saver, run.record.thread_id)
 
     def _config(self, run: ActiveRun) -> RunnableConfig:
         payload = run.payload
@@ -215,8 +230,9 @@ class RunExecutor:
             kwargs["interrupt_before"] = payload.interrupt_before
         if payload.interrupt_after:
             kwargs["interrupt_after"] = payload.interrupt_after
-        if payload.durability:
-            kwargs["durability"] = payload.durability
+        # Stated even when it is LangGraph's default: the checkpointer queues a step's rows only
+        # for a run that says "async" (its other callers wait for their commit).
+        kwargs["durability"] = payload.durability or "async"
         context = self._host.context_for(
             self._host.policy.check(payload.context), self._server_context(run.record.tenant)
         )
