@@ -234,7 +234,7 @@ async def open_postgres_checkpointer(
         try:
             yield saver
         finally:
-            await saver.aflush()
+            await saver.aflush()  # never raises: rows that fail are logged (and kept for their thread)
     finally:
         await conn.close()
 

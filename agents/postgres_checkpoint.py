@@ -146,6 +146,8 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
         self.flush_rows = flush_rows
         self._queued: list[_Put] = []
         self._queued_rows = 0
+        self._queued_total = 0  # calls queued since the start, and how many of them are written or failed
+        self._settled_total = 0
         self._flushing: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failed: dict[str, BaseException] = {}  # thread -> first error its queued rows met
@@ -209,6 +211,7 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
 
     async def _queue(self, put: _Put, config: RunnableConfig) -> None:
         self._queued.append(put)
+        self._queued_total += 1
         self._queued_rows += len(put.blobs) + len(put.writes) + 1
         if config["configurable"].get(_DURABILITY_KEY) != "async":
             await self.aflush(put.thread_id)
@@ -222,11 +225,15 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
     async def aflush(self, thread_id: str | None = None) -> None:
         """Commit everything queued so far; raise the first error met by ``thread_id``'s rows.
 
+        Waits for the rows queued before the call (at most the batch being written and the next
+        one), not for rows other runs keep queuing meanwhile.
+
         Raises:
             Exception: the database error a queued row of ``thread_id`` met since its last flush
                 (that row is not stored; the rows of other calls are).
         """
-        while self._queued or self._flushing is not None:
+        target = self._queued_total
+        while self._settled_total < target:
             if self._flushing is None:
                 self._start_flush()
             flushing = self._flushing
@@ -243,24 +250,25 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
             self._flushing = asyncio.get_running_loop().create_task(self._flush(), name="checkpoints-flush")
 
     async def _flush(self) -> None:
-        """Commit the queue as one statement (batches queued meanwhile follow), per call after a failure."""
+        """Commit the queue as one statement (one call at a time after a failure); the next batch follows."""
+        puts, self._queued, self._queued_rows = self._queued, [], 0
         try:
-            while self._queued:
-                puts, self._queued, self._queued_rows = self._queued, [], 0
-                try:
-                    await self._write(puts)
-                except Exception as exc:
-                    if len(puts) == 1:
-                        self._fail(puts[0], exc)
-                        continue
-                    logger.warning("%d checkpoint writes failed as a batch (%s): one by one", len(puts), exc)
-                    for put in puts:
-                        try:
-                            await self._write([put])
-                        except Exception as one:
-                            self._fail(put, one)
+            await self._write(puts)
+        except Exception as exc:
+            if len(puts) == 1:
+                self._fail(puts[0], exc)
+            else:
+                logger.warning("%d checkpoint writes failed as a batch (%s): one by one", len(puts), exc)
+                for put in puts:
+                    try:
+                        await self._write([put])
+                    except Exception as one:
+                        self._fail(put, one)
         finally:
+            self._settled_total += len(puts)
             self._flushing = None
+            if self._queued:  # queued while this batch was written: they have waited long enough
+                self._start_flush()
 
     def _fail(self, put: _Put, exc: Exception) -> None:
         logger.error("checkpoint rows of thread %s were not stored: %s", put.thread_id, exc)

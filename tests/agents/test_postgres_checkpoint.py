@@ -200,3 +200,24 @@ async def test_a_delete_is_not_undone_by_rows_queued_before_it(
     await saver.adelete_thread(thread_id)
     await saver.aflush()
     assert await _history(reader, thread_id) == []
+
+
+async def test_a_flush_waits_for_rows_queued_before_it_not_after(saver: GroupCommitPostgresSaver) -> None:
+    """Under steady load (rows queued while every batch is written) a run's flush still returns."""
+    write = saver._write
+    others = uuid.uuid4().hex
+
+    async def write_while_others_queue(puts: Any) -> None:
+        if saver.batches < 5:  # another run queues a checkpoint while each batch is written
+            checkpoint = empty_checkpoint()
+            await saver.aput(_config(others, **{ASYNC: "async"}), checkpoint, {"step": 0}, {})
+        await write(puts)
+
+    saver._write = write_while_others_queue  # type: ignore[method-assign]
+    mine = uuid.uuid4().hex
+    await saver.aput(_config(mine, **{ASYNC: "async"}), empty_checkpoint(), {"step": 0}, {})
+    await saver.aflush(mine)
+    assert saver.batches <= 2  # its own batch and at most the one written when it asked
+    for _ in range(6):  # each flush waits for what was queued when it was called: the rest follows
+        await saver.aflush()
+    assert saver.batches == 6
