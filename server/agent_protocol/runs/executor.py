@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -147,11 +148,9 @@ class RunExecutor:
                 self._publish(run, "metadata", {"run_id": rec.run_id, "attempt": attempt})
                 status, error = RunStatus.SUCCESS, None
                 try:
-                    await self._drive(run)
-                    await self._commit_checkpoints(run)
+                    async with self._checkpoints_committed(run):
+                        await self._drive(run)
                 except asyncio.CancelledError:
-                    with contextlib.suppress(Exception):  # the next owner resumes from the latest
-                        await self._commit_checkpoints(run)
                     raise
                 except Exception as exc:
                     logger.warning("run %s failed: %s: %s", rec.run_id, type(exc).__name__, exc)
@@ -163,15 +162,26 @@ class RunExecutor:
             logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or run.handover or "shutdown")
         await self._finish(run, RunStatus.INTERRUPTED, None)
 
-    async def _commit_checkpoints(self, run: ActiveRun) -> None:
-        """Commit the checkpoints the run's graph queued, before its outcome is recorded.
+    @contextlib.asynccontextmanager
+    async def _checkpoints_committed(self, run: ActiveRun) -> AsyncIterator[None]:
+        """Commit the checkpoints the run's graph queued once it ends, before its outcome is recorded.
 
-        A run reported finished has them all stored, and one whose checkpoints could not be
-        stored ends in error (this raises), not success.
+        A run reported finished has them all stored, and one whose checkpoints could not be stored
+        ends in error (this raises), not success. A run that failed or was stopped has its
+        checkpoints committed all the same (one handed over resumes from its latest), and its own
+        error is the one reported.
         """
         saver = self._host.graph.checkpointer
-        if isinstance(saver, BaseCheckpointSaver):
-            await flush_checkpoints(saver, run.record.thread_id)
+        if not isinstance(saver, BaseCheckpointSaver):
+            yield
+            return
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await flush_checkpoints(saver, run.record.thread_id)
+            raise
+        await flush_checkpoints(saver, run.record.thread_id)
 
     def _config(self, run: ActiveRun) -> RunnableConfig:
         payload = run.payload
