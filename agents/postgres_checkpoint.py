@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY  # set in a run's configs
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
     ChannelVersions,
@@ -47,8 +48,6 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 __all__ = ["GroupCommitPostgresSaver"]
 
 logger = logging.getLogger(__name__)
-
-_DURABILITY_KEY = "__pregel_durability"  # langgraph's CONFIG_KEY_DURABILITY, set for a run's configs
 
 # One statement for a whole batch. The rows are folded first (see _Batch) so that no row is
 # written twice by one statement, which ON CONFLICT DO UPDATE refuses.
@@ -151,7 +150,7 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
         self._flushing: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failed: dict[str, BaseException] = {}  # thread -> first error its queued rows met
-        self.batches = 0  # statements written (for tests and benches)
+        self.batches = 0  # statements written (tests read it)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -213,7 +212,7 @@ class GroupCommitPostgresSaver(AsyncPostgresSaver):
         self._queued.append(put)
         self._queued_total += 1
         self._queued_rows += len(put.blobs) + len(put.writes) + 1
-        if config["configurable"].get(_DURABILITY_KEY) != "async":
+        if config["configurable"].get(CONFIG_KEY_DURABILITY) != "async":
             await self.aflush(put.thread_id)
         elif self._queued_rows >= self.flush_rows:
             self._start_flush()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
@@ -25,7 +26,7 @@ from agents.checkpoint import flush_checkpoints, open_postgres_checkpointer
 from agents.postgres_checkpoint import GroupCommitPostgresSaver
 from workspace.engine import libpq_url
 
-ASYNC = "__pregel_durability"  # LangGraph's key for a run's durability in its configs
+ASYNC = CONFIG_KEY_DURABILITY  # LangGraph's key for a run's durability in its configs
 
 
 class State(TypedDict):
