@@ -36,6 +36,7 @@ from server.metrics import router as metrics_router
 from server.middleware import BodySizeLimitMiddleware, RequestClockMiddleware
 from server.routes import apps, docs, export, files, health, runs, versions, workspaces
 from server.schemas import ErrorPublic
+from server.stackdump import install_stack_dumps
 from server.tracing import install_tracing
 from tools.services import no_process_services
 from workspace.base import VersionStore
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_stack_dumps()  # SIGUSR1: threads, SIGUSR2: asyncio tasks, to stderr
         async with AsyncExitStack() as stack:
             stack.enter_context(install_tracing(settings.tracing))  # off (nothing) without an endpoint
             # Runs get the server's tenant-scoped objects; a process-wide (unscoped) store is refused.

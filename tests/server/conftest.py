@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,8 +12,22 @@ import pytest
 from server.agent_protocol.config import AgentProtocolSettings
 from server.app import create_app
 from server.config import Settings
+from tests.server.agent_protocol.support import ServerProcess
 from tests.server.support import API_KEY, MAX_FILE_BYTES, MAX_REQUEST_BYTES, LiveServer
 from workspace.config import WorkspaceSettings
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test against a server process reports that server's log and stacks too."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, ServerProcess):
+                report.sections.append((f"server {value.url}: log and stacks", value.diagnose()))
+    return report
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

@@ -41,13 +41,6 @@ def sample_server(
     }
     if request.param == "postgres":
         env["AGENTIC_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"))
-    import os  # DEV-ONLY
-
-    if os.environ.get("DEV_AP_URL"):
-        srv = ServerProcess(tmp_path_factory.mktemp("ap-sample"), env, api_key=None)
-        srv.url = os.environ["DEV_AP_URL"]
-        yield srv
-        return
     with ServerProcess(tmp_path_factory.mktemp("ap-sample"), env) as server:
         yield server
 

@@ -7,6 +7,7 @@ sizes) is exactly what a user would set, and so a client disconnect is a real so
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +123,18 @@ class ServerProcess:
     def log(self) -> str:
         """The server's output so far (for failure messages)."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def diagnose(self, lines: int = 400) -> str:
+        """The end of the server's log after it dumped its threads and asyncio tasks (a test failed).
+
+        Why: a run stuck in a server process shows nothing in the test's own traceback; the
+        server's stacks (``server/stackdump.py``) say what it waits on.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                self._proc.send_signal(sig)
+                time.sleep(0.5)  # written by the server asynchronously
+        return "\n".join(self.log().splitlines()[-lines:])
 
     @property
     def headers(self) -> dict[str, str]:
