@@ -6,6 +6,7 @@ sizes) is exactly what a user would set, and so a client disconnect is a real so
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,12 +18,21 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from langgraph_sdk.client import LangGraphClient
 
-__all__ = ["API_KEY", "OTHER_KEY", "ServerProcess", "free_port", "fresh_database"]
+__all__ = ["API_KEY", "OTHER_KEY", "ServerProcess", "free_port", "fresh_database", "until_running"]
 
 API_KEY = "ap-test-" + uuid.uuid4().hex
 OTHER_KEY = "ap-other-" + uuid.uuid4().hex  # tenant "other" of servers that list it
 ROOT = Path(__file__).resolve().parents[3]
+
+
+async def until_running(sdk: LangGraphClient, thread_id: str, run_id: str, within_s: float = 30.0) -> None:
+    """Return once the run is executing (a run created in the background starts a moment later)."""
+    deadline = time.monotonic() + within_s
+    while (await sdk.runs.get(thread_id, run_id))["status"] != "running":
+        assert time.monotonic() < deadline, f"run {run_id} did not start within {within_s:.0f} s"
+        await asyncio.sleep(0.05)
 
 
 def fresh_database(postgres_url: str, prefix: str = "ap_") -> str:

@@ -22,7 +22,7 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import RunCreateMetadata, StreamPart
 
 from tests.server.agent_protocol.conftest import SAMPLE_GRAPH
-from tests.server.agent_protocol.support import ServerProcess
+from tests.server.agent_protocol.support import ServerProcess, until_running
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,7 @@ async def _occupy_the_slot(sdk: LangGraphClient) -> tuple[str, str]:
     """Start a background run that takes ~20 s; return (thread id, run id) once it runs."""
     thread = await sdk.threads.create()
     run = await sdk.runs.create(thread["thread_id"], "agent", input={"ticks": 200, "delay": 0.1})
-    deadline = time.monotonic() + 30
-    while (await sdk.runs.get(thread["thread_id"], run["run_id"]))["status"] != "running":
-        assert time.monotonic() < deadline, "the slow run never started"
-        await asyncio.sleep(0.05)
+    await until_running(sdk, thread["thread_id"], run["run_id"])
     return thread["thread_id"], run["run_id"]
 
 

@@ -8,14 +8,13 @@ would ask: a run waiting in its graph shows up as its task driving the graph, an
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 from langgraph_sdk import get_client
 
 from tests.server.agent_protocol.conftest import SAMPLE_GRAPH
-from tests.server.agent_protocol.support import ServerProcess
+from tests.server.agent_protocol.support import ServerProcess, until_running
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +28,7 @@ async def test_a_running_server_dumps_its_threads_and_tasks(server: ServerProces
     try:
         thread = await sdk.threads.create()
         run = await sdk.runs.create(thread["thread_id"], "agent", input={"ticks": 100, "delay": 0.1})
-        deadline = time.monotonic() + 30
-        while (await sdk.runs.get(thread["thread_id"], run["run_id"]))["status"] != "running":
-            assert time.monotonic() < deadline, "the run never started"
-            await asyncio.sleep(0.05)
+        await until_running(sdk, thread["thread_id"], run["run_id"])
 
         before = len(server.log())
         dumped = await asyncio.to_thread(server.diagnose, 10_000)
