@@ -77,11 +77,30 @@ class ActiveRun:
     error: str | None = None  # why it failed
     result: Any = None
     started: float | None = None  # monotonic time execution began
+    entered: bool = False  # its task began (a task cancelled before that never runs its body)
+    finishing: bool = False  # recording its outcome: never interrupted
 
     @property
     def stopping(self) -> bool:
         """Cancelled or handed over: it must not start, and stops at its next await."""
         return self.cancel_action is not None or self.handover is not None
+
+    def stop(self, *, cancel: CancelAction | None = None, handover: Handover | None = None) -> None:
+        """Ask the run to stop: a user's cancel, or this process letting go of it (first of each wins).
+
+        Its task is cancelled only on the first request and only while it executes. A task
+        cancelled before its first step never runs its body: nothing would record the run's end,
+        close its stream or free its slot (the server then executed nothing more). One cancelled
+        while it records its outcome would leave the outcome half-written. In both cases the task
+        sees :attr:`stopping` itself (before it starts, or not at all once it is ending).
+        """
+        was_stopping = self.stopping
+        if cancel is not None and self.cancel_action is None:
+            self.cancel_action = cancel
+        if handover is not None:
+            self.handover = handover
+        if not was_stopping and self.task is not None and self.entered and not self.finishing:
+            self.task.cancel()
 
 
 def _graph_modes(requested: list[str]) -> list[str]:
@@ -138,6 +157,7 @@ class RunExecutor:
 
     async def _execute(self, run: ActiveRun) -> None:
         rec = run.record
+        run.entered = True  # from here a cancel reaches this task (see ActiveRun.stop)
         try:
             if not run.stopping:
                 run.stream = await self._hubs.for_execution(rec.run_id, run.resuming)
@@ -161,6 +181,11 @@ class RunExecutor:
         except asyncio.CancelledError:
             logger.info("run %s cancelled (%s)", rec.run_id, run.cancel_action or run.handover or "shutdown")
         await self._finish(run, RunStatus.INTERRUPTED, None)
+
+    def abandon(self, run: ActiveRun) -> None:
+        """End a run whose task never began: close its stream and release its waiters (nothing recorded)."""
+        self._hubs.finished(run.record.run_id)
+        run.done.set()
 
     @contextlib.asynccontextmanager
     async def _checkpoints_committed(self, run: ActiveRun) -> AsyncIterator[None]:
@@ -270,6 +295,7 @@ class RunExecutor:
     async def _finish(self, run: ActiveRun, status: RunStatus, error: str | None) -> None:
         """Record the outcome (events, run, then thread) and only then close the stream."""
         rec = run.record
+        run.finishing = True  # a cancel from now on is not raised here (see ActiveRun.stop)
         run.status, run.error = status, error
         ended_here = run.handover is None
         if ended_here:

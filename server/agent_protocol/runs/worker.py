@@ -202,7 +202,20 @@ class RunWorker:
         self._runs[record.run_id] = run
         self._executing.add(record.run_id)
         run.task = asyncio.create_task(self._execute(run), name=f"run-{record.run_id}")
+        run.task.add_done_callback(lambda _task: self._never_ran(run))
         return run
+
+    def _never_ran(self, run: ActiveRun) -> None:
+        """A run's task ended without running its body (cancelled before its first step): free its slot.
+
+        :meth:`ActiveRun.stop` keeps this from happening; this is the net under it, so such a bug
+        costs one run (its lease runs out and the queue recovers it) and not every run after it.
+        """
+        if run.entered or run.done.is_set():
+            return
+        logger.error("run %s: its task ended before it began; freeing its slot", run.record.run_id)
+        self._executor.abandon(run)
+        self._finished(run)
 
     async def _execute(self, run: ActiveRun) -> None:
         try:
@@ -276,8 +289,7 @@ class RunWorker:
         if run is None or run.done.is_set() or run.task is None:
             return  # ended meanwhile
         logger.warning("run %s: lease lost to another process; stopping this copy", run_id)
-        run.handover = Handover.LOST
-        run.task.cancel()
+        run.stop(handover=Handover.LOST)
 
     async def _cancel_loop(self) -> None:
         while True:
@@ -353,9 +365,7 @@ class RunWorker:
         run = self._runs.get(run_id)
         if run is None or run.done.is_set() or run.task is None:
             return False
-        if run.cancel_action is None:
-            run.cancel_action = action
-        run.task.cancel()
+        run.stop(cancel=action)
         return True
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -376,10 +386,9 @@ class RunWorker:
         for run in self._runs.values():
             if run.task is None or run.task.done():
                 continue
-            if not run.stopping:
-                run.handover = Handover.HANDOFF
+            if not run.stopping and not run.finishing:
+                run.stop(handover=Handover.HANDOFF)
                 handed.append(run.record.run_id)
-            run.task.cancel()
             tasks.append(run.task)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)

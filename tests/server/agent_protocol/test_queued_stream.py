@@ -28,7 +28,14 @@ from tests.server.agent_protocol.support import ServerProcess, until_running
 @pytest.fixture(scope="module")
 def one_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The sample graph on a server that executes one run at a time."""
-    env = {"AGENTIC_GRAPH_REF": SAMPLE_GRAPH, "AGENTIC_MAX_CONCURRENT_RUNS": "1"}
+    env = {
+        "AGENTIC_GRAPH_REF": SAMPLE_GRAPH,
+        "AGENTIC_MAX_CONCURRENT_RUNS": "1",
+        # The worker looks for cancel requests of its runs often: a cancel that races a run's
+        # start (test_cancels_racing_the_start_of_queued_runs) is then the common case, not a rare one.
+        "AGENTIC_CANCEL_POLL_S": "0.001",
+        "AGENTIC_RATE_LIMIT_PER_MINUTE": "0",
+    }
     with ServerProcess(tmp_path_factory.mktemp("ap-one-slot"), env) as server:
         yield server
 
@@ -42,10 +49,10 @@ async def sdk(one_slot_server: ServerProcess) -> AsyncIterator[LangGraphClient]:
         await c.aclose()
 
 
-async def _occupy_the_slot(sdk: LangGraphClient) -> tuple[str, str]:
-    """Start a background run that takes ~20 s; return (thread id, run id) once it runs."""
+async def _occupy_the_slot(sdk: LangGraphClient, ticks: int = 200, delay: float = 0.1) -> tuple[str, str]:
+    """Start a background run (~20 s by default); return (thread id, run id) once it runs."""
     thread = await sdk.threads.create()
-    run = await sdk.runs.create(thread["thread_id"], "agent", input={"ticks": 200, "delay": 0.1})
+    run = await sdk.runs.create(thread["thread_id"], "agent", input={"ticks": ticks, "delay": delay})
     await until_running(sdk, thread["thread_id"], run["run_id"])
     return thread["thread_id"], run["run_id"]
 
@@ -147,3 +154,35 @@ async def test_a_queued_stateless_stream_says_its_place_then_runs_and_drops_its_
     assert [p.data["tick"] for p in rest if p.event == "custom"] == [0]
     threads = await sdk.threads.search(ids=[thread_id])
     assert threads == []  # on_completion="delete": the run's own thread went when it ended
+
+
+async def test_cancels_racing_the_start_of_queued_runs(sdk: LangGraphClient) -> None:
+    """A queued run cancelled while it waits ends, and the slot serves the next runs, round after round.
+
+    The cancel claims the run just to end it; the worker's own look for cancel requests then finds
+    it too, at the moment its task is created. A task cancelled before its first step never ran its
+    body: the stream never ended and the run's slot stayed taken, so the server executed nothing
+    more (what this file's first test once hit in CI).
+    """
+    for round_ in range(20):
+        busy_thread, busy_run = await _occupy_the_slot(sdk, ticks=40, delay=0.05)
+        created: list[RunCreateMetadata] = []
+        streams: list[AsyncIterator[StreamPart]] = []
+        threads: list[str] = []
+        for _ in range(2):
+            thread_id = (await sdk.threads.create())["thread_id"]
+            stream = sdk.runs.stream(
+                thread_id, "agent", input={"ticks": 1}, stream_mode="custom", on_run_created=created.append
+            ).__aiter__()
+            assert (await stream.__anext__()).data["status"] == "pending"
+            streams.append(stream)
+            threads.append(thread_id)
+        await sdk.runs.cancel(threads[0], created[0]["run_id"])
+        try:
+            await asyncio.wait_for(_rest(streams[0]), 10)
+        except TimeoutError:
+            pytest.fail(f"round {round_}: the cancelled queued run's stream did not end")
+        assert (await sdk.runs.get(threads[0], created[0]["run_id"]))["status"] == "interrupted"
+        await sdk.runs.cancel(busy_thread, busy_run, wait=True)
+        rest = await asyncio.wait_for(_rest(streams[1]), 20)  # the slot is free: the other one runs
+        assert [p.data["tick"] for p in rest if p.event == "custom"] == [0], f"round {round_}"
