@@ -86,7 +86,7 @@ class ActiveRun:
         return self.cancel_action is not None or self.handover is not None
 
     def stop(self, *, cancel: CancelAction | None = None, handover: Handover | None = None) -> None:
-        """Ask the run to stop: a user's cancel, or this process letting go of it (first of each wins).
+        """Ask the run to stop: a user's cancel (the first one wins), or this process letting go of it.
 
         Its task is cancelled only on the first request and only while it executes. A task
         cancelled before its first step never runs its body: nothing would record the run's end,
