@@ -211,7 +211,7 @@ class RunWorker:
         :meth:`ActiveRun.stop` keeps this from happening; this is the net under it, so such a bug
         costs one run (its lease runs out and the queue recovers it) and not every run after it.
         """
-        if run.entered or run.done.is_set():
+        if run.entered:  # it ran: its own `finally` recorded the end and freed the slot
             return
         logger.error("run %s: its task ended before it began; freeing its slot", run.record.run_id)
         self._executor.abandon(run)
