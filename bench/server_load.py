@@ -15,7 +15,11 @@ and from the stream request alone: its first byte) and to completion for both, t
 (a failure: an exception, an ``error`` event, or a run whose status is not ``success``), and last
 the figures on one line. ``--clients K`` spreads the runs over K client processes started at
 once (one Python process streaming hundreds of runs is itself slow to read them, and its delays
-count as the server's). The server's own time to the first byte of each stream (from the request
+count as the server's). Each run is one user with an HTTP client of its own (a connection pool
+per user, as users on their own machines have); ``--shared-client`` puts all of a process's runs
+on one client instead (httpx scans its whole pool on every request, so one pool of hundreds of
+connections costs the client processes, on the same cores as the server, about twice the CPU
+per run). The server's own time to the first byte of each stream (from the request
 reaching the app to its first body byte: ``agentic_stream_first_byte_seconds`` on ``/metrics``,
 interpolated within its buckets as Prometheus' ``histogram_quantile`` does) is printed beside the
 client's, which also counts the time before the server read the request and the client processes'
@@ -32,6 +36,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import ssl
 import sys
 import tempfile
 import time
@@ -188,33 +193,54 @@ def summary(label: str, samples: list[Sample]) -> str:
     )
 
 
-def _http(url: str, headers: dict[str, str], n: int) -> httpx.AsyncClient:
+def _http(url: str, headers: dict[str, str], n: int, tls: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     # Idle connections expire on the client before the server's 5 s keep-alive closes them: a
-    # request sent on a connection the server is closing fails (ReadError / disconnected).
+    # request sent on a connection the server is closing fails (ReadError / disconnected). ``tls``:
+    # one context for all of a process's clients; httpx otherwise loads the CA bundle for each
+    # client it makes (~10 ms; the server is plain HTTP on loopback, so it is never used).
     limits = httpx.Limits(max_connections=n + 20, max_keepalive_connections=n + 20, keepalive_expiry=2.0)
     timeout = httpx.Timeout(connect=30, read=300, write=60, pool=120)
-    return httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout)
+    return httpx.AsyncClient(
+        base_url=url,
+        headers=headers,
+        limits=limits,
+        timeout=timeout,
+        verify=tls if tls is not None else True,
+    )
+
+
+async def one_user(url: str, headers: dict[str, str], tls: ssl.SSLContext) -> Sample:
+    """:func:`one_run` from a client of its own, opened and closed with the run (one user)."""
+    async with _http(url, headers, 1, tls) as http:
+        return await one_run(LangGraphClient(http))
 
 
 async def _load(
-    url: str, headers: dict[str, str], n: int, barrier: Any = None
+    url: str, headers: dict[str, str], n: int, barrier: Any = None, shared: bool = False
 ) -> tuple[list[Sample], float, float, float]:
     """``n`` concurrent runs from this process: samples, CPU time, start and end (epoch seconds).
 
-    With ``barrier`` (one of several client processes), a first request warms the process up
-    (imports, a connection), then all wait for each other before the load starts.
+    Each run on a client of its own, or with ``shared`` all on one. With ``barrier`` (one of
+    several client processes), a first request warms the process up (imports, a connection), then
+    all wait for each other before the load starts.
     """
     async with _http(url, headers, n) as http:
         client = LangGraphClient(http)
         if barrier is not None:
             await client.assistants.search(limit=1)
             await asyncio.to_thread(barrier.wait)
+        tls = ssl.create_default_context()
         cpu, started = time.process_time(), time.time()
-        samples = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
+        if shared:
+            samples = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
+        else:
+            samples = list(await asyncio.gather(*(one_user(url, headers, tls) for _ in range(n))))
         return samples, time.process_time() - cpu, started, time.time()
 
 
-def _client_process(url: str, headers: dict[str, str], n: int, barrier: Any, conn: Connection) -> None:
+def _client_process(
+    url: str, headers: dict[str, str], n: int, barrier: Any, shared: bool, conn: Connection
+) -> None:
     """One of ``--clients`` processes: run its share once all are ready, send back the results.
 
     At a lower priority (nice 10): the clients stand for users on other machines, so on a small
@@ -222,11 +248,11 @@ def _client_process(url: str, headers: dict[str, str], n: int, barrier: Any, con
     processes on 2 cores, the server otherwise got about a core's 2/5 while they were all busy).
     """
     os.nice(10)
-    conn.send(asyncio.run(_load(url, headers, n, barrier)))
+    conn.send(asyncio.run(_load(url, headers, n, barrier, shared)))
 
 
 def _load_from_processes(
-    url: str, headers: dict[str, str], shares: list[int]
+    url: str, headers: dict[str, str], shares: list[int], shared: bool
 ) -> tuple[list[Sample], float, float]:
     """The runs spread over client processes: samples, their CPU time, and the wall time of the load."""
     ctx = multiprocessing.get_context("spawn")
@@ -234,7 +260,9 @@ def _load_from_processes(
     pipes, procs = [], []
     for share in shares:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_client_process, args=(url, headers, share, barrier, child), daemon=True)
+        proc = ctx.Process(
+            target=_client_process, args=(url, headers, share, barrier, shared, child), daemon=True
+        )
         proc.start()
         pipes.append(parent)
         procs.append(proc)
@@ -251,7 +279,9 @@ def _load_from_processes(
     return samples, cpu, max(ends) - min(starts)
 
 
-async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1) -> int:
+async def main(
+    n: int, extra_env: dict[str, str] | None = None, clients: int = 1, shared: bool = False
+) -> int:
     with tempfile.TemporaryDirectory(prefix="agentic-load-") as tmp, scripted_model() as (llm_url, llm_pid):
         env = {"OPENAI_BASE_URL": llm_url, "OPENAI_API_KEY": "scripted", "AGENTIC_MODEL": "scripted"}
         env["AGENTIC_RATE_LIMIT_PER_MINUTE"] = "0"  # ~600 requests in seconds: measure serving, not the limit
@@ -267,11 +297,11 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
             server_cpu = cpu_seconds(server.pid)  # client processes starting up cost the server nothing
             model_cpu = cpu_seconds(llm_pid) if llm_pid is not None else None
             if clients == 1:
-                loaded, client_cpu, started, ended = await _load(server.url, server.headers, n)
+                loaded, client_cpu, started, ended = await _load(server.url, server.headers, n, shared=shared)
                 wall = ended - started
             else:
                 loaded, client_cpu, wall = await asyncio.to_thread(
-                    _load_from_processes, server.url, server.headers, shares
+                    _load_from_processes, server.url, server.headers, shares, shared
                 )
             server_end = cpu_seconds(server.pid)
             model_end = cpu_seconds(llm_pid) if llm_pid is not None else None
@@ -301,7 +331,7 @@ async def main(n: int, extra_env: dict[str, str] | None = None, clients: int = 1
     base_done = percentile([s.done for s in baseline if s.error is None], 50) or float("nan")
     stream_first = [s.stream_first for s in ok]
     print(
-        f"N={n} clients={clients} wall={wall:.2f}s "
+        f"N={n} clients={clients}{' shared' if shared else ''} wall={wall:.2f}s "
         f"first_event_p50={percentile([s.first_event for s in ok], 50) * 1000:.1f}ms "
         f"first_event_p99={percentile([s.first_event for s in ok], 99) * 1000:.1f}ms "
         f"stream_first_byte_p50={percentile(stream_first, 50) * 1000:.1f}ms "
@@ -332,6 +362,11 @@ if __name__ == "__main__":
         help="client processes sharing the runs (default 1); one Python process streaming hundreds "
         "of runs is itself slow to read them, and its delays count as the server's",
     )
+    parser.add_argument(
+        "--shared-client",
+        action="store_true",
+        help="all runs of a client process on one HTTP client (one pool) instead of one client per run",
+    )
     args = parser.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
-    raise SystemExit(asyncio.run(main(args.runs, env, max(1, args.clients))))
+    raise SystemExit(asyncio.run(main(args.runs, env, max(1, args.clients), args.shared_client)))
