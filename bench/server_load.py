@@ -209,32 +209,28 @@ def _http(url: str, headers: dict[str, str], n: int, tls: ssl.SSLContext | None 
     )
 
 
-async def one_user(url: str, headers: dict[str, str], tls: ssl.SSLContext) -> Sample:
-    """:func:`one_run` from a client of its own, opened and closed with the run (one user)."""
-    async with _http(url, headers, 1, tls) as http:
-        return await one_run(LangGraphClient(http))
-
-
 async def _load(
     url: str, headers: dict[str, str], n: int, barrier: Any = None, shared: bool = False
 ) -> tuple[list[Sample], float, float, float]:
     """``n`` concurrent runs from this process: samples, CPU time, start and end (epoch seconds).
 
-    Each run on a client of its own, or with ``shared`` all on one. With ``barrier`` (one of
-    several client processes), a first request warms the process up (imports, a connection), then
-    all wait for each other before the load starts.
+    Each run on a client of its own (a user's: made before the load starts, as users' clients are
+    made on their own machines; its connection is opened by its first request), or with ``shared``
+    all on one. With ``barrier`` (one of several client processes), a first request warms the
+    process up (imports, a connection), then all wait for each other before the load starts.
     """
-    async with _http(url, headers, n) as http:
-        client = LangGraphClient(http)
+    async with contextlib.AsyncExitStack() as stack:
+        client = LangGraphClient(await stack.enter_async_context(_http(url, headers, n)))
+        tls = ssl.create_default_context()
+        users = [
+            LangGraphClient(await stack.enter_async_context(_http(url, headers, 1, tls)))
+            for _ in range(0 if shared else n)
+        ]
         if barrier is not None:
             await client.assistants.search(limit=1)
             await asyncio.to_thread(barrier.wait)
-        tls = ssl.create_default_context()
         cpu, started = time.process_time(), time.time()
-        if shared:
-            samples = list(await asyncio.gather(*(one_run(client) for _ in range(n))))
-        else:
-            samples = list(await asyncio.gather(*(one_user(url, headers, tls) for _ in range(n))))
+        samples = list(await asyncio.gather(*(one_run(user) for user in users or [client] * n)))
         return samples, time.process_time() - cpu, started, time.time()
 
 
